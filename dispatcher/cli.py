@@ -1,0 +1,175 @@
+"""`dispatch`: read the command line, run, and turn every outcome into an exit code.
+
+Reserved options are recognised anywhere on the line, by their exact spelling only (no
+abbreviation matching, so `-h`, `-hb` and `-hk` never swallow each other). Everything
+after TASK_FILE TASK_CLASS that is not reserved goes to the backbone and the task.
+
+Exit codes: 0 every item succeeded; 1 some item failed; 2 usage or configuration error;
+130 / 143 interrupted by SIGINT / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from dispatcher.errors import UsageError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# (spellings, metavar or None for a flag, help)
+RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
+    (("--backbone",), "NAME", "execution engine: auto (default), serial, mp, torch, or a plugin's"),
+    (("--cfg",), "FILE", "YAML with task:, backbone: and mixin: sections (lowest priority)"),
+    (("--mixin-cfg",), "FILE", "YAML filling the task's placeholders (over --cfg's mixin:)"),
+    (("--mixin",), "K=V ...", "fill placeholders: dotted keys, YAML values (highest priority)"),
+    (("--shard",), "I/N|auto", "run shard I of N; auto reads SLURM array or torchrun variables"),
+    (("--shard-mode",), "hash|index", "how --shard splits: hash of each item's key (default) or sorted index"),
+    (("--plan",), None, "print items found, in this shard, done, to run; run nothing"),
+    (("--force",), None, "reprocess items whose outputs already exist"),
+    (("--log-dir",), "DIR", "where run records and failures go (default: ./dispatch-logs)"),
+    (("--grace",), "SECONDS", "on SIGINT/SIGTERM, how long in-flight items may finish (default 10)"),
+    (("--print-config",), None, "print the resolved configuration as YAML and exit"),
+    (("--debug",), None, "show tracebacks for configuration errors"),
+    (("-h", "--help"), None, "show the task's help: its options and placeholders"),
+    (("-hb", "--help-backbone"), None, "show the chosen backbone's options"),
+    (("-hk", "--help-dispatcher"), None, "show this help"),
+]
+_HELP_KIND = {"-h": "task", "--help": "task", "-hb": "backbone", "--help-backbone": "backbone",
+              "-hk": "dispatcher", "--help-dispatcher": "dispatcher"}
+_WITH_VALUE = {s[0]: s[0] for s, meta, _ in RESERVED if meta is not None and s[0] != "--mixin"}
+_FLAGS = {s[0] for s, meta, _ in RESERVED if meta is None} - set(_HELP_KIND)
+
+
+@dataclass
+class Invocation:
+    """The command line, split into reserved settings, the task's place, and the rest."""
+
+    task_file: str | None = None
+    task_class: str | None = None
+    backbone: str = "auto"
+    cfg: str | None = None
+    mixin_cfg: str | None = None
+    mixin: list[str] = field(default_factory=list)
+    shard: str | None = None
+    shard_mode: str = "hash"
+    plan: bool = False
+    force: bool = False
+    log_dir: str = "dispatch-logs"
+    grace: float = 10.0
+    print_config: bool = False
+    debug: bool = False
+    help: str | None = None
+    rest: list[str] = field(default_factory=list)
+    argv: list[str] = field(default_factory=list)
+
+
+def parse_command_line(argv: list[str]) -> Invocation:
+    inv = Invocation(argv=list(argv))
+    errors: list[str] = []
+    positionals: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        name, eq, inline = token.partition("=") if token.startswith("--") else (token, "", "")
+        if token in _HELP_KIND:
+            inv.help = inv.help or _HELP_KIND[token]
+            i += 1
+        elif name in _WITH_VALUE:
+            if eq:
+                value, i = inline, i + 1
+            elif i + 1 < len(argv):
+                value, i = argv[i + 1], i + 2
+            else:
+                errors.append(f"{name} expects a value")
+                break
+            setattr(inv, name.lstrip("-").replace("-", "_"), value)
+        elif token in _FLAGS:
+            setattr(inv, token.lstrip("-").replace("-", "_"), True)
+            i += 1
+        elif name == "--mixin":
+            items = [inline] if eq else []
+            i += 1
+            # Values run until the next option; before the task's place, only K=V tokens count.
+            while i < len(argv) and not argv[i].startswith("-") and (
+                "=" in argv[i] or len(positionals) >= 2
+            ):
+                items.append(argv[i])
+                i += 1
+            if not items:
+                errors.append("--mixin expects at least one KEY=VALUE")
+            inv.mixin.extend(items)
+        elif len(positionals) < 2 and not token.startswith("-"):
+            positionals.append(token)
+            i += 1
+        elif len(positionals) < 2:
+            errors.append(f"option {token} comes before TASK_FILE TASK_CLASS; task and backbone options go after them")
+            i += 1
+        else:
+            inv.rest.append(token)
+            i += 1
+    if positionals:
+        inv.task_file = positionals[0]
+    if len(positionals) > 1:
+        inv.task_class = positionals[1]
+    try:
+        inv.grace = float(inv.grace)
+        if inv.grace < 0:
+            raise ValueError
+    except ValueError:
+        errors.append(f"--grace expects a number of seconds, got '{inv.grace}'")
+    if inv.shard_mode not in ("hash", "index"):
+        errors.append(f"--shard-mode expects hash or index, got '{inv.shard_mode}'")
+    if errors and inv.help != "dispatcher":
+        raise UsageError(*errors)
+    return inv
+
+
+USAGE = (
+    "usage: dispatch [--backbone NAME] [--cfg FILE] [--mixin-cfg FILE] [--mixin K=V ...] "
+    "[--shard I/N|auto] [--plan] [--force] [--print-config] [--debug] [-h] [-hb] [-hk] "
+    "TASK_FILE TASK_CLASS [task and backbone options...]"
+)
+
+
+def dispatcher_help() -> str:
+    lines = [USAGE, "", "Run a task over every item of a dataset, in shards, skipping what is done.", "",
+             "positional arguments:",
+             "  TASK_FILE               Python file defining the task",
+             "  TASK_CLASS              the task class in it", "", "reserved options:"]
+    for spellings, meta, text in RESERVED:
+        left = ", ".join(spellings) + (f" {meta}" if meta else "")
+        lines.append(f"  {left:<30} {text}" if len(left) < 30 else f"  {left}\n  {'':<30} {text}")
+    lines += ["", "exit codes: 0 all items succeeded, 1 some failed, 2 usage or configuration error,",
+              "            130 / 143 interrupted by SIGINT / SIGTERM"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns (and exits with) the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
+    try:
+        inv = parse_command_line(argv)
+        if inv.help == "dispatcher":
+            print(dispatcher_help())
+            return EXIT_OK
+        from dispatcher import runner
+
+        code = runner.run(inv)
+    except UsageError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        for message in exc.messages:
+            print(f"dispatch: error: {message}", file=sys.stderr)
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        code = 130
+    sys.stdout.flush()
+    return code
+
+
+def entry() -> None:
+    sys.exit(main())

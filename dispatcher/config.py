@@ -1,0 +1,193 @@
+"""Layered configuration: `--cfg` < `--mixin-cfg` < `--mixin k=v`, merged with OmegaConf.
+
+`--cfg` has three sections: `task:` and `backbone:` become command-line options (their
+values act as option defaults, so the command line still wins), `mixin:` is the lowest
+layer of the mixin. `${...}` interpolation is resolved across the whole document, with
+`${cfg_dir}` (and `${mixin_cfg_dir}`) naming the directory of the config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from dispatcher.errors import ErrorList, UsageError, did_you_mean
+
+CFG_SECTIONS = ("task", "backbone", "mixin")
+
+
+@dataclass
+class LayeredConfig:
+    """The merged, interpolated configuration, before it meets the task's declaration."""
+
+    task: dict[str, Any] = field(default_factory=dict)
+    backbone: dict[str, Any] = field(default_factory=dict)
+    mixin: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_yaml(path: str, what: str, errors: ErrorList) -> dict[str, Any]:
+    if not os.path.isfile(path):
+        errors.add(f"{what} file not found: {path}")
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else path
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        errors.add(f"malformed YAML in {what} {where}: {problem}")
+        return {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        errors.add(f"{what} {path} must hold a mapping at its top level, not {type(data).__name__}")
+        return {}
+    return data
+
+
+def _parse_mixin_items(items: list[str], errors: ErrorList) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    good = []
+    for item in items:
+        if "=" not in item:
+            errors.add(f"--mixin item '{item}' has no '=' (expected KEY=VALUE)")
+        elif not item.split("=", 1)[0].strip():
+            errors.add(f"--mixin item '{item}' has an empty key")
+        else:
+            good.append(item)
+    merged: dict[str, Any] = {}
+    for item in good:
+        try:
+            conf = OmegaConf.from_dotlist([item])
+        except Exception as exc:
+            errors.add(f"--mixin item '{item}' cannot be parsed: {str(exc).splitlines()[0]}")
+            continue
+        merged = OmegaConf.to_container(OmegaConf.merge(merged, conf), resolve=False)  # type: ignore[assignment]
+    return merged
+
+
+def load_layers(cfg_path: str | None, mixin_cfg_path: str | None, mixin_items: list[str]) -> LayeredConfig:
+    """Read and merge the three layers; every problem is raised together as a UsageError."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    errors = ErrorList()
+    cfg: dict[str, Any] = {}
+    if cfg_path:
+        cfg = _read_yaml(cfg_path, "--cfg", errors)
+        for key in cfg:
+            if key not in CFG_SECTIONS:
+                errors.add(
+                    f"--cfg {cfg_path}: unknown section '{key}'{did_you_mean(str(key), CFG_SECTIONS)}"
+                    " (sections are task, backbone, mixin)"
+                )
+        for key in CFG_SECTIONS:
+            if cfg.get(key) is not None and not isinstance(cfg[key], dict):
+                errors.add(f"--cfg {cfg_path}: section '{key}' must be a mapping")
+    mixin_file = _read_yaml(mixin_cfg_path, "--mixin-cfg", errors) if mixin_cfg_path else {}
+    dotlist = _parse_mixin_items(mixin_items, errors)
+    errors.raise_if_any()
+
+    def section(name: str) -> dict[str, Any]:
+        value = cfg.get(name)
+        return value if isinstance(value, dict) else {}
+
+    try:
+        mixin = OmegaConf.merge(
+            OmegaConf.create(section("mixin")), OmegaConf.create(mixin_file), OmegaConf.create(dotlist)
+        )
+        document = OmegaConf.create(
+            {
+                "cfg_dir": os.path.dirname(os.path.abspath(cfg_path)) if cfg_path else os.getcwd(),
+                "mixin_cfg_dir": os.path.dirname(os.path.abspath(mixin_cfg_path))
+                if mixin_cfg_path
+                else os.getcwd(),
+                "task": section("task"),
+                "backbone": section("backbone"),
+                "mixin": mixin,
+            }
+        )
+        resolved = OmegaConf.to_container(document, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise UsageError(f"configuration error: {str(exc).splitlines()[0]}") from None
+    assert isinstance(resolved, dict)
+    return LayeredConfig(task=resolved["task"], backbone=resolved["backbone"], mixin=resolved["mixin"])
+
+
+def _option_key(text: str) -> str:
+    return text.lstrip("-").replace("-", "_")
+
+
+def apply_option_defaults(
+    parser: argparse.ArgumentParser,
+    actions: list[argparse.Action],
+    values: dict[str, Any],
+    section: str,
+    errors: ErrorList,
+) -> None:
+    """Make a `--cfg` section's values the defaults of the matching `actions` of `parser`.
+
+    Keys match an option's dest or any of its option strings (`batch_size`, `batch-size`,
+    `--batch-size`). Flags take booleans, list options take lists; the command line still
+    overrides. Unknown keys are errors with a suggestion.
+    """
+    by_key: dict[str, argparse.Action] = {}
+    for action in actions:
+        if isinstance(action, argparse._HelpAction) or action.dest == argparse.SUPPRESS:
+            continue
+        by_key[_option_key(action.dest)] = action
+        for opt in action.option_strings:
+            by_key.setdefault(_option_key(opt), action)
+    for key, value in values.items():
+        action = by_key.get(_option_key(str(key)))
+        if action is None:
+            known = sorted({a.dest for a in by_key.values()})
+            hint = did_you_mean(_option_key(str(key)), known)
+            errors.add(f"--cfg {section}.{key}: no such {section} option{hint}")
+            continue
+        try:
+            value = _convert_for_action(action, value)
+        except ValueError as exc:
+            errors.add(f"--cfg {section}.{key}: {exc}")
+            continue
+        action.required = False
+        parser.set_defaults(**{action.dest: value})
+
+
+def _convert_for_action(action: argparse.Action, value: Any) -> Any:
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {value!r}")
+        return value
+    many = action.nargs in ("*", "+") or isinstance(action.nargs, int) or isinstance(
+        action, argparse._AppendAction
+    )
+    if many:
+        if not isinstance(value, list):
+            value = [value]
+        converted = [_convert_one(action, v) for v in value]
+        if isinstance(action.nargs, int) and len(converted) != action.nargs:
+            raise ValueError(f"expected {action.nargs} values, got {len(converted)}")
+        return converted
+    if isinstance(value, (list, dict)) and action.type is None:
+        return value
+    return _convert_one(action, value)
+
+
+def _convert_one(action: argparse.Action, value: Any) -> Any:
+    if action.type is not None and isinstance(value, str):
+        try:
+            value = action.type(value)
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
+            raise ValueError(f"invalid value {value!r}: {exc}") from None
+    elif action.type in (int, float) and not isinstance(value, (int, float)):
+        raise ValueError(f"expected {action.type.__name__}, got {value!r}")
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"{value!r} is not one of {list(action.choices)!r}")
+    return value

@@ -1,0 +1,47 @@
+"""Errors that end a run before any item starts (exit code 2).
+
+Configuration problems are collected and reported together, one line each, so a user
+fixes them in one round instead of discovering them one run at a time.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UsageError(Exception):
+    """A problem with the command line, the task file or the configuration: exit code 2.
+
+    Holds one or more one-line messages.
+    """
+
+    def __init__(self, *messages: str) -> None:
+        self.messages = [m for m in messages if m]
+        super().__init__("\n".join(self.messages))
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """A ' (did you mean X?)' suffix naming the closest candidate, or ''."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class ErrorList:
+    """Collects configuration errors so they are raised together."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.messages.append(message)
+
+    def extend(self, other: ErrorList | UsageError) -> None:
+        self.messages.extend(other.messages)
+
+    def raise_if_any(self) -> None:
+        if self.messages:
+            raise UsageError(*self.messages)
+
+    def __bool__(self) -> bool:
+        return bool(self.messages)

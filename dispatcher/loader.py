@@ -1,0 +1,96 @@
+"""Import a task class from a file, under a module name unique to that file's path.
+
+Two task files both called `task.py` never collide in `sys.modules`, and the same file
+gets the same name in every process, so tasks and items pickle across any start method.
+Sibling modules of the task file are importable; the dispatcher's own packages are
+imported first, so a sibling cannot shadow them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import os
+import re
+import sys
+import types
+
+from dispatcher.errors import UsageError
+
+
+def module_name_for(path: str) -> str:
+    import xxhash
+
+    real = os.path.realpath(path)
+    stem = re.sub(r"\W", "_", os.path.splitext(os.path.basename(real))[0])
+    return f"_dispatch_task_{stem}_{xxhash.xxh64_hexdigest(real.encode())[:12]}"
+
+
+def load_module(path: str) -> types.ModuleType:
+    """Import the task file; every failure becomes a one-line UsageError."""
+    if not os.path.exists(path):
+        raise UsageError(f"task file not found: {path}")
+    if os.path.isdir(path):
+        raise UsageError(
+            f"task file {path} is a directory; operator packages are not supported by this version"
+        )
+    if not path.endswith(".py"):
+        raise UsageError(f"task file {path} is not a Python file (.py)")
+    name = module_name_for(path)
+    if name in sys.modules:
+        return sys.modules[name]
+    import backbones  # noqa: F401  (registered before the task's folder joins sys.path)
+    import dispatcher  # noqa: F401
+    import templates  # noqa: F401
+
+    folder = os.path.dirname(os.path.realpath(path))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[name]
+        raise UsageError(f"syntax error in {exc.filename or path}:{exc.lineno}: {exc.msg}") from exc
+    except ModuleNotFoundError as exc:
+        del sys.modules[name]
+        raise UsageError(
+            f"task file {path} imports module '{exc.name}', which is not installed or not found"
+        ) from exc
+    except Exception as exc:
+        del sys.modules[name]
+        raise UsageError(f"task file {path} failed to import: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _task_classes(module: types.ModuleType) -> list[str]:
+    from dispatcher.task import Task
+
+    return sorted(
+        n
+        for n, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, Task) and obj.__module__ == module.__name__
+    )
+
+
+def load_task_class(path: str, class_name: str) -> type:
+    """The task class `class_name` defined in `path`."""
+    from dispatcher.task import Task
+
+    module = load_module(path)
+    obj = getattr(module, class_name, None)
+    if obj is None:
+        found = _task_classes(module)
+        listing = ", ".join(found) if found else "none"
+        raise UsageError(f"no class '{class_name}' in {path} (task classes there: {listing})")
+    if not (inspect.isclass(obj) and issubclass(obj, Task)):
+        raise UsageError(
+            f"'{class_name}' in {path} is not a task class: subclass dispatcher.Task or "
+            "dispatcher.TorchTask, or decorate it with a template"
+        )
+    if obj.__dict__.get("__dispatch_source__") is None:
+        obj.__dispatch_source__ = (os.path.realpath(path), class_name)
+    return obj

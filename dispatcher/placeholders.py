@@ -1,0 +1,319 @@
+"""Placeholders: the holes in a task's declaration that configuration fills.
+
+A declaration is any tree of dicts, lists, dataclasses and plain objects. Leaves may be
+`MIXIN_PLACEHOLDER` (untyped, required) or `Placeholder(type, default, choices, help)`.
+`fill()` walks the declaration and the merged configuration side by side and returns a
+filled copy, collecting every problem (unfilled, unknown key, wrong type, bad choice) so
+they are reported together before any work starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import pathlib
+import typing
+from collections.abc import Iterator
+from typing import Any
+
+from dispatcher.errors import ErrorList, did_you_mean
+
+
+class _Missing:
+    """Marks the absence of a value (distinct from None, which is a value)."""
+
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class Placeholder:
+    """A declared field to be filled by configuration, optionally typed, with a default.
+
+    `type` may be a class (int, float, bool, str, list, dict, pathlib.Path), a generic such
+    as `list[str]`, or any callable converting a value. Without a default it is required.
+    """
+
+    def __init__(
+        self,
+        type: Any = None,
+        default: Any = MISSING,
+        choices: list[Any] | tuple[Any, ...] | None = None,
+        help: str = "",
+    ) -> None:
+        self.type = type
+        self.default = default
+        self.choices = list(choices) if choices is not None else None
+        self.help = help
+
+    @property
+    def required(self) -> bool:
+        return self.default is MISSING
+
+    def type_name(self) -> str:
+        return _type_name(self.type)
+
+    def __repr__(self) -> str:
+        parts = [self.type_name()]
+        if not self.required:
+            parts.append(f"default={self.default!r}")
+        if self.choices is not None:
+            parts.append(f"choices={self.choices!r}")
+        return f"Placeholder({', '.join(parts)})"
+
+
+MIXIN_PLACEHOLDER = Placeholder()
+"""An untyped, required placeholder: the configuration must provide this value."""
+
+
+class Mixin(dict):
+    """A filled declaration dict whose keys are also readable as attributes."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Mixin, (dict(self),))
+
+
+def _type_name(tp: Any) -> str:
+    if tp is None:
+        return "any"
+    if typing.get_origin(tp) is not None:
+        return str(tp).replace("typing.", "")
+    return getattr(tp, "__name__", repr(tp))
+
+
+def _is_record(node: Any) -> bool:
+    """A dataclass instance or a plain object whose attributes are declared fields."""
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return True
+    return (
+        hasattr(node, "__dict__")
+        and not isinstance(node, (type, Placeholder, pathlib.PurePath))
+        and not callable(node)
+        and type(node).__module__ != "builtins"
+    )
+
+
+def _record_fields(node: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(node):
+        return {f.name: getattr(node, f.name) for f in dataclasses.fields(node)}
+    return {k: v for k, v in vars(node).items() if not k.startswith("_")}
+
+
+def _children(node: Any) -> dict[str, Any] | None:
+    if isinstance(node, dict):
+        return {str(k): v for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return {str(i): v for i, v in enumerate(node)}
+    if _is_record(node):
+        return _record_fields(node)
+    return None
+
+
+def iter_leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (dotted path, leaf) of a declaration; placeholders are leaves."""
+    children = None if isinstance(node, Placeholder) else _children(node)
+    if not children:
+        if prefix:
+            yield prefix, node
+        return
+    for key, child in children.items():
+        yield from iter_leaves(child, f"{prefix}.{key}" if prefix else key)
+
+
+def iter_placeholders(node: Any) -> Iterator[tuple[str, Placeholder]]:
+    for path, leaf in iter_leaves(node):
+        if isinstance(leaf, Placeholder):
+            yield path, leaf
+
+
+def _flat_paths(value: Any, prefix: str) -> list[str]:
+    if isinstance(value, dict) and value:
+        out: list[str] = []
+        for k, v in value.items():
+            out.extend(_flat_paths(v, f"{prefix}.{k}"))
+        return out
+    return [prefix]
+
+
+_TRUE = {"true", "yes", "on", "1", "y"}
+_FALSE = {"false", "no", "off", "0", "n"}
+
+
+def coerce(value: Any, tp: Any) -> Any:
+    """Convert a configured value to a declared type; raises ValueError with a reason."""
+    if tp is None or value is None:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        items = [coerce(v, args[0]) for v in value] if args and args[0] is not Ellipsis else list(value)
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a mapping, got {value!r}")
+        key_tp, val_tp = (typing.get_args(tp) + (None, None))[:2]
+        return {coerce(k, key_tp): coerce(v, val_tp) for k, v in value.items()}
+    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+        reasons = []
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg)
+            except ValueError as exc:
+                reasons.append(str(exc))
+        raise ValueError("; ".join(reasons))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError(f"expected a boolean, got {value!r}")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ValueError(f"expected an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got {value!r}")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ValueError(f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float, pathlib.PurePath)) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(f"expected a string, got {value!r}")
+    if tp in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            return tp(value)
+        raise ValueError(f"expected a list, got {value!r}")
+    if tp is dict:
+        if isinstance(value, dict):
+            return dict(value)
+        raise ValueError(f"expected a mapping, got {value!r}")
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    try:
+        return tp(value)
+    except Exception as exc:  # a user-supplied converter: any failure is a type error
+        raise ValueError(f"cannot convert {value!r} to {_type_name(tp)}: {exc}") from None
+
+
+def _check(value: Any, ph: Placeholder, path: str, errors: ErrorList) -> Any:
+    try:
+        value = coerce(value, ph.type)
+    except ValueError as exc:
+        errors.add(f"mixin '{path}': {exc}")
+        return MISSING
+    if ph.choices is not None and value not in ph.choices:
+        errors.add(f"mixin '{path}': {value!r} is not one of {ph.choices!r}")
+        return MISSING
+    return value
+
+
+def _fill_leaf(node: Any, override: Any, path: str, errors: ErrorList) -> Any:
+    if isinstance(node, Placeholder):
+        if override is not MISSING:
+            return _check(override, node, path, errors)
+        if node.required:
+            hint = f": {node.help}" if node.help else ""
+            errors.add(f"unfilled placeholder '{path}'{hint} (set it with --mixin {path}=...)")
+            return MISSING
+        return node.default
+    if override is MISSING:
+        return node
+    if isinstance(node, (bool, int, float, str)) and not isinstance(override, (dict, list)):
+        return _check(override, Placeholder(type(node)), path, errors)
+    return override
+
+
+def _fill(node: Any, override: Any, path: str, errors: ErrorList, all_paths: list[str]) -> Any:
+    children = None if isinstance(node, Placeholder) else _children(node)
+    if children is None or (not children and override is not MISSING):
+        # A leaf, or an empty container declared open: the configured value is taken as is.
+        return _fill_leaf(node, override, path, errors)
+    if override is not MISSING and not isinstance(override, dict):
+        if isinstance(node, (list, tuple)) and isinstance(override, (list, tuple)):
+            return type(node)(override) if isinstance(node, tuple) else list(override)
+        if override is None:
+            return None
+        errors.add(f"mixin '{path}': expected a mapping of its fields, got {override!r}")
+        return node
+    given = dict(override) if override is not MISSING else {}
+    given = {str(k): v for k, v in given.items()}
+    for key in given:
+        if key not in children:
+            for bad in _flat_paths(given[key], f"{path}.{key}" if path else key):
+                errors.add(f"unknown mixin key '{bad}'{did_you_mean(bad, all_paths)}")
+    filled = {
+        key: _fill(child, given.get(key, MISSING), f"{path}.{key}" if path else key, errors, all_paths)
+        for key, child in children.items()
+    }
+    if isinstance(node, dict):
+        return Mixin({orig: filled[str(orig)] for orig in node})
+    if isinstance(node, (list, tuple)):
+        values = [filled[str(i)] for i in range(len(node))]
+        return tuple(values) if isinstance(node, tuple) else values
+    clone = copy.copy(node)
+    for key, value in filled.items():
+        object.__setattr__(clone, key, value)
+    return clone
+
+
+def fill(declaration: Any, overrides: dict[str, Any] | None, errors: ErrorList) -> Any:
+    """Return `declaration` with every placeholder replaced by its configured value.
+
+    Problems are added to `errors`; the caller raises them together.
+    """
+    all_paths = [p for p, _ in iter_leaves(declaration)]
+    all_paths += sorted({p.rsplit(".", 1)[0] for p in all_paths if "." in p})
+    return _fill(declaration, overrides if overrides else MISSING, "", errors, all_paths) if (
+        declaration is not None
+    ) else Mixin()
+
+
+def describe(declaration: Any) -> list[tuple[str, str, str, str]]:
+    """(path, type, default, help) rows for every placeholder, for `-h`."""
+    rows = []
+    for path, ph in iter_placeholders(declaration):
+        default = "required" if ph.required else f"default {ph.default!r}"
+        help_text = ph.help + (f" (choices: {', '.join(map(str, ph.choices))})" if ph.choices else "")
+        rows.append((path, ph.type_name(), default, help_text))
+    return rows
+

@@ -1,0 +1,244 @@
+"""One run, start to end: configure, plan, execute, report.
+
+Everything that can be wrong with the configuration is found here before the plan is
+made, so a bad run exits 2 having written nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import pathlib
+import sys
+import time
+from typing import Any
+
+from backbones import registry
+from backbones.base import Backbone
+from dispatcher import sharding
+from dispatcher.cli import EXIT_OK, USAGE, Invocation
+from dispatcher.config import LayeredConfig, apply_option_defaults, load_layers
+from dispatcher.errors import ErrorList, UsageError, did_you_mean
+from dispatcher.loader import load_task_class
+from dispatcher.placeholders import Mixin, describe, fill
+from dispatcher.plan import make_plan
+from dispatcher.task import Task
+
+
+class _OptionParser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+@dataclasses.dataclass
+class Options:
+    """The parser of task and backbone options, and which actions belong to whom."""
+
+    parser: _OptionParser
+    backbone_actions: list[argparse.Action]
+    task_actions: list[argparse.Action]
+
+
+def build_options(backbone_cls: type[Backbone] | None, task_cls: type[Task] | None) -> Options:
+    parser = _OptionParser(prog="dispatch TASK_FILE TASK_CLASS", add_help=False, allow_abbrev=False)
+    backbone_group = parser.add_argument_group("backbone options")
+    if backbone_cls is not None:
+        backbone_cls.add_arguments(backbone_group)
+    task_actions: list[argparse.Action] = []
+    if task_cls is not None:
+        task_group = parser.add_argument_group(f"task {task_cls.__name__} options")
+        try:
+            task_cls.add_arguments(task_group)
+        except argparse.ArgumentError as exc:
+            raise UsageError(f"task {task_cls.__name__} declares an option the backbone owns: {exc}") from None
+        task_actions = list(task_group._group_actions)
+    return Options(parser, list(backbone_group._group_actions), task_actions)
+
+
+def _namespace(ns: argparse.Namespace, actions: list[argparse.Action]) -> argparse.Namespace:
+    return argparse.Namespace(**{a.dest: getattr(ns, a.dest) for a in actions if hasattr(ns, a.dest)})
+
+
+def to_plain(value: Any) -> Any:
+    """A YAML/JSON-friendly copy of a filled declaration."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "__dict__") and not callable(value):
+        return {k: to_plain(v) for k, v in vars(value).items() if not k.startswith("_")}
+    return repr(value)
+
+
+@dataclasses.dataclass
+class Prepared:
+    task: Task
+    backbone: Backbone
+    shards: list[sharding.ShardSpec]
+    config: dict[str, Any]
+
+
+def _require_task(inv: Invocation) -> tuple[str, str]:
+    if not inv.task_file or not inv.task_class:
+        raise UsageError(f"TASK_FILE and TASK_CLASS are required\n{USAGE}")
+    return inv.task_file, inv.task_class
+
+
+def prepare(inv: Invocation) -> Prepared:
+    """Load, configure and validate everything; every problem is raised together."""
+    task_file, class_name = _require_task(inv)
+    task_cls = load_task_class(task_file, class_name)
+    layers: LayeredConfig = load_layers(inv.cfg, inv.mixin_cfg, inv.mixin)
+    backbone_cls = registry.resolve(inv.backbone, task_cls)
+    options = build_options(backbone_cls, task_cls)
+    errors = ErrorList()
+    apply_option_defaults(options.parser, options.task_actions, layers.task, "task", errors)
+    apply_option_defaults(options.parser, options.backbone_actions, layers.backbone, "backbone", errors)
+    mixin = fill(task_cls.mixin, layers.mixin, errors)
+    shards: list[sharding.ShardSpec] = []
+    try:
+        cli_shard = sharding.parse_cli_shard(inv.shard, inv.shard_mode)
+    except UsageError as exc:
+        errors.extend(exc)
+        cli_shard = None
+    namespace = argparse.Namespace()
+    try:
+        namespace, extras = options.parser.parse_known_args(inv.rest)
+        known = [s for a in options.parser._actions for s in a.option_strings]
+        after_unknown = False
+        for extra in extras:
+            if extra.startswith("-") and extra != "-":
+                name = extra.split("=", 1)[0]
+                errors.add(f"unrecognized option {name}{did_you_mean(name, known)} (see -h and -hb)")
+                after_unknown = True
+            elif not after_unknown:
+                errors.add(f"unexpected argument '{extra}' (nothing takes it)")
+    except UsageError as exc:
+        errors.extend(exc)
+    errors.raise_if_any()
+
+    task_args = _namespace(namespace, options.task_actions)
+    try:
+        task = task_cls(task_args, mixin if mixin is not None else Mixin())
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"{class_name}(...) failed: {type(exc).__name__}: {exc}") from exc
+    errors.extend(UsageError(*task.validate()))
+    shards = list(task.shard_specs())
+    if cli_shard is not None:
+        shards.append(cli_shard)
+    errors.raise_if_any()
+    backbone = backbone_cls(_namespace(namespace, options.backbone_actions))
+    config = {
+        "task_file": os.path.abspath(task_file),
+        "task_class": class_name,
+        "backbone": {"name": backbone_cls.name, "options": to_plain(vars(backbone.options))},
+        "task": to_plain(vars(task_args)),
+        "mixin": to_plain(mixin),
+        "shard": sharding.describe(shards),
+        "force": inv.force,
+    }
+    return Prepared(task, backbone, shards, config)
+
+
+def task_help(inv: Invocation) -> str:
+    task_file, class_name = _require_task(inv)
+    task_cls = load_task_class(task_file, class_name)
+    options = build_options(None, task_cls)
+    lines = [f"usage: dispatch {task_file} {class_name} [options]"]
+    doc = (task_cls.__doc__ or "").strip()
+    if doc:
+        lines += ["", doc]
+    lines += ["", f"task {class_name} options:"]
+    help_parser = argparse.ArgumentParser(add_help=False, prog="", allow_abbrev=False)
+    group = help_parser.add_argument_group("options")
+    group._group_actions.extend(options.task_actions)
+    text = help_parser.format_help().split("options:", 1)[-1].rstrip()
+    lines.append(text if options.task_actions else "  (none)")
+    rows = describe(task_cls.mixin)
+    lines += ["", "placeholders (fill with --mixin KEY=VALUE, --mixin-cfg or --cfg's mixin:):"]
+    if not rows:
+        lines.append("  (none)")
+    for path, type_name, default, help_text in rows:
+        lines.append(f"  {path} ({type_name}, {default})" + (f"\n      {help_text}" if help_text else ""))
+    lines += ["", "backbone options: -hb; dispatcher options: -hk"]
+    return "\n".join(lines)
+
+
+def backbone_help(inv: Invocation) -> str:
+    task_cls = load_task_class(*_require_task(inv)) if inv.task_file and inv.task_class else None
+    lines = []
+    if inv.backbone == registry.AUTO:
+        lines += ["backbone 'auto': a torch task runs on 'torch', any other task on 'mp'."]
+        if task_cls is None:
+            lines += [f"known backbones: {', '.join(registry.known_names())}",
+                      "name a task (or --backbone NAME) to see the options of the one it chooses."]
+            return "\n".join(lines)
+    backbone_cls = registry.resolve(inv.backbone, task_cls)
+    options = build_options(backbone_cls, None)
+    lines += [f"backbone '{backbone_cls.name}': {backbone_cls.summary}", ""]
+    help_parser = argparse.ArgumentParser(add_help=False, prog="", allow_abbrev=False)
+    group = help_parser.add_argument_group("options")
+    group._group_actions.extend(options.backbone_actions)
+    text = help_parser.format_help().split("options:", 1)[-1].rstrip()
+    lines.append("options:" + (text if options.backbone_actions else "\n  (none)"))
+    return "\n".join(lines)
+
+
+def _run_dir(inv: Invocation, task: Task, shards: list[sharding.ShardSpec]) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    tag = sharding.describe(shards).replace(" ", "").replace("/", "of").replace(">", "-")
+    return os.path.join(inv.log_dir, type(task).__name__, f"{stamp}-{tag}-{os.getpid()}")
+
+
+def run(inv: Invocation) -> int:
+    if inv.help == "task":
+        print(task_help(inv))
+        return EXIT_OK
+    if inv.help == "backbone":
+        print(backbone_help(inv))
+        return EXIT_OK
+    prepared = prepare(inv)
+    if inv.print_config:
+        import yaml
+
+        print(yaml.safe_dump(prepared.config, sort_keys=False), end="")
+        return EXIT_OK
+    from dispatcher.report import Reporter
+    from dispatcher.signals import StopSignal
+
+    task, backbone = prepared.task, prepared.backbone
+    with StopSignal(inv.grace) as stop:
+        plan = make_plan(task, prepared.shards, force=inv.force)
+        counts = {"found": plan.found, "in_shard": plan.in_shard, "skipped": plan.done, "to_run": plan.to_run}
+        if inv.plan:
+            print(f"items found:    {plan.found}")
+            print(f"in this shard:  {plan.in_shard}  ({sharding.describe(plan.shards)})")
+            print(f"already done:   {plan.done}" + ("  (ignored: --force)" if inv.force else ""))
+            print(f"to run:         {plan.to_run}")
+            return EXIT_OK
+        if stop.is_set():
+            return stop.exit_code or 130
+        if not plan.pending:
+            print(
+                f"dispatch: nothing to do: {plan.in_shard} items in this shard, all done "
+                f"({plan.found} found)",
+                file=sys.stderr,
+            )
+            return EXIT_OK
+        record = {"argv": inv.argv, "cwd": os.getcwd(), "config": prepared.config, "counts": counts}
+        reporter = Reporter(_run_dir(inv, task, prepared.shards), plan.to_run, record)
+        reporter.remember_payloads(plan.pending)
+        try:
+            backbone.run(task, plan.pending, reporter, stop)
+        finally:
+            code = reporter.finish(stop.signum)
+    return code

@@ -1,0 +1,118 @@
+"""Shard membership as a pure function of (key or canonical index, shard spec).
+
+Index shards take every N-th item of the sorted list (nested specs re-index inside the
+previous shard); hash shards take the items whose xxhash64(key) mod N is the shard, so
+membership survives items being added or removed elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dispatcher.environment import detect_shard
+from dispatcher.errors import UsageError
+
+
+def hash_bucket(key: str, count: int) -> int:
+    import xxhash
+
+    return xxhash.xxh64_intdigest(key.encode("utf-8", "surrogateescape")) % count
+
+
+@dataclass(frozen=True)
+class IndexShard:
+    """Items whose position in the sorted list, mod `shard_num`, is one of `shard_idx`."""
+
+    shard_idx: int | Sequence[int] = 0
+    shard_num: int = 1
+
+    def indices(self) -> list[int]:
+        idx = self.shard_idx
+        return [idx] if isinstance(idx, int) else list(idx)
+
+    def validate(self, where: str) -> list[str]:
+        problems = []
+        if not isinstance(self.shard_num, int) or isinstance(self.shard_num, bool) or self.shard_num < 1:
+            return [f"{where}: shard_num must be a positive integer, got {self.shard_num!r}"]
+        idx = self.shard_idx
+        values = [idx] if isinstance(idx, int) else list(idx) if isinstance(idx, (list, tuple)) else None
+        if not values or any(not isinstance(i, int) or isinstance(i, bool) for i in values):
+            return [f"{where}: shard_idx must be an integer or a list of integers, got {idx!r}"]
+        for i in values:
+            if not 0 <= i < self.shard_num:
+                problems.append(f"{where}: shard_idx {i} is out of range for shard_num {self.shard_num}")
+        if len(set(values)) != len(values):
+            problems.append(f"{where}: shard_idx {values} repeats an index")
+        return problems
+
+    def select(self, keys: Sequence[str]) -> list[int]:
+        """Positions (into `keys`) that belong to this shard."""
+        wanted = set(self.indices())
+        n = self.shard_num
+        return [i for i in range(len(keys)) if i % n in wanted]
+
+
+@dataclass(frozen=True)
+class HashShard:
+    """Items whose xxhash64(key) mod `count` equals `index`."""
+
+    index: int = 0
+    count: int = 1
+
+    def validate(self, where: str) -> list[str]:
+        if self.count < 1:
+            return [f"{where}: shard count must be at least 1, got {self.count}"]
+        if not 0 <= self.index < self.count:
+            return [f"{where}: shard {self.index} is out of range for {self.count} shards"]
+        return []
+
+    def select(self, keys: Sequence[str]) -> list[int]:
+        if self.count == 1:
+            return list(range(len(keys)))
+        return [i for i, key in enumerate(keys) if hash_bucket(key, self.count) == self.index]
+
+
+ShardSpec = IndexShard | HashShard
+
+
+def apply_shards(keys: Sequence[str], specs: Sequence[ShardSpec]) -> list[int]:
+    """Positions of `keys` (sorted) kept by every spec in turn, each inside the previous."""
+    positions = list(range(len(keys)))
+    for spec in specs:
+        subset = [keys[p] for p in positions]
+        positions = [positions[i] for i in spec.select(subset)]
+    return positions
+
+
+def parse_cli_shard(text: str | None, mode: str = "hash") -> ShardSpec | None:
+    """`--shard I/N` or `--shard auto` (SLURM array / torchrun / one shard)."""
+    if text is None:
+        return None
+    if text == "auto":
+        try:
+            pos = detect_shard()
+        except ValueError as exc:
+            raise UsageError(f"--shard auto: {exc}") from None
+        index, count, where = pos.index, pos.count, f"--shard auto ({pos.source})"
+    else:
+        parts = text.split("/")
+        if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
+            raise UsageError(f"--shard expects I/N (for example 0/4) or auto, got '{text}'")
+        index, count = int(parts[0]), int(parts[1])
+        where = f"--shard {text}"
+    spec: ShardSpec = HashShard(index, count) if mode == "hash" else IndexShard(index, count)
+    problems = spec.validate(where)
+    if problems:
+        raise UsageError(*problems)
+    return spec
+
+
+def describe(specs: Sequence[ShardSpec]) -> str:
+    parts = []
+    for spec in specs:
+        if isinstance(spec, HashShard):
+            parts.append(f"hash {spec.index}/{spec.count}")
+        else:
+            parts.append(f"index {','.join(map(str, spec.indices()))}/{spec.shard_num}")
+    return " > ".join(parts) if parts else "all"

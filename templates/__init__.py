@@ -1,0 +1,1 @@
+"""Decorators that write a task's boilerplate from declared input and output modes."""
