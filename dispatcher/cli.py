@@ -24,19 +24,33 @@ RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
     (("--mixin-cfg",), "FILE", "YAML filling the task's placeholders (over --cfg's mixin:)"),
     (("--mixin",), "K=V ...", "fill placeholders: dotted keys, YAML values (highest priority)"),
     (("--shard",), "I/N|auto", "run shard I of N; auto reads SLURM array or torchrun variables"),
-    (("--shard-mode",), "hash|index", "how --shard splits: hash of each item's key (default) or sorted index"),
+    (
+        ("--shard-mode",),
+        "hash|index",
+        "how --shard splits: hash of each item's key (default) or sorted index",
+    ),
     (("--plan",), None, "print items found, in this shard, done, to run; run nothing"),
     (("--force",), None, "reprocess items whose outputs already exist"),
     (("--log-dir",), "DIR", "where run records and failures go (default: ./dispatch-logs)"),
-    (("--grace",), "SECONDS", "on SIGINT/SIGTERM, how long in-flight items may finish (default 10)"),
+    (
+        ("--grace",),
+        "SECONDS",
+        "on SIGINT/SIGTERM, how long in-flight items may finish (default 10)",
+    ),
     (("--print-config",), None, "print the resolved configuration as YAML and exit"),
     (("--debug",), None, "show tracebacks for configuration errors"),
     (("-h", "--help"), None, "show the task's help: its options and placeholders"),
     (("-hb", "--help-backbone"), None, "show the chosen backbone's options"),
     (("-hk", "--help-dispatcher"), None, "show this help"),
 ]
-_HELP_KIND = {"-h": "task", "--help": "task", "-hb": "backbone", "--help-backbone": "backbone",
-              "-hk": "dispatcher", "--help-dispatcher": "dispatcher"}
+_HELP_KIND = {
+    "-h": "task",
+    "--help": "task",
+    "-hb": "backbone",
+    "--help-backbone": "backbone",
+    "-hk": "dispatcher",
+    "--help-dispatcher": "dispatcher",
+}
 _WITH_VALUE = {s[0]: s[0] for s, meta, _ in RESERVED if meta is not None and s[0] != "--mixin"}
 _FLAGS = {s[0] for s, meta, _ in RESERVED if meta is None} - set(_HELP_KIND)
 
@@ -91,8 +105,10 @@ def parse_command_line(argv: list[str]) -> Invocation:
             items = [inline] if eq else []
             i += 1
             # Values run until the next option; before the task's place, only K=V tokens count.
-            while i < len(argv) and not argv[i].startswith("-") and (
-                "=" in argv[i] or len(positionals) >= 2
+            while (
+                i < len(argv)
+                and not argv[i].startswith("-")
+                and ("=" in argv[i] or len(positionals) >= 2)
             ):
                 items.append(argv[i])
                 i += 1
@@ -103,7 +119,9 @@ def parse_command_line(argv: list[str]) -> Invocation:
             positionals.append(token)
             i += 1
         elif len(positionals) < 2:
-            errors.append(f"option {token} comes before TASK_FILE TASK_CLASS; task and backbone options go after them")
+            errors.append(
+                f"option {token} comes before TASK_FILE TASK_CLASS; task and backbone options go after them"
+            )
             i += 1
         else:
             inv.rest.append(token)
@@ -133,15 +151,25 @@ USAGE = (
 
 
 def dispatcher_help() -> str:
-    lines = [USAGE, "", "Run a task over every item of a dataset, in shards, skipping what is done.", "",
-             "positional arguments:",
-             "  TASK_FILE               Python file defining the task",
-             "  TASK_CLASS              the task class in it", "", "reserved options:"]
+    lines = [
+        USAGE,
+        "",
+        "Run a task over every item of a dataset, in shards, skipping what is done.",
+        "",
+        "positional arguments:",
+        "  TASK_FILE               Python file defining the task",
+        "  TASK_CLASS              the task class in it",
+        "",
+        "reserved options:",
+    ]
     for spellings, meta, text in RESERVED:
         left = ", ".join(spellings) + (f" {meta}" if meta else "")
         lines.append(f"  {left:<30} {text}" if len(left) < 30 else f"  {left}\n  {'':<30} {text}")
-    lines += ["", "exit codes: 0 all items succeeded, 1 some failed, 2 usage or configuration error,",
-              "            130 / 143 interrupted by SIGINT / SIGTERM"]
+    lines += [
+        "",
+        "exit codes: 0 all items succeeded, 1 some failed, 2 usage or configuration error,",
+        "            130 / 143 interrupted by SIGINT / SIGTERM",
+    ]
     return "\n".join(lines)
 
 

@@ -72,7 +72,9 @@ def _parse_mixin_items(items: list[str], errors: ErrorList) -> dict[str, Any]:
     return merged
 
 
-def load_layers(cfg_path: str | None, mixin_cfg_path: str | None, mixin_items: list[str]) -> LayeredConfig:
+def load_layers(
+    cfg_path: str | None, mixin_cfg_path: str | None, mixin_items: list[str]
+) -> LayeredConfig:
     """Read and merge the three layers; every problem is raised together as a UsageError."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -100,7 +102,9 @@ def load_layers(cfg_path: str | None, mixin_cfg_path: str | None, mixin_items: l
 
     try:
         mixin = OmegaConf.merge(
-            OmegaConf.create(section("mixin")), OmegaConf.create(mixin_file), OmegaConf.create(dotlist)
+            OmegaConf.create(section("mixin")),
+            OmegaConf.create(mixin_file),
+            OmegaConf.create(dotlist),
         )
         document = OmegaConf.create(
             {
@@ -117,7 +121,9 @@ def load_layers(cfg_path: str | None, mixin_cfg_path: str | None, mixin_items: l
     except OmegaConfBaseException as exc:
         raise UsageError(f"configuration error: {str(exc).splitlines()[0]}") from None
     assert isinstance(resolved, dict)
-    return LayeredConfig(task=resolved["task"], backbone=resolved["backbone"], mixin=resolved["mixin"])
+    return LayeredConfig(
+        task=resolved["task"], backbone=resolved["backbone"], mixin=resolved["mixin"]
+    )
 
 
 def _option_key(text: str) -> str:
@@ -165,8 +171,10 @@ def _convert_for_action(action: argparse.Action, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"expected true or false, got {value!r}")
         return value
-    many = action.nargs in ("*", "+") or isinstance(action.nargs, int) or isinstance(
-        action, argparse._AppendAction
+    many = (
+        action.nargs in ("*", "+")
+        or isinstance(action.nargs, int)
+        or isinstance(action, argparse._AppendAction)
     )
     if many:
         if not isinstance(value, list):

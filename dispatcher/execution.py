@@ -32,5 +32,7 @@ def run_one(task: Task, item: Item) -> Outcome:
     try:
         task.run_item(key, payload)
     except Exception as exc:
-        return Outcome(key, False, error_line(exc), traceback.format_exc(), time.perf_counter() - start)
+        return Outcome(
+            key, False, error_line(exc), traceback.format_exc(), time.perf_counter() - start
+        )
     return Outcome(key, True, seconds=time.perf_counter() - start)

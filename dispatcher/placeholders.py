@@ -166,14 +166,18 @@ def coerce(value: Any, tp: Any) -> Any:
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise ValueError(f"expected a list, got {value!r}")
         args = typing.get_args(tp)
-        items = [coerce(v, args[0]) for v in value] if args and args[0] is not Ellipsis else list(value)
+        items = (
+            [coerce(v, args[0]) for v in value] if args and args[0] is not Ellipsis else list(value)
+        )
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
             raise ValueError(f"expected a mapping, got {value!r}")
         key_tp, val_tp = (typing.get_args(tp) + (None, None))[:2]
         return {coerce(k, key_tp): coerce(v, val_tp) for k, v in value.items()}
-    if origin is typing.Union or (origin is not None and str(origin) == "<class 'types.UnionType'>"):
+    if origin is typing.Union or (
+        origin is not None and str(origin) == "<class 'types.UnionType'>"
+    ):
         reasons = []
         for arg in typing.get_args(tp):
             if arg is type(None):
@@ -282,7 +286,9 @@ def _fill(node: Any, override: Any, path: str, errors: ErrorList, all_paths: lis
             for bad in _flat_paths(given[key], f"{path}.{key}" if path else key):
                 errors.add(f"unknown mixin key '{bad}'{did_you_mean(bad, all_paths)}")
     filled = {
-        key: _fill(child, given.get(key, MISSING), f"{path}.{key}" if path else key, errors, all_paths)
+        key: _fill(
+            child, given.get(key, MISSING), f"{path}.{key}" if path else key, errors, all_paths
+        )
         for key, child in children.items()
     }
     if isinstance(node, dict):
@@ -303,9 +309,11 @@ def fill(declaration: Any, overrides: dict[str, Any] | None, errors: ErrorList) 
     """
     all_paths = [p for p, _ in iter_leaves(declaration)]
     all_paths += sorted({p.rsplit(".", 1)[0] for p in all_paths if "." in p})
-    return _fill(declaration, overrides if overrides else MISSING, "", errors, all_paths) if (
-        declaration is not None
-    ) else Mixin()
+    return (
+        _fill(declaration, overrides if overrides else MISSING, "", errors, all_paths)
+        if (declaration is not None)
+        else Mixin()
+    )
 
 
 def describe(declaration: Any) -> list[tuple[str, str, str, str]]:
@@ -313,7 +321,8 @@ def describe(declaration: Any) -> list[tuple[str, str, str, str]]:
     rows = []
     for path, ph in iter_placeholders(declaration):
         default = "required" if ph.required else f"default {ph.default!r}"
-        help_text = ph.help + (f" (choices: {', '.join(map(str, ph.choices))})" if ph.choices else "")
+        help_text = ph.help + (
+            f" (choices: {', '.join(map(str, ph.choices))})" if ph.choices else ""
+        )
         rows.append((path, ph.type_name(), default, help_text))
     return rows
-

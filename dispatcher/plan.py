@@ -45,7 +45,11 @@ def make_plan(task: Task, shards: Sequence[ShardSpec], force: bool = False) -> P
     if force:
         pending = selected
     else:
-        pending = [item for item, done in zip(selected, task.executed_mask(selected), strict=True) if not done]
+        pending = [
+            item
+            for item, done in zip(selected, task.executed_mask(selected), strict=True)
+            if not done
+        ]
     return Plan(
         found=len(unique),
         in_shard=len(selected),

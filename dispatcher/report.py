@@ -48,7 +48,9 @@ class Progress:
         if stream.isatty() and total:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=total, unit="item", file=stream, dynamic_ncols=True, smoothing=0.1)
+            self._bar = tqdm(
+                total=total, unit="item", file=stream, dynamic_ncols=True, smoothing=0.1
+            )
 
     def update(self, done: int, failed: int) -> None:
         if self._bar is not None:
@@ -143,16 +145,21 @@ class Reporter:
             self._failures.close()
         wall = time.monotonic() - self.started
         counts = dict(self.record.get("counts", {}))
-        counts.update(ran=self.ran, succeeded=self.succeeded, failed=self.failed,
-                      not_run=self.total - self.ran)
+        counts.update(
+            ran=self.ran,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            not_run=self.total - self.ran,
+        )
         if signum is not None:
             code, outcome = 128 + signum, f"interrupted by {_signal_name(signum)}"
         elif self.failed:
             code, outcome = 1, "some items failed"
         else:
             code, outcome = 0, "success"
-        self.record.update(counts=counts, end=_now(), wall_seconds=round(wall, 3),
-                           outcome=outcome, exit_code=code)
+        self.record.update(
+            counts=counts, end=_now(), wall_seconds=round(wall, 3), outcome=outcome, exit_code=code
+        )
         self._write_record()
         rate = self.ran / wall if wall > 0 else 0.0
         print(

@@ -51,13 +51,17 @@ def build_options(backbone_cls: type[Backbone] | None, task_cls: type[Task] | No
         try:
             task_cls.add_arguments(task_group)
         except argparse.ArgumentError as exc:
-            raise UsageError(f"task {task_cls.__name__} declares an option the backbone owns: {exc}") from None
+            raise UsageError(
+                f"task {task_cls.__name__} declares an option the backbone owns: {exc}"
+            ) from None
         task_actions = list(task_group._group_actions)
     return Options(parser, list(backbone_group._group_actions), task_actions)
 
 
 def _namespace(ns: argparse.Namespace, actions: list[argparse.Action]) -> argparse.Namespace:
-    return argparse.Namespace(**{a.dest: getattr(ns, a.dest) for a in actions if hasattr(ns, a.dest)})
+    return argparse.Namespace(
+        **{a.dest: getattr(ns, a.dest) for a in actions if hasattr(ns, a.dest)}
+    )
 
 
 def to_plain(value: Any) -> Any:
@@ -100,7 +104,9 @@ def prepare(inv: Invocation) -> Prepared:
     options = build_options(backbone_cls, task_cls)
     errors = ErrorList()
     apply_option_defaults(options.parser, options.task_actions, layers.task, "task", errors)
-    apply_option_defaults(options.parser, options.backbone_actions, layers.backbone, "backbone", errors)
+    apply_option_defaults(
+        options.parser, options.backbone_actions, layers.backbone, "backbone", errors
+    )
     mixin = fill(task_cls.mixin, layers.mixin, errors)
     shards: list[sharding.ShardSpec] = []
     try:
@@ -116,7 +122,9 @@ def prepare(inv: Invocation) -> Prepared:
         for extra in extras:
             if extra.startswith("-") and extra != "-":
                 name = extra.split("=", 1)[0]
-                errors.add(f"unrecognized option {name}{did_you_mean(name, known)} (see -h and -hb)")
+                errors.add(
+                    f"unrecognized option {name}{did_you_mean(name, known)} (see -h and -hb)"
+                )
                 after_unknown = True
             elif not after_unknown:
                 errors.add(f"unexpected argument '{extra}' (nothing takes it)")
@@ -168,7 +176,9 @@ def task_help(inv: Invocation) -> str:
     if not rows:
         lines.append("  (none)")
     for path, type_name, default, help_text in rows:
-        lines.append(f"  {path} ({type_name}, {default})" + (f"\n      {help_text}" if help_text else ""))
+        lines.append(
+            f"  {path} ({type_name}, {default})" + (f"\n      {help_text}" if help_text else "")
+        )
     lines += ["", "backbone options: -hb; dispatcher options: -hk"]
     return "\n".join(lines)
 
@@ -179,8 +189,10 @@ def backbone_help(inv: Invocation) -> str:
     if inv.backbone == registry.AUTO:
         lines += ["backbone 'auto': a torch task runs on 'torch', any other task on 'mp'."]
         if task_cls is None:
-            lines += [f"known backbones: {', '.join(registry.known_names())}",
-                      "name a task (or --backbone NAME) to see the options of the one it chooses."]
+            lines += [
+                f"known backbones: {', '.join(registry.known_names())}",
+                "name a task (or --backbone NAME) to see the options of the one it chooses.",
+            ]
             return "\n".join(lines)
     backbone_cls = registry.resolve(inv.backbone, task_cls)
     options = build_options(backbone_cls, None)
@@ -218,7 +230,12 @@ def run(inv: Invocation) -> int:
     task, backbone = prepared.task, prepared.backbone
     with StopSignal(inv.grace) as stop:
         plan = make_plan(task, prepared.shards, force=inv.force)
-        counts = {"found": plan.found, "in_shard": plan.in_shard, "skipped": plan.done, "to_run": plan.to_run}
+        counts = {
+            "found": plan.found,
+            "in_shard": plan.in_shard,
+            "skipped": plan.done,
+            "to_run": plan.to_run,
+        }
         if inv.plan:
             print(f"items found:    {plan.found}")
             print(f"in this shard:  {plan.in_shard}  ({sharding.describe(plan.shards)})")

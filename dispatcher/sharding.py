@@ -33,15 +33,23 @@ class IndexShard:
 
     def validate(self, where: str) -> list[str]:
         problems = []
-        if not isinstance(self.shard_num, int) or isinstance(self.shard_num, bool) or self.shard_num < 1:
+        if (
+            not isinstance(self.shard_num, int)
+            or isinstance(self.shard_num, bool)
+            or self.shard_num < 1
+        ):
             return [f"{where}: shard_num must be a positive integer, got {self.shard_num!r}"]
         idx = self.shard_idx
-        values = [idx] if isinstance(idx, int) else list(idx) if isinstance(idx, (list, tuple)) else None
+        values = (
+            [idx] if isinstance(idx, int) else list(idx) if isinstance(idx, (list, tuple)) else None
+        )
         if not values or any(not isinstance(i, int) or isinstance(i, bool) for i in values):
             return [f"{where}: shard_idx must be an integer or a list of integers, got {idx!r}"]
         for i in values:
             if not 0 <= i < self.shard_num:
-                problems.append(f"{where}: shard_idx {i} is out of range for shard_num {self.shard_num}")
+                problems.append(
+                    f"{where}: shard_idx {i} is out of range for shard_num {self.shard_num}"
+                )
         if len(set(values)) != len(values):
             problems.append(f"{where}: shard_idx {values} repeats an index")
         return problems

@@ -24,7 +24,9 @@ Item = tuple[str, Any]
 """(key, payload): the key is stable and sortable; the payload is what `process` receives."""
 
 
-def _restore_task(source: tuple[str, str] | None, cls_ref: type | None, state: dict[str, Any]) -> Task:
+def _restore_task(
+    source: tuple[str, str] | None, cls_ref: type | None, state: dict[str, Any]
+) -> Task:
     if source is not None:
         from dispatcher.loader import load_task_class
 
@@ -152,7 +154,9 @@ class TorchTask(Task):
     def inference(self, device: Any, batch_size: int, **batch: Any) -> Any:
         raise NotImplementedError
 
-    def postprocess_each(self, batch_idx: int, batch_size: int, **input_batch_and_result: Any) -> None:
+    def postprocess_each(
+        self, batch_idx: int, batch_size: int, **input_batch_and_result: Any
+    ) -> None:
         raise NotImplementedError
 
     def postprocess(self, batch_size: int, results: Any, **batch: Any) -> None:
