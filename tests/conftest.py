@@ -1,0 +1,41 @@
+"""Shared helpers: run the real `dispatch` command in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_dispatch(*args: str, cwd: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
+                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m dispatcher ARGS` as a user would run it; returns the finished process."""
+    full_env = dict(os.environ)
+    full_env.pop("SLURM_ARRAY_TASK_ID", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher", *map(str, args)],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def write_file(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under `root` (relative POSIX path -> bytes)."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def dispatch():
+    return run_dispatch

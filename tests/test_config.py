@@ -1,0 +1,231 @@
+"""Configuration layers, placeholders in any container, coercion and validation."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import pathlib
+
+import pytest
+from conftest import run_dispatch, write_file
+
+from dispatcher.config import apply_option_defaults, load_layers
+from dispatcher.errors import ErrorList, UsageError
+from dispatcher.placeholders import MIXIN_PLACEHOLDER, Placeholder, describe, fill
+
+
+@dataclasses.dataclass
+class Mode:
+    exts: object = dataclasses.field(default_factory=lambda: Placeholder(list[str], default=[".mp4"]))
+    depth: object = 1
+
+
+class PlainObject:
+    def __init__(self):
+        self.root = Placeholder(pathlib.Path, help="where")
+        self.flag = False
+
+
+def filled(declaration, overrides):
+    errors = ErrorList()
+    value = fill(declaration, overrides, errors)
+    return value, errors.messages
+
+
+def test_three_layers_priority(tmp_path):
+    cfg = write_file(tmp_path / "cfg.yaml", "mixin:\n  a: cfg\n  b: cfg\n  c: cfg\n")
+    mixin_cfg = write_file(tmp_path / "mixin.yaml", "b: mixin_cfg\nc: mixin_cfg\n")
+    layers = load_layers(str(cfg), str(mixin_cfg), ["c=cli"])
+    assert layers.mixin == {"a": "cfg", "b": "mixin_cfg", "c": "cli"}
+
+
+def test_mixin_values_are_yaml_typed_and_dotted():
+    layers = load_layers(None, None, ["n=3", "exts=[.mp4,.mkv]", "x=null", "a.b.c=true", "s='007'"])
+    assert layers.mixin == {"n": 3, "exts": [".mp4", ".mkv"], "x": None, "a": {"b": {"c": True}}, "s": "007"}
+
+
+def test_interpolation_with_config_directory(tmp_path):
+    cfg = write_file(tmp_path / "conf" / "run.yaml", """
+        mixin:
+          input: ${cfg_dir}/data
+          output: ${mixin.input}_out
+    """)
+    layers = load_layers(str(cfg), None, [])
+    assert layers.mixin["input"] == f"{tmp_path}/conf/data"
+    assert layers.mixin["output"] == f"{tmp_path}/conf/data_out"
+
+
+def test_bad_interpolation_is_a_usage_error(tmp_path):
+    cfg = write_file(tmp_path / "c.yaml", "mixin:\n  a: ${nowhere.x}\n")
+    with pytest.raises(UsageError, match="configuration error"):
+        load_layers(str(cfg), None, [])
+
+
+def test_placeholders_inside_dataclasses_objects_dicts_and_lists():
+    declaration = {
+        "mode": Mode(),
+        "obj": PlainObject(),
+        "list": [Placeholder(int, default=1), {"inner": MIXIN_PLACEHOLDER}],
+        "fixed": 10,
+    }
+    value, errors = filled(declaration, {"mode": {"exts": [".MKV"]}, "obj": {"root": "/x"},
+                                         "list": {"1": {"inner": "here"}}, "fixed": "12"})
+    assert errors == []
+    assert value["mode"].exts == [".MKV"] and value["mode"].depth == 1
+    assert value["obj"].root == pathlib.Path("/x") and value["obj"].flag is False
+    assert value["list"] == [1, {"inner": "here"}]
+    assert value["fixed"] == 12
+    assert value.mode.exts == [".MKV"]  # attribute access on filled dicts
+    assert isinstance(declaration["mode"].exts, Placeholder)  # the declaration is untouched
+
+
+def test_unfilled_unknown_type_and_choice_errors_together():
+    declaration = {"a": MIXIN_PLACEHOLDER, "b": Placeholder(str, help="the b"),
+                   "soft_shard": {"shard_idx": 0, "shard_num": 1},
+                   "c": Placeholder(float, default=1.0), "d": Placeholder(str, default="x", choices=["x", "y"])}
+    _, errors = filled(declaration, {"soft_shard": {"shard_nun": 2}, "sof_shard": {"shard_num": 2},
+                                     "c": "fast", "d": "z"})
+    assert "unfilled placeholder 'a' (set it with --mixin a=...)" in errors
+    assert "unfilled placeholder 'b': the b (set it with --mixin b=...)" in errors
+    assert "unknown mixin key 'soft_shard.shard_nun' (did you mean 'soft_shard.shard_num'?)" in errors
+    assert "unknown mixin key 'sof_shard.shard_num' (did you mean 'soft_shard.shard_num'?)" in errors
+    assert "mixin 'c': expected a number, got 'fast'" in errors
+    assert "mixin 'd': 'z' is not one of ['x', 'y']" in errors
+    assert len(errors) == 6
+
+
+@pytest.mark.parametrize(
+    "tp, given, expected",
+    [(int, "5", 5), (float, 3, 3.0), (bool, "yes", True), (bool, "false", False), (str, 7, "7"),
+     (list[int], ["1", 2], [1, 2]), (dict[str, int], {"a": "1"}, {"a": 1}), (pathlib.Path, "a/b", pathlib.Path("a/b")),
+     (int | None, None, None)],
+)
+def test_type_coercion(tp, given, expected):
+    value, errors = filled({"x": Placeholder(tp)}, {"x": given})
+    assert errors == [] and value["x"] == expected
+
+
+@pytest.mark.parametrize("tp, given", [(int, "1.5"), (int, True), (bool, "maybe"), (list, "a"), (dict, [1])])
+def test_type_violations(tp, given):
+    _, errors = filled({"x": Placeholder(tp)}, {"x": given})
+    assert len(errors) == 1 and errors[0].startswith("mixin 'x': ")
+
+
+def test_defaults_and_describe():
+    declaration = {"n": Placeholder(int, default=3, help="count"), "o": MIXIN_PLACEHOLDER}
+    value, errors = filled(declaration, {"o": 1})
+    assert value == {"n": 3, "o": 1} and errors == []
+    assert describe(declaration) == [("n", "int", "default 3", "count"), ("o", "any", "required", "")]
+
+
+def test_open_empty_dict_accepts_any_keys():
+    value, errors = filled({"extra": {}}, {"extra": {"anything": 1}})
+    assert errors == [] and value["extra"] == {"anything": 1}
+
+
+def _parser():
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--quiet", action="store_false", dest="loud")
+    parser.add_argument("--exts", nargs="+", default=[".a"])
+    parser.add_argument("--tag", action="append")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--mode", choices=["a", "b"], default="a")
+    parser.add_argument("--needed", required=True)
+    return parser
+
+
+def test_cfg_sections_become_option_defaults_with_flags_and_lists():
+    parser, errors = _parser(), ErrorList()
+    apply_option_defaults(parser, parser._actions, {"verbose": True, "loud": False, "exts": [".x", ".y"],
+                                                    "tag": ["t1", "t2"], "batch-size": "4", "needed": "yes"},
+                          "task", errors)
+    assert errors.messages == []
+    ns = parser.parse_args([])
+    assert (ns.verbose, ns.loud, ns.exts, ns.tag, ns.batch_size, ns.needed) == (True, False, [".x", ".y"], ["t1", "t2"], 4, "yes")
+    assert parser.parse_args(["--batch-size", "9"]).batch_size == 9  # the command line still wins
+
+
+def test_cfg_option_errors():
+    parser, errors = _parser(), ErrorList()
+    apply_option_defaults(parser, parser._actions, {"verbos": True, "verbose": "yes", "mode": "c",
+                                                    "batch_size": "x"}, "task", errors)
+    assert errors.messages[0] == "--cfg task.verbos: no such task option (did you mean 'verbose'?)"
+    assert "--cfg task.verbose: expected true or false" in errors.messages[1]
+    assert "--cfg task.mode: 'c' is not one of ['a', 'b']" in errors.messages[2]
+    assert "--cfg task.batch_size: invalid value 'x'" in errors.messages[3]
+
+
+def test_cfg_end_to_end_booleans_lists_and_layers(tmp_path):
+    task = write_file(tmp_path / "t.py", '''
+        import json, os
+        from dispatcher import Placeholder, Task, atomic_write
+        class T(Task):
+            mixin = {"out": Placeholder(str), "who": Placeholder(str, default="nobody"), "n": Placeholder(int, default=1)}
+            @classmethod
+            def add_arguments(cls, parser):
+                parser.add_argument("--loud", action="store_true")
+                parser.add_argument("--words", nargs="*", default=[])
+            def generate_tasks(self):
+                return [{"i": 0}]
+            def process(self, i):
+                with atomic_write(os.path.join(self.mixin.out, "r.json")) as tmp, open(tmp, "w") as fh:
+                    json.dump({"loud": self.args.loud, "words": self.args.words, "who": self.mixin.who, "n": self.mixin.n}, fh)
+    ''')
+    cfg = write_file(tmp_path / "cfg.yaml", """
+        task:
+          loud: true
+          words: [a, b]
+        mixin:
+          out: ${cfg_dir}/out
+          who: cfg
+          n: 1
+    """)
+    mixin_cfg = write_file(tmp_path / "m.yaml", "who: mixin-cfg\nn: 2\n")
+    proc = run_dispatch(task, "T", "--backbone", "serial", "--cfg", cfg, "--mixin-cfg", mixin_cfg, "--mixin", "n=3",
+                        cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    assert json.loads((tmp_path / "out" / "r.json").read_text()) == {"loud": True, "words": ["a", "b"], "who": "mixin-cfg", "n": 3}
+
+
+def test_two_task_files_with_the_same_name_do_not_collide(tmp_path):
+    for name in ("one", "two"):
+        write_file(tmp_path / name / "helper.py", f"WHO = {name!r}\n")
+        write_file(tmp_path / name / "task.py", f'''
+            import os
+            from helper import WHO
+            from dispatcher import Task, atomic_write
+            class T(Task):
+                def generate_tasks(self):
+                    return [{{"i": 0}}]
+                def process(self, i):
+                    with atomic_write(os.path.join({str(tmp_path / name / "out")!r}, "who.txt")) as tmp:
+                        open(tmp, "w").write(WHO + " " + __name__ + " " + str(type(self).__module__ == __name__))
+        ''')
+    from dispatcher.loader import load_task_class
+
+    a = load_task_class(str(tmp_path / "one" / "task.py"), "T")
+    b = load_task_class(str(tmp_path / "two" / "task.py"), "T")
+    assert a is not b and a.__module__ != b.__module__
+    for name in ("one", "two"):
+        proc = run_dispatch(tmp_path / name / "task.py", "T", "--backbone", "serial", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        who, module, same = (tmp_path / name / "out" / "who.txt").read_text().split()
+        assert who == name and module.startswith("_dispatch_task_task_") and same == "True"
+
+
+def test_sibling_module_cannot_shadow_the_dispatcher(tmp_path):
+    write_file(tmp_path / "dispatcher.py", "raise RuntimeError('shadowed!')\n")
+    write_file(tmp_path / "templates.py", "raise RuntimeError('shadowed!')\n")
+    task = write_file(tmp_path / "task.py", '''
+        from dispatcher import Task
+        class T(Task):
+            def generate_tasks(self):
+                return [{"i": 0}]
+            def process(self, i):
+                pass
+    ''')
+    proc = run_dispatch(task, "T", "--backbone", "serial", cwd=tmp_path / "..")
+    assert proc.returncode == 0, proc.stderr
