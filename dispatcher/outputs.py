@@ -1,6 +1,7 @@
 """Outputs that never lie and never escape their root.
 
-Results are written under a staging name beside their final path and renamed into place
+Results are written under a staging name beside their final path (hidden, with the same
+extension: `a/b.json` is staged as `a/.b.dispatch-part.json`) and renamed into place
 only after the item succeeded, so a killed run leaves nothing a finish check would accept.
 The staging name is fixed per output, so a rerun of the item finds and removes leftovers.
 Existence checks read one directory listing per output directory and reuse it.
@@ -11,23 +12,85 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 STAGING_SUFFIX = ".dispatch-part"
+RETIRED_SUFFIX = ".dispatch-old"
+"""A replaced folder output waits under this name while its successor moves in."""
 
 
 class OutputOutsideRoot(ValueError):
     """An item's output would land outside the output root."""
 
 
-def staging_path(final: str) -> str:
-    """The fixed staging name of `final`: a hidden sibling, so renaming it is atomic."""
+class MissingOutput(FileNotFoundError):
+    """A task returned without writing an output it declared."""
+
+
+def _sibling(final: str, marker: str) -> str:
+    # Hidden, beside the final path (so the rename is atomic), and ending with the same
+    # extension, so libraries that choose a format by extension write the right one.
     head, tail = os.path.split(final)
-    return os.path.join(head, f".{tail}{STAGING_SUFFIX}")
+    root, ext = os.path.splitext(tail)
+    return os.path.join(head, f".{root}{marker}{ext}")
+
+
+def staging_path(final: str) -> str:
+    """The fixed staging name of `final`: `a/b.mp4.json` -> `a/.b.mp4.dispatch-part.json`."""
+    return _sibling(final, STAGING_SUFFIX)
+
+
+def retired_path(final: str) -> str:
+    """Where an existing folder output waits while its replacement is moved in."""
+    return _sibling(final, RETIRED_SUFFIX)
 
 
 def is_staging_name(name: str) -> bool:
-    return name.startswith(".") and name.endswith(STAGING_SUFFIX)
+    """Whether a file name is a staging or retired leftover (never a real output)."""
+    if not name.startswith("."):
+        return False
+    root = os.path.splitext(name)[0]
+    markers = (STAGING_SUFFIX, RETIRED_SUFFIX)
+    return root.endswith(markers) or name.endswith(markers)
+
+
+def _parts(relative: str) -> list[str]:
+    # "/" always separates; so does the platform's own separator (a backslash on Windows).
+    if os.sep != "/":
+        relative = relative.replace(os.sep, "/")
+    return relative.split("/")
+
+
+_POSIX = os.sep == "/"
+
+
+def unsafe_reason(relative: str) -> str | None:
+    """Why `relative` cannot name a path inside a root (syntax only), or None if it can."""
+    if (
+        _POSIX
+        and isinstance(relative, str)
+        and ".." not in relative
+        and "\x00" not in relative
+        and relative[:1] not in ("/", "")
+        and relative.strip("./")
+    ):
+        return None  # the common case, decided without splitting
+    if not isinstance(relative, str) or not relative:
+        return f"invalid output path {relative!r}"
+    if "\x00" in relative:
+        return f"output path {relative!r} contains a NUL byte"
+    if relative.startswith(("/", os.sep)) or os.path.isabs(relative):
+        return f"output path {relative!r} is absolute"
+    parts = _parts(relative)
+    if ".." in parts:
+        return f"output path {relative!r} climbs out of the output root"
+    if all(p in ("", ".") for p in parts):
+        return f"output path {relative!r} names the output root itself"
+    return None
+
+
+def _inside(real_root: str, real_path: str) -> bool:
+    return real_path == real_root or real_path.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def confine(root: str, relative: str) -> str:
@@ -36,17 +99,14 @@ def confine(root: str, relative: str) -> str:
     Rejects absolute paths, `..`, NUL bytes, and existing symlinks (of folders on the way)
     that lead out of the root.
     """
-    if not relative or "\x00" in relative:
-        raise OutputOutsideRoot(f"invalid output path {relative!r}")
-    if os.path.isabs(relative) or relative.startswith(("/", "\\")):
-        raise OutputOutsideRoot(f"output path {relative!r} is absolute")
-    parts = relative.replace("\\", "/").split("/")
-    if ".." in parts:
-        raise OutputOutsideRoot(f"output path {relative!r} climbs out of the output root")
+    reason = unsafe_reason(relative)
+    if reason:
+        raise OutputOutsideRoot(reason)
+    parts = _parts(relative)
     final = os.path.join(root, *[p for p in parts if p not in ("", ".")])
     real_root = os.path.realpath(root)
     real_parent = os.path.realpath(os.path.dirname(final))
-    if real_parent != real_root and not real_parent.startswith(real_root + os.sep):
+    if not _inside(real_root, real_parent):
         raise OutputOutsideRoot(f"output path {relative!r} resolves outside the output root")
     return final
 
@@ -60,11 +120,17 @@ def remove_path(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def clear_staging(final: str) -> None:
+    """Remove the staging and retired leftovers of `final` from an earlier, killed attempt."""
+    remove_path(staging_path(final))
+    remove_path(retired_path(final))
+
+
 def commit(staging: str, final: str) -> None:
     """Move a finished staging file or folder to its final name, replacing an old one."""
     if os.path.isdir(staging) and not os.path.islink(staging):
         if os.path.lexists(final):
-            retired = staging + ".old"
+            retired = retired_path(final)
             remove_path(retired)
             os.rename(final, retired)
             os.rename(staging, final)
@@ -73,6 +139,34 @@ def commit(staging: str, final: str) -> None:
             os.rename(staging, final)
     else:
         os.replace(staging, final)
+
+
+@contextlib.contextmanager
+def staged(final: str, *, folder: bool = False, required: Sequence[str] = ()) -> Iterator[str]:
+    """Yield the staging path of `final`; it becomes `final` only if the block succeeds.
+
+    With `folder`, the staging folder is created first and moves into place as a whole;
+    `required` names files (relative to the folder) that must exist for it to count.
+    Leftovers of an earlier attempt are removed first; on error nothing remains.
+    """
+    os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+    staging = staging_path(final)
+    clear_staging(final)
+    if folder:
+        os.mkdir(staging)
+    try:
+        yield staging
+        if not os.path.lexists(staging):
+            raise MissingOutput(f"nothing was written to {staging} for {final}")
+        missing = [r for r in required if not os.path.lexists(os.path.join(staging, r))]
+        if missing:
+            raise MissingOutput(
+                f"the task did not write {', '.join(map(repr, missing))} into {staging}"
+            )
+        commit(staging, final)
+    except BaseException:
+        remove_path(staging)
+        raise
 
 
 @contextlib.contextmanager
@@ -86,36 +180,55 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[str]:
     ```
     A leftover from an earlier killed attempt is removed first; on error nothing remains.
     """
-    final = os.fspath(path)
-    os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
-    staging = staging_path(final)
-    remove_path(staging)
-    try:
+    with staged(os.fspath(path)) as staging:
         yield staging
-        if not os.path.lexists(staging):
-            raise FileNotFoundError(f"nothing was written to {staging} for {final}")
-        commit(staging, final)
-    except BaseException:
-        remove_path(staging)
-        raise
 
 
 class ListingIndex:
     """Answers "does this path exist?" from one cached listing per directory.
 
-    A directory that does not exist lists as empty; nothing is created.
+    A directory that does not exist lists as empty; nothing is created. With `root`, a
+    directory reached through a symlink that leads outside the root also lists as empty,
+    so nothing outside the root can make an item count as done.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, root: str | None = None) -> None:
         self._listings: dict[str, frozenset[str]] = {}
+        self._root = os.path.normpath(root) if root is not None else None
+        self._real_root = os.path.realpath(root) if root is not None else None
+        self._confined: dict[str, bool] = {}
+
+    def _is_confined(self, directory: str) -> bool:
+        known = self._confined.get(directory)
+        if known is not None:
+            return known
+        assert self._root is not None and self._real_root is not None
+        if directory == self._root:
+            result = True
+        else:
+            parent = os.path.dirname(directory)
+            if parent != directory and (
+                parent == self._root or parent.startswith(self._root.rstrip(os.sep) + os.sep)
+            ):
+                # Inside the root by name: confined if its parent is and it is no symlink.
+                result = self._is_confined(parent) and not os.path.islink(directory)
+            else:
+                result = _inside(self._real_root, os.path.realpath(directory))
+        self._confined[directory] = result
+        return result
 
     def names(self, directory: str) -> frozenset[str]:
         listing = self._listings.get(directory)
         if listing is None:
             try:
-                with os.scandir(directory or ".") as entries:
-                    listing = frozenset(e.name for e in entries)
-            except (FileNotFoundError, NotADirectoryError):
+                listing = frozenset(os.listdir(directory or "."))
+            except OSError:
+                listing = frozenset()
+            if (
+                listing
+                and self._root is not None
+                and not self._is_confined(os.path.normpath(directory))
+            ):
                 listing = frozenset()
             self._listings[directory] = listing
         return listing

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from dispatcher.environment import detect_shard
 from dispatcher.errors import UsageError
+
+T = TypeVar("T")
 
 
 def hash_bucket(key: str, count: int) -> int:
@@ -56,9 +59,14 @@ class IndexShard:
 
     def select(self, keys: Sequence[str]) -> list[int]:
         """Positions (into `keys`) that belong to this shard."""
-        wanted = set(self.indices())
-        n = self.shard_num
-        return [i for i in range(len(keys)) if i % n in wanted]
+        n, total = self.shard_num, len(keys)
+        wanted = sorted(set(self.indices()))
+        if len(wanted) == 1:
+            return list(range(wanted[0], total, n))
+        if len(wanted) == n:
+            return list(range(total))
+        chosen = set(wanted)
+        return [i for i in range(total) if i % n in chosen]
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,10 @@ class HashShard:
     count: int = 1
 
     def validate(self, where: str) -> list[str]:
+        for name in ("index", "count"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                return [f"{where}: shard {name} must be an integer, got {value!r}"]
         if self.count < 1:
             return [f"{where}: shard count must be at least 1, got {self.count}"]
         if not 0 <= self.index < self.count:
@@ -78,7 +90,14 @@ class HashShard:
     def select(self, keys: Sequence[str]) -> list[int]:
         if self.count == 1:
             return list(range(len(keys)))
-        return [i for i, key in enumerate(keys) if hash_bucket(key, self.count) == self.index]
+        import xxhash
+
+        digest, count, index = xxhash.xxh64_intdigest, self.count, self.index
+        return [
+            i
+            for i, key in enumerate(keys)
+            if digest(key.encode("utf-8", "surrogateescape")) % count == index
+        ]
 
 
 ShardSpec = IndexShard | HashShard
@@ -91,6 +110,22 @@ def apply_shards(keys: Sequence[str], specs: Sequence[ShardSpec]) -> list[int]:
         subset = [keys[p] for p in positions]
         positions = [positions[i] for i in spec.select(subset)]
     return positions
+
+
+def select(items: list[T], keys: Sequence[str], specs: Sequence[ShardSpec]) -> list[T]:
+    """The members of `items` (sorted, with their `keys`) kept by every spec in turn.
+
+    Same answer as `apply_shards`, without building position lists when no spec applies.
+    """
+    for spec in specs:
+        if isinstance(spec, HashShard) and spec.count == 1:
+            continue
+        if isinstance(spec, IndexShard) and len(set(spec.indices())) == spec.shard_num:
+            continue
+        chosen = spec.select(keys)
+        items = [items[i] for i in chosen]
+        keys = [keys[i] for i in chosen]
+    return items
 
 
 def parse_cli_shard(text: str | None, mode: str = "hash") -> ShardSpec | None:

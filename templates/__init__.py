@@ -1,1 +1,39 @@
-"""Decorators that write a task's boilerplate from declared input and output modes."""
+"""Decorators that write a task's boilerplate from declared input and output modes.
+
+```python
+from dispatcher import Task, Placeholder
+from templates import cpu_task, InputByExtensions, OutputWithExtension
+
+@cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".json"))
+class Count(Task):
+    def process(self, input, output):
+        ...  # read `input`, write `output` (a staging path, committed on success)
+```
+See docs/templates.md for every mode.
+"""
+
+from templates.decorators import cpu_task, torch_task
+from templates.input_modes import InputByDepth, InputByExtensions, InputByGlob, InputFromJsonl
+from templates.output_modes import (
+    FinishWhenAllExist,
+    FinishWhenExists,
+    OutputPath,
+    OutputSubfolder,
+    OutputWithExtension,
+)
+from templates.shards import HardShard
+
+__all__ = [
+    "FinishWhenAllExist",
+    "FinishWhenExists",
+    "HardShard",
+    "InputByDepth",
+    "InputByExtensions",
+    "InputByGlob",
+    "InputFromJsonl",
+    "OutputPath",
+    "OutputSubfolder",
+    "OutputWithExtension",
+    "cpu_task",
+    "torch_task",
+]

@@ -1,0 +1,163 @@
+"""Output modes (where an item's results go) and finish checks (when an item is done).
+
+The task writes to staging paths the template hands it; the framework commits them only
+after `process` returned and every declared output was written. Whether an item is done
+is answered from directory listings of the output tree, in the parent, before dispatch.
+Any field may be a `Placeholder`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from dispatcher.outputs import OutputOutsideRoot, confine, staged, unsafe_reason
+
+
+class OutputPath(str):
+    """A path (a plain `str`) that also answers `.path`, for tasks written either way."""
+
+    __slots__ = ()
+
+    @property
+    def path(self) -> str:
+        return str(self)
+
+
+def _check_key(key: str) -> None:
+    """An item's key must itself be a plain relative path (not empty, no `..`)."""
+    reason = unsafe_reason(key)
+    if reason:
+        raise OutputOutsideRoot(reason.replace("output path", "item path", 1))
+
+
+class OutputMode:
+    """What every output mode provides to the template."""
+
+    def problems(self, where: str) -> list[str]:
+        return []
+
+    def names(self) -> list[str]:
+        """Names of the individually declared output files (`output_<name>` arguments)."""
+        return []
+
+    def done_paths(self, finish: Finish, key: str) -> list[str]:
+        """Paths, relative to the output root, that must all exist for `key` to be done."""
+        raise NotImplementedError
+
+    def stage(self, root: str, key: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        """Staging paths for `process`; committed when the block succeeds."""
+        raise NotImplementedError
+
+
+@dataclass
+class OutputWithExtension(OutputMode):
+    """One file per item: the input's relative path plus `ext` (`a/b.mp4` -> `OUT/a/b.mp4.json`)."""
+
+    ext: str = ".json"
+
+    def problems(self, where: str) -> list[str]:
+        ext = self.ext
+        if not isinstance(ext, str) or not ext:
+            return [f"mixin '{where}.ext': expected a file extension such as .json, got {ext!r}"]
+        if "/" in ext or os.sep in ext or "\x00" in ext:
+            return [f"mixin '{where}.ext': an extension cannot contain a path separator: {ext!r}"]
+        return []
+
+    def done_paths(self, finish: Finish, key: str) -> list[str]:
+        return [key + self.ext]
+
+    @contextlib.contextmanager
+    def stage(self, root: str, key: str) -> Iterator[dict[str, Any]]:
+        _check_key(key)
+        final = confine(root, key + self.ext)
+        with staged(final) as staging:
+            yield {"output": OutputPath(staging)}
+
+
+@dataclass
+class OutputSubfolder(OutputMode):
+    """One folder per item (`OUT/<relative path>/`) holding named files.
+
+    `files` maps a name to a file inside the folder; the task gets `output` (the folder)
+    and `output_<name>` for each. The folder is written under a staging name and moves
+    into place as a whole, after every named file was written.
+    """
+
+    files: dict[str, str] = field(default_factory=dict)
+
+    def problems(self, where: str) -> list[str]:
+        files = self.files
+        if not isinstance(files, dict):
+            return [f"mixin '{where}.files': expected a mapping of name to file, got {files!r}"]
+        out = []
+        for name, rel in files.items():
+            if not isinstance(name, str) or not name.isidentifier():
+                out.append(
+                    f"mixin '{where}.files': output name {name!r} must be a Python identifier "
+                    "(it becomes the argument output_<name>)"
+                )
+            reason = unsafe_reason(rel) if isinstance(rel, str) else f"{rel!r} is not a path"
+            if reason:
+                out.append(f"mixin '{where}.files.{name}': {reason.replace('output path', 'file')}")
+        return out
+
+    def names(self) -> list[str]:
+        return list(self.files)
+
+    def done_paths(self, finish: Finish, key: str) -> list[str]:
+        if isinstance(finish, FinishWhenExists):
+            return [key if finish.name is None else f"{key}/{self.files[finish.name]}"]
+        if not self.files:
+            return [key]
+        return [f"{key}/{rel}" for rel in self.files.values()]
+
+    @contextlib.contextmanager
+    def stage(self, root: str, key: str) -> Iterator[dict[str, Any]]:
+        _check_key(key)
+        final = confine(root, key)
+        with staged(final, folder=True, required=list(self.files.values())) as staging:
+            outputs: dict[str, Any] = {"output": OutputPath(staging)}
+            for name, rel in self.files.items():
+                path = os.path.join(staging, rel)
+                if os.path.dirname(rel):
+                    os.makedirs(os.path.dirname(path), exist_ok=True)
+                outputs[f"output_{name}"] = OutputPath(path)
+            yield outputs
+
+
+class Finish:
+    """When an item counts as done."""
+
+    def problems(self, where: str, output: OutputMode) -> list[str]:
+        return []
+
+
+@dataclass
+class FinishWhenAllExist(Finish):
+    """Done when every declared output exists (the default)."""
+
+
+@dataclass
+class FinishWhenExists(Finish):
+    """Done when the named output exists (a marker such as a manifest).
+
+    Without a name, the item's whole output (its file, or its folder) must exist.
+    """
+
+    name: str | None = None
+
+    def problems(self, where: str, output: OutputMode) -> list[str]:
+        if self.name is None:
+            return []
+        known = output.names()
+        if self.name not in known:
+            listing = ", ".join(known) if known else "none"
+            return [
+                f"mixin '{where}.name': {self.name!r} is not a declared output "
+                f"(declared: {listing})"
+            ]
+        return []

@@ -1,0 +1,164 @@
+"""What a template task does at run time: roots, items, done checks, staged outputs.
+
+Built once per process from the task's filled `mixin` (its modes and roots), so every
+hook the plan and the workers call works from the same resolved values.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from itertools import chain, pairwise, repeat
+from operator import itemgetter
+from typing import Any
+
+from dispatcher.outputs import ListingIndex, unsafe_reason
+from templates.input_modes import InputMode
+from templates.output_modes import Finish, FinishWhenAllExist, OutputMode, OutputWithExtension
+from templates.shards import HardShard
+
+Item = tuple[str, Any]
+
+
+@dataclass
+class Runtime:
+    input_value: str
+    """The configured input (after hard-shard substitution), as the user wrote it."""
+    input_root: str
+    """Absolute folder that item keys are relative to."""
+    output_root: str
+    """Absolute output root."""
+    input_mode: InputMode
+    output_mode: OutputMode
+    finish: Finish
+    exclude: str | None
+    """The output root relative to the input root, when it lies inside it (never walked)."""
+
+    @classmethod
+    def from_mixin(cls, mixin: Any) -> Runtime:
+        input_value, output_value = mixin["input"], mixin["output"]
+        hard = mixin.get("hard_shard")
+        if isinstance(hard, HardShard):
+            input_value, output_value = hard.apply(input_value), hard.apply(output_value)
+        input_mode: InputMode = mixin["input_mode"]
+        input_root = os.path.abspath(input_mode.base_root(input_value))
+        output_root = os.path.abspath(output_value)
+        return cls(
+            input_value=input_value,
+            input_root=input_root,
+            output_root=output_root,
+            input_mode=input_mode,
+            output_mode=mixin["output_mode"],
+            finish=mixin.get("finish") or FinishWhenAllExist(),
+            exclude=_nested(input_root, output_root),
+        )
+
+    def items(self) -> list[Item]:
+        items, groups = self.input_mode.items_with_groups(
+            self.input_value, self.input_root, self.exclude
+        )
+        # Kept for the done check of these very items (never pickled to workers), when
+        # the groups are in key order: then the plan keeps the list as it is.
+        ordered = groups is not None and all(
+            a[0] + a[1][-1] < b[0] + b[1][0] for a, b in pairwise(groups)
+        )
+        self.__dict__["_groups"] = (items, groups) if ordered else None
+        return items
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_groups", None)
+        return state
+
+    def kwargs(self, key: str, payload: Any) -> dict[str, Any]:
+        return self.input_mode.kwargs(self.input_value, self.input_root, key, payload)
+
+    def key_of(self, kwargs: dict[str, Any]) -> str:
+        return self.input_mode.key_of(self.input_value, self.input_root, kwargs)
+
+    def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
+        """Whether each item is done, from one listing per output directory (nothing created)."""
+        listings = _Listings(self.output_root)
+        output = self.output_mode
+        hint = self.__dict__.pop("_groups", None)
+        if isinstance(output, OutputWithExtension) and hint is not None and hint[0] is items:
+            # Exactly the enumerated items, in walk order (which is key order): answer
+            # folder by folder from the walk's own name lists.
+            ext = output.ext
+            return chain.from_iterable(
+                map(listings[prefix[:-1]].__contains__, map(operator.add, names, repeat(ext)))
+                for prefix, names in hint[1]
+            )
+        if isinstance(output, OutputWithExtension):
+            done = _done_by_key(items, output.ext, listings)
+            if self.input_mode.trusted_keys:
+                return done
+            # A listed key that would escape the root is never done: it runs and fails.
+            return map(operator.and_, done, map(_is_safe, map(itemgetter(0), items)))
+        return self._done_each(items, listings)
+
+    def _done_each(self, items: Sequence[Item], listings: _Listings) -> Iterator[bool]:
+        check = None if self.input_mode.trusted_keys else unsafe_reason
+        output, finish = self.output_mode, self.finish
+        for key, _ in items:
+            if check is not None and check(key):
+                yield False  # it runs, and fails with the reason
+                continue
+            done = True
+            for path in output.done_paths(finish, key):
+                folder, _, name = path.rpartition("/")
+                if name not in listings[folder]:
+                    done = False
+                    break
+            yield done
+
+    def is_done(self, key: str) -> bool:
+        """One item's done check with `os.path` (for `is_executed(**item)` callers)."""
+        if unsafe_reason(key):
+            return False
+        return all(
+            os.path.lexists(os.path.join(self.output_root, path))
+            for path in self.output_mode.done_paths(self.finish, key)
+        )
+
+
+class _Listings(dict):
+    """Relative output folder -> names in it, listed on first use (one listing each)."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__()
+        self.root = root
+        self.index = ListingIndex(root)
+
+    def __missing__(self, folder: str) -> frozenset[str]:
+        if folder and unsafe_reason(folder):
+            self[folder] = frozenset()  # never listed: it names no folder inside the root
+            return self[folder]
+        found = self[folder] = self.index.names(
+            os.path.join(self.root, folder) if folder else self.root
+        )
+        return found
+
+
+def _done_by_key(items: Sequence[Item], ext: str, listings: _Listings) -> Iterator[bool]:
+    """Whether `key + ext` exists, for every item, in C-level iterators (no Python frame
+    per item): split each key into folder and name, look the name up in the folder's
+    listing."""
+    slash = repeat("/")
+    folders = map(itemgetter(0), map(str.rpartition, map(itemgetter(0), items), slash))
+    names = map(itemgetter(2), map(str.rpartition, map(itemgetter(0), items), slash))
+    wanted = map(operator.add, names, repeat(ext))
+    return map(operator.contains, map(listings.__getitem__, folders), wanted)
+
+
+def _is_safe(key: str) -> bool:
+    return unsafe_reason(key) is None
+
+
+def _nested(input_root: str, output_root: str) -> str | None:
+    real_in, real_out = os.path.realpath(input_root), os.path.realpath(output_root)
+    if real_out != real_in and real_out.startswith(real_in.rstrip(os.sep) + os.sep):
+        return os.path.relpath(real_out, real_in).replace(os.sep, "/")
+    return None

@@ -1,0 +1,212 @@
+"""No item can make the dispatcher write outside the output root.
+
+Hostile JSONL rows (`..`, absolute paths, NUL bytes, colliding fields), symlinks in the
+output tree that lead out of it, and odd file names: the item fails with a clear reason
+(or works, for names that are merely odd), and nothing outside the root changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import run_dispatch
+
+from dispatcher.outputs import OutputOutsideRoot, confine, unsafe_reason
+
+TASK = """
+import os
+from dispatcher import Task
+from templates import *
+
+@cpu_task(input_mode=InputFromJsonl(path=os.environ.get("LIST")), output_mode=OutputWithExtension(".out"))
+class FromList(Task):
+    def process(self, input, output, **item):
+        with open(output, "w") as fh:
+            fh.write("written")
+
+@cpu_task(input_mode=InputFromJsonl(path=os.environ.get("LIST")),
+          output_mode=OutputSubfolder(files={"m": "m.txt"}))
+class Folders(Task):
+    def process(self, input, output, output_m, **item):
+        with open(output_m, "w") as fh:
+            fh.write("written")
+
+@cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".out"))
+class Walked(Task):
+    def process(self, input, output):
+        with open(input, "rb") as src, open(output, "wb") as dst:
+            dst.write(src.read())
+"""
+
+
+def snapshot(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, bytes | None]:
+    out = {}
+    for dirpath, dirs, files in os.walk(root, followlinks=False):
+        here = Path(dirpath)
+        dirs[:] = [d for d in dirs if here / d not in skip]
+        for name in dirs + files:
+            p = here / name
+            if p in skip:
+                continue
+            rel = os.fsencode(p.relative_to(root))
+            out[rel] = None if p.is_dir() or p.is_symlink() else p.read_bytes()
+    return out
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A sandbox: the task, an input root, an output root, and files outside both."""
+    (tmp_path / "task.py").write_text(TASK)
+    src = tmp_path / "data" / "in"
+    (src / "ok").mkdir(parents=True)
+    (src / "ok" / "a.txt").write_text("a")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("untouched")
+    return tmp_path
+
+
+def dispatch(world: Path, cls: str, rows: list, *args: str, out: Path | None = None):
+    listing = world / "list.jsonl"
+    listing.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = out or world / "data" / "out"
+    return run_dispatch(
+        world / "task.py", cls, "--backbone", "serial", "--log-dir", world / "logs",
+        "--mixin", f"input={world / 'data' / 'in'}", f"output={out}", *args,
+        env={"LIST": str(listing)},
+    )  # fmt: skip
+
+
+def failures(world: Path) -> dict[str, str]:
+    rows = [
+        json.loads(line)
+        for path in (world / "logs").rglob("failures.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    return {row["key"]: row["error"] for row in rows}
+
+
+HOSTILE = {
+    "../escape.txt": "climbs out of the output root",
+    "ok/../../../escape2.txt": "climbs out of the output root",
+    "/etc/passwd-copy": "is absolute",
+    "ok/nul\x00.txt": "contains a NUL byte",
+    "./": "invalid item path ''",  # normalizes to the empty key: the input root itself
+}
+
+
+@pytest.mark.parametrize("cls", ["FromList", "Folders"])
+def test_hostile_path_rows_fail_with_a_reason_and_write_nothing_outside(world, cls):
+    before = snapshot(world, skip=(world / "data", world / "logs", world / "list.jsonl"))
+    done = dispatch(world, cls, ["ok/a.txt", *HOSTILE])
+    assert done.returncode == 1, done.stderr
+    reasons = failures(world)
+    normalized = {"ok/nul\x00.txt": "ok/nul\x00.txt", "/etc/passwd-copy": "/etc/passwd-copy"}
+    for row, reason in HOSTILE.items():
+        key = normalized.get(row, row.strip("./") if row == "./" else row)
+        matching = [error for k, error in reasons.items() if k == key]
+        assert matching and reason in matching[0], (row, reasons)
+    assert "ok/a.txt" not in reasons
+    after = snapshot(world, skip=(world / "data", world / "logs", world / "list.jsonl"))
+    assert after == before
+    out = world / "data" / "out"
+    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert written == ({"ok/a.txt.out"} if cls == "FromList" else {"ok/a.txt/m.txt"})
+    assert not (world / "data" / "escape.txt.out").exists()
+    assert not Path("/etc/passwd-copy.out").exists()
+
+
+def test_hostile_object_rows_and_colliding_fields(world):
+    rows = [
+        {"path": "ok/a.txt", "note": "fine"},
+        {"path": "../../outside/keep.txt", "note": "climb"},
+        {"path": "ok/b.txt", "output": "/tmp/x"},
+        {"path": "ok/c.txt", "input": "/etc/shadow"},
+    ]
+    done = dispatch(world, "FromList", rows)
+    assert done.returncode == 1
+    reasons = failures(world)
+    assert set(reasons) == {"../../outside/keep.txt", "ok/b.txt", "ok/c.txt"}
+    assert "climbs out" in reasons["../../outside/keep.txt"]
+    assert "collide" in reasons["ok/b.txt"] and "collide" in reasons["ok/c.txt"]
+    assert (world / "outside" / "keep.txt").read_text() == "untouched"
+    assert (world / "data" / "out" / "ok" / "a.txt.out").read_text() == "written"
+
+
+def test_a_symlink_leading_out_of_the_root_is_refused_and_never_counts_as_done(world):
+    out = world / "data" / "out"
+    out.mkdir()
+    (out / "link").symlink_to(world / "outside", target_is_directory=True)
+    (out / "dangling").symlink_to(world / "nowhere" / "deeper", target_is_directory=True)
+    (world / "outside" / "x.txt.out").write_text("planted")  # would look done via the link
+    before = snapshot(world / "outside")
+    rows = ["ok/a.txt", "link/x.txt", "link/new.txt", "dangling/y.txt"]
+    plan = dispatch(world, "FromList", rows, "--plan")
+    assert plan.returncode == 0 and "already done:   0" in plan.stdout, plan.stdout
+    done = dispatch(world, "FromList", rows)
+    assert done.returncode == 1
+    reasons = failures(world)
+    assert set(reasons) == {"link/x.txt", "link/new.txt", "dangling/y.txt"}
+    assert all("resolves outside the output root" in r for r in reasons.values())
+    assert snapshot(world / "outside") == before
+    assert not (world / "nowhere").exists()
+
+
+def test_a_symlinked_output_root_is_fine(world):
+    real = world / "real-out"
+    real.mkdir()
+    (world / "data" / "out").symlink_to(real, target_is_directory=True)
+    assert dispatch(world, "FromList", ["ok/a.txt"]).returncode == 0
+    assert (real / "ok" / "a.txt.out").read_text() == "written"
+    again = dispatch(world, "FromList", ["ok/a.txt"])
+    assert again.returncode == 0 and "nothing to do" in again.stderr
+
+
+def test_a_final_path_that_is_a_symlink_is_replaced_not_followed(world):
+    out = world / "data" / "out"
+    (out / "ok").mkdir(parents=True)
+    (out / "ok" / "a.txt.out").symlink_to(world / "outside" / "keep.txt")
+    done = dispatch(world, "FromList", ["ok/a.txt"], "--force")
+    assert done.returncode == 0, done.stderr
+    assert not (out / "ok" / "a.txt.out").is_symlink()
+    assert (out / "ok" / "a.txt.out").read_text() == "written"
+    assert (world / "outside" / "keep.txt").read_text() == "untouched"
+
+
+def test_odd_file_names_stay_inside_the_root(world):
+    src = world / "data" / "in"
+    names = ["-dash.txt", "sp ace.txt", "new\nline.txt", "back\\slash.txt", "dots...txt",
+             "x...txt", "ünï ćode.txt", "ok/a..b.txt", "ok/.hidden.txt"]  # fmt: skip
+    for name in names:
+        (src / name).write_text(name)
+    raw = os.fsencode(src) + b"/caf\xe9.txt"  # not valid UTF-8
+    with open(raw, "wb") as fh:
+        fh.write(b"bytes")
+    skip = (world / "data", world / "logs", world / "list.jsonl")
+    before = snapshot(world, skip=skip)
+    done = dispatch(world, "Walked", [])
+    assert done.returncode == 0, done.stderr
+    out = world / "data" / "out"
+    for name in names:
+        hidden = any(part.startswith(".") for part in name.split("/"))
+        assert (out / f"{name}.out").exists() != hidden, name
+        if not hidden:
+            assert (out / f"{name}.out").read_text() == name
+    with open(os.fsencode(out) + b"/caf\xe9.txt.out", "rb") as fh:
+        assert fh.read() == b"bytes"
+    assert snapshot(world, skip=skip) == before
+    again = dispatch(world, "Walked", [])
+    assert "nothing to do" in again.stderr
+
+
+def test_confine_directly():
+    assert confine("/r", "a/./b") == "/r/a/b"
+    for bad in ["../x", "/x", "a/../../x", "a\x00", "", "./", "a/.."]:
+        assert unsafe_reason(bad)
+        with pytest.raises(OutputOutsideRoot):
+            confine("/r", bad)
+    for fine in ["a", "a..b", "...", ".hidden", "a//b", "a\\..\\b"]:
+        assert unsafe_reason(fine) is None

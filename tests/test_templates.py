@@ -1,0 +1,763 @@
+"""Template decorators: every input, output and finish mode, placeholders in every field.
+
+Most tests run the real command in-process (`dispatcher.cli.main`) on real files with the
+serial backbone; a few go through a subprocess and the process pool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import run_dispatch
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from dispatcher.cli import main, parse_command_line
+from dispatcher.plan import make_plan
+from dispatcher.runner import prepare
+
+HEADER = """
+import json, os
+from dispatcher import Task, TorchTask, Placeholder, IndexShard, HashShard
+from templates import *
+"""
+
+
+def write(path: Path, text: str | bytes = "x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def task_file(tmp_path: Path, body: str) -> Path:
+    return write(tmp_path / "task.py", HEADER + textwrap.dedent(body))
+
+
+def run(tmp_path: Path, capsys, task: Path, cls: str, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(
+        [str(task), cls, "--backbone", "serial", "--log-dir", str(tmp_path / "logs"), *args]
+    )
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def plan_of(task: Path, cls: str, *args: str):
+    """The real plan (in-process, nothing run) for a command line."""
+    prepared = prepare(parse_command_line([str(task), cls, "--backbone", "serial", *args]))
+    return prepared.task, make_plan(prepared.task, prepared.shards)
+
+
+def keys(task: Path, cls: str, *args: str) -> list[str]:
+    return [key for key, _ in plan_of(task, cls, *args)[1].pending]
+
+
+def files(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): p.read_text()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+COPY = """
+@cpu_task(input_mode={mode}, output_mode=OutputWithExtension(".out"))
+class Copy(Task):
+    def process(self, input, output, **item):
+        with open(input) as src, open(output, "w") as dst:
+            dst.write(src.read())
+"""
+
+
+# --- input modes --------------------------------------------------------------------------
+
+
+def test_extensions_are_recursive_case_insensitive_and_skip_hidden(tmp_path):
+    src = tmp_path / "in"
+    for name in ["a.mp4", "b.MKV", "deep/er/c.Mp4", "d.txt", ".hidden.mp4", "dir/._e.mp4"]:
+        write(src / name)
+    (src / "folder.mp4").mkdir()  # a folder is never a file item
+    task = task_file(tmp_path, COPY.format(mode='InputByExtensions(exts=[".mp4", "mkv"])'))
+    found = keys(task, "Copy", "--mixin", f"input={src}", f"output={tmp_path / 'out'}")
+    assert found == ["a.mp4", "b.MKV", "deep/er/c.Mp4"]
+
+
+def test_extensions_hidden_true_still_never_lists_staging_leftovers(tmp_path):
+    src = tmp_path / "in"
+    write(src / ".h.txt")
+    write(src / ".x.dispatch-part.txt")
+    write(src / "v.txt")
+    task = task_file(tmp_path, COPY.format(mode='InputByExtensions(exts=[".txt"], hidden=True)'))
+    assert keys(task, "Copy", "--mixin", f"input={src}", f"output={tmp_path / 'o'}") == [
+        ".h.txt",
+        "v.txt",
+    ]
+
+
+def test_symlinked_files_count_symlinked_folders_only_when_followed(tmp_path):
+    src, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    write(elsewhere / "e.txt")
+    write(src / "real.txt")
+    (src / "link.txt").symlink_to(elsewhere / "e.txt")
+    (src / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (src / "loop").symlink_to(src, target_is_directory=True)
+    task = task_file(
+        tmp_path,
+        COPY.format(
+            mode='InputByExtensions(exts=[".txt"], follow_links=Placeholder(bool, default=False))'
+        ),
+    )
+    common = ["--mixin", f"input={src}", f"output={tmp_path / 'o'}"]
+    assert keys(task, "Copy", *common) == ["link.txt", "real.txt"]
+    followed = keys(task, "Copy", *common, "input_mode.follow_links=true")
+    assert followed == ["link.txt", "linked/e.txt", "real.txt"]  # the loop is walked once
+
+
+def test_glob_patterns(tmp_path):
+    src = tmp_path / "in"
+    for name in ["a.jpg", "x/b.jpg", "x/y/c.jpg", "x/frames/d.png", "z/frames/e.PNG", "f.png"]:
+        write(src / name)
+    task = task_file(
+        tmp_path,
+        COPY.format(
+            mode="InputByGlob(pattern=Placeholder(list[str]), case_sensitive=Placeholder(bool, default=True))"
+        ),
+    )
+
+    def by(*patterns: str, extra: tuple[str, ...] = ()) -> list[str]:
+        value = "[" + ",".join(json.dumps(p) for p in patterns) + "]"
+        return keys(
+            task,
+            "Copy",
+            "--mixin",
+            f"input={src}",
+            f"output={tmp_path / 'o'}",
+            f"input_mode.pattern={value}",
+            *extra,
+        )
+
+    assert by("**/*.jpg") == ["a.jpg", "x/b.jpg", "x/y/c.jpg"]
+    assert by("*.jpg") == ["a.jpg"]
+    assert by("*/*.jpg") == ["x/b.jpg"]
+    assert by("x/**") == ["x/b.jpg", "x/frames/d.png", "x/y/c.jpg"]
+    assert by("*/frames/*.png") == ["x/frames/d.png"]
+    assert by("*/frames/*.png", extra=("input_mode.case_sensitive=false",)) == [
+        "x/frames/d.png",
+        "z/frames/e.PNG",
+    ]
+    assert by("[af].*", "x/?.jpg") == ["a.jpg", "f.png", "x/b.jpg"]
+
+
+def test_depth_items_are_folders_or_files_at_that_level(tmp_path):
+    src = tmp_path / "in"
+    for name in ["s1/f1.png", "s1/f2.png", "s2/f1.png", "s2/sub/g.png", "top.png"]:
+        write(src / name)
+    body = """
+    @cpu_task(input_mode=InputByDepth(depth=Placeholder(int, default=1), kind=Placeholder(str, default="dir")),
+              output_mode=OutputWithExtension(".json"))
+    class Scenes(Task):
+        def process(self, input, output):
+            with open(output, "w") as fh:
+                json.dump(sorted(os.listdir(input)) if os.path.isdir(input) else "file", fh)
+    """
+    task = task_file(tmp_path, body)
+    common = ["--mixin", f"input={src}", f"output={tmp_path / 'out'}"]
+    assert keys(task, "Scenes", *common) == ["s1", "s2"]
+    assert keys(task, "Scenes", *common, "input_mode.depth=2") == ["s2/sub"]
+    assert keys(task, "Scenes", *common, "input_mode.depth=2", "input_mode.kind=file") == [
+        "s1/f1.png",
+        "s1/f2.png",
+        "s2/f1.png",
+    ]
+    assert keys(task, "Scenes", *common, "input_mode.kind=any") == ["s1", "s2", "top.png"]
+
+
+def test_depth_run_writes_one_output_per_folder(tmp_path, capsys):
+    src = tmp_path / "in"
+    for name in ["s1/f1.png", "s1/f2.png", "s2/f1.png"]:
+        write(src / name)
+    body = """
+    @cpu_task(input_mode=InputByDepth(depth=1), output_mode=OutputWithExtension(".json"))
+    class Scenes(Task):
+        def process(self, input, output):
+            with open(output, "w") as fh:
+                json.dump(sorted(os.listdir(input)), fh)
+    """
+    task = task_file(tmp_path, body)
+    out = tmp_path / "out"
+    code, _, err = run(tmp_path, capsys, task, "Scenes", "--mixin", f"input={src}", f"output={out}")
+    assert code == 0, err
+    assert files(out) == {"s1.json": '["f1.png", "f2.png"]', "s2.json": '["f1.png"]'}
+
+
+def test_jsonl_path_rows_are_normalized_and_deduplicated(tmp_path, capsys):
+    src = tmp_path / "in"
+    write(src / "a/x.txt", "ax")
+    write(src / "b.txt", "b")
+    rows = ['"a/x.txt"', '"./b.txt"', f'"{src}/a/x.txt"', '"a//x.txt"', "", '  "b.txt"  ']
+    listing = write(tmp_path / "list.jsonl", "\n".join(rows) + "\n")
+    task = task_file(tmp_path, COPY.format(mode="InputFromJsonl(path=Placeholder(str))"))
+    args = ["--mixin", f"input={src}", f"output={tmp_path / 'out'}", f"input_mode.path={listing}"]
+    task_obj, plan = plan_of(task, "Copy", *args)
+    assert [k for k, _ in plan.pending] == ["a/x.txt", "b.txt"]
+    assert plan.duplicates == 3
+    code, _, err = run(tmp_path, capsys, task, "Copy", *args)
+    assert code == 0, err
+    assert files(tmp_path / "out") == {"a/x.txt.out": "ax", "b.txt.out": "b"}
+
+
+def test_jsonl_object_rows_pass_their_fields(tmp_path, capsys):
+    src = tmp_path / "in"
+    write(src / "v/1.mp4", "one")
+    rows = [
+        {"path": "v/1.mp4", "caption": "a cat", "fps": 30},
+        {"path": "v/2.mp4", "caption": "no file", "fps": 25},
+    ]
+    listing = write(tmp_path / "list.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    body = """
+    @cpu_task(input_mode=InputFromJsonl(path=Placeholder(str)), output_mode=OutputWithExtension(".json"))
+    class Meta(Task):
+        def process(self, input, output, path, caption, fps):
+            with open(output, "w") as fh:
+                json.dump({"input": os.path.relpath(input, self.mixin.input), "path": path,
+                           "caption": caption, "fps": fps, "exists": os.path.exists(input)}, fh)
+    """
+    task = task_file(tmp_path, body)
+    out = tmp_path / "out"
+    code, _, err = run(
+        tmp_path, capsys, task, "Meta", "--mixin", f"input={src}", f"output={out}",
+        f"input_mode.path={listing}",
+    )  # fmt: skip
+    assert code == 0, err
+    got = {k: json.loads(v) for k, v in files(out).items()}
+    assert got == {
+        "v/1.mp4.json": {"input": "v/1.mp4", "path": "v/1.mp4", "caption": "a cat", "fps": 30, "exists": True},
+        "v/2.mp4.json": {"input": "v/2.mp4", "path": "v/2.mp4", "caption": "no file", "fps": 25, "exists": False},
+    }  # fmt: skip
+
+
+def test_jsonl_as_input_with_a_custom_key_field(tmp_path, capsys):
+    listing = write(
+        tmp_path / "data" / "records.jsonl",
+        '{"id": "r/1", "text": "hello"}\n{"id": "r/2", "text": "bye"}\n',
+    )
+    body = """
+    @cpu_task(input_mode=InputFromJsonl(key=Placeholder(str, default="id")),
+              output_mode=OutputWithExtension(".txt"))
+    class Upper(Task):
+        def process(self, input, output, id, text):
+            with open(output, "w") as fh:
+                fh.write(text.upper() + " " + os.path.relpath(input, os.path.dirname(self.mixin.input)))
+    """
+    task = task_file(tmp_path, body)
+    out = tmp_path / "out"
+    code, _, err = run(
+        tmp_path, capsys, task, "Upper", "--mixin", f"input={listing}", f"output={out}"
+    )
+    assert code == 0, err
+    assert files(out) == {"r/1.txt": "HELLO r/1", "r/2.txt": "BYE r/2"}
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("{not json", "list.jsonl:2: not valid JSON"),
+        ('{"name": "a"}', "list.jsonl:2: the row has no string field 'path'"),
+        ('{"path": 3}', "list.jsonl:2: the row has no string field 'path'"),
+        ("[1, 2]", "list.jsonl:2: a row must be a path string or an object, got list"),
+        ("42", "got int"),
+    ],
+)
+def test_bad_jsonl_rows_stop_the_run_with_the_line_number(tmp_path, capsys, line, message):
+    src = tmp_path / "in"
+    write(src / "a.txt")
+    listing = write(tmp_path / "list.jsonl", f'"a.txt"\n{line}\n')
+    task = task_file(tmp_path, COPY.format(mode=f"InputFromJsonl(path={str(listing)!r})"))
+    out = tmp_path / "out"
+    code, _, err = run(tmp_path, capsys, task, "Copy", "--mixin", f"input={src}", f"output={out}")
+    assert code == 2
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not out.exists() and not (tmp_path / "logs").exists()
+
+
+def test_output_root_inside_input_root_is_never_walked(tmp_path, capsys):
+    src = tmp_path / "data"
+    write(src / "a.txt", "a")
+    task = task_file(tmp_path, COPY.format(mode='InputByExtensions(exts=[".txt", ".out"])'))
+    args = ["--mixin", f"input={src}", f"output={src / 'results'}"]
+    assert run(tmp_path, capsys, task, "Copy", *args)[0] == 0
+    assert keys(task, "Copy", *args) == []  # a.txt is done; results/a.txt.out is no input
+    assert plan_of(task, "Copy", *args)[1].found == 1
+
+
+# --- output modes and finish checks -------------------------------------------------------
+
+
+def test_output_with_extension_is_staged_then_committed(tmp_path, capsys):
+    src = tmp_path / "in"
+    write(src / "a/b.mp4", "video")
+    body = """
+    SEEN = []
+    @cpu_task(input_mode=InputByExtensions(exts=[".mp4"]), output_mode=OutputWithExtension(ext=".json"))
+    class Probe(Task):
+        def process(self, input, output):
+            final = os.path.join(self.mixin.output, "a", "b.mp4.json")
+            assert isinstance(output, str) and output.path == output
+            assert output.endswith(".json") and os.path.basename(output).startswith(".")
+            assert os.path.dirname(output) == os.path.dirname(final)
+            assert not os.path.exists(final)
+            with open(output, "w") as fh:
+                json.dump({"staging": os.path.basename(output)}, fh)
+    """
+    task = task_file(tmp_path, body)
+    out = tmp_path / "out"
+    code, _, err = run(tmp_path, capsys, task, "Probe", "--mixin", f"input={src}", f"output={out}")
+    assert code == 0, err
+    assert list(files(out)) == ["a/b.mp4.json"]
+    assert json.loads(files(out)["a/b.mp4.json"])["staging"] == ".b.mp4.dispatch-part.json"
+
+
+def test_an_output_not_written_fails_the_item_and_leaves_nothing(tmp_path, capsys):
+    src = tmp_path / "in"
+    write(src / "a.txt")
+    write(src / "b.txt")
+    body = """
+    @cpu_task(input_mode=InputByExtensions(exts=[".txt"]),
+              output_mode=OutputSubfolder(files={"main": "main.json", "thumb": "t/thumb.jpg"}))
+    class Partial(Task):
+        def process(self, input, output, output_main, output_thumb):
+            with open(output_main, "w") as fh:
+                fh.write("m")
+            if input.endswith("b.txt"):
+                with open(output_thumb, "w") as fh:
+                    fh.write("t")
+    """
+    task = task_file(tmp_path, body)
+    out = tmp_path / "out"
+    code, _, err = run(
+        tmp_path, capsys, task, "Partial", "--mixin", f"input={src}", f"output={out}"
+    )
+    assert code == 1
+    assert files(out) == {"b.txt/main.json": "m", "b.txt/t/thumb.jpg": "t"}
+    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]  # no staging left for a.txt
+    failures = list((tmp_path / "logs").rglob("failures.jsonl"))
+    row = json.loads(failures[0].read_text().splitlines()[0])
+    assert row["key"] == "a.txt" and "t/thumb.jpg" in row["error"]
+
+
+SUBFOLDER = """
+@cpu_task(input_mode=InputByExtensions(exts=[".mp4"]),
+          output_mode=OutputSubfolder(files={{"manifest": "clips.json", "first": "clip_000.txt"}}),
+          finish={finish})
+class Clip(Task):
+    def process(self, input, output, output_manifest, output_first):
+        assert os.path.isdir(output) and os.path.dirname(output_manifest) == output
+        for i in range(2):
+            with open(os.path.join(output, f"clip_{{i:03d}}.txt"), "w") as fh:
+                fh.write(f"{{os.path.basename(input)}} {{i}}")
+        clips = sorted(os.listdir(output))
+        with open(output_manifest, "w") as fh:
+            json.dump(clips, fh)
+"""
+
+
+@pytest.mark.parametrize(
+    "finish, rerun_after_losing_a_clip",
+    [("FinishWhenAllExist()", True), ('FinishWhenExists("manifest")', False),
+     ("FinishWhenExists()", False)],
+)  # fmt: skip
+def test_subfolder_outputs_and_finish_checks(tmp_path, capsys, finish, rerun_after_losing_a_clip):
+    src = tmp_path / "in"
+    write(src / "cats/a.mp4")
+    write(src / "b.mp4")
+    task = task_file(tmp_path, SUBFOLDER.format(finish=finish))
+    out = tmp_path / "out"
+    args = ["--mixin", f"input={src}", f"output={out}"]
+    code, _, err = run(tmp_path, capsys, task, "Clip", *args)
+    assert code == 0, err
+    assert files(out) == {
+        "b.mp4/clip_000.txt": "b.mp4 0",
+        "b.mp4/clip_001.txt": "b.mp4 1",
+        "b.mp4/clips.json": '["clip_000.txt", "clip_001.txt"]',
+        "cats/a.mp4/clip_000.txt": "a.mp4 0",
+        "cats/a.mp4/clip_001.txt": "a.mp4 1",
+        "cats/a.mp4/clips.json": '["clip_000.txt", "clip_001.txt"]',
+    }
+    assert keys(task, "Clip", *args) == []
+    (out / "b.mp4" / "clip_000.txt").unlink()
+    assert keys(task, "Clip", *args) == (["b.mp4"] if rerun_after_losing_a_clip else [])
+    assert run(tmp_path, capsys, task, "Clip", *args)[0] == 0
+    (out / "cats" / "a.mp4" / "clips.json").unlink()
+    expected = [] if finish == "FinishWhenExists()" else ["cats/a.mp4"]
+    assert keys(task, "Clip", *args) == expected
+
+
+def test_force_replaces_a_folder_output_as_a_whole(tmp_path, capsys):
+    src = tmp_path / "in"
+    write(src / "a.mp4")
+    task = task_file(tmp_path, SUBFOLDER.format(finish="None"))
+    out = tmp_path / "out"
+    args = ["--mixin", f"input={src}", f"output={out}"]
+    assert run(tmp_path, capsys, task, "Clip", *args)[0] == 0
+    write(out / "a.mp4" / "stale.txt")
+    assert run(tmp_path, capsys, task, "Clip", *args, "--force")[0] == 0
+    assert sorted(files(out)) == ["a.mp4/clip_000.txt", "a.mp4/clip_001.txt", "a.mp4/clips.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4"]
+
+
+# --- placeholders, hard and soft shards ---------------------------------------------------
+
+
+EVERYTHING = """
+@cpu_task(
+    input=Placeholder(str, help="the input root"),
+    output=Placeholder(str, help="the output root"),
+    input_mode=InputByExtensions(exts=Placeholder(list[str], default=[".txt"], help="which files")),
+    output_mode=OutputWithExtension(ext=Placeholder(str, default=".json")),
+    finish=FinishWhenExists(name=Placeholder(str, default=None)),
+    hard_shard=HardShard(shard=Placeholder(int, help="part")),
+    shard=IndexShard(shard_idx=Placeholder(int | list[int], default=0), shard_num=Placeholder(int, default=1)),
+    suffix=Placeholder(str, default="!", help="appended to every line"),
+)
+class Everything(Task):
+    def process(self, input, output):
+        with open(input) as src, open(output, "w") as dst:
+            dst.write(src.read() + self.mixin.suffix)
+"""
+
+
+def test_every_field_can_be_a_placeholder_and_h_lists_them(tmp_path, capsys):
+    task = task_file(tmp_path, EVERYTHING)
+    code, out, _ = run(tmp_path, capsys, task, "Everything", "-h")
+    assert code == 0
+    for path in ["input ", "output ", "input_mode.exts", "output_mode.ext", "finish.name",
+                 "hard_shard.shard", "shard.shard_idx", "shard.shard_num", "suffix"]:  # fmt: skip
+        assert f"  {path}" in out, path
+    base = tmp_path / "base"
+    for part in (0, 1):
+        for i in range(6):
+            write(base / str(part) / "in" / f"f{i}.md", f"{part}-{i}")
+    args = [
+        "--mixin", f"input={base}/{{shard}}/in", f"output={base}/{{shard}}/out",
+        "hard_shard.shard=1", "input_mode.exts=[.md]", "output_mode.ext=.res",
+        "shard.shard_idx=[0,2]", "shard.shard_num=3", "suffix=+",
+    ]  # fmt: skip
+    assert keys(task, "Everything", *args) == ["f0.md", "f2.md", "f3.md", "f5.md"]
+    code, _, err = run(tmp_path, capsys, task, "Everything", *args)
+    assert code == 0, err
+    assert files(base / "1" / "out") == {
+        "f0.md.res": "1-0+", "f2.md.res": "1-2+", "f3.md.res": "1-3+", "f5.md.res": "1-5+",
+    }  # fmt: skip
+    assert not (base / "0" / "out").exists()
+
+
+def test_nested_template_shards_then_cli_shard(tmp_path):
+    src = tmp_path / "in"
+    names = [f"f{i:02d}.txt" for i in range(24)]
+    for name in names:
+        write(src / name)
+    body = COPY.format(mode='InputByExtensions(exts=[".txt"])').replace(
+        "output_mode=OutputWithExtension",
+        "shard=[IndexShard(shard_idx=1, shard_num=2), IndexShard(shard_idx=[0, 1], shard_num=3)], "
+        "output_mode=OutputWithExtension",
+    )
+    task = task_file(tmp_path, body)
+    common = ["--mixin", f"input={src}", f"output={tmp_path / 'o'}"]
+    odd = names[1::2]
+    nested = [k for i, k in enumerate(odd) if i % 3 in (0, 1)]
+    assert keys(task, "Copy", *common) == nested
+    both = keys(task, "Copy", *common, "--shard", "1/2", "--shard-mode", "index")
+    assert both == nested[1::2]
+    by_hash = [keys(task, "Copy", *common, "--shard", f"{i}/3") for i in range(3)]
+    assert sorted(sum(by_hash, [])) == nested
+
+
+def test_configuration_problems_are_reported_together_exit_2(tmp_path, capsys):
+    task = task_file(tmp_path, EVERYTHING)
+    out = tmp_path / "out"
+    code, _, err = run(
+        tmp_path, capsys, task, "Everything", "--mixin", f"input={tmp_path / 'missing'}",
+        f"output={out}", "hard_shard.shard=1", "output_mode.ext=a/b", "finish.name=nope",
+        "shard.shard_idx=5", "shard.shard_num=2",
+    )  # fmt: skip
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert any("hard_shard" in line and "{shard}" in line for line in lines), err
+    assert any("output_mode.ext" in line for line in lines), err
+    assert any("shard_idx 5 is out of range" in line for line in lines), err
+    assert all(line.startswith("dispatch: error: ") for line in lines)
+    assert not out.exists() and not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    "mode, output, message",
+    [
+        ('InputByExtensions(exts=[".txt"])', "OutputWithExtension('')", "output_mode.ext"),
+        ("InputByExtensions(exts=[])", "OutputWithExtension('.j')", "input_mode.exts"),
+        ("InputByGlob(pattern='../*')", "OutputWithExtension('.j')", "input_mode.pattern"),
+        ("InputByDepth(depth=0)", "OutputWithExtension('.j')", "input_mode.depth"),
+        ("InputByDepth(kind='pipe')", "OutputWithExtension('.j')", "input_mode.kind"),
+        ('InputByExtensions(exts=[".txt"])', "OutputSubfolder(files={'x': '../x'})", "climbs out"),
+        ('InputByExtensions(exts=[".txt"])', "OutputSubfolder(files={'a-b': 'x'})", "identifier"),
+        ("InputFromJsonl(path='nope.jsonl')", "OutputWithExtension('.j')", "does not exist"),
+    ],
+)
+def test_bad_mode_values_exit_2(tmp_path, capsys, mode, output, message):
+    write(tmp_path / "in" / "a.txt")
+    body = f"""
+    @cpu_task(input_mode={mode}, output_mode={output})
+    class Bad(Task):
+        def process(self, input, output, **item):
+            pass
+    """
+    task = task_file(tmp_path, body)
+    out = tmp_path / "out"
+    code, _, err = run(
+        tmp_path, capsys, task, "Bad", "--mixin", f"input={tmp_path / 'in'}", f"output={out}"
+    )
+    assert code == 2 and message in err, err
+    assert not out.exists()
+
+
+def test_input_root_missing_or_output_root_a_file_exit_2(tmp_path, capsys):
+    task = task_file(tmp_path, COPY.format(mode='InputByExtensions(exts=[".txt"])'))
+    write(tmp_path / "file")
+    code, _, err = run(
+        tmp_path,
+        capsys,
+        task,
+        "Copy",
+        "--mixin",
+        f"input={tmp_path / 'nope'}",
+        f"output={tmp_path / 'file'}",
+    )
+    assert code == 2
+    assert "input folder" in err and "does not exist" in err and "is not a folder" in err
+
+
+def test_decorator_misuse_is_a_type_error():
+    from dispatcher import Task, TorchTask
+    from templates import InputByExtensions, OutputWithExtension, cpu_task, torch_task
+
+    modes = {"input_mode": InputByExtensions(exts=[".x"]), "output_mode": OutputWithExtension()}
+    with pytest.raises(TypeError, match="torch_task"):
+        cpu_task(**modes)(type("T", (TorchTask,), {}))
+    with pytest.raises(TypeError, match="cpu_task"):
+        torch_task(**modes)(type("C", (Task,), {}))
+    with pytest.raises(TypeError, match="output_mode"):
+        cpu_task(input_mode=modes["input_mode"], output_mode="x.json")(type("C", (Task,), {}))
+    with pytest.raises(TypeError, match="template owns"):
+        cpu_task(**modes)(type("C", (Task,), {"mixin": {"input": 1}}))
+
+
+# --- hooks, compatibility and pickling ----------------------------------------------------
+
+
+def test_plain_class_kagurazaka_hooks_and_pickling(tmp_path):
+    src = tmp_path / "in"
+    write(src / "a.txt", "A")
+    write(src / "s/b.txt", "B")
+    body = """
+    @cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".o"))
+    class Plain:
+        def process(self, input, output):
+            with open(output, "w") as fh:
+                fh.write(open(input).read())
+    """
+    task_path = task_file(tmp_path, body)
+    task, plan = plan_of(task_path, "Plain", "--mixin", f"input={src}", f"output={tmp_path / 'o'}")
+    from dispatcher import Task
+
+    assert isinstance(task, Task)
+    assert list(task.generate_tasks()) == [
+        {"input": str(src / "a.txt")},
+        {"input": str(src / "s/b.txt")},
+    ]
+    assert not task.is_executed(input=str(src / "a.txt"))
+    clone = pickle.loads(pickle.dumps(task))
+    clone.run_item("a.txt", None)
+    assert task.is_executed(input=str(src / "a.txt"))
+    assert list(task.executed_mask(plan.pending)) == [True, False]
+
+
+def test_torch_task_hooks_without_torch(tmp_path):
+    src = tmp_path / "in"
+    write(src / "x/1.jpg", "one")
+    write(src / "2.jpg", "two")
+    body = """
+    @torch_task(input_mode=InputByExtensions(exts=[".jpg"]), output_mode=OutputWithExtension(".emb"))
+    class Embed(TorchTask):
+        def load_data(self, input):
+            return {"text": open(input).read()}
+        def postprocess_each(self, batch_idx, batch_size, output, result, **row):
+            with open(output, "w") as fh:
+                fh.write(str(result))
+    """
+    task_path = task_file(tmp_path, body)
+    out = tmp_path / "out"
+    task, plan = plan_of(task_path, "Embed", "--mixin", f"input={src}", f"output={out}")
+    assert type(task).data_source() == "items" and type(task).done_check() == "each"
+    assert [k for k, _ in plan.pending] == ["2.jpg", "x/1.jpg"]
+    key, payload = plan.pending[1]
+    row = task.load_data(**task.item_payload(key, payload))
+    with task.staged_outputs(key) as outputs:
+        task.postprocess_each(0, 1, result=len(row["text"]), **outputs)
+    assert (out / "x" / "1.jpg.emb").read_text() == "3"
+    assert task.is_each_executed(input=str(src / "x" / "1.jpg"))
+    assert [k for k, _ in make_plan(task, []).pending] == ["2.jpg"]
+
+
+def test_process_pool_runs_a_template_task(tmp_path):
+    src = tmp_path / "in"
+    for i in range(30):
+        write(src / f"d{i % 3}" / f"{i:02d}.txt", str(i))
+    task = task_file(tmp_path, COPY.format(mode='InputByExtensions(exts=[".txt"])'))
+    out = tmp_path / "out"
+    done = run_dispatch(
+        task, "Copy", "--backbone", "mp", "--num-process", "2", "--start-method", "spawn",
+        "--log-dir", tmp_path / "logs", "--mixin", f"input={src}", f"output={out}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert files(out) == {f"d{i % 3}/{i:02d}.txt.out": str(i) for i in range(30)}
+    assert os.listdir(tmp_path / "logs")
+
+
+# --- properties of the walk and the done check --------------------------------------------
+
+NAME = st.text(st.sampled_from("aB0-._ !~é/"), min_size=1, max_size=5).filter(
+    lambda s: all(part and not part.startswith(".") for part in s.split("/"))
+)
+
+
+def _tree(paths: list[str], base: Path) -> list[str]:
+    """Create files at `paths` (skipping ones that clash with folders); returns the keys."""
+    made = []
+    for rel in paths:
+        path = base / rel
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                path.write_text(rel)
+                made.append(rel)
+        except (FileExistsError, NotADirectoryError, IsADirectoryError):
+            continue
+    return made
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(NAME.map(lambda s: s + ".txt"), max_size=30), st.randoms(use_true_random=False))
+@example(["a/x.txt", "a-b/y.txt", "a.txt", "a0/z.txt", "a b/c/d.txt", "a!.txt"], random.Random(0))
+def test_walk_yields_keys_in_exact_sorted_order(paths, rnd):
+    from templates.walk import walk_suffixes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        made = _tree(paths, Path(tmp))
+        rnd.shuffle(made)
+        groups = walk_suffixes(tmp, (".txt",))
+        walked = [prefix + name for prefix, names in groups for name in names]
+        assert walked == sorted(made)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(NAME.map(lambda s: s + ".txt"), max_size=25),
+    st.data(),
+    st.sampled_from(["", "--shard 1/2", "--shard 0/3 --shard-mode index"]),
+)
+def test_done_check_agrees_with_the_filesystem(paths, data, shard):
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        (base / "in").mkdir()
+        made = sorted(_tree(paths, base / "in"))
+        done = data.draw(st.sets(st.sampled_from(made))) if made else set()
+        for rel in done:
+            write(base / "out" / f"{rel}.out", "done")
+        listing = write(base / "list.jsonl", "".join(json.dumps(k) + "\n" for k in made))
+        task = task_file(base, COPY.format(mode="InputByExtensions(exts=['.txt'])"))
+        task_file(base / "j", COPY.format(mode=f"InputFromJsonl(path={str(listing)!r})"))
+        for path in (task, base / "j" / "task.py"):
+            _, plan = plan_of(
+                path,
+                "Copy",
+                *shard.split(),
+                "--mixin",
+                f"input={base / 'in'}",
+                f"output={base / 'out'}",
+            )
+            in_shard = plan.in_shard
+            pending = [k for k, _ in plan.pending]
+            assert all(k not in done for k in pending)
+            assert plan.done == in_shard - len(pending)
+            if not shard:
+                assert pending == sorted(set(made) - done) and plan.done == len(done)
+
+
+def test_subfolder_files_and_finish_name_as_placeholders(tmp_path, capsys):
+    write(tmp_path / "in" / "a.mp4")
+    body = """
+    @cpu_task(
+        input_mode=InputByExtensions(exts=[".mp4"], hidden=Placeholder(bool, default=False)),
+        output_mode=OutputSubfolder(files=Placeholder(dict[str, str], default={"m": "m.json"})),
+        finish=FinishWhenExists(Placeholder(str, default="m")),
+    )
+    class Any(Task):
+        def process(self, input, output, **outputs):
+            for name, path in sorted(outputs.items()):
+                with open(path, "w") as fh:
+                    fh.write(name)
+    """
+    task = task_file(tmp_path, body)
+    out = tmp_path / "out"
+    args = ["--mixin", f"input={tmp_path / 'in'}", f"output={out}",
+            "output_mode.files={meta: meta.json, thumb: t/0.jpg}", "finish.name=meta"]  # fmt: skip
+    code, _, err = run(tmp_path, capsys, task, "Any", *args)
+    assert code == 0, err
+    assert files(out) == {"a.mp4/meta.json": "output_meta", "a.mp4/t/0.jpg": "output_thumb"}
+    assert keys(task, "Any", *args) == []
+    code, _, err = run(tmp_path, capsys, task, "Any", *args[:-1], "finish.name=m")
+    assert code == 2 and "'m' is not a declared output (declared: meta, thumb)" in err
+
+
+@pytest.mark.slow
+def test_torch_task_runs_on_the_torch_backbone_on_cpu(tmp_path):
+    pytest.importorskip("torch")
+    for i in range(5):
+        write(tmp_path / "in" / f"d{i % 2}" / f"{i}.txt", "x" * (i + 1))
+    body = """
+    import torch
+
+    @torch_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".len"))
+    class Length(TorchTask):
+        def load_data(self, input):
+            return {"n": torch.tensor([float(len(open(input).read()))])}
+
+        def load_model(self, device):
+            self.scale = 2.0
+
+        def inference(self, device, batch_size, n, **batch):
+            return n.to(device) * self.scale
+
+        def postprocess_each(self, batch_idx, batch_size, output, result, **row):
+            with open(output, "w") as fh:
+                fh.write(str(int(result.item())))
+    """
+    task = task_file(tmp_path, body)
+    out = tmp_path / "out"
+    args = ["--backbone", "torch", "--device", "cpu", "--batch-size", "2", "--num-workers", "0",
+            "--log-dir", tmp_path / "logs", "--mixin", f"input={tmp_path / 'in'}", f"output={out}"]  # fmt: skip
+    done = run_dispatch(task, "Length", *args)
+    assert done.returncode == 0, done.stderr
+    assert files(out) == {f"d{i % 2}/{i}.txt.len": str(2 * (i + 1)) for i in range(5)}
+    again = run_dispatch(task, "Length", *args)
+    assert again.returncode == 0 and "nothing to do" in again.stderr
