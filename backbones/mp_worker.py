@@ -1,0 +1,181 @@
+"""Inside one `mp` worker process: setup once, items in chunks, teardown once.
+
+The parent decides everything. Workers ignore SIGINT (Ctrl-C reaches the whole process
+group) and ignore SIGTERM too unless the parent has asked them to abandon their work
+first, so a SIGTERM sent to every process of a job at once (SLURM) still leaves the
+in-flight items their grace period. When the parent does stop a worker, `Abandoned` is
+raised inside the running item, which removes its staged outputs on the way out; the
+same happens when the parent itself dies (Linux sends the worker SIGTERM then).
+
+The worker tells the parent what it is doing through a small shared array (no message
+per item): which item is running since when, and how many it has finished. That is how
+the parent times items out and knows which item a dead worker was holding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import faulthandler
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Any
+
+from dispatcher.execution import error_line, run_one
+from dispatcher.signals import unblock_stop_signals
+from dispatcher.task import Task
+
+# Slots of the shared state array (doubles), written by the worker, read by the parent,
+# except ABORT and HALT, which the parent writes.
+RUNNING, STARTED, COMPLETED, ABORT, HALT = range(5)
+STATE_SLOTS = 5
+IDLE = -1.0
+
+PARENT_CHECK_SECONDS = 1.0
+PR_SET_PDEATHSIG = 1
+
+
+class Abandoned(BaseException):
+    """Raised inside a worker that the parent is stopping; unwinds staged outputs."""
+
+
+def _sigterm_handler(state: Any, crash_file: Any, parent: _Parent) -> Any:
+    def handler(signum: int, frame: object) -> None:
+        if state[ABORT] or not parent.alive():
+            # Where the item was stuck: filed with a timed-out item's failure.
+            with contextlib.suppress(Exception):
+                faulthandler.dump_traceback(file=crash_file, all_threads=False)
+            raise Abandoned()
+
+    return handler
+
+
+class _Parent:
+    """Whether the dispatching process is still there (a worker never outlives it for long)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.ppid = os.getppid()  # the dispatcher itself, or the forkserver
+
+    def alive(self) -> bool:
+        if os.getppid() != self.ppid:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+    def signal_me_on_death(self) -> None:
+        """Linux: SIGTERM this worker when its parent dies (the handler then abandons the item)."""
+        if not sys.platform.startswith("linux"):
+            return
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+
+
+def _receive(conn: Connection, parent: _Parent) -> Any:
+    """The next message from the parent; None when told to stop or the parent is gone."""
+    while not conn.poll(PARENT_CHECK_SECONDS):
+        if not parent.alive():
+            return None
+    try:
+        data = conn.recv_bytes()
+    except (EOFError, OSError):
+        return None
+    return data
+
+
+def _run_chunk(task: Task, chunk: list[tuple[int, Any]], state: Any, conn: Connection) -> int:
+    """Run a chunk's items in order until done or told to halt; returns how many ran."""
+    ran = 0
+    for seq, item in chunk:
+        if state[HALT] or state[ABORT]:
+            break
+        state[STARTED] = time.monotonic()
+        state[RUNNING] = seq
+        outcome = run_one(task, item)
+        if not outcome.ok:
+            conn.send(("fail", seq, outcome.error, outcome.traceback, outcome.seconds))
+        state[COMPLETED] += 1
+        state[RUNNING] = IDLE
+        ran += 1
+    return ran
+
+
+def _serve(task: Task, conn: Connection, state: Any, parent: _Parent) -> None:
+    try:
+        task.setup()
+    except Exception as exc:
+        conn.send(("setup_failed", error_line(exc), traceback.format_exc()))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        data = _receive(conn, parent)
+        if data is None:
+            break
+        try:
+            chunk = pickle.loads(data)
+        except Exception as exc:
+            conn.send(
+                (
+                    "chunk_error",
+                    f"item could not be unpickled in the worker: {error_line(exc)}",
+                    traceback.format_exc(),
+                )
+            )
+            continue
+        if chunk is None:
+            break
+        start = time.perf_counter()
+        ran = _run_chunk(task, chunk, state, conn)
+        conn.send(("done", ran, time.perf_counter() - start))
+    try:
+        task.teardown()
+    except Exception as exc:
+        print(
+            f"dispatch: worker {os.getpid()}: task teardown failed: {error_line(exc)}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def worker_main(
+    task: Task,
+    conn: Connection,
+    state: Any,
+    parent_pid: int,
+    inherited_fds: list[int],
+    crash_log: str,
+) -> None:
+    """Entry point of a worker process (started with SIGINT/SIGTERM blocked)."""
+    # Under fork, the parent's ends of other workers' pipes were inherited: close them, so
+    # that each pipe reports EOF when the parent goes away.
+    for fd in inherited_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    parent = _Parent(parent_pid)
+    with open(crash_log, "w", encoding="utf-8") as crash_file:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, _sigterm_handler(state, crash_file, parent))
+        parent.signal_me_on_death()
+        unblock_stop_signals()
+        if not parent.alive():
+            return
+        # A segfault's Python traceback goes here; the parent files it with the item.
+        faulthandler.enable(file=crash_file, all_threads=False)
+        try:
+            _serve(task, conn, state, parent)
+        except (Abandoned, BrokenPipeError, EOFError):
+            pass
+        finally:
+            faulthandler.disable()

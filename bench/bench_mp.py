@@ -1,0 +1,250 @@
+"""The `mp` backbone against a plain loop, and its per-item overhead.
+
+    python bench/bench_mp.py [--items 20000] [--processes 2] [--repeat 3]
+
+1. Small CPU items: N text files of ~2 KB (in /dev/shm unless --dir says otherwise);
+   each item reads one, tokenises it, counts words and word pairs, fingerprints it and
+   writes a small JSON file (atomically). Whole-command wall time of
+   `dispatch ... --backbone mp --num-process P` (start-up, plan, run, report) against a
+   plain single-process loop doing the same work in a fresh interpreter, and the same
+   command with `--chunksize 1` (one pipe round trip per item), plus the CPU time each
+   used: on a busy machine the wall times say little, the CPU times still show overhead.
+2. Trivial items (process() does nothing, no outputs): the time `mp` adds per item,
+   measured as its run time per item against the `serial` backbone's.
+
+Prints figures; asserts nothing about time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+
+TASK = textwrap.dedent(
+    """
+    import hashlib, json, os, re
+    from collections import Counter
+    from dispatcher import Task, Placeholder, atomic_write
+
+    WORD = re.compile(r"[a-z]+")
+
+    def work(src, dst):
+        # a small text-cleaning step: tokenise, count words and word pairs, fingerprint
+        with open(src, encoding="utf-8") as fh:
+            text = fh.read()
+        words = WORD.findall(text.lower())
+        pairs = Counter(zip(words, words[1:])).most_common(10)
+        record = {
+            "words": len(words),
+            "top": Counter(words).most_common(10),
+            "pairs": [" ".join(pair) for pair, _ in pairs],
+            "sha1": hashlib.sha1(text.encode()).hexdigest(),
+        }
+        with atomic_write(dst) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(record, fh)
+
+    class Small(Task):
+        mixin = {"input": Placeholder(str), "output": Placeholder(str)}
+
+        def generate_tasks(self):
+            for name in os.listdir(self.mixin.input):
+                yield {"name": name}
+
+        def item_key(self, item):
+            return item["name"]
+
+        def is_executed(self, name):
+            return os.path.exists(os.path.join(self.mixin.output, name + ".json"))
+
+        def process(self, name):
+            work(os.path.join(self.mixin.input, name),
+                 os.path.join(self.mixin.output, name + ".json"))
+
+    class Trivial(Task):
+        mixin = {"n": Placeholder(int)}
+
+        def generate_tasks(self):
+            for i in range(self.mixin.n):
+                yield {"i": i}
+
+        def item_key(self, item):
+            return f"{item['i']:08d}"
+
+        def process(self, i):
+            pass
+    """
+)
+
+PLAIN_LOOP = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, {folder!r})
+    from bench_task import work
+    src, dst = {src!r}, {dst!r}
+    for name in sorted(os.listdir(src)):
+        work(os.path.join(src, name), os.path.join(dst, name + ".json"))
+    """
+)
+
+WORDS = [
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "omicron",
+    "pi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "chi",
+    "psi",
+    "omega",
+]
+
+
+def make_dataset(folder: str, count: int) -> None:
+    os.makedirs(folder)
+    for i in range(count):
+        words = [WORDS[(i * 7 + j * 13) % len(WORDS)] for j in range(300)]
+        with open(os.path.join(folder, f"doc{i:06d}.txt"), "w", encoding="utf-8") as fh:
+            fh.write(" ".join(words))
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: list[str], cwd: str) -> tuple[float, float]:
+    """Wall time and CPU time (the command and its workers, user + system)."""
+    cpu = _children_cpu()
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-2000:]}")
+    return wall, _children_cpu() - cpu
+
+
+def run_seconds(logs: str) -> float:
+    """The run time of the latest run record (after start-up and the plan)."""
+    records = glob.glob(os.path.join(logs, "*", "*", "run.json"))
+    with open(max(records, key=os.path.getmtime), encoding="utf-8") as fh:
+        return float(json.load(fh)["wall_seconds"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=20000)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median kept)")
+    parser.add_argument(
+        "--dir",
+        default="/dev/shm" if os.path.isdir("/dev/shm") else None,
+        help="where the files go (default: /dev/shm when present, so disk writeback does not "
+        "drown the CPU figures; pass a disk folder to measure with it)",
+    )
+    args = parser.parse_args()
+
+    root = tempfile.mkdtemp(prefix="bench-mp-", dir=args.dir)
+    try:
+        task_file = os.path.join(root, "bench_task.py")
+        with open(task_file, "w", encoding="utf-8") as fh:
+            fh.write(TASK)
+        src, dst = os.path.join(root, "in"), os.path.join(root, "out")
+        make_dataset(src, args.items)
+        dispatch = [sys.executable, "-m", "dispatcher", task_file]
+        logs = ["--log-dir", os.path.join(root, "logs")]
+
+        def fresh() -> None:
+            shutil.rmtree(dst, ignore_errors=True)
+
+        def median_of(command: list[str]) -> tuple[float, float, float]:
+            """Medians of wall time, CPU time and the summary's run time."""
+            walls, cpus, runs = [], [], []
+            for _ in range(args.repeat):
+                fresh()
+                wall, cpu = timed(command, root)
+                walls.append(wall)
+                cpus.append(cpu)
+                runs.append(run_seconds(logs[1]) if "dispatcher" in command else float("nan"))
+            return statistics.median(walls), statistics.median(cpus), statistics.median(runs)
+
+        plain_code = PLAIN_LOOP.format(folder=root, src=src, dst=dst)
+        plain, plain_cpu, _ = median_of([sys.executable, "-c", plain_code])
+        mp_cmd = [*dispatch, "Small", "--backbone", "mp", "--num-process", str(args.processes)]
+        mp_cmd += [*logs, "--mixin", f"input={src}", f"output={dst}"]
+        rows = [
+            (
+                "dispatch --backbone serial",
+                [
+                    *dispatch,
+                    "Small",
+                    "--backbone",
+                    "serial",
+                    *logs,
+                    "--mixin",
+                    f"input={src}",
+                    f"output={dst}",
+                ],
+            ),
+            ("dispatch --backbone mp", mp_cmd),
+            ("dispatch --backbone mp --chunksize 1", [*mp_cmd, "--chunksize", "1"]),
+        ]
+        n = args.items
+        print(
+            f"small CPU items: {n} files in {os.path.dirname(root)}, {args.processes} processes, "
+            f"{os.cpu_count()} CPUs, median of {args.repeat}"
+        )
+        print(f"  {'command':<40} {'wall':>7} {'x plain':>8} {'CPU':>7} {'run':>7}")
+        print(
+            f"  {'plain single-process loop':<40} {plain:6.2f}s {1:7.2f}x {plain_cpu:6.2f}s", end=""
+        )
+        print(f"  ({plain / n * 1e6:.0f} us/item)")
+        for label, command in rows:
+            wall, cpu, run = median_of(command)
+            print(f"  {label:<40} {wall:6.2f}s {wall / plain:7.2f}x {cpu:6.2f}s {run:6.2f}s")
+        print(
+            "  (wall: whole command; CPU: user + system of it and its workers; run: after start-up"
+        )
+        print("   and the plan, from the run record)")
+
+        trivial = [*dispatch, "Trivial", *logs, "--mixin", f"n={n}"]
+        _, _, serial_trivial = median_of([*trivial, "--backbone", "serial"])
+        print(f"trivial items: {n}, process() does nothing; run time per item")
+        print(f"  serial backbone:          {serial_trivial / n * 1e6:6.1f} us/item")
+        for procs in sorted({1, args.processes}):
+            _, _, seconds = median_of([*trivial, "--backbone", "mp", "--num-process", str(procs)])
+            overhead = (seconds - serial_trivial) / n * 1e6
+            print(
+                f"  mp, {procs} worker process(es): {seconds / n * 1e6:6.1f} us/item "
+                f"({overhead:+.1f} us/item against serial, worker start-up included)"
+            )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

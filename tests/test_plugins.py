@@ -1,0 +1,177 @@
+"""Third-party backbones: a package registers one under the `dispatcher.backbones` entry points.
+
+The test builds a throwaway package in a temp dir, pip-installs it into this environment
+(offline: no dependencies, no build isolation), runs a task on it, and uninstalls it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+from conftest import run_dispatch, write_file
+
+from backbones import registry
+from dispatcher.cli import main
+
+PLUGIN = '''
+"""A third-party backbone: runs items in this process, in reverse order."""
+
+from backbones import Backbone
+from dispatcher.execution import run_one
+
+
+class ReverseBackbone(Backbone):
+    name = "{name}"
+    summary = "Runs items last-first, in the parent process (a test plugin)."
+
+    @classmethod
+    def add_arguments(cls, parser):
+        parser.add_argument("--stamp", default="plain", help="text written beside each output")
+
+    def run(self, task, items, reporter, stop):
+        task.stamp = self.options.stamp
+        task.setup()
+        try:
+            for item in reversed(items):
+                if stop.is_set():
+                    break
+                reporter.record_outcome(run_one(task, item))
+        finally:
+            task.teardown()
+'''
+
+PYPROJECT = """
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{dist}"
+version = "0.0.1"
+
+[project.entry-points."dispatcher.backbones"]
+{name} = "{module}:ReverseBackbone"
+
+[tool.setuptools]
+py-modules = ["{module}"]
+"""
+
+TASK = """
+import os
+from dispatcher import Placeholder, Task, atomic_write
+
+
+class Stamp(Task):
+    mixin = {"out": Placeholder(str)}
+
+    def generate_tasks(self):
+        return ({"i": i} for i in range(5))
+
+    def item_key(self, item):
+        return str(item["i"])
+
+    def is_executed(self, i):
+        return os.path.exists(os.path.join(self.mixin.out, f"{i}.txt"))
+
+    def process(self, i):
+        os.makedirs(self.mixin.out, exist_ok=True)
+        with open(os.path.join(self.mixin.out, "order.log"), "a") as fh:
+            fh.write(f"{i}\\n")
+        with atomic_write(os.path.join(self.mixin.out, f"{i}.txt")) as tmp, open(tmp, "w") as fh:
+            fh.write(getattr(self, "stamp", "none"))
+"""
+
+
+def _pip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def plugin(tmp_path_factory: pytest.TempPathFactory):
+    suffix = uuid.uuid4().hex[:8]
+    name, module = f"reverse-{suffix}", f"dispatch_reverse_{suffix}"
+    dist = f"dispatch-test-plugin-{suffix}"
+    root = tmp_path_factory.mktemp("plugin")
+    write_file(root / "pyproject.toml", PYPROJECT.format(dist=dist, name=name, module=module))
+    write_file(root / f"{module}.py", PLUGIN.format(name=name))
+    installed = _pip(
+        "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet", str(root)
+    )
+    assert installed.returncode == 0, installed.stderr
+    try:
+        yield name
+    finally:
+        removed = _pip("uninstall", "--yes", "--quiet", dist)
+        assert removed.returncode == 0, removed.stderr
+
+
+@pytest.mark.slow
+def test_an_installed_plugin_runs_a_task_and_shows_its_options(plugin, tmp_path):
+    task = write_file(tmp_path / "stamp.py", TASK)
+    out = tmp_path / "out"
+    logs = tmp_path / "logs"
+
+    done = run_dispatch(
+        str(task),
+        "Stamp",
+        "--backbone",
+        plugin,
+        "--stamp",
+        "from-plugin",
+        "--log-dir",
+        str(logs),
+        "--mixin",
+        f"out={out}",
+    )
+    assert done.returncode == 0, done.stderr
+    assert (out / "order.log").read_text().split() == ["4", "3", "2", "1", "0"]
+    assert {p.read_text() for p in out.glob("*.txt")} == {"from-plugin"}
+    record = json.loads(next(logs.glob("Stamp/*/run.json")).read_text())
+    assert record["config"]["backbone"] == {"name": plugin, "options": {"stamp": "from-plugin"}}
+
+    helped = run_dispatch(str(task), "Stamp", "--backbone", plugin, "-hb")
+    assert helped.returncode == 0, helped.stderr
+    assert f"backbone '{plugin}': Runs items last-first" in helped.stdout
+    assert "--stamp" in helped.stdout and "text written beside each output" in helped.stdout
+
+    unknown = run_dispatch(
+        str(task), "Stamp", "--backbone", "no-such-engine", "--mixin", f"out={out}"
+    )
+    assert unknown.returncode == 2
+    assert "unknown backbone 'no-such-engine'" in unknown.stderr
+    known = unknown.stderr.split("known:", 1)[1]
+    for name in ("auto", "serial", "mp", "torch", plugin):
+        assert name in known
+
+    wrong = run_dispatch(
+        str(task), "Stamp", "--backbone", plugin, "--num-process", "2", "--mixin", f"out={out}"
+    )
+    assert wrong.returncode == 2 and "unrecognized option --num-process" in wrong.stderr
+
+
+def test_an_unknown_backbone_lists_the_known_ones(tmp_path, capsys):
+    task = write_file(tmp_path / "stamp.py", TASK)
+    code = main([str(task), "Stamp", "--backbone", "mpp", "--mixin", f"out={tmp_path / 'out'}"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(
+        "dispatch: error: unknown backbone 'mpp' (known: auto, serial, mp, torch"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_every_builtin_backbone_loads_and_auto_picks_by_task_type():
+    from dispatcher import Task, TorchTask
+
+    for name in ("serial", "mp", "torch"):
+        cls = registry.load(name)
+        assert cls.name == name
+    assert registry.auto_choice(Task) == "mp" and registry.resolve("auto", Task).name == "mp"
+    assert registry.auto_choice(TorchTask) == "torch"
