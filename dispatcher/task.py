@@ -125,46 +125,163 @@ class Task:
 
 
 class TorchTask(Task):
-    """A task run in batches on one device by the `torch` backbone.
+    """A task run in batches on one device by the `torch` backbone (kagurazaka's vocabulary).
 
-    Implement `load_model(device)`, a data source (`get_dataset()`, or `generate_tasks()`
-    with `load_data(**item)`, or your own `get_dataloader()`), a done-check
-    (`is_each_executed(**item)` or batch-level `is_executed(batch)`), and either
-    `inference(device, batch_size, **batch)` with `postprocess_each(batch_idx, batch_size,
-    **batch_and_result)` or `postprocess(batch_size, results, **batch)`, or a whole
-    `process(device, batch)`.
+    Choose one of each:
+
+    - data: `generate_tasks()` with `load_data(**item)` (the plan drops done items before
+      anything is loaded; `load_data` runs in DataLoader workers and returns a dict of
+      tensors, which the item's own fields such as paths join), or your own map-style
+      `get_dataset()` (items are its indices), or your own `get_dataloader()`.
+    - done-check: `is_each_executed(**item)` per item, or `is_executed(batch)` for a batch.
+    - compute: `inference(device, batch_size, **batch)` with `postprocess_each(batch_idx,
+      batch_size, **row_and_result)` or `postprocess(batch_size, results, **batch)`, or a
+      whole `process(device, batch)`.
+
+    With `generate_tasks` the done-check runs in the plan, before the dataset is built, so a
+    rerun with nothing left loads neither data nor the model. An own dataset or dataloader
+    cannot be filtered before loading: its rows are checked batch by batch after loading,
+    and `load_model` is called only once a batch has something left to compute.
+
+    `postprocess_each` receives row `batch_idx` of every batch field (a path string, a
+    tensor row), the row of the result (`result=` for a tensor or list, the result's own
+    keys for a dict), and the item's staged outputs; it runs in a postprocessing thread,
+    overlapped with the next batch's compute.
+    """
+
+    WHOLE_RUN_KEY: ClassVar[str] = "(all batches)"
+    """The one item of a run over an own dataloader or iterable dataset (rows unknown upfront).
+
+    It succeeds when every row did; `--shard` cannot split it (shard inside the loader).
     """
 
     def load_model(self, device: Any) -> None:
         """Load the model onto `device`; called once, and only when something is left to run."""
 
     def get_dataset(self) -> Any:
+        """Optional: your own map-style Dataset whose rows are dicts (items are its indices)."""
         raise NotImplementedError
 
     def get_dataloader(self) -> Any:
+        """Optional: your own DataLoader yielding dict batches (the backbone's options then do not apply)."""
         raise NotImplementedError
 
     def load_data(self, **item: Any) -> dict[str, Any]:
-        """Load one item in a DataLoader worker; returns a dict of tensors and fields."""
-        return item
+        """Load one item in a DataLoader worker; returns a dict of tensors and fields.
+
+        The batch row is the item's own fields updated with this dict, so a path such as
+        a template's `input` reaches `inference(**batch)` and `postprocess_each` as well.
+        """
+        return {}
 
     def is_each_executed(self, **item: Any) -> bool:
+        """Whether this item's outputs already exist (it is then skipped)."""
         return False
 
     def inference(self, device: Any, batch_size: int, **batch: Any) -> Any:
+        """Compute a batch on `device` (under torch.inference_mode); returns a tensor, list or dict."""
         raise NotImplementedError
 
     def postprocess_each(
         self, batch_idx: int, batch_size: int, **input_batch_and_result: Any
     ) -> None:
+        """Write one item's result; a failure here fails that item only."""
         raise NotImplementedError
 
     def postprocess(self, batch_size: int, results: Any, **batch: Any) -> None:
+        """Write a whole batch's results; a failure here fails the batch's items."""
         raise NotImplementedError
 
+    def row_key(self, row: dict[str, Any]) -> str | None:
+        """A name for a row of an own dataloader's batch, used in failure messages."""
+        for name in ("key", "input", "path", "name", "id"):
+            value = row.get(name)
+            if isinstance(value, (str, int)):
+                return str(value)
+        return None
+
+    # --- how the plan and the torch backbone read this task ------------------------------
+
+    @classmethod
+    def data_source(cls) -> str:
+        """`items` (generate_tasks / a template), `dataset` (own get_dataset) or `dataloader`."""
+        if overrides(cls, "get_dataloader"):
+            return "dataloader"
+        lists_items = overrides(cls, "generate_tasks") or overrides(cls, "iter_items")
+        if overrides(cls, "get_dataset") and not lists_items:
+            return "dataset"
+        return "items"
+
+    @classmethod
+    def compute_mode(cls) -> str | None:
+        """`process`, `postprocess` or `postprocess_each`; None when the task lacks one."""
+        if overrides(cls, "process"):
+            return "process"
+        if not overrides(cls, "inference"):
+            return None
+        if overrides(cls, "postprocess"):
+            return "postprocess"
+        if overrides(cls, "postprocess_each"):
+            return "postprocess_each"
+        return None
+
+    @classmethod
+    def done_check(cls) -> str | None:
+        """`batch` (is_executed(batch)), `each` (is_each_executed) or None.
+
+        A task that implements `is_executed(batch)` gets it asked, as in kagurazaka where
+        its default answers from `is_each_executed`.
+        """
+        if overrides(cls, "is_executed"):
+            return "batch"
+        if overrides(cls, "is_each_executed"):
+            return "each"
+        return None
+
+    def iter_items(self) -> Iterator[Item]:
+        source = self.data_source()
+        if source == "items":
+            yield from super().iter_items()
+            return
+        if source == "dataset":
+            dataset = self.get_dataset()
+            self.__dict__["_dispatch_dataset"] = dataset
+            try:
+                count = len(dataset)
+            except TypeError:
+                count = None  # an iterable dataset: its rows are known only by iterating
+            if count is not None and hasattr(dataset, "__getitem__"):
+                for index in range(count):
+                    yield f"{index:012d}", index
+                return
+        yield self.WHOLE_RUN_KEY, None
+
     def executed_mask(self, items: Sequence[Item]) -> Iterator[bool]:
-        for _, payload in items:
-            yield bool(self.is_each_executed(**payload))
+        if self.data_source() != "items":
+            # Rows are known only once loaded: the backbone checks each batch instead.
+            self.__dict__["_dispatch_check_after_load"] = True
+            for _ in items:
+                yield False
+            return
+        check = self.done_check()
+        for key, payload in items:
+            if check == "each":
+                yield bool(self.is_each_executed(**self.item_payload(key, payload)))
+            elif check == "batch":
+                fields = self.item_payload(key, payload)
+                yield bool(self.is_executed({name: [value] for name, value in fields.items()}))
+            else:
+                yield False
+
+    def take_dataset(self) -> Any:
+        """The dataset the plan listed (built once), or a fresh `get_dataset()`."""
+        dataset = self.__dict__.pop("_dispatch_dataset", None)
+        return dataset if dataset is not None else self.get_dataset()
+
+    @property
+    def checks_after_load(self) -> bool:
+        """Whether the backbone must drop done rows after loading (own data, no --force)."""
+        return bool(self.__dict__.get("_dispatch_check_after_load"))
 
 
 def overrides(task_cls: type, name: str, base: type = TorchTask) -> bool:

@@ -1,0 +1,475 @@
+"""The data side of the torch backbone: datasets over pending items, collation, DataLoaders.
+
+Only pending items reach a dataset (the plan dropped done ones). Each row is loaded in a
+DataLoader worker; a row that fails to load is carried through collation as a failure, so
+one bad file fails one item, not the batch or the run. A worker that dies (a segfault in a
+decoder, the OOM killer) fails its batch; the loader restarts after it and the run goes on.
+Everything here imports torch, so it is imported only by the torch backbone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import signal
+import threading
+import traceback
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data._utils.collate import default_collate
+
+from dispatcher.execution import error_line
+from dispatcher.signals import blocked_stop_signals, unblock_stop_signals
+
+
+@dataclass
+class Pack:
+    """One batch as the backbone sees it: which positions it holds and what failed to load."""
+
+    positions: list[int]
+    batch: dict[str, Any] | None
+    failed: list[tuple[int, str, str]] = field(default_factory=list)
+    """(position, error line, traceback) of rows that failed to load."""
+
+
+@dataclass
+class LoaderSettings:
+    batch_size: int
+    num_workers: int
+    prefetch_factor: int
+    pin_memory: bool
+    pin_memory_device: str = ""
+
+
+# --- rows and collation --------------------------------------------------------------
+
+
+def _load_failure(position: int, exc: BaseException) -> tuple[str, int, str, str]:
+    return ("failed", position, error_line(exc), traceback.format_exc())
+
+
+class ItemDataset(Dataset):
+    """Pending plan items; a row is the item's fields updated with `load_data(**fields)`."""
+
+    def __init__(self, task: Any, items: Sequence[tuple[str, Any]], positions: list[int]) -> None:
+        self.task = task
+        self.items = items
+        self.positions = positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, j: int) -> tuple[Any, ...]:
+        position = self.positions[j]
+        key, payload = self.items[position]
+        try:
+            fields = self.task.item_payload(key, payload)
+            loaded = self.task.load_data(**fields)
+            if not isinstance(loaded, Mapping):
+                raise TypeError(f"load_data must return a dict, got {type(loaded).__name__}")
+        except Exception as exc:
+            return _load_failure(position, exc)
+        # The item's own fields (a template's `input` path) ride along unless load_data
+        # returned a field of the same name.
+        return ("ok", position, {**fields, **loaded})
+
+
+class IndexedDataset(Dataset):
+    """A task's own map-style dataset, restricted to the pending indices."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int], positions: list[int]) -> None:
+        self.dataset = dataset
+        self.indices = indices
+        self.positions = positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, j: int) -> tuple[Any, ...]:
+        position = self.positions[j]
+        try:
+            row = self.dataset[self.indices[position]]
+            if not isinstance(row, Mapping):
+                raise TypeError(f"dataset rows must be dicts, got {type(row).__name__}")
+        except Exception as exc:
+            return _load_failure(position, exc)
+        return ("ok", position, row)
+
+
+def collate_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Collate dict rows field by field; a field torch cannot stack stays a list.
+
+    Tensors of one shape stack, numbers become tensors, strings (paths) stay lists of
+    strings; tensors of different shapes or `None`s stay a list with one entry per row.
+    """
+    names = list(rows[0])
+    for row in rows[1:]:
+        if list(row) != names and set(row) != set(names):
+            raise ValueError(f"rows have different fields: {sorted(names)} vs {sorted(row)}")
+    batch: dict[str, Any] = {}
+    for name in names:
+        values = [row[name] for row in rows]
+        try:
+            batch[name] = default_collate(values)
+        except (TypeError, RuntimeError, ValueError):
+            batch[name] = values
+    return batch
+
+
+def collate_items(samples: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
+    """Collate one batch of `ItemDataset`/`IndexedDataset` samples, keeping load failures apart."""
+    positions: list[int] = []
+    rows: list[Mapping[str, Any]] = []
+    failed: list[tuple[int, str, str]] = []
+    for sample in samples:
+        if sample[0] == "ok":
+            positions.append(sample[1])
+            rows.append(sample[2])
+        else:
+            failed.append((sample[1], sample[2], sample[3]))
+    batch = None
+    if rows:
+        try:
+            batch = collate_rows(rows)
+        except Exception as exc:
+            failed += [
+                (p, f"collate: {error_line(exc)}", traceback.format_exc()) for p in positions
+            ]
+            positions, batch = [], None
+    # A plain dict (not a dataclass) so the loader's pin-memory pass reaches the tensors.
+    return {"positions": positions, "batch": batch, "failed": failed}
+
+
+# --- moving and slicing batches ------------------------------------------------------------
+
+
+def to_device(value: Any, device: Any, non_blocking: bool) -> Any:
+    """Copy every tensor inside `value` (dicts, lists, tuples) to `device`."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=non_blocking)
+    if isinstance(value, Mapping):
+        return {k: to_device(v, device, non_blocking) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device, non_blocking) for v in value)
+    return value
+
+
+def has_device_tensors(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.device.type != "cpu"
+    if isinstance(value, Mapping):
+        return any(has_device_tensors(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(has_device_tensors(v) for v in value)
+    return False
+
+
+def row_of(value: Any, i: int) -> Any:
+    """Row `i` of a batched value: a tensor row, a list entry, a dict of rows; else as is."""
+    if isinstance(value, torch.Tensor):
+        return value[i] if value.dim() > 0 else value
+    if isinstance(value, Mapping):
+        return {k: row_of(v, i) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return value[i]
+    return value
+
+
+def select_rows(value: Any, keep: list[int]) -> Any:
+    """The rows `keep` of a batched value (tensors, lists, dicts of them)."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0:
+            return value
+        return value.index_select(0, torch.tensor(keep, dtype=torch.long, device=value.device))
+    if isinstance(value, Mapping):
+        return {k: select_rows(v, keep) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(value[i] for i in keep)
+    return value
+
+
+def batch_length(batch: Mapping[str, Any]) -> int:
+    """The number of rows of a dict batch (the first field with a length)."""
+    for value in batch.values():
+        if isinstance(value, torch.Tensor) and value.dim() > 0:
+            return int(value.shape[0])
+        if isinstance(value, (list, tuple)):
+            return len(value)
+        if isinstance(value, Mapping) and value:
+            return batch_length(value)
+    raise ValueError("cannot tell the batch size: no field of the batch has a length")
+
+
+# --- loaders -----------------------------------------------------------------------------
+
+
+def quiet_worker(worker_init: Callable[[int], None] | None = None) -> Callable[[int], None]:
+    """A worker_init_fn for the signals a worker inherits from the parent.
+
+    Ctrl-C reaches the whole process group: workers ignore SIGINT and the parent stops the
+    loader itself. SIGTERM gets its default action back (the parent's handler was copied by
+    fork), so terminating a worker, as multiprocessing does at exit, always works.
+    """
+    return _QuietWorker(worker_init)
+
+
+class _QuietWorker:
+    def __init__(self, inner: Callable[[int], None] | None) -> None:
+        self.inner = inner
+
+    def __call__(self, worker_id: int) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        unblock_stop_signals()  # held pending since the fork
+        if self.inner is not None:
+            self.inner(worker_id)
+
+
+def make_loader(dataset: Any, settings: LoaderSettings, collate: Callable[..., Any]) -> DataLoader:
+    extra: dict[str, Any] = {}
+    if settings.num_workers > 0:
+        extra["prefetch_factor"] = settings.prefetch_factor
+        extra["worker_init_fn"] = quiet_worker()
+    if settings.pin_memory and settings.pin_memory_device:
+        extra["pin_memory_device"] = settings.pin_memory_device
+    return DataLoader(
+        dataset,
+        batch_size=settings.batch_size,
+        shuffle=False,
+        num_workers=settings.num_workers,
+        collate_fn=collate,
+        pin_memory=settings.pin_memory,
+        **extra,
+    )
+
+
+def _watch(iterator: Any, on: bool) -> None:
+    """Register (or not) the iterator's workers with torch's SIGCHLD hook."""
+    workers = getattr(iterator, "_workers", None)
+    if not workers or getattr(iterator, "_worker_pids_set", False) == on:
+        return
+    with contextlib.suppress(Exception):
+        from torch.utils.data._utils import signal_handling
+
+        if on:
+            signal_handling._set_worker_pids(id(iterator), tuple(w.pid for w in workers))
+        else:
+            signal_handling._remove_worker_pids(id(iterator))
+        iterator._worker_pids_set = on
+
+
+def start(loader: Any) -> Iterator[Any]:
+    """`iter(loader)`, its workers started with SIGINT/SIGTERM held until they ignore them.
+
+    torch's hook that raises when a worker dies is armed only inside `fetch`, so a dead
+    worker surfaces from `next()` (where the backbone knows which batch it was loading),
+    never in the middle of a compute or a write.
+    """
+    with warnings.catch_warnings(), blocked_stop_signals():
+        warnings.filterwarnings("ignore", message=".*pin_memory_device is deprecated.*")
+        warnings.filterwarnings("ignore", message=".*no accelerator is found.*")
+        iterator = iter(loader)
+    _watch(iterator, False)
+    return iterator
+
+
+def fetch(iterator: Iterator[Any]) -> Any:
+    """`next(iterator)`; raises RuntimeError at once if one of its workers has died."""
+    workers = getattr(iterator, "_workers", None) or []
+    dead = [w.pid for w in workers if not w.is_alive()]
+    if dead and not getattr(iterator, "_shutdown", False):
+        raise RuntimeError(
+            f"DataLoader worker (pid {', '.join(map(str, dead))}) exited unexpectedly"
+        )
+    _watch(iterator, True)
+    try:
+        return next(iterator)
+    finally:
+        _watch(iterator, False)
+
+
+def close(iterator: Iterator[Any] | None, hurry: bool) -> None:
+    """Shut a loader iterator's workers down; `hurry` kills them instead of letting them finish."""
+    if iterator is None:
+        return
+    if hurry:
+        if getattr(iterator, "_worker_pids_set", False):
+            with contextlib.suppress(Exception):
+                from torch.utils.data._utils import signal_handling
+
+                signal_handling._remove_worker_pids(id(iterator))
+                iterator._worker_pids_set = False  # type: ignore[attr-defined]
+        for worker in getattr(iterator, "_workers", None) or []:
+            with contextlib.suppress(Exception):
+                if worker.is_alive():
+                    worker.kill()
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        with contextlib.suppress(Exception):
+            shutdown()
+
+
+class Stopped(Exception):
+    """The run was asked to stop while waiting for a batch."""
+
+
+class Fetcher:
+    """Takes batches off a multi-worker loader in a thread, a few ahead of the consumer.
+
+    Receiving a batch from a worker (unpickling, mapping its shared tensors) then overlaps
+    the main thread's compute, as torch's pin-memory thread does on accelerators. The main
+    thread waits in short slices and checks the workers itself, so a dead worker is
+    noticed at once and the thread, with its loader, is simply left behind.
+    """
+
+    POLL_SECONDS = 0.05
+
+    def __init__(self, iterator: Iterator[Any], depth: int) -> None:
+        self.iterator = iterator
+        self.queue: queue.Queue[tuple[str, Any]] = queue.Queue(max(1, depth))
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="dispatch-fetch", daemon=True)
+        self.thread.start()
+
+    def _put(self, entry: tuple[str, Any]) -> bool:
+        while not self.done.is_set():
+            try:
+                self.queue.put(entry, timeout=self.POLL_SECONDS)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            while not self.done.is_set():
+                if not self._put(("batch", next(self.iterator))):
+                    return
+        except StopIteration:
+            self._put(("end", None))
+        except Exception as exc:
+            self._put(("error", exc))
+
+    def next(self, should_stop: Callable[[], bool]) -> Any:
+        """The next batch; StopIteration at the end; Stopped on a stop; RuntimeError if a worker died."""
+        workers = getattr(self.iterator, "_workers", None) or []
+        while True:
+            try:
+                kind, value = self.queue.get(timeout=self.POLL_SECONDS)
+            except queue.Empty:
+                dead = [w.pid for w in workers if not w.is_alive()]
+                if dead:
+                    raise RuntimeError(
+                        f"DataLoader worker (pid {', '.join(map(str, dead))}) exited unexpectedly"
+                    ) from None
+                if should_stop():
+                    raise Stopped() from None
+                continue
+            if kind == "batch":
+                return value
+            if kind == "end":
+                raise StopIteration
+            raise value
+
+    def close(self, hurry: bool) -> None:
+        if not hurry:
+            self.thread.join(timeout=5.0)  # it has seen the end, or is about to
+        self.done.set()
+        close(self.iterator, hurry)
+
+
+class PackStream:
+    """Batches of pending positions, restarting the loader after a worker dies.
+
+    When a worker dies, the next expected batch is retried alone; if it takes a worker
+    down again it is the culprit and fails, otherwise the batch that was loading beside it
+    is retried the same way. Either way the run continues after it.
+    """
+
+    def __init__(
+        self,
+        make_dataset: Callable[[list[int]], Any],
+        count: int,
+        settings: LoaderSettings,
+        should_stop: Callable[[], bool],
+        note: Callable[[str], None] = lambda text: None,
+    ) -> None:
+        self.note = note
+        self.make_dataset = make_dataset
+        self.count = count
+        self.settings = settings
+        self.should_stop = should_stop
+        self.iterator: Iterator[Any] | None = None
+        self.fetcher: Fetcher | None = None
+        self.restarts = 0
+
+    def prime(self) -> None:
+        """Start the workers now, so loading overlaps whatever the caller does next."""
+        if self.iterator is None and self.count:
+            self._open(0, self.count)
+
+    def _open(self, begin: int, end: int) -> None:
+        loader = make_loader(
+            self.make_dataset(list(range(begin, end))), self.settings, collate_items
+        )
+        self.iterator = start(loader)
+        if self.settings.num_workers > 0:
+            self.fetcher = Fetcher(self.iterator, self.settings.prefetch_factor)
+
+    def _next(self) -> Any:
+        if self.fetcher is not None:
+            return self.fetcher.next(self.should_stop)
+        return next(self.iterator)  # type: ignore[arg-type]  (in-process loading)
+
+    def __iter__(self) -> Iterator[Pack]:
+        pos, probing = 0, False
+        size = self.settings.batch_size
+        while pos < self.count and not self.should_stop():
+            if self.iterator is None:
+                self._open(pos, min(pos + size, self.count) if probing else self.count)
+            try:
+                packed = self._next()
+            except StopIteration:
+                self.close(hurry=False)
+                if not probing:
+                    break
+                probing = False
+                continue
+            except Stopped:
+                return
+            except Exception as exc:
+                self.close(hurry=True)
+                if self.should_stop():
+                    return  # workers stopped by the same signal as this process
+                self.restarts += 1
+                self.note(f"data loading broke ({error_line(exc)}); restarting the loader")
+                if probing:
+                    end = min(pos + size, self.count)
+                    tb = "".join(traceback.format_exception(exc))
+                    yield Pack(
+                        [], None, [(p, f"loader: {error_line(exc)}", tb) for p in range(pos, end)]
+                    )
+                    pos, probing = end, False
+                else:
+                    probing = True
+                continue
+            n = len(packed["positions"]) + len(packed["failed"])
+            pos += n
+            yield Pack(packed["positions"], packed["batch"], packed["failed"])
+            if probing:
+                self.close(hurry=False)
+                probing = False
+
+    def close(self, hurry: bool) -> None:
+        if self.fetcher is not None:
+            self.fetcher.close(hurry)
+        else:
+            close(self.iterator, hurry)
+        self.iterator, self.fetcher = None, None
