@@ -35,23 +35,40 @@ TASK = textwrap.dedent(
     import hashlib, json, os, re
     from collections import Counter
     from dispatcher import Task, Placeholder, atomic_write
+    from templates import InputByExtensions, OutputWithExtension, cpu_task
 
     WORD = re.compile(r"[a-z]+")
 
-    def work(src, dst):
+    def summarise(src):
         # a small text-cleaning step: tokenise, count words and word pairs, fingerprint
         with open(src, encoding="utf-8") as fh:
             text = fh.read()
         words = WORD.findall(text.lower())
         pairs = Counter(zip(words, words[1:])).most_common(10)
-        record = {
+        return {
             "words": len(words),
             "top": Counter(words).most_common(10),
             "pairs": [" ".join(pair) for pair, _ in pairs],
             "sha1": hashlib.sha1(text.encode()).hexdigest(),
         }
+
+    def work(src, dst):
+        record = summarise(src)
         with atomic_write(dst) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             json.dump(record, fh)
+
+    @cpu_task(
+        input=Placeholder(str),
+        output=Placeholder(str),
+        input_mode=InputByExtensions(exts=[".txt"]),
+        output_mode=OutputWithExtension(".json"),
+    )
+    class SmallTemplate(Task):
+        # the same work declared with a template: done items found from listings
+
+        def process(self, input, output):
+            with open(output, "w", encoding="utf-8") as fh:
+                json.dump(summarise(input), fh)
 
     class Small(Task):
         mixin = {"input": Placeholder(str), "output": Placeholder(str)}
@@ -211,6 +228,10 @@ def main() -> None:
                 ],
             ),
             ("dispatch --backbone mp", mp_cmd),
+            (
+                "dispatch --backbone mp (template task)",
+                [*mp_cmd[:4], "SmallTemplate", *mp_cmd[5:]],
+            ),
             ("dispatch --backbone mp --chunksize 1", [*mp_cmd, "--chunksize", "1"]),
         ]
         n = args.items

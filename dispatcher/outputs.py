@@ -10,6 +10,7 @@ Existence checks read one directory listing per output directory and reuse it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -93,6 +94,17 @@ def _inside(real_root: str, real_path: str) -> bool:
     return real_path == real_root or real_path.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
+@functools.lru_cache(maxsize=4096)
+def _real_folder(path: str) -> str:
+    # Output folders are resolved once per process: items share a handful of folders.
+    return os.path.realpath(path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _make_folder(path: str) -> None:
+    os.makedirs(path or ".", exist_ok=True)
+
+
 def confine(root: str, relative: str) -> str:
     """`root/relative`, refusing anything that would resolve outside `root`.
 
@@ -104,20 +116,20 @@ def confine(root: str, relative: str) -> str:
         raise OutputOutsideRoot(reason)
     parts = _parts(relative)
     final = os.path.join(root, *[p for p in parts if p not in ("", ".")])
-    real_root = os.path.realpath(root)
-    real_parent = os.path.realpath(os.path.dirname(final))
-    if not _inside(real_root, real_parent):
+    if not _inside(_real_folder(root), _real_folder(os.path.dirname(final))):
         raise OutputOutsideRoot(f"output path {relative!r} resolves outside the output root")
     return final
 
 
 def remove_path(path: str) -> None:
-    """Remove a file, link or folder if present."""
-    if os.path.islink(path) or os.path.isfile(path):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-    elif os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
+    """Remove a file, link or folder if present (one system call when absent)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def clear_staging(final: str) -> None:
@@ -126,9 +138,11 @@ def clear_staging(final: str) -> None:
     remove_path(retired_path(final))
 
 
-def commit(staging: str, final: str) -> None:
+def commit(staging: str, final: str, folder: bool | None = None) -> None:
     """Move a finished staging file or folder to its final name, replacing an old one."""
-    if os.path.isdir(staging) and not os.path.islink(staging):
+    if folder is None:
+        folder = os.path.isdir(staging) and not os.path.islink(staging)
+    if folder:
         if os.path.lexists(final):
             retired = retired_path(final)
             remove_path(retired)
@@ -149,11 +163,13 @@ def staged(final: str, *, folder: bool = False, required: Sequence[str] = ()) ->
     `required` names files (relative to the folder) that must exist for it to count.
     Leftovers of an earlier attempt are removed first; on error nothing remains.
     """
-    os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+    _make_folder(os.path.dirname(final))
     staging = staging_path(final)
-    clear_staging(final)
     if folder:
+        clear_staging(final)
         os.mkdir(staging)
+    else:
+        remove_path(staging)  # a retired name only ever holds a folder
     try:
         yield staging
         if not os.path.lexists(staging):
@@ -163,7 +179,7 @@ def staged(final: str, *, folder: bool = False, required: Sequence[str] = ()) ->
             raise MissingOutput(
                 f"the task did not write {', '.join(map(repr, missing))} into {staging}"
             )
-        commit(staging, final)
+        commit(staging, final, folder)
     except BaseException:
         remove_path(staging)
         raise
