@@ -10,6 +10,7 @@ Exit codes: 0 every item succeeded; 1 some item failed; 2 usage or configuration
 
 from __future__ import annotations
 
+import signal
 import sys
 from dataclasses import dataclass, field
 
@@ -177,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns (and exits with) the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
+    # Until the run installs its own handler, SIGTERM ends configuration at once:
+    # nothing has been written yet. (SIGINT already raises KeyboardInterrupt.)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         inv = parse_command_line(argv)
         if inv.help == "dispatcher":
@@ -195,8 +199,20 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_USAGE
     except KeyboardInterrupt:
         code = 130
+    except _Terminated:
+        code = 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     sys.stdout.flush()
     return code
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived before the run's own signal handling started."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated()
 
 
 def entry() -> None:

@@ -54,6 +54,10 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+SHOWN_FAILURES = 5
+"""How many failed items the summary names; failures.jsonl has them all."""
+
+
 class Progress:
     """A tqdm bar on a terminal; plain periodic lines otherwise (SLURM log files)."""
 
@@ -153,6 +157,7 @@ class Reporter:
         self.aborted: str | None = None
         self._failures: TextIO | None = None
         self._payloads: dict[str, Any] = {}
+        self._first_failures: list[str] = []
         self.started = time.monotonic()
         self.record["start"] = _now()
         self.record["host"] = socket.gethostname()
@@ -169,7 +174,7 @@ class Reporter:
 
     def remember_payloads(self, items: list[tuple[str, Any]]) -> None:
         """Keep payloads so failure records can show the item, not only its key."""
-        self._payloads = {k: p for k, p in items if p is not None}
+        self._payloads = {k: p for k, p in items if isinstance(p, dict)}
 
     def record_outcome(self, outcome: Outcome) -> None:
         """Count one finished item (call once per item, in the parent process)."""
@@ -178,6 +183,8 @@ class Reporter:
         else:
             self.failed += 1
             self._write_failure(outcome.key, outcome.error, outcome.traceback)
+            if len(self._first_failures) < SHOWN_FAILURES:
+                self._first_failures.append(f"{outcome.key}: {outcome.error}")
         self.progress.update(self.ran, self.failed)
 
     def tick(self) -> None:
@@ -266,6 +273,10 @@ class Reporter:
             f"{self.failed} failed){not_run}, {wall:.2f}s, {rate:.1f} items/s — {outcome}",
             file=self.stream,
         )
+        for line in self._first_failures:
+            print(f"dispatch: failed {line}", file=self.stream)
+        if self.failed > len(self._first_failures):
+            print(f"dispatch: ... and {self.failed - len(self._first_failures)} more", file=self.stream)
         if self.failed or self.aborted:
             print(f"dispatch: failures listed in {self.failures_path}", file=self.stream)
         if signum is not None:

@@ -211,6 +211,18 @@ def _run_dir(inv: Invocation, task: Task, shards: list[sharding.ShardSpec]) -> s
     return os.path.join(inv.log_dir, type(task).__name__, f"{stamp}-{tag}-{os.getpid()}")
 
 
+def _check_log_dir(log_dir: str, task: Task) -> None:
+    """Output roots hold outputs only: refuse a log directory inside one."""
+    real_log = os.path.realpath(log_dir)
+    for root in task.output_roots():
+        real_root = os.path.realpath(root)
+        if real_log == real_root or real_log.startswith(real_root.rstrip(os.sep) + os.sep):
+            raise UsageError(
+                f"log directory {log_dir} is inside the output root {root}: "
+                "pass --log-dir elsewhere (output roots hold outputs only)"
+            )
+
+
 def run(inv: Invocation) -> int:
     if inv.help == "task":
         print(task_help(inv))
@@ -251,6 +263,7 @@ def run(inv: Invocation) -> int:
                 file=sys.stderr,
             )
             return EXIT_OK
+        _check_log_dir(inv.log_dir, task)
         record = {"argv": inv.argv, "cwd": os.getcwd(), "config": prepared.config, "counts": counts}
         reporter = Reporter(_run_dir(inv, task, prepared.shards), plan.to_run, record)
         reporter.remember_payloads(plan.pending)

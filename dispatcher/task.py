@@ -79,6 +79,10 @@ class Task:
         """Configuration problems to report before any work starts, one line each."""
         return []
 
+    def output_roots(self) -> list[str]:
+        """Folders that hold this task's outputs only (the log directory must lie elsewhere)."""
+        return []
+
     def shard_specs(self) -> list[ShardSpec]:
         """The task's own shards (from its declaration); the CLI's `--shard` applies inside them."""
         return []

@@ -92,6 +92,9 @@ class TemplateHooks:
                 problems.append(f"mixin 'output': output root {out} is not a folder")
         return problems + super().validate()  # type: ignore[misc]
 
+    def output_roots(self) -> list[str]:
+        return [self._runtime().output_root]
+
     def shard_specs(self) -> list[ShardSpec]:
         return _shard_list(self.mixin.get("shard")) + super().shard_specs()  # type: ignore[misc]
 

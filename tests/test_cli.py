@@ -211,6 +211,7 @@ def test_failed_item_exit_1_and_failure_recorded(tmp_path):
     proc = run_dispatch(task, "Flaky", "--backbone", "serial", "--log-dir", tmp_path / "logs", cwd=tmp_path)
     assert proc.returncode == 1
     assert "1 failed" in proc.stderr
+    assert "ValueError: item two is bad" in proc.stderr  # the reason, not only the file
     failures = list((tmp_path / "logs").rglob("failures.jsonl"))
     assert len(failures) == 1
     rows = [json.loads(line) for line in failures[0].read_text().splitlines()]
@@ -228,3 +229,50 @@ def test_dispatch_console_script_is_installed():
 def test_python_m_dispatcher_from_repo_root():
     proc = subprocess.run([sys.executable, "-m", "dispatcher", "-hk"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0
+
+
+def test_sigterm_during_configuration_exits_143_writing_nothing(tmp_path):
+    import signal
+    import time
+
+    task = write_file(tmp_path / "slow_import.py", '''
+        import time
+        time.sleep(30)  # a heavy import, still loading when the signal comes
+        from dispatcher import Task
+        class Slow(Task):
+            pass
+    ''')
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "dispatcher", str(task), "Slow", "--backbone", "serial"],
+                            cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 143, err
+    assert list(work.iterdir()) == []
+
+
+def test_a_log_directory_inside_the_output_root_is_refused(tmp_path):
+    task = write_file(tmp_path / "tmpl.py", '''
+        from dispatcher import Placeholder, Task
+        from templates import InputByExtensions, OutputWithExtension, cpu_task
+
+        @cpu_task(input=Placeholder(str), output=Placeholder(str),
+                  input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".out"))
+        class Copy(Task):
+            def process(self, input, output):
+                open(output, "w").write(open(input).read())
+    ''')
+    write_file(tmp_path / "in" / "a.txt", "a")
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = run_dispatch(task, "Copy", "--backbone", "serial", "--mixin", f"input={tmp_path / 'in'}", "output=.",
+                        cwd=out)
+    assert proc.returncode == 2
+    assert "is inside the output root" in proc.stderr
+    assert list(out.iterdir()) == []
+    proc = run_dispatch(task, "Copy", "--backbone", "serial", "--mixin", f"input={tmp_path / 'in'}", "output=.",
+                        "--log-dir", tmp_path / "logs", cwd=out)
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in out.iterdir()] == ["a.txt.out"]
