@@ -32,11 +32,11 @@ from multiprocessing import connection
 from typing import Any
 
 from backbones import mp_worker as W
-from backbones.base import Backbone
+from backbones.base import Backbone, non_negative_int, positive_float, positive_int
 from dispatcher.environment import available_cpus
 from dispatcher.execution import Outcome, error_line
 from dispatcher.report import Reporter
-from dispatcher.signals import StopSignal, blocked_stop_signals
+from dispatcher.signals import StopSignal, blocked_stop_signals, signal_name
 from dispatcher.task import Item, Task
 
 START_METHODS = ("fork", "forkserver", "spawn")
@@ -55,32 +55,6 @@ BARREN_DEATHS_LIMIT = 3
 """Workers in a row that die without running an item (at least one per process) end the run."""
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
-
-
-def _signal_name(code: int) -> str:
-    try:
-        return signal.Signals(code).name
-    except ValueError:
-        return f"signal {code}"
 
 
 _SIGNAL_HINTS = {
@@ -100,7 +74,7 @@ def describe_exit(exitcode: int | None) -> str:
     if exitcode < 0:
         sig = -exitcode
         hint = _SIGNAL_HINTS.get(sig)  # type: ignore[call-overload]
-        return f"worker process died of {_signal_name(sig)}" + (f" ({hint})" if hint else "")
+        return f"worker process died of {signal_name(sig)}" + (f" ({hint})" if hint else "")
     return f"worker process exited with code {exitcode}"
 
 
@@ -115,14 +89,14 @@ class ProcessPoolBackbone(Backbone):
     def add_arguments(cls, parser: argparse._ActionsContainer) -> None:
         parser.add_argument(
             "--num-process",
-            type=_positive_int,
+            type=positive_int,
             default=None,
             metavar="N",
             help=f"worker processes (default: the CPUs this process may use, here {available_cpus()})",
         )
         parser.add_argument(
             "--chunksize",
-            type=_positive_int,
+            type=positive_int,
             default=None,
             metavar="N",
             help="items sent to a worker at a time (default: automatic, about "
@@ -130,7 +104,7 @@ class ProcessPoolBackbone(Backbone):
         )
         parser.add_argument(
             "--max-tasks-per-child",
-            type=_positive_int,
+            type=positive_int,
             default=None,
             metavar="N",
             help="replace a worker (teardown, new process, setup) after it ran N items "
@@ -138,14 +112,14 @@ class ProcessPoolBackbone(Backbone):
         )
         parser.add_argument(
             "--timeout",
-            type=_positive_float,
+            type=positive_float,
             default=None,
             metavar="SECONDS",
             help="fail an item that runs longer than this and replace its worker (default: none)",
         )
         parser.add_argument(
             "--retries",
-            type=_non_negative_int,
+            type=non_negative_int,
             default=0,
             metavar="N",
             help="run a failed item (raised, crashed its worker, timed out) up to N more times "

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from backbones import torch_device
-from backbones.base import Backbone
+from backbones.base import Backbone, non_negative_int, positive_int
 from dispatcher.environment import available_cpus
 from dispatcher.execution import Outcome, error_line
 from dispatcher.report import Reporter
@@ -36,19 +36,6 @@ from dispatcher.task import Item, Task, TorchTask
 MAX_DEFAULT_WORKERS = 8
 MAX_LISTED_ROW_FAILURES = 20
 
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {text}")
-    return value
 
 
 def default_workers() -> int:
@@ -72,18 +59,18 @@ class TorchBackbone(Backbone):
             "of cuda, npu, mps, cpu (default: auto)",
         )
         parser.add_argument(
-            "--batch-size", type=_positive, default=16, help="items per batch (default: 16)"
+            "--batch-size", type=positive_int, default=16, help="items per batch (default: 16)"
         )
         parser.add_argument(
             "--num-workers",
-            type=_non_negative,
+            type=non_negative_int,
             default=None,
             help="DataLoader worker processes loading items; 0 loads in the main process "
             f"(default: usable CPUs minus one, at most {MAX_DEFAULT_WORKERS})",
         )
         parser.add_argument(
             "--prefetch-factor",
-            type=_positive,
+            type=positive_int,
             default=2,
             help="batches each worker loads ahead (default: 2)",
         )
@@ -96,7 +83,7 @@ class TorchBackbone(Backbone):
         )
         parser.add_argument(
             "--postprocess-queue",
-            type=_positive,
+            type=positive_int,
             default=2,
             help="computed batches that may wait for postprocessing before compute pauses "
             "(default: 2)",

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 
 from dispatcher.execution import Outcome
 from dispatcher.outputs import atomic_write
+from dispatcher.signals import signal_name
 
 DEFAULT_LOG_INTERVAL = 15.0
 """Seconds between progress lines when stderr is not a terminal (SLURM log files)."""
@@ -249,7 +250,7 @@ class Reporter:
             not_run=self.total - self.ran,
         )
         if signum is not None:
-            code, outcome = 128 + signum, f"interrupted by {_signal_name(signum)}"
+            code, outcome = 128 + signum, f"interrupted by {signal_name(signum)}"
         elif self.aborted is not None:
             code, outcome = 1, f"aborted: {self.aborted}"
         elif self.failed:
@@ -287,11 +288,3 @@ class Reporter:
         print(f"dispatch: run record {self.record_path}", file=self.stream, flush=True)
         return code
 
-
-def _signal_name(signum: int) -> str:
-    import signal
-
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"

@@ -131,3 +131,11 @@ def blocked_stop_signals() -> Iterator[None]:
 def unblock_stop_signals() -> None:
     """In a child started under `blocked_stop_signals`, once its handlers are in place."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def signal_name(signum: int) -> str:
+    """SIGTERM, SIGKILL, ... for messages."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
