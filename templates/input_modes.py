@@ -16,7 +16,6 @@ from itertools import repeat
 from typing import Any
 
 from dispatcher.errors import UsageError
-from dispatcher.outputs import unsafe_reason
 from templates.walk import Group, glob_depth, glob_regex, walk, walk_suffixes
 
 Item = tuple[str, Any]
@@ -343,7 +342,3 @@ class InputFromJsonl(InputMode):
             return self.normalize(name, input_root)
         return super().key_of(input_value, input_root, kwargs)
 
-
-def key_problem(key: str) -> str | None:
-    """Why a listed key cannot be an item (it would escape its roots), or None."""
-    return unsafe_reason(key)

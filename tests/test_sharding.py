@@ -26,7 +26,6 @@ from dispatcher.plan import make_plan, sorted_unique
 from dispatcher.sharding import (
     HashShard,
     IndexShard,
-    apply_shards,
     describe,
     hash_bucket,
     parse_cli_shard,
@@ -36,6 +35,11 @@ from dispatcher.task import Task
 
 KEYS = st.lists(st.text(min_size=1, max_size=12), max_size=60, unique=True).map(sorted)
 COUNTS = st.integers(min_value=1, max_value=9)
+
+
+def apply_shards(keys: list[str], specs) -> list[int]:
+    """Positions of `keys` that the plan's shard selection keeps."""
+    return select(list(range(len(keys))), keys, specs)
 
 
 def partitions(keys: list[str], make) -> list[list[str]]:
@@ -240,9 +244,9 @@ def test_the_fifteen_file_tree_that_kagurazaka_splits_wrongly(tmp_path):
 def test_shard_membership_does_not_depend_on_the_hash_seed(tmp_path):
     code = textwrap.dedent(
         """
-        from dispatcher.sharding import HashShard, apply_shards
+        from dispatcher.sharding import HashShard, select
         keys = sorted(f"item-{i}/x.txt" for i in range(200))
-        print([apply_shards(keys, [HashShard(i, 5)]) for i in range(5)])
+        print([select(keys, keys, [HashShard(i, 5)]) for i in range(5)])
         """
     )
     outputs = {
