@@ -3,13 +3,16 @@
 `--cfg` has three sections: `task:` and `backbone:` become command-line options (their
 values act as option defaults, so the command line still wins), `mixin:` is the lowest
 layer of the mixin. `${...}` interpolation is resolved across the whole document, with
-`${cfg_dir}` (and `${mixin_cfg_dir}`) naming the directory of the config file.
+`${cfg_dir}` (and `${mixin_cfg_dir}`) naming the directory of the config file. A command
+line with only plain `--mixin k=v` items has nothing to merge or interpolate, and is read
+without importing OmegaConf (it costs more than the rest of a rerun's start-up).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,9 +53,7 @@ def _read_yaml(path: str, what: str, errors: ErrorList) -> dict[str, Any]:
     return data
 
 
-def _parse_mixin_items(items: list[str], errors: ErrorList) -> dict[str, Any]:
-    from omegaconf import OmegaConf
-
+def _valid_mixin_items(items: list[str], errors: ErrorList) -> list[str]:
     good = []
     for item in items:
         if "=" not in item:
@@ -61,8 +62,14 @@ def _parse_mixin_items(items: list[str], errors: ErrorList) -> dict[str, Any]:
             errors.add(f"--mixin item '{item}' has an empty key")
         else:
             good.append(item)
+    return good
+
+
+def _omegaconf_dotlist(items: list[str], errors: ErrorList) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
     merged: dict[str, Any] = {}
-    for item in good:
+    for item in items:
         try:
             conf = OmegaConf.from_dotlist([item])
         except Exception as exc:
@@ -72,14 +79,80 @@ def _parse_mixin_items(items: list[str], errors: ErrorList) -> dict[str, Any]:
     return merged
 
 
+# --- the common case without OmegaConf ---------------------------------------------------
+# Importing OmegaConf costs more than the rest of a rerun's start-up. With no file to merge,
+# no interpolation, and distinct plain dotted keys, a `--mixin` list is only nested keys
+# and YAML values, which this loader types exactly as OmegaConf's does (1e3 is a float, a
+# date stays a string); tests compare the two on generated items.
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
+_YAML_FLOAT = re.compile(  # YAML 1.2 floats: `1e3` and `1_000.5` are numbers
+    r"""^(?:[-+]?[0-9]+(?:_[0-9]+)*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9]+(?:_[0-9]+)*(?:[eE][-+]?[0-9]+)
+    |\.[0-9]+(?:_[0-9]+)*(?:[eE][-+][0-9]+)?
+    |[-+]?[0-9]+(?:_[0-9]+)*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class _MixinValueLoader(yaml.SafeLoader):
+    """Types a `--mixin` value the way OmegaConf's YAML loader does."""
+
+
+_MixinValueLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", _YAML_FLOAT, list("-+0123456789.")
+)
+_MixinValueLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _MixinValueLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _is_plain_dotlist(items: list[str]) -> bool:
+    keys = [item.split("=", 1)[0] for item in items]
+    if any(
+        "${" in item.split("=", 1)[1] or not _PLAIN_KEY.fullmatch(k)
+        for item, k in zip(items, keys, strict=True)
+    ):
+        return False
+    prefixes = {k.rsplit(".", i)[0] for k in keys for i in range(1, k.count(".") + 1)}
+    return len(set(keys)) == len(keys) and not prefixes & set(keys)
+
+
+def _plain_dotlist(items: list[str], errors: ErrorList) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for item in items:
+        key, text = item.split("=", 1)
+        try:
+            value = yaml.load(text, Loader=_MixinValueLoader) if text.strip() else None
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            errors.add(f"--mixin item '{item}' cannot be parsed: {problem}")
+            continue
+        *parents, last = key.split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return tree
+
+
 def load_layers(
     cfg_path: str | None, mixin_cfg_path: str | None, mixin_items: list[str]
 ) -> LayeredConfig:
     """Read and merge the three layers; every problem is raised together as a UsageError."""
+    errors = ErrorList()
+    items = _valid_mixin_items(mixin_items, errors)
+    if not cfg_path and not mixin_cfg_path and _is_plain_dotlist(items):
+        mixin = _plain_dotlist(items, errors)
+        errors.raise_if_any()
+        return LayeredConfig(mixin=mixin)
+
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    errors = ErrorList()
     cfg: dict[str, Any] = {}
     if cfg_path:
         cfg = _read_yaml(cfg_path, "--cfg", errors)
@@ -93,7 +166,7 @@ def load_layers(
             if cfg.get(key) is not None and not isinstance(cfg[key], dict):
                 errors.add(f"--cfg {cfg_path}: section '{key}' must be a mapping")
     mixin_file = _read_yaml(mixin_cfg_path, "--mixin-cfg", errors) if mixin_cfg_path else {}
-    dotlist = _parse_mixin_items(mixin_items, errors)
+    dotlist = _omegaconf_dotlist(items, errors)
     errors.raise_if_any()
 
     def section(name: str) -> dict[str, Any]:

@@ -8,6 +8,8 @@ import pathlib
 
 import pytest
 from conftest import run_dispatch, write_file
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dispatcher.config import apply_option_defaults, load_layers
 from dispatcher.errors import ErrorList, UsageError
@@ -229,3 +231,46 @@ def test_sibling_module_cannot_shadow_the_dispatcher(tmp_path):
     ''')
     proc = run_dispatch(task, "T", "--backbone", "serial", cwd=tmp_path / "..")
     assert proc.returncode == 0, proc.stderr
+
+
+VALUE_TEXTS = st.one_of(
+    st.sampled_from(["1e3", "1e-3", "-2.5E+4", "1.5", ".5", "-.5", "+1", "007", "0x1F", "0o17", "1_000", "12:30",
+                     ".inf", "-.Inf", ".nan", "yes", "no", "on", "off", "True", "null", "~", "", "2024-01-01",
+                     "2024-01-01 10:00:00", "[.mp4,.MKV]", "[1, 2.5, x]", "{a: 1, b: [2]}", "'quoted'",
+                     '"007"', "a b", "x=y", "/data/raw", "s3://bucket/key", "#c", "- a"]),
+    st.integers(-10**6, 10**6).map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.text(alphabet="abc019._-/", max_size=8),
+)
+KEYS_ = st.lists(st.from_regex(r"[a-z_][a-z0-9_-]{0,5}(\.[a-z0-9_]{1,4}){0,2}", fullmatch=True),
+                 min_size=1, max_size=4, unique=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(keys=KEYS_, values=st.lists(VALUE_TEXTS, min_size=4, max_size=4))
+def test_plain_mixin_items_are_typed_exactly_as_omegaconf_types_them(keys, values):
+    from dispatcher import config
+
+    items = [f"{k}={v}" for k, v in zip(keys, values, strict=False)]
+    if not config._is_plain_dotlist(items):
+        return  # conflicting keys go through OmegaConf itself
+    plain_errors, omega_errors = ErrorList(), ErrorList()
+    plain = config._plain_dotlist(items, plain_errors)
+    omega = config._omegaconf_dotlist(items, omega_errors)
+    assert bool(plain_errors) == bool(omega_errors), (items, plain_errors.messages, omega_errors.messages)
+    if not plain_errors:
+        assert plain == omega and repr(plain) == repr(omega), items
+
+
+def test_a_plain_mixin_command_line_does_not_import_omegaconf():
+    import subprocess
+    import sys
+
+    code = ("import sys; from dispatcher.config import load_layers; "
+            "c = load_layers(None, None, ['input=/x', 'n=1e3', 'a.b=[1,2]']); "
+            "print(c.mixin, 'omegaconf' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "{'input': '/x', 'n': 1000.0, 'a': {'b': [1, 2]}} False"
+    code = code.replace("'a.b=[1,2]'", "'a.b=${mixin.input}'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "{'input': '/x', 'n': 1000.0, 'a': {'b': '/x'}} True"
