@@ -10,13 +10,14 @@ Exit codes: 0 every item succeeded; 1 some item failed; 2 usage or configuration
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from dataclasses import dataclass, field
 
 from dispatcher.errors import UsageError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_USAGE = 0, 2
 
 # (spellings, metavar or None for a flag, help)
 RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
@@ -52,7 +53,7 @@ _HELP_KIND = {
     "-hk": "dispatcher",
     "--help-dispatcher": "dispatcher",
 }
-_WITH_VALUE = {s[0]: s[0] for s, meta, _ in RESERVED if meta is not None and s[0] != "--mixin"}
+_WITH_VALUE = {s[0] for s, meta, _ in RESERVED if meta is not None and s[0] != "--mixin"}
 _FLAGS = {s[0] for s, meta, _ in RESERVED if meta is None} - set(_HELP_KIND)
 
 
@@ -201,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         code = 130
     except _Terminated:
         code = 143
+    except BrokenPipeError:
+        # The reader went away (`dispatch -h | head`): no traceback, nothing more to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 1
     finally:
         signal.signal(signal.SIGTERM, previous)
     sys.stdout.flush()

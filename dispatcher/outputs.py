@@ -90,8 +90,9 @@ def unsafe_reason(relative: str) -> str | None:
     return None
 
 
-def _inside(real_root: str, real_path: str) -> bool:
-    return real_path == real_root or real_path.startswith(real_root.rstrip(os.sep) + os.sep)
+def is_inside(root: str, path: str) -> bool:
+    """Whether `path` is `root` or below it, by name (resolve links first where they matter)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -116,7 +117,7 @@ def confine(root: str, relative: str) -> str:
         raise OutputOutsideRoot(reason)
     parts = _parts(relative)
     final = os.path.join(root, *[p for p in parts if p not in ("", ".")])
-    if not _inside(_real_folder(root), _real_folder(os.path.dirname(final))):
+    if not is_inside(_real_folder(root), _real_folder(os.path.dirname(final))):
         raise OutputOutsideRoot(f"output path {relative!r} resolves outside the output root")
     return final
 
@@ -223,13 +224,11 @@ class ListingIndex:
             result = True
         else:
             parent = os.path.dirname(directory)
-            if parent != directory and (
-                parent == self._root or parent.startswith(self._root.rstrip(os.sep) + os.sep)
-            ):
+            if parent != directory and is_inside(self._root, parent):
                 # Inside the root by name: confined if its parent is and it is no symlink.
                 result = self._is_confined(parent) and not os.path.islink(directory)
             else:
-                result = _inside(self._real_root, os.path.realpath(directory))
+                result = is_inside(self._real_root, os.path.realpath(directory))
         self._confined[directory] = result
         return result
 

@@ -307,13 +307,14 @@ def fill(declaration: Any, overrides: dict[str, Any] | None, errors: ErrorList) 
 
     Problems are added to `errors`; the caller raises them together.
     """
+    if declaration is None:
+        for key, value in (overrides or {}).items():
+            for bad in _flat_paths(value, str(key)):
+                errors.add(f"unknown mixin key '{bad}' (this task declares no mixin)")
+        return Mixin()
     all_paths = [p for p, _ in iter_leaves(declaration)]
     all_paths += sorted({p.rsplit(".", 1)[0] for p in all_paths if "." in p})
-    return (
-        _fill(declaration, overrides if overrides else MISSING, "", errors, all_paths)
-        if (declaration is not None)
-        else Mixin()
-    )
+    return _fill(declaration, overrides if overrides else MISSING, "", errors, all_paths)
 
 
 def describe(declaration: Any) -> list[tuple[str, str, str, str]]:

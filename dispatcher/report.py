@@ -157,7 +157,8 @@ class Reporter:
         self.record = dict(record)
         self.aborted: str | None = None
         self._failures: TextIO | None = None
-        self._payloads: dict[str, Any] = {}
+        self._items: list[tuple[str, Any]] = []
+        self._payloads: dict[str, Any] | None = None
         self._first_failures: list[str] = []
         self.started = time.monotonic()
         self.record["start"] = _now()
@@ -174,8 +175,8 @@ class Reporter:
         return self.succeeded + self.failed
 
     def remember_payloads(self, items: list[tuple[str, Any]]) -> None:
-        """Keep payloads so failure records can show the item, not only its key."""
-        self._payloads = {k: p for k, p in items if isinstance(p, dict)}
+        """Where failure records find an item's payload (looked up on the first failure)."""
+        self._items = items
 
     def record_outcome(self, outcome: Outcome) -> None:
         """Count one finished item (call once per item, in the parent process)."""
@@ -206,12 +207,19 @@ class Reporter:
             self._write_failure(None, error, traceback)
             self.note(f"error: {error}")
 
+    def _payload(self, key: str | None) -> Any:
+        if key is None:
+            return None
+        if self._payloads is None:
+            self._payloads = {k: p for k, p in self._items if isinstance(p, dict)}
+        return self._payloads.get(key)
+
     def _write_failure(self, key: str | None, error: str | None, traceback: str | None) -> None:
         if self._failures is None:
             self._failures = open(self.failures_path, "a", encoding="utf-8")  # noqa: SIM115
         row = {
             "key": key,
-            "item": self._payloads.get(key) if key is not None else None,
+            "item": self._payload(key),
             "error": error,
             "traceback": traceback,
             "time": _now(),
@@ -277,7 +285,10 @@ class Reporter:
         for line in self._first_failures:
             print(f"dispatch: failed {line}", file=self.stream)
         if self.failed > len(self._first_failures):
-            print(f"dispatch: ... and {self.failed - len(self._first_failures)} more", file=self.stream)
+            print(
+                f"dispatch: ... and {self.failed - len(self._first_failures)} more",
+                file=self.stream,
+            )
         if self.failed or self.aborted:
             print(f"dispatch: failures listed in {self.failures_path}", file=self.stream)
         if signum is not None:
@@ -287,4 +298,3 @@ class Reporter:
             )
         print(f"dispatch: run record {self.record_path}", file=self.stream, flush=True)
         return code
-

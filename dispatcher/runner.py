@@ -21,7 +21,8 @@ from dispatcher.cli import EXIT_OK, USAGE, Invocation
 from dispatcher.config import LayeredConfig, apply_option_defaults, load_layers
 from dispatcher.errors import ErrorList, UsageError, did_you_mean
 from dispatcher.loader import load_task_class
-from dispatcher.placeholders import Mixin, describe, fill
+from dispatcher.outputs import is_inside
+from dispatcher.placeholders import describe, fill
 from dispatcher.plan import make_plan
 from dispatcher.task import Task
 
@@ -134,7 +135,7 @@ def prepare(inv: Invocation) -> Prepared:
 
     task_args = _namespace(namespace, options.task_actions)
     try:
-        task = task_cls(task_args, mixin if mixin is not None else Mixin())
+        task = task_cls(task_args, mixin)
     except UsageError:
         raise
     except Exception as exc:
@@ -157,6 +158,17 @@ def prepare(inv: Invocation) -> Prepared:
     return Prepared(task, backbone, shards, config)
 
 
+def _options_help(actions: list[argparse.Action]) -> str:
+    """argparse's own formatting of some options, without its usage line."""
+    if not actions:
+        return "  (none)"
+    formatter = argparse.HelpFormatter(prog="dispatch")
+    formatter.start_section(None)
+    formatter.add_arguments(actions)
+    formatter.end_section()
+    return formatter.format_help().rstrip("\n")
+
+
 def task_help(inv: Invocation) -> str:
     task_file, class_name = _require_task(inv)
     task_cls = load_task_class(task_file, class_name)
@@ -165,12 +177,7 @@ def task_help(inv: Invocation) -> str:
     doc = (task_cls.__doc__ or "").strip()
     if doc:
         lines += ["", doc]
-    lines += ["", f"task {class_name} options:"]
-    help_parser = argparse.ArgumentParser(add_help=False, prog="", allow_abbrev=False)
-    group = help_parser.add_argument_group("options")
-    group._group_actions.extend(options.task_actions)
-    text = help_parser.format_help().split("options:", 1)[-1].rstrip()
-    lines.append(text if options.task_actions else "  (none)")
+    lines += ["", f"task {class_name} options:", _options_help(options.task_actions)]
     rows = describe(task_cls.mixin)
     lines += ["", "placeholders (fill with --mixin KEY=VALUE, --mixin-cfg or --cfg's mixin:):"]
     if not rows:
@@ -196,12 +203,8 @@ def backbone_help(inv: Invocation) -> str:
             return "\n".join(lines)
     backbone_cls = registry.resolve(inv.backbone, task_cls)
     options = build_options(backbone_cls, None)
-    lines += [f"backbone '{backbone_cls.name}': {backbone_cls.summary}", ""]
-    help_parser = argparse.ArgumentParser(add_help=False, prog="", allow_abbrev=False)
-    group = help_parser.add_argument_group("options")
-    group._group_actions.extend(options.backbone_actions)
-    text = help_parser.format_help().split("options:", 1)[-1].rstrip()
-    lines.append("options:" + (text if options.backbone_actions else "\n  (none)"))
+    lines += [f"backbone '{backbone_cls.name}': {backbone_cls.summary}", "", "options:"]
+    lines.append(_options_help(options.backbone_actions))
     return "\n".join(lines)
 
 
@@ -215,8 +218,7 @@ def _check_log_dir(log_dir: str, task: Task) -> None:
     """Output roots hold outputs only: refuse a log directory inside one."""
     real_log = os.path.realpath(log_dir)
     for root in task.output_roots():
-        real_root = os.path.realpath(root)
-        if real_log == real_root or real_log.startswith(real_root.rstrip(os.sep) + os.sep):
+        if is_inside(os.path.realpath(root), real_log):
             raise UsageError(
                 f"log directory {log_dir} is inside the output root {root}: "
                 "pass --log-dir elsewhere (output roots hold outputs only)"

@@ -276,3 +276,25 @@ def test_a_log_directory_inside_the_output_root_is_refused(tmp_path):
                         "--log-dir", tmp_path / "logs", cwd=out)
     assert proc.returncode == 0, proc.stderr
     assert [p.name for p in out.iterdir()] == ["a.txt.out"]
+
+
+def test_mixin_keys_for_a_task_that_declares_none_are_errors(tmp_path):
+    task = write_file(tmp_path / "bare.py", '''
+        from dispatcher import Task
+        class Bare(Task):
+            def generate_tasks(self):
+                return [{"i": 0}]
+            def process(self, i):
+                pass
+    ''')
+    proc = run_dispatch(task, "Bare", "--backbone", "serial", "--mixin", "a.b=1", "c=2", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "unknown mixin key 'a.b' (this task declares no mixin)" in proc.stderr
+    assert "unknown mixin key 'c' (this task declares no mixin)" in proc.stderr
+
+
+def test_help_piped_into_a_closed_reader_prints_no_traceback(echo):
+    proc = subprocess.run(f"{sys.executable} -m dispatcher {echo} Echo -h | head -1", shell=True,
+                          capture_output=True, text=True)
+    assert proc.stdout.startswith("usage: dispatch")
+    assert "Traceback" not in proc.stderr
