@@ -139,10 +139,8 @@ def clear_staging(final: str) -> None:
     remove_path(retired_path(final))
 
 
-def commit(staging: str, final: str, folder: bool | None = None) -> None:
+def commit(staging: str, final: str, *, folder: bool) -> None:
     """Move a finished staging file or folder to its final name, replacing an old one."""
-    if folder is None:
-        folder = os.path.isdir(staging) and not os.path.islink(staging)
     if folder:
         if os.path.lexists(final):
             retired = retired_path(final)
@@ -180,7 +178,7 @@ def staged(final: str, *, folder: bool = False, required: Sequence[str] = ()) ->
             raise MissingOutput(
                 f"the task did not write {', '.join(map(repr, missing))} into {staging}"
             )
-        commit(staging, final, folder)
+        commit(staging, final, folder=folder)
     except BaseException:
         remove_path(staging)
         raise
@@ -202,24 +200,23 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[str]:
 
 
 class ListingIndex:
-    """Answers "does this path exist?" from one cached listing per directory.
+    """Lists output directories, refusing any reached through a link that leaves `root`.
 
-    A directory that does not exist lists as empty; nothing is created. With `root`, a
-    directory reached through a symlink that leads outside the root also lists as empty,
-    so nothing outside the root can make an item count as done.
+    A directory that does not exist lists as empty; nothing is created. A directory reached
+    through a symlink that leads outside the root also lists as empty, so nothing outside
+    the root can make an item count as done. Callers keep the listings they need; only
+    the confinement of each directory (and of its parents) is remembered here.
     """
 
-    def __init__(self, root: str | None = None) -> None:
-        self._listings: dict[str, frozenset[str]] = {}
-        self._root = os.path.normpath(root) if root is not None else None
-        self._real_root = os.path.realpath(root) if root is not None else None
+    def __init__(self, root: str) -> None:
+        self._root = os.path.normpath(root)
+        self._real_root = os.path.realpath(root)
         self._confined: dict[str, bool] = {}
 
     def _is_confined(self, directory: str) -> bool:
         known = self._confined.get(directory)
         if known is not None:
             return known
-        assert self._root is not None and self._real_root is not None
         if directory == self._root:
             result = True
         else:
@@ -233,21 +230,11 @@ class ListingIndex:
         return result
 
     def names(self, directory: str) -> frozenset[str]:
-        listing = self._listings.get(directory)
-        if listing is None:
-            try:
-                listing = frozenset(os.listdir(directory or "."))
-            except OSError:
-                listing = frozenset()
-            if (
-                listing
-                and self._root is not None
-                and not self._is_confined(os.path.normpath(directory))
-            ):
-                listing = frozenset()
-            self._listings[directory] = listing
+        """The names in `directory`; empty when it is missing, unreadable or not confined."""
+        try:
+            listing = frozenset(os.listdir(directory or "."))
+        except OSError:
+            return frozenset()
+        if listing and not self._is_confined(os.path.normpath(directory)):
+            return frozenset()
         return listing
-
-    def exists(self, path: str) -> bool:
-        head, tail = os.path.split(path)
-        return tail in self.names(head)

@@ -57,14 +57,17 @@ class IndexShard:
             problems.append(f"{where}: shard_idx {values} repeats an index")
         return problems
 
+    @property
+    def keeps_all(self) -> bool:
+        """Every position is chosen (every index of `shard_num`), so selecting is a no-op."""
+        return len(set(self.indices())) == self.shard_num
+
     def select(self, keys: Sequence[str]) -> list[int]:
         """Positions (into `keys`) that belong to this shard."""
         n, total = self.shard_num, len(keys)
         wanted = sorted(set(self.indices()))
         if len(wanted) == 1:
             return list(range(wanted[0], total, n))
-        if len(wanted) == n:
-            return list(range(total))
         chosen = set(wanted)
         return [i for i in range(total) if i % n in chosen]
 
@@ -87,9 +90,13 @@ class HashShard:
             return [f"{where}: shard {self.index} is out of range for {self.count} shards"]
         return []
 
+    @property
+    def keeps_all(self) -> bool:
+        """A single shard holds every item, so selecting is a no-op."""
+        return self.count == 1
+
     def select(self, keys: Sequence[str]) -> list[int]:
-        if self.count == 1:
-            return list(range(len(keys)))
+        """Positions (into `keys`) whose key hashes into this shard."""
         import xxhash
 
         digest, count, index = xxhash.xxh64_intdigest, self.count, self.index
@@ -107,9 +114,7 @@ def select(items: list[T], keys: Sequence[str], specs: Sequence[ShardSpec]) -> l
     """The members of `items` (sorted, with their `keys`) kept by every spec in turn,
     each inside the previous; a spec that keeps everything costs nothing."""
     for spec in specs:
-        if isinstance(spec, HashShard) and spec.count == 1:
-            continue
-        if isinstance(spec, IndexShard) and len(set(spec.indices())) == spec.shard_num:
+        if spec.keeps_all:
             continue
         chosen = spec.select(keys)
         items = [items[i] for i in chosen]

@@ -522,7 +522,7 @@ class ClipTask(Task):
         return problems
 
     def process(self, input: str, output: str, output_manifest: str, **item: Any) -> None:
-        source = os.path.relpath(input, self.mixin.input).replace(os.sep, "/")
+        source = self._runtime().key_of({"input": input, **item})  # the item's key
         manifest = cut_video(
             input,
             output,

@@ -341,4 +341,3 @@ class InputFromJsonl(InputMode):
         if isinstance(name, str):
             return self.normalize(name, input_root)
         return super().key_of(input_value, input_root, kwargs)
-

@@ -14,7 +14,7 @@ from itertools import chain, pairwise, repeat
 from operator import itemgetter
 from typing import Any
 
-from dispatcher.outputs import ListingIndex, unsafe_reason
+from dispatcher.outputs import ListingIndex, OutputOutsideRoot, confine, is_inside, unsafe_reason
 from templates.input_modes import InputMode
 from templates.output_modes import Finish, FinishWhenAllExist, OutputMode, OutputWithExtension
 from templates.shards import HardShard
@@ -115,13 +115,20 @@ class Runtime:
             yield done
 
     def is_done(self, key: str) -> bool:
-        """One item's done check with `os.path` (for `is_executed(**item)` callers)."""
+        """One item's done check with `os.path` (for `is_executed(**item)` callers).
+
+        Agrees with `done_mask`: an output reached through a folder that resolves outside
+        the output root never counts.
+        """
         if unsafe_reason(key):
             return False
-        return all(
-            os.path.lexists(os.path.join(self.output_root, path))
-            for path in self.output_mode.done_paths(self.finish, key)
-        )
+        try:
+            return all(
+                os.path.lexists(confine(self.output_root, path))
+                for path in self.output_mode.done_paths(self.finish, key)
+            )
+        except OutputOutsideRoot:
+            return False
 
 
 class _Listings(dict):
@@ -159,6 +166,6 @@ def _is_safe(key: str) -> bool:
 
 def _nested(input_root: str, output_root: str) -> str | None:
     real_in, real_out = os.path.realpath(input_root), os.path.realpath(output_root)
-    if real_out != real_in and real_out.startswith(real_in.rstrip(os.sep) + os.sep):
+    if real_out != real_in and is_inside(real_in, real_out):
         return os.path.relpath(real_out, real_in).replace(os.sep, "/")
     return None

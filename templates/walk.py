@@ -23,7 +23,6 @@ NameTest = Callable[[str], bool]
 def walk(
     root: str,
     *,
-    suffixes: tuple[str, ...] | None = None,
     accept_path: NameTest | None = None,
     min_depth: int = 1,
     max_depth: int | None = None,
@@ -34,19 +33,12 @@ def walk(
 ) -> list[str]:
     """Keys (POSIX paths relative to `root`) of the entries found under `root`.
 
-    `suffixes` (lower case) keeps names ending with one of them, ignoring case;
     `accept_path(key)` tests an entry's relative path. Entries between `min_depth` and
     `max_depth` levels down (1: directly in `root`) whose type is `kind` (file, dir or any)
     are items; nothing below `max_depth` is listed. Hidden names (leading dot) are skipped
     unless `hidden`; staging leftovers always are. `exclude` is a relative folder (the
     output root when it lies inside the input root) that is never entered.
     """
-    simple = kind == "file" and accept_path is None and min_depth == 1 and max_depth is None
-    if suffixes is not None and simple:
-        groups = walk_suffixes(
-            root, suffixes, hidden=hidden, follow_links=follow_links, exclude=exclude
-        )
-        return [prefix + name for prefix, names in groups for name in names]
     keys: list[str] = []
     excluded = exclude_slash(exclude)
     want_files = kind in ("file", "any")
@@ -56,10 +48,7 @@ def walk(
             continue
         found = []
         for entry in entries:
-            name = entry.name
-            if suffixes is not None and not name.lower().endswith(suffixes):
-                continue
-            key = prefix + name
+            key = prefix + entry.name
             if accept_path is not None and not accept_path(key):
                 continue
             try:

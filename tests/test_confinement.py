@@ -210,3 +210,48 @@ def test_confine_directly():
             confine("/r", bad)
     for fine in ["a", "a..b", "...", ".hidden", "a//b", "a\\..\\b"]:
         assert unsafe_reason(fine) is None
+
+
+LINKED_TASK = """
+from dispatcher import Task
+from templates import *
+
+@cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".out"))
+class File(Task):
+    def process(self, input, output):
+        raise AssertionError("never run")
+
+@cpu_task(input_mode=InputByExtensions(exts=[".txt"]),
+          output_mode=OutputSubfolder(files={"m": "m.txt"}))
+class Folder(Task):
+    def process(self, input, output, output_m):
+        raise AssertionError("never run")
+"""
+
+
+@pytest.mark.parametrize("cls, planted", [("File", "a.txt.out"), ("Folder", "a.txt/m.txt")])
+def test_the_done_mask_and_is_executed_agree_through_a_link_out_of_the_root(world, cls, planted):
+    from dispatcher.cli import parse_command_line
+    from dispatcher.plan import make_plan
+    from dispatcher.runner import prepare
+
+    (world / "linked.py").write_text(LINKED_TASK)
+    src, out = world / "data" / "in", world / "data" / "out"
+    (src / "sub").mkdir()
+    (src / "sub" / "a.txt").write_text("a")
+    # OUT/sub leads to a folder outside the root that holds what looks like the output.
+    (out / "ok").mkdir(parents=True)
+    (out / "sub").symlink_to(Path("..") / ".." / "outside", target_is_directory=True)
+    for base in (world / "outside", out / "ok"):  # the same output, outside and inside
+        marker = base / planted
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("planted")
+    command = [str(world / "linked.py"), cls, "--backbone", "serial",
+               "--mixin", f"input={src}", f"output={out}"]  # fmt: skip
+    task = prepare(parse_command_line(command)).task
+    plan = make_plan(task, [])
+    assert [key for key, _ in plan.pending] == ["sub/a.txt"] and plan.done == 1
+    items = [("ok/a.txt", None), ("sub/a.txt", None)]
+    assert list(task.executed_mask(items)) == [True, False]
+    assert task.is_executed(input=str(src / "ok" / "a.txt"))
+    assert not task.is_executed(input=str(src / "sub" / "a.txt"))
