@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from typing import ClassVar
+import contextlib
+import traceback
+from collections.abc import Callable
+from typing import ClassVar, TypeVar
 
+from dispatcher.execution import error_line
 from dispatcher.report import Reporter
-from dispatcher.signals import StopSignal
+from dispatcher.signals import GraceExpired, StopSignal
 from dispatcher.task import Item, Task
+
+T = TypeVar("T")
 
 
 def positive_int(text: str) -> int:
@@ -59,3 +65,34 @@ class Backbone:
 
     def run(self, task: Task, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
         raise NotImplementedError
+
+
+def run_in_process(
+    task: Task, reporter: Reporter, stop: StopSignal, body: Callable[[], T]
+) -> T | None:
+    """`task.setup()`, `body()`, `task.teardown()` in this process, within the grace period.
+
+    After a signal, the work in flight gets the grace period; then `GraceExpired` is raised
+    inside it (its staged outputs are removed, its item counts as not run) and teardown
+    still runs. A failing setup aborts the run; a failing teardown is noted. Returns what
+    `body` returned, or None when setup failed or the grace period expired.
+    """
+    stop.interrupt_in_place()
+    try:
+        try:
+            task.setup()
+        except Exception as exc:
+            reporter.abort(f"task setup failed: {error_line(exc)}", traceback.format_exc())
+            return None
+        try:
+            return body()
+        finally:
+            with contextlib.suppress(GraceExpired):
+                try:
+                    task.teardown()
+                except Exception as exc:
+                    reporter.note(f"task teardown failed: {error_line(exc)}")
+    except GraceExpired:
+        return None
+    finally:
+        stop.cancel_interrupt()

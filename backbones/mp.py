@@ -19,6 +19,7 @@ import argparse
 import collections
 import contextlib
 import gc
+import itertools
 import math
 import multiprocessing
 import os
@@ -53,8 +54,6 @@ POLL_SECONDS = 0.2
 """Longest the supervisor sleeps: bounds how late a signal or a timeout is noticed."""
 BARREN_DEATHS_LIMIT = 3
 """Workers in a row that die without running an item (at least one per process) end the run."""
-
-
 
 
 _SIGNAL_HINTS = {
@@ -135,18 +134,10 @@ class ProcessPoolBackbone(Backbone):
     def __init__(self, options: argparse.Namespace) -> None:
         super().__init__(options)
         # Resolved here so the run record shows what was actually used.
-        if getattr(options, "num_process", None) is None:
+        if options.num_process is None:
             options.num_process = available_cpus()
-        if getattr(options, "start_method", None) is None:
+        if options.start_method is None:
             options.start_method = _platform_start_method()
-        for name, default in (
-            ("chunksize", None),
-            ("max_tasks_per_child", None),
-            ("timeout", None),
-            ("retries", 0),
-        ):
-            if not hasattr(options, name):
-                setattr(options, name, default)
 
     def run(self, task: Task, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
         if not items:
@@ -227,6 +218,7 @@ class _Worker:
     """(item, why) when the parent is stopping this worker; why None: abandoned, not failed."""
     kill_at: float | None = None
     dead: bool = False
+    """Its process has ended; it is being released (only `_on_death` sets this)."""
 
     @property
     def pid(self) -> int:
@@ -256,18 +248,19 @@ class _Supervisor:
         self.fixed_chunk: int | None = options.chunksize
         self.max_tasks: int | None = options.max_tasks_per_child
         self.timeout: float | None = options.timeout
-        self.retries: int = options.retries or 0
+        self.retries: int = options.retries
         self.ctx = multiprocessing.get_context(options.start_method)
-        self.start_method = options.start_method
         self.pending = _Queue(len(items))
         self.attempts: dict[int, int] = {}
         self.workers: list[_Worker] = []
+        """Live workers only: a worker whose process ended is released at once."""
+        self.worker_numbers = itertools.count()
         self.halting: str | None = None
         self.mean_item: float | None = None
         self.barren_deaths = 0
         self.froze_gc = False
         self.suspects: set[int] = set()
-        """Items of a chunk whose worker died before running any of them: sent alone."""
+        """Items of a chunk that could not be unpacked in a worker: sent one at a time."""
         self.tmpdir = tempfile.mkdtemp(prefix="dispatch-mp-")
 
     # --- the loop -------------------------------------------------------------------------
@@ -275,7 +268,7 @@ class _Supervisor:
     def run(self) -> None:
         self.reporter.note(
             f"mp: {len(self.items)} items on {self.num_process} worker processes "
-            f"({self.start_method}, chunksize {self.fixed_chunk or 'auto'})"
+            f"({self.ctx.get_start_method()}, chunksize {self.fixed_chunk or 'auto'})"
         )
         try:
             self._loop()
@@ -289,7 +282,7 @@ class _Supervisor:
         while True:
             if self.stop.is_set() and self.halting is None:
                 self._halt("signal")
-            busy = [w for w in self.workers if not w.dead and w.chunks]
+            busy = [w for w in self.workers if w.chunks]
             if self.halting is None:
                 if not self.pending and not busy:
                     return
@@ -297,11 +290,8 @@ class _Supervisor:
             else:
                 if not busy:
                     return
-                deadline = self.stop.deadline() if self.halting == "signal" else None
-                if deadline is not None and time.monotonic() >= deadline:
-                    for w in busy:
-                        if w.kill_reason is None:
-                            self._kill(w, None)
+                # Whatever halted the run first (an abort, say), a signal's grace period holds.
+                self._kill_past_deadline(busy)
             self._check_timers()
             self.reporter.tick()
             self._wait()
@@ -310,8 +300,15 @@ class _Supervisor:
         """No new items: workers finish the item in hand and hand back the rest of their chunk."""
         self.halting = why
         for w in self.workers:
-            if not w.dead:
-                w.state[W.HALT] = 1
+            w.state[W.HALT] = 1
+
+    def _kill_past_deadline(self, workers: list[_Worker]) -> None:
+        """Once a signal's grace period is over, stop these workers (their items are abandoned)."""
+        deadline = self.stop.deadline()
+        if deadline is not None and time.monotonic() >= deadline:
+            for w in workers:
+                if w.kill_reason is None:
+                    self._kill(w, None)
 
     # --- workers ------------------------------------------------------------------------
 
@@ -319,15 +316,16 @@ class _Supervisor:
         parent_conn, child_conn = self.ctx.Pipe(duplex=True)
         state = self.ctx.RawArray("d", W.STATE_SLOTS)
         state[W.RUNNING] = W.IDLE
-        crash_log = os.path.join(self.tmpdir, f"worker-{len(self.workers)}.crash")
+        number = next(self.worker_numbers)
+        crash_log = os.path.join(self.tmpdir, f"worker-{number}.crash")
         inherited: list[int] = []
-        if self.start_method == "fork":
-            inherited = [w.conn.fileno() for w in self.workers if not w.dead]
+        if self.ctx.get_start_method() == "fork":
+            inherited = [w.conn.fileno() for w in self.workers]
             inherited.append(parent_conn.fileno())
         process = self.ctx.Process(
             target=W.worker_main,
             args=(self.task, child_conn, state, os.getpid(), inherited, crash_log),
-            name=f"dispatch-mp-{len(self.workers)}",
+            name=f"dispatch-mp-{number}",
             daemon=False,  # tasks may start processes of their own
         )
         try:
@@ -338,7 +336,8 @@ class _Supervisor:
             parent_conn.close()
             child_conn.close()
             self._abort(
-                f"could not start a worker process ({self.start_method}): {error_line(exc)}"
+                f"could not start a worker process ({self.ctx.get_start_method()}): "
+                f"{error_line(exc)}"
             )
             return None
         child_conn.close()
@@ -347,7 +346,7 @@ class _Supervisor:
         return worker
 
     def _prepare_start(self) -> None:
-        if self.start_method == "fork":
+        if self.ctx.get_start_method() == "fork":
             # Objects that exist now (the plan's items, imported modules) are left out of
             # garbage collection: a forked worker then never walks them, and never copies
             # the memory pages it would touch doing so.
@@ -362,7 +361,7 @@ class _Supervisor:
             resource_tracker.ensure_running()
 
     def _active(self) -> list[_Worker]:
-        return [w for w in self.workers if not w.dead and not w.retiring and w.kill_reason is None]
+        return [w for w in self.workers if not w.retiring and w.kill_reason is None]
 
     def _feed(self) -> None:
         active = self._active()
@@ -376,15 +375,19 @@ class _Supervisor:
         for w in active:
             if not w.ready:
                 continue  # a worker gets work once its setup() is done: sends never block long
-            if self.max_tasks is not None and w.assigned >= self.max_tasks:
+            if self._used_up(w):
                 if not w.chunks:
                     self._retire(w)
                 continue
             # A second chunk waits in the pipe while the first runs, so a worker never idles
             # for a round trip; it is sent only if small enough to never block the send.
-            while self.pending and len(w.chunks) < PIPELINE_DEPTH:
+            while self.pending and len(w.chunks) < PIPELINE_DEPTH and not self._used_up(w):
                 if not self._send_chunk(w, prefetch=bool(w.chunks)):
                     break
+
+    def _used_up(self, w: _Worker) -> bool:
+        """The worker has been sent its --max-tasks-per-child items: it gets no more."""
+        return self.max_tasks is not None and w.assigned >= self.max_tasks
 
     def _chunk_size(self, w: _Worker) -> int:
         if self.fixed_chunk is not None:
@@ -457,8 +460,6 @@ class _Supervisor:
     def _check_timers(self) -> None:
         now = time.monotonic()
         for w in self.workers:
-            if w.dead:
-                continue
             if w.kill_at is not None and now >= w.kill_at:
                 w.signal(signal.SIGKILL)
                 w.kill_at = None
@@ -476,7 +477,7 @@ class _Supervisor:
     # --- events ---------------------------------------------------------------------------
 
     def _wait(self) -> None:
-        live = [w for w in self.workers if not w.dead]
+        live = list(self.workers)
         if not live:
             return
         by_conn = {id(w.conn): w for w in live}
@@ -492,7 +493,7 @@ class _Supervisor:
                 self._on_death(worker)
             else:
                 worker = by_conn[id(ready)]
-                if not worker.dead:
+                if not worker.dead:  # its sentinel may have come first in this same batch
                     self._drain(worker)
 
     def _drain(self, w: _Worker) -> None:
@@ -501,9 +502,7 @@ class _Supervisor:
                 if not w.conn.poll():
                     return
                 message = w.conn.recv()
-            except (EOFError, OSError, pickle.UnpicklingError):
-                return
-            except Exception:
+            except Exception:  # EOF, a closed pipe, a garbled message: the sentinel tells the rest
                 return
             self._on_message(w, message)
 
@@ -513,10 +512,10 @@ class _Supervisor:
             w.ready = True
         elif kind == "fail":
             self.barren_deaths = 0
-            _, seq, error, tb, seconds = message
+            _, seq, error, tb = message
             if w.chunks and seq in w.chunks[0] and seq not in w.resolved:
                 w.resolved.add(seq)
-                self._settle(seq, Outcome(self.items[seq][0], False, error, tb, seconds))
+                self._settle(seq, Outcome(self.items[seq][0], False, error, tb))
         elif kind == "done":
             _, ran, busy = message
             self._close_chunk(w, ran)
@@ -528,10 +527,8 @@ class _Supervisor:
                 )
         elif kind == "chunk_error" and w.chunks:
             _, error, tb = message
-            for seq in w.chunks.popleft():
-                if seq not in w.resolved:
-                    self._settle(seq, Outcome(self.items[seq][0], False, error, tb))
             w.resolved = set()
+            self._isolate(w.chunks.popleft(), error, tb)
         elif kind == "setup_failed":
             _, error, tb = message
             self._abort(f"task setup failed in a worker: {error}", tb)
@@ -553,52 +550,75 @@ class _Supervisor:
             else:
                 self._unstarted(seq)
 
+    def _isolate(self, chunk: list[int], error: str, tb: str | None) -> None:
+        """A chunk that could not be unpacked in a worker (none of it ran): find the culprit.
+
+        A chunk of several items goes out again one item at a time, so items that did
+        nothing wrong still run; a chunk of one item has found it: that item fails.
+        """
+        if len(chunk) == 1:
+            self.suspects.discard(chunk[0])
+            self._settle(chunk[0], Outcome(self.items[chunk[0]][0], False, error, tb))
+            return
+        self.suspects.update(chunk)
+        for seq in chunk:
+            self._unstarted(seq)
+
     def _on_death(self, w: _Worker) -> None:
         w.dead = True
         w.process.join(0.5)
         exitcode = w.process.exitcode
+        try:
+            lost = self._settle_dead_worker(w, exitcode)
+            if w.kill_reason is not None or self.halting:
+                return
+            if w.retiring:
+                if exitcode:
+                    self.reporter.note(
+                        f"a worker ended badly after teardown: {describe_exit(exitcode)}"
+                    )
+                return
+            if not lost:
+                self._on_barren_death(w, exitcode)
+        finally:
+            self._release(w)
+
+    def _settle_dead_worker(self, w: _Worker, exitcode: int | None) -> bool:
+        """Settle the items a dead worker held; True if one of them was settled failed."""
         lost = False
-        chunk = w.chunks.popleft() if w.chunks else []
-        later = [seq for rest in w.chunks for seq in rest]
-        w.chunks.clear()
-        finished = int(w.state[W.COMPLETED]) - w.acked
-        running = int(w.state[W.RUNNING])
-        resolved, w.resolved = w.resolved, set()
-        if chunk and finished == 0 and running < 0 and w.kill_reason is None and not w.retiring:
-            # Died between receiving a chunk and starting it (e.g. unpickling an item crashed):
-            # its items go out one at a time, and one that kills a worker alone has failed.
-            if len(chunk) == 1 and chunk[0] in self.suspects:
-                seq = chunk[0]
-                self.suspects.discard(seq)
+        if w.chunks:
+            finished = int(w.state[W.COMPLETED]) - w.acked
+            running = int(w.state[W.RUNNING])
+            chunk = w.chunks[0]
+            if finished == 0 and running < 0 and w.kill_reason is None and not w.retiring:
+                # Died between receiving a chunk and starting it (unpickling an item crashed?).
+                w.chunks.popleft()
+                w.resolved = set()
+                lost = len(chunk) == 1
                 error = f"WorkerDied: {describe_exit(exitcode)} while receiving this item"
-                self._settle(seq, Outcome(self.items[seq][0], False, error, self._crash_text(w)))
-                chunk, lost = [], True
+                self._isolate(chunk, error, self._crash_text(w))
             else:
-                self.suspects.update(chunk)
-        for i, seq in enumerate(chunk):
-            if seq in resolved:
-                continue
-            if i < finished:
-                self._settle(seq, Outcome(self.items[seq][0], True))
-            elif i == finished and seq == running:
-                lost = True
-                self._on_lost_item(w, seq, exitcode)
-            else:
+                held = finished < len(chunk) and chunk[finished] == running
+                if held and running not in w.resolved:
+                    w.resolved.add(running)
+                    lost = True
+                    self._on_lost_item(w, running, exitcode)
+                self._close_chunk(w, finished)
+        for rest in w.chunks:
+            for seq in rest:
                 self._unstarted(seq)
-        for seq in later:
-            self._unstarted(seq)
+        w.chunks.clear()
+        return lost
+
+    def _release(self, w: _Worker) -> None:
+        """Forget a dead worker: its pipe, its process handle (sentinel) and its crash log."""
         with contextlib.suppress(OSError):
             w.conn.close()
-        if w.kill_reason is not None or self.halting:
-            return
-        if w.retiring:
-            if exitcode:
-                self.reporter.note(
-                    f"a worker ended badly after teardown: {describe_exit(exitcode)}"
-                )
-            return
-        if not lost:
-            self._on_barren_death(w, exitcode)
+        with contextlib.suppress(ValueError):  # still running: left to the garbage collector
+            w.process.close()
+        with contextlib.suppress(OSError):
+            os.remove(w.crash_log)
+        self.workers.remove(w)
 
     def _on_barren_death(self, w: _Worker, exitcode: int | None) -> None:
         """A worker died holding no item (in setup, or unpacking its work): never loop on it."""
@@ -665,24 +685,12 @@ class _Supervisor:
     def _shutdown(self) -> None:
         """Let idle workers tear down and exit; stop the rest; never wait forever."""
         for w in self.workers:
-            if not w.dead and not w.retiring and w.kill_reason is None:
+            if not w.retiring and w.kill_reason is None:
                 if not w.chunks:
                     self._retire(w)
                 else:
                     self._kill(w, None)
-        while True:
-            live = [w for w in self.workers if not w.dead]
-            if not live:
-                return
-            if self.stop.is_set():
-                deadline = self.stop.deadline()
-                if deadline is not None and time.monotonic() >= deadline:
-                    for w in live:
-                        if w.kill_reason is None:
-                            self._kill(w, None)
+        while self.workers:
+            self._kill_past_deadline(self.workers)
             self._check_timers()
-            sentinels = {w.process.sentinel: w for w in live}
-            for ready in connection.wait(list(sentinels), POLL_SECONDS):
-                worker = sentinels[ready]  # type: ignore[index]
-                self._drain(worker)
-                self._on_death(worker)
+            self._wait()

@@ -105,7 +105,7 @@ def _run_chunk(task: Task, chunk: list[tuple[int, Any]], state: Any, conn: Conne
         state[RUNNING] = seq
         outcome = run_one(task, item)
         if not outcome.ok:
-            conn.send(("fail", seq, outcome.error, outcome.traceback, outcome.seconds))
+            conn.send(("fail", seq, outcome.error, outcome.traceback))
         state[COMPLETED] += 1
         state[RUNNING] = IDLE
         ran += 1

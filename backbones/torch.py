@@ -21,21 +21,24 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from backbones import torch_device
-from backbones.base import Backbone, non_negative_int, positive_int
+from backbones.base import Backbone, non_negative_int, positive_int, run_in_process
 from dispatcher.environment import available_cpus
-from dispatcher.execution import Outcome, error_line
+from dispatcher.execution import Outcome, attempt, error_line
 from dispatcher.report import Reporter
 from dispatcher.signals import GraceExpired, StopSignal
 from dispatcher.task import Item, Task, TorchTask
 
+if TYPE_CHECKING:
+    from backbones.torch_data import Pack
+
 MAX_DEFAULT_WORKERS = 8
 MAX_LISTED_ROW_FAILURES = 20
-
 
 
 def default_workers() -> int:
@@ -112,10 +115,7 @@ class TorchBackbone(Backbone):
     def run(self, task: Task, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
         if not items:
             return
-        if not isinstance(task, TorchTask):
-            raise TypeError(
-                f"the torch backbone runs TorchTask subclasses, not {type(task).__name__}"
-            )
+        assert isinstance(task, TorchTask)  # registry.resolve checked incompatibility()
         _TorchRun(self, task, items, reporter, stop).run()
 
 
@@ -135,19 +135,12 @@ class ItemLedger:
     def key(self, ref: int) -> str:
         return self.items[ref][0]
 
-    def record(
-        self,
-        ref: int,
-        ok: bool,
-        error: str | None = None,
-        tb: str | None = None,
-        seconds: float = 0.0,
-    ) -> None:
+    def record(self, ref: int, outcome: Outcome) -> None:
         with self.lock:
             if self.closed or self.recorded[ref]:
                 return
             self.recorded[ref] = True
-            self.reporter.record_outcome(Outcome(self.items[ref][0], ok, error, tb, seconds))
+            self.reporter.record_outcome(outcome)
 
     def close(self) -> None:
         with self.lock:
@@ -173,21 +166,15 @@ class RowLedger:
     def key(self, ref: int) -> str:
         return self.names.get(ref, f"row {ref}")
 
-    def record(
-        self,
-        ref: int,
-        ok: bool,
-        error: str | None = None,
-        tb: str | None = None,
-        seconds: float = 0.0,
-    ) -> None:
+    def record(self, ref: int, outcome: Outcome) -> None:
         with self.lock:
+            name = self.names.pop(ref, f"row {ref}")  # a recorded row needs its name no more
             if self.closed:
                 return
-            if ok:
+            if outcome.ok:
                 self.ok += 1
             else:
-                self.failures.append((self.key(ref), error or "failed", tb or ""))
+                self.failures.append((name, outcome.error or "failed", outcome.traceback or ""))
 
     def fail_all(self, error: str, tb: str) -> None:
         """The dataloader broke: the whole-run item fails with this error."""
@@ -237,7 +224,6 @@ class Job:
     batch: dict[str, Any]
     result: Any
     event: Any
-    compute_seconds: float
 
 
 class PostWorker:
@@ -330,7 +316,7 @@ class _TorchRun:
         self.ledger: ItemLedger | RowLedger = (
             RowLedger(items[0], reporter) if self.whole else ItemLedger(items, reporter)
         )
-        self.check_after_load = task.checks_after_load and self.source != "items"
+        self.check_after_load = task.checks_after_load
         self.model_state: str = "absent"  # absent | loaded | failed
         pin_device = "npu" if self.choice.type == "npu" else ""
         self.settings = torch_data.LoaderSettings(
@@ -347,27 +333,10 @@ class _TorchRun:
     def run(self) -> None:
         # After a signal: no new batches; computed ones are written within the grace
         # period; then GraceExpired ends whatever is still running in this thread.
-        self.stop.interrupt_in_place()
-        try:
-            self.device = torch_device.activate(self.choice)
-            try:
-                self.task.setup()
-            except Exception as exc:
-                self.reporter.abort(f"task setup failed: {error_line(exc)}", traceback.format_exc())
-                return
-            try:
-                completed = self._run_batches()
-            finally:
-                with contextlib.suppress(GraceExpired):
-                    try:
-                        self.task.teardown()
-                    except Exception as exc:
-                        self.reporter.note(f"task teardown failed: {error_line(exc)}")
+        self.device = torch_device.activate(self.choice)
+        completed = run_in_process(self.task, self.reporter, self.stop, self._run_batches)
+        if completed is not None:
             self.ledger.finish(completed)
-        except GraceExpired:
-            pass
-        finally:
-            self.stop.cancel_interrupt()
 
     def _run_batches(self) -> bool:
         """Load, compute and postprocess every batch; True when the run went to the end."""
@@ -392,7 +361,7 @@ class _TorchRun:
         deadline = self.stop.deadline()
         return None if deadline is None else deadline - time.monotonic()
 
-    def _stream(self) -> Iterable[Any]:
+    def _stream(self) -> Iterable[Pack]:
         if self.whole:
             return self._whole_batches()
         if self.source == "dataset":
@@ -418,7 +387,7 @@ class _TorchRun:
             with contextlib.suppress(Exception):
                 stream.close()  # the whole-run generator closes its loader in its finally
 
-    def _loop(self, stream: Iterable[Any], post: PostWorker) -> bool:
+    def _loop(self, stream: Iterable[Pack], post: PostWorker) -> bool:
         """Compute every batch; False when the run ended early (a stop, a failed model load)."""
         if isinstance(stream, self.data.PackStream) and not self.check_after_load:
             stream.prime()  # workers start loading while the model loads
@@ -432,12 +401,14 @@ class _TorchRun:
                 return False
         return not self.stop.is_set()
 
-    def _batches(self, stream: Iterable[Any]) -> Iterable[tuple[list[int], dict[str, Any]]]:
+    def _batches(self, stream: Iterable[Pack]) -> Iterator[tuple[list[int], dict[str, Any]]]:
         """(refs, batch) of rows left to compute, after recording load failures and done rows."""
         for pack in stream:
             if self.stop.is_set():
                 return
-            refs, batch = pack if isinstance(pack, tuple) else self._unpack(pack)
+            for position, error, tb in pack.failed:
+                self.ledger.record(position, self._outcome(position, False, error, tb))
+            refs, batch = pack.positions, pack.batch
             if batch is None or not refs:
                 continue
             if self.check_after_load:
@@ -446,12 +417,7 @@ class _TorchRun:
                     continue
             yield refs, batch
 
-    def _unpack(self, pack: Any) -> tuple[list[int], dict[str, Any] | None]:
-        for position, error, tb in pack.failed:
-            self.ledger.record(position, False, error, tb)
-        return pack.positions, pack.batch
-
-    def _whole_batches(self) -> Iterable[tuple[list[int], dict[str, Any]]]:
+    def _whole_batches(self) -> Iterator[Pack]:
         """Batches of an own dataloader (or iterable dataset), rows numbered as they come."""
         data = self.data
         if self.source == "dataloader":
@@ -480,9 +446,10 @@ class _TorchRun:
                 seen += n
                 assert isinstance(self.ledger, RowLedger)
                 for i, ref in enumerate(refs):
-                    name = self.task.row_key({k: data.row_of(v, i) for k, v in batch.items()})
-                    self.ledger.names[ref] = name if name is not None else f"row {ref}"
-                yield refs, dict(batch)
+                    name = self.task.row_key(data.row_of(batch, i))
+                    if name is not None:
+                        self.ledger.names[ref] = name
+                yield data.Pack(refs, dict(batch))
             completed = not self.stop.is_set()
         except GeneratorExit:
             raise
@@ -510,45 +477,42 @@ class _TorchRun:
         self, refs: list[int], batch: dict[str, Any]
     ) -> tuple[list[int], dict[str, Any]]:
         """Rows of own data found done after loading: recorded as done, not computed."""
-        check = type(self.task).done_check()
         data = self.data
         try:
-            if check == "batch":
+            if type(self.task).done_check() == "batch":
                 done = list(range(len(refs))) if self.task.is_executed(batch) else []
-            elif check == "each":
+            else:
                 done = [
                     i
                     for i in range(len(refs))
-                    if self.task.is_each_executed(
-                        **{k: data.row_of(v, i) for k, v in batch.items()}
-                    )
+                    if self.task.is_each_executed(**data.row_of(batch, i))
                 ]
-            else:
-                return refs, batch
         except Exception as exc:
             self._fail(refs, f"done-check failed: {error_line(exc)}", traceback.format_exc())
             return [], batch
         if not done:
             return refs, batch
-        if not self.whole:
-            for i in done:
-                self.ledger.record(refs[i], True)
+        for i in done:
+            self.ledger.record(refs[i], self._outcome(refs[i], True))
         done_set = set(done)
         keep = [i for i in range(len(refs)) if i not in done_set]
         if not keep:
             return [], batch
-        return [refs[i] for i in keep], {k: data.select_rows(v, keep) for k, v in batch.items()}
+        return [refs[i] for i in keep], data.select_rows(batch, keep)
 
-    def _fail(self, refs: list[int], error: str, tb: str, seconds: float = 0.0) -> None:
+    def _outcome(
+        self, ref: int, ok: bool, error: str | None = None, tb: str | None = None
+    ) -> Outcome:
+        return Outcome(self.ledger.key(ref), ok, error, tb)
+
+    def _fail(self, refs: list[int], error: str, tb: str) -> None:
         for ref in refs:
-            self.ledger.record(ref, False, error, tb, seconds)
+            self.ledger.record(ref, self._outcome(ref, False, error, tb))
 
     # -- compute (main thread) -----------------------------------------------------------------
 
     def _compute(self, refs: list[int], batch: dict[str, Any], post: PostWorker) -> None:
         torch = self.torch
-        n = len(refs)
-        start = time.perf_counter()
         if self.mode == "process":
 
             def call(outputs: dict[str, list[Any]]) -> None:
@@ -556,23 +520,18 @@ class _TorchRun:
                 with torch.inference_mode():
                     self.task.process(self.device, {**on_device, **outputs})
 
-            self._staged_batch(refs, call, start)
+            self._staged_batch(refs, call)
             return
         try:
             on_device = self._on_device(batch)
             with torch.inference_mode():
-                result = self.task.inference(self.device, n, **on_device)
+                result = self.task.inference(self.device, len(refs), **on_device)
             result, event = self._to_host(result)
         except Exception as exc:
-            self._fail(
-                refs,
-                f"inference: {error_line(exc)}",
-                traceback.format_exc(),
-                time.perf_counter() - start,
-            )
+            self._fail(refs, f"inference: {error_line(exc)}", traceback.format_exc())
             return
         del on_device
-        post.submit(Job(refs, batch, result, event, time.perf_counter() - start))
+        post.submit(Job(refs, batch, result, event))
 
     def _on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         """The batch's tensors on the device (non-blocking from pinned memory); cpu: as is."""
@@ -605,46 +564,32 @@ class _TorchRun:
                 def call(outputs: dict[str, list[Any]]) -> None:
                     self.task.postprocess(len(job.refs), job.result, **{**job.batch, **outputs})
 
-                self._staged_batch(job.refs, call, time.perf_counter() - job.compute_seconds)
+                self._staged_batch(job.refs, call)
         except Exception as exc:  # a fault outside the task's own calls: fail the batch, go on
             self._fail(job.refs, f"postprocessing: {error_line(exc)}", traceback.format_exc())
 
     def _postprocess_each(self, job: Job) -> None:
-        data = self.data
         n = len(job.refs)
-        share = job.compute_seconds / max(n, 1)
-        result = job.result
         for i, ref in enumerate(job.refs):
             if self.ledger.closed:
                 return
-            start = time.perf_counter()
-            try:
-                kwargs = {k: data.row_of(v, i) for k, v in job.batch.items()}
-                if isinstance(result, Mapping):
-                    kwargs.update({k: data.row_of(v, i) for k, v in result.items()})
-                elif isinstance(result, (list, tuple)) or (
-                    isinstance(result, self.torch.Tensor) and result.dim() > 0
-                ):
-                    kwargs["result"] = result[i]
-                else:
-                    kwargs["result"] = result
-                with self.task.staged_outputs(self.ledger.key(ref)) as outputs:
-                    kwargs.update(outputs)
-                    self.task.postprocess_each(i, n, **kwargs)
-            except Exception as exc:
-                self.ledger.record(
-                    ref,
-                    False,
-                    error_line(exc),
-                    traceback.format_exc(),
-                    share + time.perf_counter() - start,
-                )
-            else:
-                self.ledger.record(ref, True, seconds=share + time.perf_counter() - start)
+            key = self.ledger.key(ref)
+            self.ledger.record(ref, attempt(key, partial(self._write_row, job, i, n, key)))
 
-    def _staged_batch(
-        self, refs: list[int], call: Callable[[dict[str, list[Any]]], None], start: float
-    ) -> None:
+    def _write_row(self, job: Job, i: int, n: int, key: str) -> None:
+        """postprocess_each for row `i`: its batch fields, its result row, its staged outputs."""
+        data = self.data
+        kwargs = data.row_of(job.batch, i)
+        result = data.row_of(job.result, i)
+        if isinstance(job.result, Mapping):
+            kwargs.update(result)
+        else:
+            kwargs["result"] = result
+        with self.task.staged_outputs(key) as outputs:
+            kwargs.update(outputs)
+            self.task.postprocess_each(i, n, **kwargs)
+
+    def _staged_batch(self, refs: list[int], call: Callable[[dict[str, list[Any]]], None]) -> None:
         """Run a batch-level call with every item's staged outputs; commit each item's alone.
 
         Outputs are passed as lists (one entry per row) under their usual names; a plain
@@ -665,13 +610,8 @@ class _TorchRun:
             for _, manager in reversed(entered):
                 with contextlib.suppress(Exception):
                     manager.__exit__(*info)
-            self._fail(refs, error_line(exc), traceback.format_exc(), time.perf_counter() - start)
+            self._fail(refs, error_line(exc), traceback.format_exc())
             return
-        share = (time.perf_counter() - start) / max(len(refs), 1)
         for ref, manager in entered:
-            try:
-                manager.__exit__(None, None, None)
-            except Exception as exc:
-                self.ledger.record(ref, False, error_line(exc), traceback.format_exc(), share)
-            else:
-                self.ledger.record(ref, True, seconds=share)
+            key = self.ledger.key(ref)
+            self.ledger.record(ref, attempt(key, partial(manager.__exit__, None, None, None)))

@@ -225,8 +225,6 @@ class _QuietWorker:
     def __call__(self, worker_id: int) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        with contextlib.suppress(OSError, AttributeError, ValueError):
-            signal.setitimer(signal.ITIMER_REAL, 0)
         unblock_stop_signals()  # held pending since the fork
         if self.inner is not None:
             self.inner(worker_id)
@@ -280,14 +278,19 @@ def start(loader: Any) -> Iterator[Any]:
     return iterator
 
 
-def fetch(iterator: Iterator[Any]) -> Any:
-    """`next(iterator)`; raises RuntimeError at once if one of its workers has died."""
+def _raise_if_worker_died(iterator: Iterator[Any]) -> None:
+    """RuntimeError naming the loader's dead workers, if any died (not at its shutdown)."""
     workers = getattr(iterator, "_workers", None) or []
     dead = [w.pid for w in workers if not w.is_alive()]
     if dead and not getattr(iterator, "_shutdown", False):
         raise RuntimeError(
             f"DataLoader worker (pid {', '.join(map(str, dead))}) exited unexpectedly"
         )
+
+
+def fetch(iterator: Iterator[Any]) -> Any:
+    """`next(iterator)`; raises RuntimeError at once if one of its workers has died."""
+    _raise_if_worker_died(iterator)
     _watch(iterator, True)
     try:
         return next(iterator)
@@ -300,12 +303,7 @@ def close(iterator: Iterator[Any] | None, hurry: bool) -> None:
     if iterator is None:
         return
     if hurry:
-        if getattr(iterator, "_worker_pids_set", False):
-            with contextlib.suppress(Exception):
-                from torch.utils.data._utils import signal_handling
-
-                signal_handling._remove_worker_pids(id(iterator))
-                iterator._worker_pids_set = False  # type: ignore[attr-defined]
+        _watch(iterator, False)
         for worker in getattr(iterator, "_workers", None) or []:
             with contextlib.suppress(Exception):
                 if worker.is_alive():
@@ -359,24 +357,20 @@ class Fetcher:
 
     def next(self, should_stop: Callable[[], bool]) -> Any:
         """The next batch; StopIteration at the end; Stopped on a stop; RuntimeError if a worker died."""
-        workers = getattr(self.iterator, "_workers", None) or []
         while True:
             try:
                 kind, value = self.queue.get(timeout=self.POLL_SECONDS)
             except queue.Empty:
-                dead = [w.pid for w in workers if not w.is_alive()]
-                if dead:
-                    raise RuntimeError(
-                        f"DataLoader worker (pid {', '.join(map(str, dead))}) exited unexpectedly"
-                    ) from None
-                if should_stop():
-                    raise Stopped() from None
-                continue
-            if kind == "batch":
-                return value
-            if kind == "end":
-                raise StopIteration
-            raise value
+                pass
+            else:
+                if kind == "batch":
+                    return value
+                if kind == "end":
+                    raise StopIteration
+                raise value
+            _raise_if_worker_died(self.iterator)
+            if should_stop():
+                raise Stopped()
 
     def close(self, hurry: bool) -> None:
         if not hurry:
@@ -408,7 +402,6 @@ class PackStream:
         self.should_stop = should_stop
         self.iterator: Iterator[Any] | None = None
         self.fetcher: Fetcher | None = None
-        self.restarts = 0
 
     def prime(self) -> None:
         """Start the workers now, so loading overlaps whatever the caller does next."""
@@ -448,7 +441,6 @@ class PackStream:
                 self.close(hurry=True)
                 if self.should_stop():
                     return  # workers stopped by the same signal as this process
-                self.restarts += 1
                 self.note(f"data loading broke ({error_line(exc)}); restarting the loader")
                 if probing:
                     end = min(pos + size, self.count)

@@ -92,8 +92,6 @@ def resolve(spec: str) -> DeviceChoice:
     if kind == "auto":
         for candidate in KINDS:
             if candidate == "npu":
-                if importlib.util.find_spec("torch_npu") is None:
-                    continue
                 try:
                     import_torch_npu()
                 except UsageError:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from dispatcher.task import Item, Task
@@ -17,7 +17,6 @@ class Outcome:
     ok: bool
     error: str | None = None
     traceback: str | None = None
-    seconds: float = 0.0
 
 
 def error_line(exc: BaseException) -> str:
@@ -25,14 +24,16 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
+def attempt(key: str, call: Callable[[], object]) -> Outcome:
+    """Run `call`; an exception becomes a failed Outcome with its one-line error and traceback."""
+    try:
+        call()
+    except Exception as exc:
+        return Outcome(key, False, error_line(exc), traceback.format_exc())
+    return Outcome(key, True)
+
+
 def run_one(task: Task, item: Item) -> Outcome:
     """Run one item; an exception becomes a failed Outcome, never a crashed run."""
     key, payload = item
-    start = time.perf_counter()
-    try:
-        task.run_item(key, payload)
-    except Exception as exc:
-        return Outcome(
-            key, False, error_line(exc), traceback.format_exc(), time.perf_counter() - start
-        )
-    return Outcome(key, True, seconds=time.perf_counter() - start)
+    return attempt(key, lambda: task.run_item(key, payload))

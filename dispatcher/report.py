@@ -16,9 +16,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-from dispatcher.execution import Outcome
+from dispatcher.execution import Outcome, error_line
 from dispatcher.outputs import atomic_write
-from dispatcher.signals import signal_name
+from dispatcher.signals import signal_exit_code, signal_name
 
 DEFAULT_LOG_INTERVAL = 15.0
 """Seconds between progress lines when stderr is not a terminal (SLURM log files)."""
@@ -243,8 +243,6 @@ class Reporter:
         if crash is not None and not isinstance(crash, Exception):
             crash = None
         if crash is not None and self.aborted is None:
-            from dispatcher.execution import error_line
-
             self.abort(f"the backbone crashed: {error_line(crash)}")
         if self._failures is not None:
             self._failures.close()
@@ -258,7 +256,7 @@ class Reporter:
             not_run=self.total - self.ran,
         )
         if signum is not None:
-            code, outcome = 128 + signum, f"interrupted by {signal_name(signum)}"
+            code, outcome = signal_exit_code(signum), f"interrupted by {signal_name(signum)}"
         elif self.aborted is not None:
             code, outcome = 1, f"aborted: {self.aborted}"
         elif self.failed:

@@ -44,12 +44,9 @@ class StopSignal:
     def is_set(self) -> bool:
         return self._event.is_set()
 
-    def wait(self, timeout: float) -> bool:
-        return self._event.wait(timeout)
-
     @property
     def exit_code(self) -> int | None:
-        return None if self.signum is None else 128 + self.signum
+        return None if self.signum is None else signal_exit_code(self.signum)
 
     def deadline(self) -> float | None:
         """`time.monotonic()` by which in-flight work must be abandoned; None before a signal.
@@ -131,6 +128,11 @@ def blocked_stop_signals() -> Iterator[None]:
 def unblock_stop_signals() -> None:
     """In a child started under `blocked_stop_signals`, once its handlers are in place."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def signal_exit_code(signum: int) -> int:
+    """The shell's exit status for a run ended by `signum`: 130 for SIGINT, 143 for SIGTERM."""
+    return 128 + signum
 
 
 def signal_name(signum: int) -> str:

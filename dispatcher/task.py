@@ -262,8 +262,9 @@ class TorchTask(Task):
 
     def executed_mask(self, items: Sequence[Item]) -> Iterator[bool]:
         if self.data_source() != "items":
-            # Rows are known only once loaded: the backbone checks each batch instead.
-            self.__dict__["_dispatch_check_after_load"] = True
+            # Rows are known only once loaded: the backbone checks each batch instead
+            # (when there is a check; without one it loads the model while data loads).
+            self.__dict__["_dispatch_check_after_load"] = self.done_check() is not None
             for _ in items:
                 yield False
             return
@@ -284,7 +285,7 @@ class TorchTask(Task):
 
     @property
     def checks_after_load(self) -> bool:
-        """Whether the backbone must drop done rows after loading (own data, no --force)."""
+        """Whether the backbone drops done rows after loading (own data, a check, no --force)."""
         return bool(self.__dict__.get("_dispatch_check_after_load"))
 
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-
-import numpy as np
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from dispatcher import Placeholder, TorchTask
 from templates import InputByExtensions, OutputWithExtension, torch_task
+
+if TYPE_CHECKING:  # imported where used, so `-h` on this file stays quick
+    import numpy as np
+    import torch
 
 HASH_SIDE = 32  # the pHash works on a 32x32 grayscale image ...
 HASH_LOW = 8  # ... and keeps its 8x8 lowest frequencies: 64 bits
@@ -30,6 +30,8 @@ HASH_LOW = 8  # ... and keeps its 8x8 lowest frequencies: 64 bits
 
 def decode_rgb(path: str) -> np.ndarray:
     """An image file as an RGB uint8 array (H, W, 3), with Pillow if installed, else PyAV."""
+    import numpy as np
+
     try:
         from PIL import Image
     except ImportError:
@@ -46,6 +48,8 @@ def decode_rgb(path: str) -> np.ndarray:
 
 def dct_matrix(n: int) -> torch.Tensor:
     """The orthonormal DCT-II matrix: `D @ x` transforms the columns of x."""
+    import torch
+
     k = torch.arange(n, dtype=torch.float64)[:, None]
     i = torch.arange(n, dtype=torch.float64)[None, :]
     d = torch.cos(math.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
@@ -82,6 +86,10 @@ class ImageEmbed(TorchTask):
         return problems + super().validate()
 
     def load_data(self, input: str) -> dict:
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
         rgb = decode_rgb(input)
         height, width = int(rgb.shape[0]), int(rgb.shape[1])
         pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
@@ -92,17 +100,24 @@ class ImageEmbed(TorchTask):
         return {"pixels": pixels, "width": width, "height": height}
 
     def load_model(self, device: torch.device) -> None:
+        import torch
+
         side, dim = self.mixin.size, self.mixin.dim
         generator = torch.Generator().manual_seed(self.mixin.seed)
         projection = torch.randn(3 * side * side, dim, generator=generator) / math.sqrt(dim)
         self.projection = projection.to(device)
         self.dct = dct_matrix(HASH_SIDE).to(device)
+        # ITU-R BT.601 luma weights, shaped to weigh the channels of (batch, 3, H, W).
+        self.luma = torch.tensor([0.299, 0.587, 0.114], device=device)[:, None, None]
 
     def inference(self, device: torch.device, batch_size: int, pixels: torch.Tensor, **batch):
-        x = pixels.to(device, non_blocking=True)
-        centred = x.flatten(1) - x.flatten(1).mean(dim=1, keepdim=True)
+        import torch.nn.functional as F
+
+        # `pixels` is already on the device: the backbone copies each batch there.
+        flat = pixels.flatten(1)
+        centred = flat - flat.mean(dim=1, keepdim=True)
         embedding = F.normalize(centred @ self.projection, dim=1)
-        gray = (x * torch.tensor([0.299, 0.587, 0.114], device=device)[:, None, None]).sum(1)
+        gray = (pixels * self.luma).sum(1)
         gray = F.interpolate(gray[:, None], size=(HASH_SIDE, HASH_SIDE), mode="area")[:, 0]
         low = (self.dct @ gray @ self.dct.T)[:, :HASH_LOW, :HASH_LOW].flatten(1)
         median = low[:, 1:].median(dim=1, keepdim=True).values  # the DC term would dominate
@@ -112,7 +127,7 @@ class ImageEmbed(TorchTask):
         self, batch_idx, batch_size, input, output, embedding, phash, width, height, **row
     ) -> None:
         record = {
-            "source": os.path.relpath(input, self.mixin.input).replace(os.sep, "/"),
+            "source": self._runtime().key_of({"input": input}),
             "width": int(width),
             "height": int(height),
             "phash": hash_hex(phash),

@@ -35,6 +35,13 @@ class Poison:
         return (ctypes.string_at, (0,))
 
 
+class Garbled:
+    # pickles fine in the parent; unpickling it in a worker raises
+
+    def __reduce__(self):
+        return (int, ("not a number",))
+
+
 class Probe(Task):
     mixin = {
         "out": Placeholder(str),
@@ -47,8 +54,10 @@ class Probe(Task):
         "crash_once": Placeholder(str, default="-"),
         "unsendable": Placeholder(str, default="-"),
         "poison_on": Placeholder(str, default="-"),
+        "garbled_on": Placeholder(str, default="-"),
         "setup_fails": Placeholder(bool, default=False),
         "setup_crashes": Placeholder(bool, default=False),
+        "second_setup_fails": Placeholder(bool, default=False),
     }
 
     def generate_tasks(self):
@@ -57,6 +66,8 @@ class Probe(Task):
                 yield {"i": i, "fn": lambda: None}
             elif listed(self.mixin.poison_on, i):
                 yield {"i": i, "fn": Poison()}
+            elif listed(self.mixin.garbled_on, i):
+                yield {"i": i, "fn": Garbled()}
             else:
                 yield {"i": i}
 
@@ -81,6 +92,19 @@ class Probe(Task):
             ctypes.string_at(0)
         if self.mixin.setup_fails:
             raise RuntimeError("no model here")
+        if self.mixin.second_setup_fails:
+            # the first worker sets up; the next one fails once an item is running
+            os.makedirs(os.path.join(self.mixin.out, "_setup"), exist_ok=True)
+            try:
+                os.close(os.open(os.path.join(self.mixin.out, "_setup", "first"),
+                                 os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                end = time.monotonic() + 30
+                while not os.path.isdir(os.path.join(self.mixin.out, "_pids")):
+                    if time.monotonic() > end:
+                        break
+                    time.sleep(0.05)
+                raise RuntimeError("no model for the second worker")
 
     def teardown(self):
         self._mark("workers", str(os.getpid()), "t")
@@ -335,6 +359,73 @@ def test_an_item_that_kills_workers_while_being_unpacked_fails_alone(probe, tmp_
     _, failures = last_run(out)
     assert [f["key"] for f in failures] == ["0015"]
     assert "SIGSEGV" in failures[0]["error"] and "while receiving this item" in failures[0]["error"]
+
+
+def test_an_item_that_cannot_be_unpickled_in_a_worker_fails_alone(probe, tmp_path):
+    out = tmp_path / "out"
+    done = run_dispatch(
+        *args(probe, out, "--num-process", "2", "--chunksize", "4", n=8, garbled_on=2)
+    )
+    assert done.returncode == 1, done.stderr
+    # the other items of its chunk did nothing wrong: they run
+    assert sorted(outputs(out)) == [f"{i:04d}.txt" for i in range(8) if i != 2]
+    record, failures = last_run(out)
+    assert [f["key"] for f in failures] == ["0002"]
+    assert "could not be unpickled in the worker" in failures[0]["error"]
+    assert record["counts"] == {**record["counts"], "ran": 8, "succeeded": 7, "failed": 1}
+
+
+@pytest.mark.slow
+def test_workers_replaced_after_every_item_never_run_out_of_file_handles(probe, tmp_path):
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "dispatcher"]
+    argv += args(probe, out, "--num-process", "2", "--max-tasks-per-child", "1", n=600)
+    # 600 workers come and go; each one's pipe and process handle must be released
+    done = subprocess.run(
+        ["bash", "-c", 'ulimit -n 256 && exec "$@"', "bash", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert complete(out, 600)
+    record, failures = last_run(out)
+    assert record["counts"]["succeeded"] == 600 and not failures
+    assert len(workers(out)) == 600 and set(workers(out).values()) == {"st"}
+
+
+def test_a_signal_after_an_abort_still_ends_in_flight_items_within_the_grace_period(
+    probe, tmp_path
+):
+    out = tmp_path / "out"
+    proc = start(
+        args(
+            probe,
+            out,
+            "--num-process",
+            "2",
+            "--grace",
+            "1",
+            n=4,
+            hang_on=0,
+            second_setup_fails="true",
+        )
+    )
+    try:
+        # one worker hangs in item 0, then the other one's setup fails: the run aborts
+        wait_for(lambda: any((tmp_path / "logs").glob("Probe/*/failures.jsonl")))
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert time.monotonic() - began < 8
+    assert proc.returncode == 143, stderr
+    assert "no model for the second worker" in stderr
+    assert not leftovers(out)  # the hanging item was abandoned and its staging removed
+    record, failures = last_run(out)
+    assert record["counts"]["not_run"] == 4
+    assert len(failures) == 1 and failures[0]["key"] is None
 
 
 def test_workers_that_keep_dying_in_setup_end_the_run_instead_of_looping(probe, tmp_path):

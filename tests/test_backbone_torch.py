@@ -150,6 +150,36 @@ class OwnDataset(Base):
         self.write(name, result.item())
 
 
+class WaitsForModel(Rows):
+    """Rows that wait (up to 5 s) for load_model and say whether it came first."""
+
+    def __init__(self, n, events):
+        super().__init__(n)
+        self.events = events
+
+    def model_loaded(self):
+        return os.path.exists(self.events) and "load_model" in open(self.events).read()
+
+    def __getitem__(self, i):
+        deadline = time.monotonic() + 5.0
+        while not self.model_loaded() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return {**super().__getitem__(i), "model_first": self.model_loaded()}
+
+
+class OwnDatasetNoCheck(Base):
+    """An own dataset without a done check: nothing to check after loading."""
+
+    def get_dataset(self):
+        return WaitsForModel(self.mixin.n, self.mixin.output.rstrip("/") + ".events")
+
+    def inference(self, device, batch_size, name, x, model_first):
+        return self.compute(name, x)
+
+    def postprocess_each(self, batch_idx, batch_size, name, x, model_first, result):
+        self.write(name, result.item(), model_first=bool(model_first))
+
+
 class OwnLoader(OwnDataset):
     def get_dataloader(self):
         return DataLoader(Rows(self.mixin.n), batch_size=3, num_workers=1)
@@ -342,6 +372,17 @@ def test_own_dataset_is_checked_after_loading_and_model_loads_only_for_work(task
     proc = torch_run(tasks, "OwnDataset", out, "--num-workers", "1")
     assert proc.returncode == 0, proc.stderr
     assert events(out).count("load_model cpu") == 2  # rows loaded, all found done: no model
+
+
+def test_own_dataset_without_done_check_loads_the_model_while_rows_load(tasks, tmp_path):
+    out = tmp_path / "out"
+    proc = torch_run(tasks, "OwnDatasetNoCheck", out, "--num-workers", "1", mixin=["n=4"])
+    assert proc.returncode == 0, proc.stderr
+    got = results(out)
+    assert {k: v["y"] for k, v in got.items()} == {f"r{i:03d}": 2.0 * i for i in range(4)}
+    # The first batch's rows were loading when the model loaded, not before it.
+    assert all(v["model_first"] for v in got.values()), got
+    assert events(out) == ["setup", "load_model cpu", "teardown"]
 
 
 @pytest.mark.slow

@@ -6,7 +6,6 @@ test_backbone_mp.py; here: the stop signal itself and the in-process `serial` ba
 
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import signal
@@ -20,6 +19,7 @@ from conftest import run_dispatch, write_file
 
 from backbones.serial import SerialBackbone
 from dispatcher.report import Reporter
+from dispatcher.runner import build_options
 from dispatcher.signals import StopSignal
 
 SLOW = """
@@ -197,7 +197,8 @@ def test_serial_disarms_the_grace_timer_when_it_returns_in_time(tmp_path):
     task = _Task()
     reporter = Reporter(str(tmp_path / "run"), 4, {}, stream=io.StringIO())
     with StopSignal(grace=0.3) as stop:
-        SerialBackbone(argparse.Namespace()).run(
+        options = build_options(SerialBackbone, None).parser.parse_args([])
+        SerialBackbone(options).run(
             task,
             [("a", None), ("b", None), ("c", None), ("d", None)],
             reporter,
