@@ -27,10 +27,17 @@ class Plan:
     pending: list[Item]
     shards: list[ShardSpec] = field(default_factory=list)
     duplicates: int = 0
+    """Items dropped because an earlier item had the same key (each key runs once)."""
+    duplicate_keys: list[str] = field(default_factory=list)
+    """The first few keys that were repeated (for --plan, the summary and run.json)."""
 
     @property
     def to_run(self) -> int:
         return len(self.pending)
+
+
+SHOWN_DUPLICATES = 5
+"""How many repeated keys a plan names."""
 
 
 def sorted_unique(items: list[Item]) -> tuple[list[Item], list[str], int]:
@@ -39,17 +46,34 @@ def sorted_unique(items: list[Item]) -> tuple[list[Item], list[str], int]:
     Returns (items, keys, number dropped). Items that arrive strictly sorted (template
     walks produce them so) are only checked, not sorted.
     """
+    items, keys, repeated = _sorted_unique(items)
+    return items, keys, len(repeated)
+
+
+def _sorted_unique(items: list[Item]) -> tuple[list[Item], list[str], list[str]]:
+    """`sorted_unique`, with the dropped items' keys in key order (one per dropped item)."""
     keys = list(map(operator.itemgetter(0), items))
     if all(map(operator.lt, keys, islice(keys, 1, None))):
-        return items, keys, 0
+        return items, keys, []
     items.sort(key=operator.itemgetter(0))
     keys = list(map(operator.itemgetter(0), items))
-    duplicates = sum(map(operator.eq, keys, islice(keys, 1, None)))
-    if duplicates:
-        keep = [True, *map(operator.ne, islice(keys, 1, None), keys)]
-        items = list(compress(items, keep))
-        keys = list(compress(keys, keep))
-    return items, keys, duplicates
+    repeats = list(map(operator.eq, islice(keys, 1, None), keys))
+    if not any(repeats):
+        return items, keys, []
+    repeated = list(compress(islice(keys, 1, None), repeats))
+    keep = [True, *map(operator.not_, repeats)]
+    return list(compress(items, keep)), list(compress(keys, keep)), repeated
+
+
+def first_distinct(keys: list[str], limit: int = SHOWN_DUPLICATES) -> list[str]:
+    """The first `limit` distinct keys of a sorted list."""
+    shown: list[str] = []
+    for key in keys:
+        if not shown or shown[-1] != key:
+            shown.append(key)
+            if len(shown) == limit:
+                break
+    return shown
 
 
 def make_plan(task: Task, shards: Sequence[ShardSpec], force: bool = False) -> Plan:
@@ -68,7 +92,7 @@ def make_plan(task: Task, shards: Sequence[ShardSpec], force: bool = False) -> P
 def _make_plan(task: Task, shards: Sequence[ShardSpec], force: bool) -> Plan:
     produced = task.iter_items()
     items = produced if isinstance(produced, list) else list(produced)
-    items, keys, duplicates = sorted_unique(items)
+    items, keys, repeated = _sorted_unique(items)
     found = len(items)
     selected = sharding.select(items, keys, shards)
     del keys, items
@@ -88,5 +112,6 @@ def _make_plan(task: Task, shards: Sequence[ShardSpec], force: bool) -> Plan:
         done=len(selected) - len(pending),
         pending=pending,
         shards=list(shards),
-        duplicates=duplicates,
+        duplicates=len(repeated),
+        duplicate_keys=first_distinct(repeated),
     )

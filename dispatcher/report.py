@@ -7,13 +7,16 @@ wait, `note` for a line of their own, and `abort` when the run cannot go on at a
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import platform
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from dispatcher.execution import Outcome, error_line
@@ -156,9 +159,12 @@ class Reporter:
         self.record_path = os.path.join(run_dir, "run.json")
         self.record = dict(record)
         self.aborted: str | None = None
-        self._failures: TextIO | None = None
+        self._failures: int | None = None
         self._items: list[tuple[str, Any]] = []
         self._payloads: dict[str, Any] | None = None
+        self._describe: Callable[[str, Any], Any] = _dict_payload
+        self.log_fault: str | None = None
+        self.failures_not_written = 0
         self._first_failures: list[str] = []
         self.started = time.monotonic()
         self.record["start"] = _now()
@@ -174,9 +180,14 @@ class Reporter:
     def ran(self) -> int:
         return self.succeeded + self.failed
 
-    def remember_payloads(self, items: list[tuple[str, Any]]) -> None:
-        """Where failure records find an item's payload (looked up on the first failure)."""
+    def remember_payloads(
+        self, items: list[tuple[str, Any]], describe: Callable[[str, Any], Any] | None = None
+    ) -> None:
+        """Where failure records find an item's payload (looked up on the first failure),
+        and how a payload becomes the record's `item` (the task's `failure_item`)."""
         self._items = items
+        if describe is not None:
+            self._describe = describe
 
     def record_outcome(self, outcome: Outcome) -> None:
         """Count one finished item (call once per item, in the parent process)."""
@@ -207,30 +218,58 @@ class Reporter:
             self._write_failure(None, error, traceback)
             self.note(f"error: {error}")
 
-    def _payload(self, key: str | None) -> Any:
+    def _item(self, key: str | None) -> Any:
         if key is None:
             return None
         if self._payloads is None:
-            self._payloads = {k: p for k, p in self._items if isinstance(p, dict)}
-        return self._payloads.get(key)
+            self._payloads = dict(self._items)
+        if key not in self._payloads:
+            return None
+        try:
+            return self._describe(key, self._payloads[key])
+        except Exception as exc:  # a record without its item beats a lost record
+            return {"unavailable": error_line(exc)}
 
     def _write_failure(self, key: str | None, error: str | None, traceback: str | None) -> None:
-        if self._failures is None:
-            self._failures = open(self.failures_path, "a", encoding="utf-8")  # noqa: SIM115
         row = {
             "key": key,
-            "item": self._payload(key),
+            "item": self._item(key),
             "error": error,
             "traceback": traceback,
             "time": _now(),
         }
-        self._failures.write(json.dumps(row, default=str) + "\n")
-        self._failures.flush()
+        line = (json.dumps(row, default=str) + "\n").encode("utf-8")
+        try:
+            if self._failures is None:
+                self._failures = os.open(
+                    self.failures_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+                )
+            append_line(self._failures, line)
+        except OSError as exc:
+            self.failures_not_written += 1
+            self._log_fault(self.failures_path, exc)
+
+    def _log_fault(self, path: str, exc: OSError) -> None:
+        """A log write failed: said once; items go on, their outputs are unaffected."""
+        if self.log_fault is None:
+            self.log_fault = f"{type(exc).__name__}: {exc.strerror or exc}"
+            self.note(
+                f"warning: cannot write {path} ({self.log_fault}); the run goes on, "
+                "outputs are unaffected"
+            )
 
     def _write_record(self) -> None:
         with atomic_write(self.record_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             json.dump(self.record, fh, indent=2, default=str)
             fh.write("\n")
+
+    def _try_write_record(self) -> str | None:
+        """Write the run record; the reason when it cannot be (a full log directory)."""
+        try:
+            self._write_record()
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc.strerror or exc}"
+        return None
 
     def finish(self, signum: int | None) -> int:
         """Print the summary, complete the run record; returns the exit code.
@@ -245,7 +284,7 @@ class Reporter:
         if crash is not None and self.aborted is None:
             self.abort(f"the backbone crashed: {error_line(crash)}")
         if self._failures is not None:
-            self._failures.close()
+            os.close(self._failures)
             self._failures = None
         wall = time.monotonic() - self.started
         counts = dict(self.record.get("counts", {}))
@@ -271,7 +310,12 @@ class Reporter:
             outcome=outcome,
             exit_code=code,
         )
-        self._write_record()
+        if self.log_fault is not None:
+            self.record["log_faults"] = {
+                "error": self.log_fault,
+                "failures_not_written": self.failures_not_written,
+            }
+        record_error = self._try_write_record()
         rate = self.ran / wall if wall > 0 else 0.0
         not_run = f", not run {counts['not_run']}" if counts["not_run"] else ""
         print(
@@ -280,6 +324,8 @@ class Reporter:
             f"{self.failed} failed){not_run}, {wall:.2f}s, {rate:.1f} items/s — {outcome}",
             file=self.stream,
         )
+        for line in self._notes(counts):
+            print(f"dispatch: {line}", file=self.stream)
         for line in self._first_failures:
             print(f"dispatch: failed {line}", file=self.stream)
         if self.failed > len(self._first_failures):
@@ -294,5 +340,49 @@ class Reporter:
                 "dispatch: run the same command again to finish the remaining items",
                 file=self.stream,
             )
-        print(f"dispatch: run record {self.record_path}", file=self.stream, flush=True)
+        if record_error is None:
+            print(f"dispatch: run record {self.record_path}", file=self.stream, flush=True)
+        else:
+            print(
+                f"dispatch: the run record could not be written ({record_error}): "
+                f"{self.record_path}",
+                file=self.stream,
+                flush=True,
+            )
         return code
+
+    def _notes(self, counts: dict[str, Any]) -> list[str]:
+        """Summary lines about items the counts alone would hide."""
+        notes = []
+        if counts.get("duplicates"):
+            keys = ", ".join(map(str, self.record.get("duplicate_keys", [])))
+            notes.append(
+                f"{counts['duplicates']} duplicate items ran once (same key as an earlier "
+                f"item: {keys})"
+            )
+        if self.failures_not_written:
+            notes.append(
+                f"{self.failures_not_written} failure(s) could not be written to "
+                f"{self.failures_path}"
+            )
+        return notes
+
+
+def _dict_payload(key: str, payload: Any) -> Any:
+    return payload if isinstance(payload, dict) else None
+
+
+def append_line(fd: int, line: bytes) -> None:
+    """Append one whole line to `fd` (opened O_APPEND), or nothing at all.
+
+    A short write (a full disk) is cut back off, so the file stays whole JSON lines.
+    """
+    size = os.fstat(fd).st_size
+    try:
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except OSError:
+        with contextlib.suppress(OSError):  # the fault itself is what gets reported
+            os.ftruncate(fd, size)
+        raise

@@ -12,19 +12,22 @@ import os
 import pathlib
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backbones import registry
 from backbones.base import Backbone
-from dispatcher import sharding
+from dispatcher import records, sharding
 from dispatcher.cli import EXIT_OK, USAGE, Invocation
 from dispatcher.config import LayeredConfig, apply_option_defaults, load_layers
 from dispatcher.errors import ErrorList, UsageError, did_you_mean
 from dispatcher.loader import load_task_class
 from dispatcher.outputs import is_inside
 from dispatcher.placeholders import describe, fill
-from dispatcher.plan import make_plan
+from dispatcher.plan import Plan, make_plan
 from dispatcher.task import Task
+
+if TYPE_CHECKING:
+    from dispatcher.report import Reporter
 
 
 class _OptionParser(argparse.ArgumentParser):
@@ -225,6 +228,45 @@ def _check_log_dir(log_dir: str, task: Task) -> None:
             )
 
 
+def _open_reporter(log_dir: str, run_dir: str, plan: Plan, record: dict[str, Any]) -> Reporter:
+    """The run's reporter; a log directory it cannot write to is a configuration error."""
+    from dispatcher.report import Reporter
+
+    try:
+        return Reporter(run_dir, plan.to_run, record)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write to the log directory {log_dir}: {exc.strerror or exc} "
+            f"({exc.filename or run_dir}); pass a writable --log-dir"
+        ) from None
+
+
+def _duplicates_text(plan: Plan) -> str:
+    return f"same key as an earlier item: {', '.join(map(str, plan.duplicate_keys))}"
+
+
+def _output_roots(task: Task) -> list[str]:
+    return [os.path.realpath(root) for root in task.output_roots()]
+
+
+def _config_change(inv: Invocation, task: Task, prepared: Prepared) -> str | None:
+    """How this configuration differs from the one of the last run over the same outputs.
+
+    None when they agree, or when no earlier run record for these output roots is found.
+    """
+    roots = _output_roots(task)
+    if not roots:
+        return None
+    found = records.last_record(os.path.join(inv.log_dir, type(task).__name__), roots)
+    if found is None:
+        return None
+    path, earlier = found
+    changes = records.config_changes(earlier.get("config", {}), prepared.config)
+    if not changes:
+        return None
+    return f"{'; '.join(changes)}; run record {path}"
+
+
 def run(inv: Invocation) -> int:
     if inv.help == "task":
         print(task_help(inv))
@@ -238,7 +280,6 @@ def run(inv: Invocation) -> int:
 
         print(yaml.safe_dump(prepared.config, sort_keys=False), end="")
         return EXIT_OK
-    from dispatcher.report import Reporter
     from dispatcher.signals import StopSignal
 
     task, backbone = prepared.task, prepared.backbone
@@ -252,23 +293,44 @@ def run(inv: Invocation) -> int:
         }
         if inv.plan:
             print(f"items found:    {plan.found}")
+            if plan.duplicates:
+                print(f"duplicates:     {plan.duplicates} dropped ({_duplicates_text(plan)})")
             print(f"in this shard:  {plan.in_shard}  ({sharding.describe(plan.shards)})")
             print(f"already done:   {plan.done}" + ("  (ignored: --force)" if inv.force else ""))
             print(f"to run:         {plan.to_run}")
             return EXIT_OK
         if stop.is_set():
             return stop.exit_code or 130
+        if not plan.found:
+            print(f"dispatch: no items found {task.item_source()}", file=sys.stderr)
+            return EXIT_OK
+        changed = None if inv.force or not plan.done else _config_change(inv, task, prepared)
         if not plan.pending:
+            line = f"{plan.in_shard} items in this shard, all done ({plan.found} found)"
+            if changed is not None:
+                line += f", but made with another configuration ({changed}); --force remakes them"
+            print(f"dispatch: nothing to do: {line}", file=sys.stderr)
+            return EXIT_OK
+        if changed is not None:
             print(
-                f"dispatch: nothing to do: {plan.in_shard} items in this shard, all done "
-                f"({plan.found} found)",
+                f"dispatch: note: the {plan.done} done items were made with another "
+                f"configuration ({changed}); they are kept (--force remakes them)",
                 file=sys.stderr,
             )
-            return EXIT_OK
         _check_log_dir(inv.log_dir, task)
-        record = {"argv": inv.argv, "cwd": os.getcwd(), "config": prepared.config, "counts": counts}
-        reporter = Reporter(_run_dir(inv, task, prepared.shards), plan.to_run, record)
-        reporter.remember_payloads(plan.pending)
+        if plan.duplicates:
+            counts["duplicates"] = plan.duplicates
+        record = {
+            "argv": inv.argv,
+            "cwd": os.getcwd(),
+            "config": prepared.config,
+            "output_roots": _output_roots(task),
+            "counts": counts,
+        }
+        if plan.duplicates:
+            record["duplicate_keys"] = plan.duplicate_keys
+        reporter = _open_reporter(inv.log_dir, _run_dir(inv, task, prepared.shards), plan, record)
+        reporter.remember_payloads(plan.pending, task.failure_item)
         try:
             backbone.run(task, plan.pending, reporter, stop)
         finally:

@@ -106,6 +106,14 @@ class Task:
         """The keyword arguments of `process` for an item (templates build them from the key)."""
         return payload
 
+    def failure_item(self, key: str, payload: Any) -> Any:
+        """What a failure record shows of an item (in the parent): the item's own dict."""
+        return payload if isinstance(payload, dict) else None
+
+    def item_source(self) -> str:
+        """Where items come from, for the line that says none were found."""
+        return f"({type(self).__name__}.generate_tasks yielded none)"
+
     @contextlib.contextmanager
     def staged_outputs(self, key: str) -> Iterator[dict[str, Any]]:
         """Keyword arguments naming where the item's outputs are to be written.

@@ -27,6 +27,11 @@ class WordCount(Task):
     def add_arguments(cls, parser):
         parser.add_argument("--min-length", type=int, default=1, help="ignore shorter words")
 
+    def validate(self):
+        if not os.path.isdir(self.mixin.input):
+            return [f"mixin 'input': input folder {self.mixin.input} does not exist"]
+        return []
+
     def generate_tasks(self):
         root = self.mixin.input
         for folder, _, files in os.walk(root):

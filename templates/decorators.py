@@ -107,6 +107,13 @@ class TemplateHooks:
     def item_payload(self, key: str, payload: Any) -> dict[str, Any]:
         return self._runtime().kwargs(key, payload)
 
+    def failure_item(self, key: str, payload: Any) -> dict[str, Any]:
+        return self._runtime().describe(key, payload)
+
+    def item_source(self) -> str:
+        runtime = self._runtime()
+        return f"under {runtime.input_value} (input mode {runtime.input_mode!r})"
+
     @contextlib.contextmanager
     def staged_outputs(self, key: str) -> Iterator[dict[str, Any]]:
         runtime = self._runtime()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import operator
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
@@ -62,6 +63,10 @@ class InputMode:
 
     def kwargs(self, input_value: str, input_root: str, key: str, payload: Any) -> dict[str, Any]:
         """The keyword arguments of `process` / `load_data` for one item (in the worker)."""
+        return {"input": os.path.join(input_root, key)}
+
+    def describe(self, input_value: str, input_root: str, key: str, payload: Any) -> dict[str, Any]:
+        """An item as its failure record shows it (in the parent)."""
         return {"input": os.path.join(input_root, key)}
 
     def key_of(self, input_value: str, input_root: str, kwargs: dict[str, Any]) -> str:
@@ -203,6 +208,10 @@ class InputByDepth(_Walked):
 
 
 _HANDLES: dict[tuple[int, str], Any] = {}
+_ROW_LINES: dict[tuple[int, str], dict[str, tuple[int, int]]] = {}
+"""(pid, list file) -> key -> (line number, byte offset) of its first row; failures only."""
+SHOWN_KEYS = 3
+SHOWN_LINES = 5
 
 
 def _read_row(path: str, offset: int) -> Any:
@@ -255,6 +264,8 @@ class InputFromJsonl(InputMode):
             return [f"mixin '{where}': JSONL list {listing} {what}"]
         if not os.access(listing, os.R_OK):
             return [f"mixin '{where}': JSONL list {listing} is not readable"]
+        if self.path:  # keys are relative to the input folder: it must be there
+            return super().root_problems(input_value, input_root)
         return []
 
     def normalize(self, raw: str, input_root: str) -> str:
@@ -314,7 +325,65 @@ class InputFromJsonl(InputMode):
                         f"{listing}:{lineno}: a row must be a path string or an object, "
                         f"got {type(value).__name__}"
                     )
+        if len(set(map(operator.itemgetter(0), items))) != len(items):
+            self._refuse_ambiguous_rows(listing, input_root)
         return items
+
+    def _rows(self, listing: str, input_root: str) -> Iterator[tuple[int, int, str, Any]]:
+        """(line number, byte offset, key, value) of every row of a list `items` accepted."""
+        offset = 0
+        with open(listing, "rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                start = offset
+                offset += len(line)
+                if not line.strip():
+                    continue
+                value = json.loads(line)
+                name = value.get(self.key) if isinstance(value, dict) else value
+                yield lineno, start, self.normalize(name, input_root), value
+
+    def _refuse_ambiguous_rows(self, listing: str, input_root: str) -> None:
+        """Two rows with one key, one of them an object: which row is meant is ambiguous.
+
+        Path rows that name the same file mean the same item: the plan runs it once and
+        reports the repeat.
+        """
+        lines: dict[str, list[int]] = {}
+        objects: set[str] = set()
+        for lineno, _, key, value in self._rows(listing, input_root):
+            lines.setdefault(key, []).append(lineno)
+            if isinstance(value, dict):
+                objects.add(key)
+        clashes = [(k, n) for k, n in lines.items() if len(n) > 1 and k in objects]
+        if not clashes:
+            return
+        shown = "; ".join(
+            f"{key!r} at "
+            + ", ".join(f"{listing}:{n}" for n in numbers[:SHOWN_LINES])
+            + (", ..." if len(numbers) > SHOWN_LINES else "")
+            for key, numbers in clashes[:SHOWN_KEYS]
+        )
+        more = f"; and {len(clashes) - SHOWN_KEYS} more" if len(clashes) > SHOWN_KEYS else ""
+        raise UsageError(
+            f"{listing}: {len(clashes)} key{'s are' if len(clashes) > 1 else ' is'} listed more "
+            f"than once (field '{self.key}'), so which row is meant is ambiguous: {shown}{more}"
+        )
+
+    def describe(self, input_value: str, input_root: str, key: str, payload: Any) -> dict[str, Any]:
+        described: dict[str, Any] = {"input": os.path.join(input_root, key)}
+        listing = self.list_file(input_value)
+        cache_key = (os.getpid(), listing)
+        where = _ROW_LINES.get(cache_key)
+        if where is None:  # built on the first failure only: a clean run never pays for it
+            where = _ROW_LINES[cache_key] = {}
+            for lineno, start, row_key, _ in self._rows(listing, input_root):
+                where.setdefault(row_key, (lineno, start))
+        found = where.get(key)
+        if found is not None:
+            lineno, start = found
+            described["row"] = _read_row(listing, start if payload is None else payload)
+            described["source"] = f"{listing}:{lineno}"
+        return described
 
     def kwargs(self, input_value: str, input_root: str, key: str, payload: Any) -> dict[str, Any]:
         if payload is None:

@@ -75,6 +75,10 @@ class Runtime:
     def kwargs(self, key: str, payload: Any) -> dict[str, Any]:
         return self.input_mode.kwargs(self.input_value, self.input_root, key, payload)
 
+    def describe(self, key: str, payload: Any) -> dict[str, Any]:
+        """An item as a failure record shows it (in the parent: nothing is read but its row)."""
+        return self.input_mode.describe(self.input_value, self.input_root, key, payload)
+
     def key_of(self, kwargs: dict[str, Any]) -> str:
         return self.input_mode.key_of(self.input_value, self.input_root, kwargs)
 
