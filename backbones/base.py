@@ -16,28 +16,30 @@ from dispatcher.task import Item, Task
 T = TypeVar("T")
 
 
+def _number(text: str, convert: Callable[[str], T], ok: Callable[[T], bool], expected: str) -> T:
+    """argparse type body: the message says what was expected, not the function's name."""
+    try:
+        value = convert(text)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type for counts that must be at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+    return _number(text, int, lambda v: v >= 1, "a positive integer")
 
 
 def non_negative_int(text: str) -> int:
     """argparse type for counts that may be 0."""
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return _number(text, int, lambda v: v >= 0, "an integer 0 or more")
 
 
 def positive_float(text: str) -> float:
     """argparse type for durations that must be more than 0."""
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
-    return value
+    return _number(text, float, lambda v: v > 0, "a number of seconds more than 0")
 
 
 class Backbone:

@@ -13,16 +13,23 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dispatcher.errors import UsageError
+from dispatcher import __version__
+from dispatcher.errors import UsageError, did_you_mean
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
 # (spellings, metavar or None for a flag, help)
 RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
     (("--backbone",), "NAME", "execution engine: auto (default), serial, mp, torch, or a plugin's"),
-    (("--cfg",), "FILE", "YAML with task:, backbone: and mixin: sections (lowest priority)"),
+    (
+        ("--cfg",),
+        "FILE",
+        "YAML with task:, backbone: and mixin: sections, as --print-config writes it "
+        "(lowest priority)",
+    ),
     (("--mixin-cfg",), "FILE", "YAML filling the task's placeholders (over --cfg's mixin:)"),
     (("--mixin",), "K=V ...", "fill placeholders: dotted keys, YAML values (highest priority)"),
     (("--shard",), "I/N|auto", "run shard I of N; auto reads SLURM array or torchrun variables"),
@@ -43,7 +50,8 @@ RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
     (("--debug",), None, "show tracebacks for configuration errors"),
     (("-h", "--help"), None, "show the task's help: its options and placeholders"),
     (("-hb", "--help-backbone"), None, "show the chosen backbone's options"),
-    (("-hk", "--help-dispatcher"), None, "show this help"),
+    (("-hk", "--help-dispatcher"), None, "show this help (also -h without a task)"),
+    (("--version",), None, "print the version and exit"),
 ]
 _HELP_KIND = {
     "-h": "task",
@@ -52,6 +60,7 @@ _HELP_KIND = {
     "--help-backbone": "backbone",
     "-hk": "dispatcher",
     "--help-dispatcher": "dispatcher",
+    "--version": "version",
 }
 _WITH_VALUE = {s[0] for s, meta, _ in RESERVED if meta is not None and s[0] != "--mixin"}
 _FLAGS = {s[0] for s, meta, _ in RESERVED if meta is None} - set(_HELP_KIND)
@@ -78,6 +87,8 @@ class Invocation:
     help: str | None = None
     rest: list[str] = field(default_factory=list)
     argv: list[str] = field(default_factory=list)
+    given: set[str] = field(default_factory=set)
+    """Settings the command line named, which win over a `--cfg` file's."""
 
 
 def parse_command_line(argv: list[str]) -> Invocation:
@@ -99,9 +110,11 @@ def parse_command_line(argv: list[str]) -> Invocation:
             else:
                 errors.append(f"{name} expects a value")
                 break
-            setattr(inv, name.lstrip("-").replace("-", "_"), value)
+            setattr(inv, _attribute(name), value)
+            inv.given.add(_attribute(name))
         elif token in _FLAGS:
-            setattr(inv, token.lstrip("-").replace("-", "_"), True)
+            setattr(inv, _attribute(token), True)
+            inv.given.add(_attribute(token))
             i += 1
         elif name == "--mixin":
             items = [inline] if eq else []
@@ -121,8 +134,13 @@ def parse_command_line(argv: list[str]) -> Invocation:
             positionals.append(token)
             i += 1
         elif len(positionals) < 2:
+            # Only a close likeness: this may well be a task's option, put too early.
+            hint = option_hint(name, cutoff=0.8)
             errors.append(
-                f"option {token} comes before TASK_FILE TASK_CLASS; task and backbone options go after them"
+                f"unrecognized option {name}{hint}"
+                if hint.endswith("(see -hk)")
+                else f"option {token} comes before TASK_FILE TASK_CLASS; "
+                "task and backbone options go after them"
             )
             i += 1
         else:
@@ -140,16 +158,75 @@ def parse_command_line(argv: list[str]) -> Invocation:
         errors.append(f"--grace expects a number of seconds, got '{inv.grace}'")
     if inv.shard_mode not in ("hash", "index"):
         errors.append(f"--shard-mode expects hash or index, got '{inv.shard_mode}'")
-    if errors and inv.help != "dispatcher":
+    if errors and inv.help not in ("dispatcher", "version"):
         raise UsageError(*errors)
     return inv
 
 
-USAGE = (
-    "usage: dispatch [--backbone NAME] [--cfg FILE] [--mixin-cfg FILE] [--mixin K=V ...] "
-    "[--shard I/N|auto] [--plan] [--force] [--print-config] [--debug] [-h] [-hb] [-hk] "
-    "TASK_FILE TASK_CLASS [task and backbone options...]"
-)
+def _attribute(option: str) -> str:
+    return option.lstrip("-").replace("-", "_")
+
+
+RESERVED_SPELLINGS = [s for spellings, _, _ in RESERVED for s in spellings]
+
+
+def option_hint(name: str, declared: Sequence[str] = (), cutoff: float = 0.6) -> str:
+    """' (did you mean 'X'?) (see -hk)': the closest option, and the help that lists it.
+
+    The dispatcher's own options are candidates too, so `--froce` finds `--force`.
+    """
+    reserved = [s for s in RESERVED_SPELLINGS if s.startswith("--")]
+    hint = did_you_mean(name, [*declared, *reserved], cutoff)
+    if hint and hint.split("'")[1] in reserved:
+        return f"{hint} (see -hk)"
+    return f"{hint} (see -h and -hb)"
+
+
+_USAGE_PARTS = [
+    "[--backbone NAME]",
+    "[--cfg FILE]",
+    "[--mixin-cfg FILE]",
+    "[--mixin K=V ...]",
+    "[--shard I/N|auto]",
+    "[--shard-mode hash|index]",
+    "[--plan]",
+    "[--force]",
+    "[--log-dir DIR]",
+    "[--grace SECONDS]",
+    "[--print-config]",
+    "[--debug]",
+    "[-h]",
+    "[-hb]",
+    "[-hk]",
+    "[--version]",
+    "TASK_FILE TASK_CLASS",
+    "[task and backbone options ...]",
+]
+
+
+def _wrap_usage(prog: str, parts: list[str], width: int = 88) -> str:
+    """argparse-style usage: break only between options, continuation lines indented."""
+    indent = " " * len(prog)
+    lines, line = [], prog.rstrip()
+    for part in parts:
+        if len(line) + 1 + len(part) > width and line.strip():
+            lines.append(line)
+            line = indent + part
+        else:
+            line = f"{line} {part}"
+    return "\n".join([*lines, line])
+
+
+USAGE = _wrap_usage("usage: dispatch ", _USAGE_PARTS)
+
+
+def _option_row(left: str, text: str, column: int = 26, width: int = 88) -> str:
+    """One help row: the option, then its text wrapped in a column, as argparse lays it out."""
+    import textwrap
+
+    body = textwrap.wrap(text, width - column - 2, break_on_hyphens=False) or [""]
+    first = f"  {left:<{column}}" if len(left) < column else f"  {left}\n  {'':<{column}}"
+    return first + ("\n  " + " " * column).join(body)
 
 
 def dispatcher_help() -> str:
@@ -159,14 +236,17 @@ def dispatcher_help() -> str:
         "Run a task over every item of a dataset, in shards, skipping what is done.",
         "",
         "positional arguments:",
-        "  TASK_FILE               Python file defining the task",
-        "  TASK_CLASS              the task class in it",
+        _option_row("TASK_FILE", "Python file defining the task"),
+        _option_row(
+            "TASK_CLASS",
+            "the task class in it (both may instead come from --cfg: --print-config "
+            "writes a file that reproduces the run)",
+        ),
         "",
         "reserved options:",
     ]
     for spellings, meta, text in RESERVED:
-        left = ", ".join(spellings) + (f" {meta}" if meta else "")
-        lines.append(f"  {left:<30} {text}" if len(left) < 30 else f"  {left}\n  {'':<30} {text}")
+        lines.append(_option_row(", ".join(spellings) + (f" {meta}" if meta else ""), text))
     lines += [
         "",
         "exit codes: 0 all items succeeded, 1 some failed, 2 usage or configuration error,",
@@ -184,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         inv = parse_command_line(argv)
-        if inv.help == "dispatcher":
+        if inv.help == "version":
+            print(f"shard-dispatch {__version__}")
+            return EXIT_OK
+        if inv.help == "dispatcher" or _wants_dispatcher_help(inv):
             print(dispatcher_help())
             return EXIT_OK
         from dispatcher import runner
@@ -210,6 +293,13 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
     sys.stdout.flush()
     return code
+
+
+def _wants_dispatcher_help(inv: Invocation) -> bool:
+    """`dispatch` alone, or `-h` with no task to describe: the dispatcher's own help."""
+    if not inv.argv:
+        return True
+    return inv.help == "task" and not inv.task_file and not inv.cfg
 
 
 class _Terminated(BaseException):

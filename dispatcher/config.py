@@ -2,7 +2,9 @@
 
 `--cfg` has three sections: `task:` and `backbone:` become command-line options (their
 values act as option defaults, so the command line still wins), `mixin:` is the lowest
-layer of the mixin. `${...}` interpolation is resolved across the whole document, with
+layer of the mixin. It may also name the run itself, as `--print-config` writes it:
+`task_file`, `task_class`, `shard` and `force` at the top, and the backbone's `name`
+(with its `options:`) in `backbone:`; what the command line says wins. `${...}` interpolation is resolved across the whole document, with
 `${cfg_dir}` (and `${mixin_cfg_dir}`) naming the directory of the config file. A command
 line with only plain `--mixin k=v` items has nothing to merge or interpolate, and is read
 without importing OmegaConf (it costs more than the rest of a rerun's start-up).
@@ -21,6 +23,7 @@ import yaml
 from dispatcher.errors import ErrorList, UsageError, did_you_mean
 
 CFG_SECTIONS = ("task", "backbone", "mixin")
+RUN_KEYS = ("task_file", "task_class", "shard", "force")
 
 
 @dataclass
@@ -30,6 +33,8 @@ class LayeredConfig:
     task: dict[str, Any] = field(default_factory=dict)
     backbone: dict[str, Any] = field(default_factory=dict)
     mixin: dict[str, Any] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+    """Run settings the file names: task_file, task_class, backbone, shard, shard_mode, force."""
 
 
 def _read_yaml(path: str, what: str, errors: ErrorList) -> dict[str, Any]:
@@ -157,10 +162,12 @@ def load_layers(
     if cfg_path:
         cfg = _read_yaml(cfg_path, "--cfg", errors)
         for key in cfg:
-            if key not in CFG_SECTIONS:
+            if key not in CFG_SECTIONS + RUN_KEYS:
+                hint = did_you_mean(str(key), CFG_SECTIONS + RUN_KEYS)
                 errors.add(
-                    f"--cfg {cfg_path}: unknown section '{key}'{did_you_mean(str(key), CFG_SECTIONS)}"
-                    " (sections are task, backbone, mixin)"
+                    f"--cfg {cfg_path}: unknown section '{key}'{hint}"
+                    " (sections are task, backbone, mixin; settings task_file, task_class,"
+                    " shard, force)"
                 )
         for key in CFG_SECTIONS:
             if cfg.get(key) is not None and not isinstance(cfg[key], dict):
@@ -188,15 +195,61 @@ def load_layers(
                 "task": section("task"),
                 "backbone": section("backbone"),
                 "mixin": mixin,
+                **{key: cfg[key] for key in RUN_KEYS if key in cfg},
             }
         )
         resolved = OmegaConf.to_container(document, resolve=True)
     except OmegaConfBaseException as exc:
         raise UsageError(f"configuration error: {str(exc).splitlines()[0]}") from None
     assert isinstance(resolved, dict)
-    return LayeredConfig(
-        task=resolved["task"], backbone=resolved["backbone"], mixin=resolved["mixin"]
-    )
+    backbone = dict(resolved["backbone"])
+    run = _run_settings(resolved, backbone, f"--cfg {cfg_path}", errors)
+    errors.raise_if_any()
+    return LayeredConfig(task=resolved["task"], backbone=backbone, mixin=resolved["mixin"], run=run)
+
+
+_CFG_SHARD = re.compile(r"(?:(hash|index) )?(\d+/\d+)|(auto)|(all)")
+
+
+def _run_settings(
+    document: dict[str, Any], backbone: dict[str, Any], where: str, errors: ErrorList
+) -> dict[str, Any]:
+    """The run settings of a `--cfg` document, checked; takes `name` and `options` out of
+    its backbone section (what is left there are options, as before)."""
+    run: dict[str, Any] = {}
+    for key in ("task_file", "task_class"):
+        value = document.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            errors.add(f"{where} {key}: expected a {key.replace('_', ' ')}, got {value!r}")
+        elif value is not None:
+            run[key] = value
+    if "name" in backbone:
+        name = backbone.pop("name")
+        if not isinstance(name, str) or not name:
+            errors.add(f"{where} backbone.name: expected a backbone name, got {name!r}")
+        else:
+            run["backbone"] = name
+    options = backbone.pop("options", None)
+    if isinstance(options, dict):
+        backbone.update({k: v for k, v in options.items() if k not in backbone})
+    elif options is not None:
+        errors.add(f"{where} backbone.options: expected a mapping of options, got {options!r}")
+    force = document.get("force")
+    if force is not None and not isinstance(force, bool):
+        errors.add(f"{where} force: expected true or false, got {force!r}")
+    elif force:
+        run["force"] = True
+    shard = document.get("shard")
+    match = _CFG_SHARD.fullmatch(shard.strip()) if isinstance(shard, str) else None
+    if shard is not None and match is None:
+        errors.add(
+            f"{where} shard: expected I/N, 'hash I/N', 'index I/N', auto or all, got {shard!r}"
+        )
+    elif match is not None and not match.group(4):
+        run["shard"] = match.group(2) or "auto"
+        if match.group(1):
+            run["shard_mode"] = match.group(1)
+    return run
 
 
 def _option_key(text: str) -> str:

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 from backbones import registry
 from backbones.base import Backbone
 from dispatcher import records, sharding
-from dispatcher.cli import EXIT_OK, USAGE, Invocation
+from dispatcher.cli import EXIT_OK, Invocation, option_hint
 from dispatcher.config import LayeredConfig, apply_option_defaults, load_layers
-from dispatcher.errors import ErrorList, UsageError, did_you_mean
+from dispatcher.errors import ErrorList, UsageError
 from dispatcher.loader import load_task_class
 from dispatcher.outputs import is_inside
-from dispatcher.placeholders import describe, fill
+from dispatcher.placeholders import MISSING, describe, describe_values, fill
 from dispatcher.plan import Plan, make_plan
 from dispatcher.task import Task
 
@@ -95,15 +95,34 @@ class Prepared:
 
 def _require_task(inv: Invocation) -> tuple[str, str]:
     if not inv.task_file or not inv.task_class:
-        raise UsageError(f"TASK_FILE and TASK_CLASS are required\n{USAGE}")
+        raise UsageError(
+            "TASK_FILE and TASK_CLASS are required (on the command line, or as task_file: and "
+            "task_class: in --cfg; dispatch -h shows the usage)"
+        )
     return inv.task_file, inv.task_class
+
+
+def take_cfg_settings(inv: Invocation, settings: dict[str, Any]) -> None:
+    """Give `inv` the run settings a `--cfg` file names, where the command line named none.
+
+    This is what lets `--print-config`'s output, given back to `--cfg`, run the same run.
+    """
+    if inv.task_file is None and "task_file" in settings:
+        inv.task_file = settings["task_file"]
+    if inv.task_class is None and "task_class" in settings:
+        inv.task_class = settings["task_class"]
+    for name in ("backbone", "shard", "shard_mode"):
+        if name in settings and name not in inv.given:
+            setattr(inv, name, settings[name])
+    inv.force = inv.force or settings.get("force", False)
 
 
 def prepare(inv: Invocation) -> Prepared:
     """Load, configure and validate everything; every problem is raised together."""
+    layers: LayeredConfig = load_layers(inv.cfg, inv.mixin_cfg, inv.mixin)
+    take_cfg_settings(inv, layers.run)
     task_file, class_name = _require_task(inv)
     task_cls = load_task_class(task_file, class_name)
-    layers: LayeredConfig = load_layers(inv.cfg, inv.mixin_cfg, inv.mixin)
     backbone_cls = registry.resolve(inv.backbone, task_cls)
     options = build_options(backbone_cls, task_cls)
     errors = ErrorList()
@@ -126,12 +145,10 @@ def prepare(inv: Invocation) -> Prepared:
         for extra in extras:
             if extra.startswith("-") and extra != "-":
                 name = extra.split("=", 1)[0]
-                errors.add(
-                    f"unrecognized option {name}{did_you_mean(name, known)} (see -h and -hb)"
-                )
+                errors.add(f"unrecognized option {name}{option_hint(name, known)}")
                 after_unknown = True
             elif not after_unknown:
-                errors.add(f"unexpected argument '{extra}' (nothing takes it)")
+                errors.add(unexpected_argument(extra))
     except UsageError as exc:
         errors.extend(exc)
     errors.raise_if_any()
@@ -155,10 +172,18 @@ def prepare(inv: Invocation) -> Prepared:
         "backbone": {"name": backbone_cls.name, "options": to_plain(vars(backbone.options))},
         "task": to_plain(vars(task_args)),
         "mixin": to_plain(mixin),
-        "shard": sharding.describe(shards),
+        # Only the command line's shard: the task's own shards are in its mixin.
+        "shard": sharding.describe([cli_shard] if cli_shard is not None else []),
         "force": inv.force,
     }
     return Prepared(task, backbone, shards, config)
+
+
+def unexpected_argument(token: str) -> str:
+    """The error for a word nothing takes; a `k=v` is most likely a missing `--mixin`."""
+    if "=" in token and not token.startswith("="):
+        return f"unexpected argument '{token}' (did you mean --mixin {token}?)"
+    return f"unexpected argument '{token}' (nothing takes it)"
 
 
 def _options_help(actions: list[argparse.Action]) -> str:
@@ -173,6 +198,8 @@ def _options_help(actions: list[argparse.Action]) -> str:
 
 
 def task_help(inv: Invocation) -> str:
+    if inv.cfg and not (inv.task_file and inv.task_class):
+        take_cfg_settings(inv, load_layers(inv.cfg, None, []).run)
     task_file, class_name = _require_task(inv)
     task_cls = load_task_class(task_file, class_name)
     options = build_options(None, task_cls)
@@ -189,8 +216,23 @@ def task_help(inv: Invocation) -> str:
         lines.append(
             f"  {path} ({type_name}, {default})" + (f"\n      {help_text}" if help_text else "")
         )
+    values = describe_values(task_cls.mixin, _filled_quietly(task_cls, inv))
+    if values:
+        lines += ["", "declared values (override them the same way, by their dotted path):"]
+        for path, value, help_text in values:
+            lines.append(f"  {path} {value}" + (f"\n      {help_text}" if help_text else ""))
     lines += ["", "backbone options: -hb; dispatcher options: -hk"]
     return "\n".join(lines)
+
+
+def _filled_quietly(task_cls: type[Task], inv: Invocation) -> Any:
+    """The declaration filled from the configuration given, for `-h` to show current values;
+    its problems are for a run to report, so they are not raised here."""
+    try:
+        layers = load_layers(inv.cfg, inv.mixin_cfg, inv.mixin)
+    except UsageError:
+        return MISSING
+    return fill(task_cls.mixin, layers.mixin, ErrorList())
 
 
 def backbone_help(inv: Invocation) -> str:

@@ -190,6 +190,11 @@ def _declaration(
     return declared
 
 
+def _input_help(input_mode: Any) -> str:
+    # Checked as a mode by _declaration just after; until then, any object may come.
+    return input_mode.input_help() if isinstance(input_mode, InputMode) else "input root"
+
+
 def _template(hooks: type, base: type[Task]) -> Callable[..., Callable[[T], T]]:
     def decorator_factory(
         *,
@@ -209,7 +214,7 @@ def _template(hooks: type, base: type[Task]) -> Callable[..., Callable[[T], T]]:
                 raise TypeError(f"{cls.__name__} is a CPU Task: decorate it with cpu_task")
             declared = _declaration(
                 cls,
-                input if input is not None else Placeholder(str, help="input root"),
+                input if input is not None else Placeholder(str, help=_input_help(input_mode)),
                 output if output is not None else Placeholder(str, help="output root"),
                 input_mode,
                 output_mode,

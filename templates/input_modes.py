@@ -45,6 +45,10 @@ class InputMode:
     def problems(self, where: str) -> list[str]:
         return []
 
+    def input_help(self) -> str:
+        """What the task's `input` names under this mode, for `-h`."""
+        return "input root (a folder)"
+
     def root_problems(self, input_value: str, input_root: str) -> list[str]:
         """Why the configured input cannot be read (checked before any work)."""
         if not os.path.isdir(input_root):
@@ -249,6 +253,11 @@ class InputFromJsonl(InputMode):
         if not isinstance(self.key, str) or not self.key:
             out.append(f"mixin '{where}.key': expected a field name, got {self.key!r}")
         return out
+
+    def input_help(self) -> str:
+        if self.path:
+            return "input root (item paths are relative to it; the list is input_mode.path)"
+        return "input JSONL file (item paths are relative to its folder)"
 
     def list_file(self, input_value: str) -> str:
         return os.path.abspath(self.path if self.path else input_value)

@@ -53,11 +53,34 @@ class OutputMode:
         raise NotImplementedError
 
 
+def normalise_extension(ext: Any) -> Any:
+    """`json` means `.json` (and `tar.gz` `.tar.gz`); a suffix starting with `.`, `_` or `-`
+    is appended as written. Anything else is left for `problems` to refuse."""
+    return "." + ext if isinstance(ext, str) and ext[:1].isalnum() else ext
+
+
+class _Extension:
+    """A field normalised on every assignment (the constructor, and the placeholder fill,
+    which sets fields on a copy), so done checks and writes always use the same name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        return ".json" if obj is None else obj.__dict__[self.slot]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.slot] = normalise_extension(value)
+
+
 @dataclass
 class OutputWithExtension(OutputMode):
-    """One file per item: the input's relative path plus `ext` (`a/b.mp4` -> `OUT/a/b.mp4.json`)."""
+    """One file per item: the input's relative path plus `ext` (`a/b.mp4` -> `OUT/a/b.mp4.json`).
 
-    ext: str = ".json"
+    `ext="json"` is the same as `ext=".json"`.
+    """
+
+    ext: str = _Extension()  # type: ignore[assignment]
 
     def problems(self, where: str) -> list[str]:
         ext = self.ext
