@@ -119,7 +119,9 @@ def test_a_log_directory_that_fills_up_mid_run_still_ends_with_a_summary(tmpfs, 
     # what was recorded is whole lines; the record still says it was running
     run_dir = _run_dir(logs)
     rows = [json.loads(line) for line in (run_dir / "failures.jsonl").read_text().splitlines()]
-    assert [r["key"] for r in rows] == ["001", "003"][: len(rows)]
+    # (mp workers finish in any order: the rows are some of the failed items, each once)
+    keys = [r["key"] for r in rows]
+    assert len(set(keys)) == len(keys) and set(keys) <= {"001", "003", "005", "007", "009"}
     assert json.loads((run_dir / "run.json").read_text())["outcome"] == "running"
 
 
