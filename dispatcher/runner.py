@@ -108,7 +108,7 @@ def prepare(inv: Invocation) -> Prepared:
     apply_option_defaults(
         options.parser, options.backbone_actions, layers.backbone, "backbone", errors
     )
-    mixin = fill(task_cls.mixin, layers.mixin, errors)
+    mixin = fill(task_cls.mixin, layers.mixin, errors, layers.mixin_text)
     shards: list[sharding.ShardSpec] = []
     try:
         cli_shard = sharding.parse_cli_shard(inv.shard, inv.shard_mode)
