@@ -104,6 +104,8 @@ def prepare(inv: Invocation) -> Prepared:
     backbone_cls = registry.resolve(inv.backbone, task_cls)
     options = build_options(backbone_cls, task_cls)
     errors = ErrorList()
+    for problem in task_cls.missing_requirements():
+        errors.add(problem)
     apply_option_defaults(options.parser, options.task_actions, layers.task, "task", errors)
     apply_option_defaults(
         options.parser, options.backbone_actions, layers.backbone, "backbone", errors

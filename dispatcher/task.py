@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -39,11 +40,23 @@ def _restore_task(
     return task
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a missing parent package, or a broken sys.modules entry
+        return False
+
+
 class Task:
     """A CPU task: one call of `process(**item)` per item."""
 
     mixin: ClassVar[Any] = None
     """Declaration of this task's configuration: a tree that may hold placeholders."""
+
+    requires: ClassVar[dict[str, str]] = {}
+    """Modules the task imports where it uses them, each with the pip extra that installs
+    it (`{"av": "video"}`): a missing one is a usage error before any work, not a failure
+    of every item."""
 
     __dispatch_source__: ClassVar[tuple[str, str] | None] = None
 
@@ -74,6 +87,17 @@ class Task:
         raise NotImplementedError(f"{type(self).__name__} must implement process()")
 
     # --- what the plan and the backbones call -------------------------------------------
+
+    @classmethod
+    def missing_requirements(cls) -> list[str]:
+        """One line per module of `requires` that is not installed (found without importing
+        it, so start-up stays light)."""
+        return [
+            f"{cls.__name__} needs the module '{module}', which is not installed: "
+            f'pip install -e ".[{extra}]"'
+            for module, extra in cls.requires.items()
+            if not _importable(module)
+        ]
 
     def validate(self) -> list[str]:
         """Configuration problems to report before any work starts, one line each."""
