@@ -143,6 +143,7 @@ def prepare(inv: Invocation) -> Prepared:
     except Exception as exc:
         raise UsageError(f"{class_name}(...) failed: {type(exc).__name__}: {exc}") from exc
     errors.extend(UsageError(*task.validate()))
+    errors.extend(UsageError(*task.argument_problems()))
     shards = list(task.shard_specs())
     if cli_shard is not None:
         shards.append(cli_shard)

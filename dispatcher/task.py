@@ -18,6 +18,9 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from dispatcher.errors import UsageError
+from dispatcher.signatures import call_problems
+
 if TYPE_CHECKING:
     from dispatcher.sharding import ShardSpec
 
@@ -103,6 +106,20 @@ class Task:
         """Configuration problems to report before any work starts, one line each."""
         return []
 
+    def argument_problems(self) -> list[str]:
+        """Calls the run will make that this task's methods cannot take, one line each.
+
+        Checked with `validate()`, before any work. A plain task's items are known only
+        once listed: `item_problems` checks the first one at plan time instead.
+        """
+        return []
+
+    def item_problems(self, item: dict[str, Any]) -> list[str]:
+        """Why `process(**item)` cannot take the first item `generate_tasks` listed."""
+        return call_problems(
+            f"{type(self).__name__}.process", self.process, list(item), "its items pass"
+        )
+
     def output_roots(self) -> list[str]:
         """Folders that hold this task's outputs only (the log directory must lie elsewhere)."""
         return []
@@ -116,9 +133,15 @@ class Task:
         return json.dumps(item, sort_keys=True, default=str, separators=(",", ":"))
 
     def iter_items(self) -> Iterator[Item]:
+        first = True
         for item in self.generate_tasks():
             if not isinstance(item, dict):
                 raise TypeError(f"generate_tasks() must yield dicts, got {type(item).__name__}")
+            if first:  # one signature check, before any item runs: a usage error, exit 2
+                first = False
+                problems = self.item_problems(item)
+                if problems:
+                    raise UsageError(*problems)
             yield self.item_key(item), item
 
     def executed_mask(self, items: Sequence[Item]) -> Iterator[bool]:
@@ -227,6 +250,14 @@ class TorchTask(Task):
             if isinstance(value, (str, int)):
                 return str(value)
         return None
+
+    def item_problems(self, item: dict[str, Any]) -> list[str]:
+        """Why `load_data(**item)` cannot take the first item `generate_tasks` listed."""
+        if not overrides(type(self), "load_data"):
+            return []  # the default takes anything; the fields reach inference(**batch)
+        return call_problems(
+            f"{type(self).__name__}.load_data", self.load_data, list(item), "its items pass"
+        )
 
     # --- how the plan and the torch backbone read this task ------------------------------
 
