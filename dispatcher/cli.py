@@ -25,7 +25,12 @@ RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
     (("--cfg",), "FILE", "YAML with task:, backbone: and mixin: sections (lowest priority)"),
     (("--mixin-cfg",), "FILE", "YAML filling the task's placeholders (over --cfg's mixin:)"),
     (("--mixin",), "K=V ...", "fill placeholders: dotted keys, YAML values (highest priority)"),
-    (("--shard",), "I/N|auto", "run shard I of N; auto reads SLURM array or torchrun variables"),
+    (
+        ("--shard",),
+        "I/N|auto|all",
+        "run shard I of N; auto reads SLURM array or torchrun variables; all: every item "
+        "(needed in a SLURM array task, where a missing --shard is an error)",
+    ),
     (
         ("--shard-mode",),
         "hash|index",
@@ -147,7 +152,7 @@ def parse_command_line(argv: list[str]) -> Invocation:
 
 USAGE = (
     "usage: dispatch [--backbone NAME] [--cfg FILE] [--mixin-cfg FILE] [--mixin K=V ...] "
-    "[--shard I/N|auto] [--plan] [--force] [--print-config] [--debug] [-h] [-hb] [-hk] "
+    "[--shard I/N|auto|all] [--plan] [--force] [--print-config] [--debug] [-h] [-hb] [-hk] "
     "TASK_FILE TASK_CLASS [task and backbone options...]"
 )
 

@@ -147,6 +147,9 @@ def prepare(inv: Invocation) -> Prepared:
     shards = list(task.shard_specs())
     if cli_shard is not None:
         shards.append(cli_shard)
+    unsharded = sharding.unsharded_array_problem(inv.shard, task.splits_itself())
+    if unsharded:
+        errors.add(unsharded)
     errors.raise_if_any()
     backbone = backbone_cls(_namespace(namespace, options.backbone_actions))
     config = {

@@ -128,6 +128,11 @@ class Task:
         """The task's own shards (from its declaration); the CLI's `--shard` applies inside them."""
         return []
 
+    def splits_itself(self) -> bool:
+        """Whether the declaration picks a part of the data itself (so a SLURM array task
+        without --shard is not processing everything)."""
+        return any(not getattr(spec, "keeps_all", True) for spec in self.shard_specs())
+
     def item_key(self, item: dict[str, Any]) -> str:
         """A stable key for sorting and hash sharding: canonical JSON of the item."""
         return json.dumps(item, sort_keys=True, default=str, separators=(",", ":"))

@@ -108,6 +108,10 @@ class TemplateHooks:
     def shard_specs(self) -> list[ShardSpec]:
         return _shard_list(self.mixin.get("shard")) + super().shard_specs()  # type: ignore[misc]
 
+    def splits_itself(self) -> bool:
+        hard = isinstance(self.mixin.get("hard_shard"), HardShard)
+        return hard or super().splits_itself()  # type: ignore[misc]
+
     def iter_items(self) -> list[Item]:  # type: ignore[override]
         return self._runtime().items()
 
