@@ -190,6 +190,7 @@ def test_a_plain_task_item_that_process_cannot_take_is_refused_at_plan_time(tmp_
     assert not (tmp_path / "ran").exists() and not (tmp_path / "dispatch-logs").exists()
 
 
+@pytest.mark.slow
 def test_torch_template_load_data_and_postprocess_each_are_checked(tmp_path):
     task = write_file(tmp_path / "t.py", '''
         from dispatcher import TorchTask
@@ -217,6 +218,7 @@ def test_torch_template_load_data_and_postprocess_each_are_checked(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_the_example_tasks_pass_the_signature_check(tmp_path):
     for task, cls in (("tasks/clip.py", "ClipTask"), ("tasks/image_embed.py", "ImageEmbed")):
         proc = run_dispatch(REPO / task, cls, "--plan", "--mixin", f"input={REPO / 'tasks/data'}",
