@@ -11,7 +11,7 @@ from typing import ClassVar, TypeVar
 from dispatcher.execution import error_line
 from dispatcher.report import Reporter
 from dispatcher.signals import GraceExpired, StopSignal
-from dispatcher.task import Item, Task
+from dispatcher.task import Item, Task, TorchTask
 
 T = TypeVar("T")
 
@@ -67,6 +67,17 @@ class Backbone:
 
     def run(self, task: Task, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
         raise NotImplementedError
+
+
+def item_by_item_problem(task_cls: type[Task]) -> str | None:
+    """Why a backbone that calls `run_item` per item (serial, mp) cannot run `task_cls`.
+
+    A TorchTask computes in batches (`inference`, `process(device, batch)`), which only a
+    batching backbone calls; this is the one check that says so.
+    """
+    if issubclass(task_cls, TorchTask):
+        return f"{task_cls.__name__} is a TorchTask: run it with --backbone torch"
+    return None
 
 
 def run_in_process(

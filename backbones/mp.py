@@ -33,7 +33,13 @@ from multiprocessing import connection
 from typing import Any
 
 from backbones import mp_worker as W
-from backbones.base import Backbone, non_negative_int, positive_float, positive_int
+from backbones.base import (
+    Backbone,
+    item_by_item_problem,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from dispatcher.environment import available_cpus
 from dispatcher.execution import Outcome, error_line
 from dispatcher.report import Reporter
@@ -83,6 +89,10 @@ class ProcessPoolBackbone(Backbone):
         "A pool of worker processes for CPU tasks: setup() once per worker, items in "
         "chunks; a dead or stuck worker costs only its item and is replaced."
     )
+
+    @classmethod
+    def incompatibility(cls, task_cls: type[Task]) -> str | None:
+        return item_by_item_problem(task_cls)
 
     @classmethod
     def add_arguments(cls, parser: argparse._ActionsContainer) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from backbones.base import Backbone, run_in_process
+from backbones.base import Backbone, item_by_item_problem, run_in_process
 from dispatcher.execution import run_one
 from dispatcher.report import Reporter
 from dispatcher.signals import StopSignal
@@ -12,6 +12,10 @@ from dispatcher.task import Item, Task
 class SerialBackbone(Backbone):
     name = "serial"
     summary = "In-process loop, one item at a time: for debugging (pdb and breakpoints work)."
+
+    @classmethod
+    def incompatibility(cls, task_cls: type[Task]) -> str | None:
+        return item_by_item_problem(task_cls)
 
     def run(self, task: Task, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
         if items:

@@ -32,7 +32,12 @@ RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
     ),
     (("--mixin-cfg",), "FILE", "YAML filling the task's placeholders (over --cfg's mixin:)"),
     (("--mixin",), "K=V ...", "fill placeholders: dotted keys, YAML values (highest priority)"),
-    (("--shard",), "I/N|auto", "run shard I of N; auto reads SLURM array or torchrun variables"),
+    (
+        ("--shard",),
+        "I/N|auto|all",
+        "run shard I of N; auto reads SLURM array or torchrun variables; all: every item "
+        "(needed in a SLURM array task, where a missing --shard is an error)",
+    ),
     (
         ("--shard-mode",),
         "hash|index",
@@ -187,7 +192,7 @@ _USAGE_PARTS = [
     "[--cfg FILE]",
     "[--mixin-cfg FILE]",
     "[--mixin K=V ...]",
-    "[--shard I/N|auto]",
+    "[--shard I/N|auto|all]",
     "[--shard-mode hash|index]",
     "[--plan]",
     "[--force]",

@@ -35,15 +35,21 @@ class LayeredConfig:
     mixin: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
     """Run settings the file names: task_file, task_class, backbone, shard, shard_mode, force."""
+    mixin_text: dict[str, Any] = field(default_factory=dict)
+    """`mixin` with every plain scalar as it was typed (`0123`, not 83): a `str`
+    placeholder takes the text, any other type the YAML value."""
 
 
-def _read_yaml(path: str, what: str, errors: ErrorList) -> dict[str, Any]:
+def _read_yaml(
+    path: str, what: str, errors: ErrorList, loader: type[yaml.SafeLoader]
+) -> dict[str, Any]:
+    """A YAML mapping; `loader` types its scalars (as OmegaConf does, or as typed text)."""
     if not os.path.isfile(path):
         errors.add(f"{what} file not found: {path}")
         return {}
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            data = yaml.load(fh, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path
@@ -103,7 +109,7 @@ _YAML_FLOAT = re.compile(  # YAML 1.2 floats: `1e3` and `1_000.5` are numbers
 
 
 class _MixinValueLoader(yaml.SafeLoader):
-    """Types a `--mixin` value the way OmegaConf's YAML loader does."""
+    """Types a `--mixin` value, or a YAML file's, the way OmegaConf's YAML loader does."""
 
 
 _MixinValueLoader.add_implicit_resolver(
@@ -113,6 +119,29 @@ _MixinValueLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in _MixinValueLoader.yaml_implicit_resolvers.items()
 }
+
+
+class _TextLoader(yaml.SafeLoader):
+    """Reads every plain scalar as the text it was written as (only `null`, `~` and an
+    empty value stay None), so the declared type, not YAML, decides what `0123` is."""
+
+
+_TextLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag == "tag:yaml.org,2002:null"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _text_dotlist(items: list[str]) -> dict[str, Any]:
+    """The `--mixin` items merged as OmegaConf merges them, each value as typed."""
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.create({})
+    for item in items:
+        key, text = item.split("=", 1)
+        value = yaml.load(text, Loader=_TextLoader) if text.strip() else None
+        OmegaConf.update(conf, key, value, merge=True)
+    return OmegaConf.to_container(conf, resolve=False)  # type: ignore[return-value]
 
 
 def _is_plain_dotlist(items: list[str]) -> bool:
@@ -126,12 +155,14 @@ def _is_plain_dotlist(items: list[str]) -> bool:
     return len(set(keys)) == len(keys) and not prefixes & set(keys)
 
 
-def _plain_dotlist(items: list[str], errors: ErrorList) -> dict[str, Any]:
+def _plain_dotlist(
+    items: list[str], errors: ErrorList, loader: type[yaml.SafeLoader] = _MixinValueLoader
+) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for item in items:
         key, text = item.split("=", 1)
         try:
-            value = yaml.load(text, Loader=_MixinValueLoader) if text.strip() else None
+            value = yaml.load(text, Loader=loader) if text.strip() else None
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             errors.add(f"--mixin item '{item}' cannot be parsed: {problem}")
@@ -153,14 +184,13 @@ def load_layers(
     if not cfg_path and not mixin_cfg_path and _is_plain_dotlist(items):
         mixin = _plain_dotlist(items, errors)
         errors.raise_if_any()
-        return LayeredConfig(mixin=mixin)
+        return LayeredConfig(mixin=mixin, mixin_text=_plain_dotlist(items, errors, _TextLoader))
 
-    from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
     cfg: dict[str, Any] = {}
     if cfg_path:
-        cfg = _read_yaml(cfg_path, "--cfg", errors)
+        cfg = _read_yaml(cfg_path, "--cfg", errors, _MixinValueLoader)
         for key in cfg:
             if key not in CFG_SECTIONS + RUN_KEYS:
                 hint = did_you_mean(str(key), CFG_SECTIONS + RUN_KEYS)
@@ -172,9 +202,49 @@ def load_layers(
         for key in CFG_SECTIONS:
             if cfg.get(key) is not None and not isinstance(cfg[key], dict):
                 errors.add(f"--cfg {cfg_path}: section '{key}' must be a mapping")
-    mixin_file = _read_yaml(mixin_cfg_path, "--mixin-cfg", errors) if mixin_cfg_path else {}
+    mixin_file = (
+        _read_yaml(mixin_cfg_path, "--mixin-cfg", errors, _MixinValueLoader)
+        if mixin_cfg_path
+        else {}
+    )
     dotlist = _omegaconf_dotlist(items, errors)
     errors.raise_if_any()
+
+    resolved = _merge(cfg, mixin_file, dotlist, cfg_path, mixin_cfg_path)
+    texts: dict[str, Any] = {}
+    try:  # the same layers read as typed; any problem was reported by the typed pass
+        ignored = ErrorList()
+        cfg_text = _read_yaml(cfg_path, "--cfg", ignored, _TextLoader) if cfg_path else {}
+        file_text = (
+            _read_yaml(mixin_cfg_path, "--mixin-cfg", ignored, _TextLoader)
+            if mixin_cfg_path
+            else {}
+        )
+        texts = _merge(cfg_text, file_text, _text_dotlist(items), cfg_path, mixin_cfg_path)
+    except (OmegaConfBaseException, UsageError, yaml.YAMLError, ValueError, TypeError):
+        texts = {}
+    backbone = dict(resolved["backbone"])
+    run = _run_settings(resolved, backbone, f"--cfg {cfg_path}", errors)
+    errors.raise_if_any()
+    return LayeredConfig(
+        task=resolved["task"],
+        backbone=backbone,
+        mixin=resolved["mixin"],
+        run=run,
+        mixin_text=texts.get("mixin") or {},
+    )
+
+
+def _merge(
+    cfg: dict[str, Any],
+    mixin_file: dict[str, Any],
+    dotlist: dict[str, Any],
+    cfg_path: str | None,
+    mixin_cfg_path: str | None,
+) -> dict[str, Any]:
+    """`--cfg` < `--mixin-cfg` < `--mixin`, with `${...}` resolved across the document."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     def section(name: str) -> dict[str, Any]:
         value = cfg.get(name)
@@ -202,10 +272,7 @@ def load_layers(
     except OmegaConfBaseException as exc:
         raise UsageError(f"configuration error: {str(exc).splitlines()[0]}") from None
     assert isinstance(resolved, dict)
-    backbone = dict(resolved["backbone"])
-    run = _run_settings(resolved, backbone, f"--cfg {cfg_path}", errors)
-    errors.raise_if_any()
-    return LayeredConfig(task=resolved["task"], backbone=backbone, mixin=resolved["mixin"], run=run)
+    return resolved  # type: ignore[return-value]
 
 
 _CFG_SHARD = re.compile(r"(?:(hash|index) )?(\d+/\d+)|(auto)|(all)")
@@ -245,8 +312,8 @@ def _run_settings(
         errors.add(
             f"{where} shard: expected I/N, 'hash I/N', 'index I/N', auto or all, got {shard!r}"
         )
-    elif match is not None and not match.group(4):
-        run["shard"] = match.group(2) or "auto"
+    elif match is not None:
+        run["shard"] = match.group(2) or match.group(3) or match.group(4)
         if match.group(1):
             run["shard_mode"] = match.group(1)
     return run

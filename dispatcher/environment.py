@@ -43,6 +43,12 @@ def detect_shard(env: Mapping[str, str] | None = None) -> ShardPosition:
     return ShardPosition(0, 1, "none")
 
 
+def slurm_array_task(env: Mapping[str, str] | None = None) -> str | None:
+    """`SLURM_ARRAY_TASK_ID` when this process is a task of a SLURM array job."""
+    env = os.environ if env is None else env
+    return env.get("SLURM_ARRAY_TASK_ID") or None
+
+
 def _int(env: Mapping[str, str], name: str, default: int | None = None) -> int:
     raw = env.get(name)
     if raw is None or raw == "":

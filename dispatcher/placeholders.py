@@ -155,35 +155,76 @@ def _flat_paths(value: Any, prefix: str) -> list[str]:
 
 _TRUE = {"true", "yes", "on", "1", "y"}
 _FALSE = {"false", "no", "off", "0", "n"}
+_KIND = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+_KIND.update({list: "a list", tuple: "a list", dict: "a mapping"})
 
 
-def coerce(value: Any, tp: Any) -> Any:
-    """Convert a configured value to a declared type; raises ValueError with a reason."""
-    if tp is None or value is None:
+def _allows_none(tp: Any) -> bool:
+    """Whether `tp` is untyped, Optional, or a Union with None."""
+    if tp is None or tp is type(None):
+        return True
+    return _is_union(tp) and type(None) in typing.get_args(tp)
+
+
+def _is_union(tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    return origin is typing.Union or (
+        origin is not None and str(origin) == "<class 'types.UnionType'>"
+    )
+
+
+def _kind(tp: Any) -> str:
+    """`tp` in words, for "expected ..., got ..." messages."""
+    origin = typing.get_origin(tp)
+    if origin is not None and not _is_union(tp):
+        tp = origin
+    return _KIND.get(tp, _type_name(tp))
+
+
+def _text_at(text: Any, key: Any) -> Any:
+    """The source text of one element of a container, when the configuration kept it."""
+    if isinstance(text, dict):
+        return text.get(str(key), text.get(key, MISSING))
+    if isinstance(text, list) and str(key).isdigit() and int(key) < len(text):
+        return text[int(key)]
+    return MISSING
+
+
+def coerce(value: Any, tp: Any, text: Any = MISSING) -> Any:
+    """Convert a configured value to a declared type; raises ValueError with a reason.
+
+    `text` is the value as it was typed (a parallel tree of strings for containers), when
+    the configuration kept it: a `str` type takes the text, so `0123` stays `"0123"`
+    instead of becoming the YAML integer 83. `None` (YAML `null` or an empty value) is a
+    value only for an untyped or Optional type.
+    """
+    if value is None:
+        if _allows_none(tp):
+            return None
+        raise ValueError(f"expected {_kind(tp)}, got null")
+    if tp is None:
         return value
     origin = typing.get_origin(tp)
     if origin in (list, tuple):
         if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
             raise ValueError(f"expected a list, got {value!r}")
         args = typing.get_args(tp)
-        items = (
-            [coerce(v, args[0]) for v in value] if args and args[0] is not Ellipsis else list(value)
-        )
+        if not args or args[0] is Ellipsis:
+            return tuple(value) if origin is tuple else list(value)
+        items = [coerce(v, args[0], _text_at(text, i)) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
             raise ValueError(f"expected a mapping, got {value!r}")
         key_tp, val_tp = (typing.get_args(tp) + (None, None))[:2]
-        return {coerce(k, key_tp): coerce(v, val_tp) for k, v in value.items()}
-    if origin is typing.Union or (
-        origin is not None and str(origin) == "<class 'types.UnionType'>"
-    ):
+        return {coerce(k, key_tp): coerce(v, val_tp, _text_at(text, k)) for k, v in value.items()}
+    if _is_union(tp):
         reasons = []
         for arg in typing.get_args(tp):
             if arg is type(None):
                 continue
             try:
-                return coerce(value, arg)
+                return coerce(value, arg, text)
             except ValueError as exc:
                 reasons.append(str(exc))
         raise ValueError("; ".join(reasons))
@@ -220,9 +261,7 @@ def coerce(value: Any, tp: Any) -> Any:
                 pass
         raise ValueError(f"expected a number, got {value!r}")
     if tp is str:
-        if isinstance(value, (str, int, float, pathlib.PurePath)) and not isinstance(value, bool):
-            return str(value)
-        raise ValueError(f"expected a string, got {value!r}")
+        return _as_text(value, text)
     if tp in (list, tuple):
         if isinstance(value, (list, tuple)):
             return tp(value)
@@ -233,15 +272,32 @@ def coerce(value: Any, tp: Any) -> Any:
         raise ValueError(f"expected a mapping, got {value!r}")
     if isinstance(tp, type) and isinstance(value, tp):
         return value
+    if isinstance(text, str) and not isinstance(value, (str, list, dict)):
+        value = text  # a converter such as pathlib.Path gets what was typed, not 83 for 0123
     try:
         return tp(value)
     except Exception as exc:  # a user-supplied converter: any failure is a type error
         raise ValueError(f"cannot convert {value!r} to {_type_name(tp)}: {exc}") from None
 
 
-def _check(value: Any, ph: Placeholder, path: str, errors: ErrorList) -> Any:
+def _as_text(value: Any, text: Any) -> str:
+    """A `str` value: a YAML string as it is, any other scalar as it was typed."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        raise ValueError(f"expected a string, got {value!r}")
+    if isinstance(text, str):
+        return text
+    if isinstance(value, (int, float, pathlib.PurePath)) and not isinstance(value, bool):
+        return str(value)
+    raise ValueError(f"expected a string, got {value!r}")
+
+
+def _check(value: Any, ph: Placeholder, path: str, errors: ErrorList, text: Any = MISSING) -> Any:
+    if value is None and ph.default is None:
+        return None  # a declared default of None makes null a value
     try:
-        value = coerce(value, ph.type)
+        value = coerce(value, ph.type, text)
     except ValueError as exc:
         errors.add(f"mixin '{path}': {exc}")
         return MISSING
@@ -251,10 +307,10 @@ def _check(value: Any, ph: Placeholder, path: str, errors: ErrorList) -> Any:
     return value
 
 
-def _fill_leaf(node: Any, override: Any, path: str, errors: ErrorList) -> Any:
+def _fill_leaf(node: Any, override: Any, text: Any, path: str, errors: ErrorList) -> Any:
     if isinstance(node, Placeholder):
         if override is not MISSING:
-            return _check(override, node, path, errors)
+            return _check(override, node, path, errors, text)
         if node.required:
             hint = f": {node.help}" if node.help else ""
             errors.add(f"unfilled placeholder '{path}'{hint} (set it with --mixin {path}=...)")
@@ -263,15 +319,17 @@ def _fill_leaf(node: Any, override: Any, path: str, errors: ErrorList) -> Any:
     if override is MISSING:
         return node
     if isinstance(node, (bool, int, float, str)) and not isinstance(override, (dict, list)):
-        return _check(override, Placeholder(type(node)), path, errors)
+        return _check(override, Placeholder(type(node)), path, errors, text)
     return override
 
 
-def _fill(node: Any, override: Any, path: str, errors: ErrorList, all_paths: list[str]) -> Any:
+def _fill(
+    node: Any, override: Any, text: Any, path: str, errors: ErrorList, all_paths: list[str]
+) -> Any:
     children = None if isinstance(node, Placeholder) else _children(node)
     if children is None or (not children and override is not MISSING):
         # A leaf, or an empty container declared open: the configured value is taken as is.
-        return _fill_leaf(node, override, path, errors)
+        return _fill_leaf(node, override, text, path, errors)
     if override is not MISSING and not isinstance(override, dict):
         if isinstance(node, (list, tuple)) and isinstance(override, (list, tuple)):
             return type(node)(override) if isinstance(node, tuple) else list(override)
@@ -287,7 +345,12 @@ def _fill(node: Any, override: Any, path: str, errors: ErrorList, all_paths: lis
                 errors.add(f"unknown mixin key '{bad}'{did_you_mean(bad, all_paths)}")
     filled = {
         key: _fill(
-            child, given.get(key, MISSING), f"{path}.{key}" if path else key, errors, all_paths
+            child,
+            given.get(key, MISSING),
+            _text_at(text, key),
+            f"{path}.{key}" if path else key,
+            errors,
+            all_paths,
         )
         for key, child in children.items()
     }
@@ -302,10 +365,16 @@ def _fill(node: Any, override: Any, path: str, errors: ErrorList, all_paths: lis
     return clone
 
 
-def fill(declaration: Any, overrides: dict[str, Any] | None, errors: ErrorList) -> Any:
+def fill(
+    declaration: Any,
+    overrides: dict[str, Any] | None,
+    errors: ErrorList,
+    texts: dict[str, Any] | None = None,
+) -> Any:
     """Return `declaration` with every placeholder replaced by its configured value.
 
-    Problems are added to `errors`; the caller raises them together.
+    `texts` is the same tree as `overrides` with each scalar as it was typed (see
+    `coerce`). Problems are added to `errors`; the caller raises them together.
     """
     if declaration is None:
         for key, value in (overrides or {}).items():
@@ -314,7 +383,8 @@ def fill(declaration: Any, overrides: dict[str, Any] | None, errors: ErrorList) 
         return Mixin()
     all_paths = [p for p, _ in iter_leaves(declaration)]
     all_paths += sorted({p.rsplit(".", 1)[0] for p in all_paths if "." in p})
-    return _fill(declaration, overrides if overrides else MISSING, "", errors, all_paths)
+    given = overrides if overrides else MISSING
+    return _fill(declaration, given, texts if texts else MISSING, "", errors, all_paths)
 
 
 def describe(declaration: Any) -> list[tuple[str, str, str, str]]:

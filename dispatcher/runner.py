@@ -126,11 +126,13 @@ def prepare(inv: Invocation) -> Prepared:
     backbone_cls = registry.resolve(inv.backbone, task_cls)
     options = build_options(backbone_cls, task_cls)
     errors = ErrorList()
+    for problem in task_cls.missing_requirements():
+        errors.add(problem)
     apply_option_defaults(options.parser, options.task_actions, layers.task, "task", errors)
     apply_option_defaults(
         options.parser, options.backbone_actions, layers.backbone, "backbone", errors
     )
-    mixin = fill(task_cls.mixin, layers.mixin, errors)
+    mixin = fill(task_cls.mixin, layers.mixin, errors, layers.mixin_text)
     shards: list[sharding.ShardSpec] = []
     try:
         cli_shard = sharding.parse_cli_shard(inv.shard, inv.shard_mode)
@@ -161,9 +163,13 @@ def prepare(inv: Invocation) -> Prepared:
     except Exception as exc:
         raise UsageError(f"{class_name}(...) failed: {type(exc).__name__}: {exc}") from exc
     errors.extend(UsageError(*task.validate()))
+    errors.extend(UsageError(*task.argument_problems()))
     shards = list(task.shard_specs())
     if cli_shard is not None:
         shards.append(cli_shard)
+    unsharded = sharding.unsharded_array_problem(inv.shard, task.splits_itself())
+    if unsharded:
+        errors.add(unsharded)
     errors.raise_if_any()
     backbone = backbone_cls(_namespace(namespace, options.backbone_actions))
     config = {

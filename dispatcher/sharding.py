@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from dispatcher.environment import detect_shard
+from dispatcher.environment import detect_shard, slurm_array_task
 from dispatcher.errors import UsageError
 
 T = TypeVar("T")
@@ -122,9 +122,13 @@ def select(items: list[T], keys: Sequence[str], specs: Sequence[ShardSpec]) -> l
     return items
 
 
+ALL = "all"
+"""`--shard all`: every item, on purpose (in a SLURM array task, where no --shard is refused)."""
+
+
 def parse_cli_shard(text: str | None, mode: str = "hash") -> ShardSpec | None:
-    """`--shard I/N` or `--shard auto` (SLURM array / torchrun / one shard)."""
-    if text is None:
+    """`--shard I/N`, `--shard auto` (SLURM array / torchrun / one shard) or `--shard all`."""
+    if text is None or text == ALL:
         return None
     if text == "auto":
         try:
@@ -135,7 +139,7 @@ def parse_cli_shard(text: str | None, mode: str = "hash") -> ShardSpec | None:
     else:
         parts = text.split("/")
         if len(parts) != 2 or not all(p.strip().lstrip("-").isdigit() for p in parts):
-            raise UsageError(f"--shard expects I/N (for example 0/4) or auto, got '{text}'")
+            raise UsageError(f"--shard expects I/N (for example 0/4), auto or all, got '{text}'")
         index, count = int(parts[0]), int(parts[1])
         where = f"--shard {text}"
     spec: ShardSpec = HashShard(index, count) if mode == "hash" else IndexShard(index, count)
@@ -143,6 +147,19 @@ def parse_cli_shard(text: str | None, mode: str = "hash") -> ShardSpec | None:
     if problems:
         raise UsageError(*problems)
     return spec
+
+
+def unsharded_array_problem(text: str | None, task_splits: bool) -> str | None:
+    """Why no `--shard` is a mistake here: in a SLURM array every task would then process
+    every item (each would redo the others' work). A task that picks its own part (its
+    declared shards, a hard shard) is left alone; `--shard all` says it is meant."""
+    task_id = slurm_array_task()
+    if text is not None or task_splits or task_id is None:
+        return None
+    return (
+        f"this is SLURM array task {task_id} but no --shard was given: every array task "
+        f"would process every item; add --shard auto (or --shard {ALL} to do so on purpose)"
+    )
 
 
 def describe(specs: Sequence[ShardSpec]) -> str:

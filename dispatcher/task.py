@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from dispatcher.errors import UsageError
+from dispatcher.signatures import call_problems
 
 if TYPE_CHECKING:
     from dispatcher.sharding import ShardSpec
@@ -39,11 +43,23 @@ def _restore_task(
     return task
 
 
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a missing parent package, or a broken sys.modules entry
+        return False
+
+
 class Task:
     """A CPU task: one call of `process(**item)` per item."""
 
     mixin: ClassVar[Any] = None
     """Declaration of this task's configuration: a tree that may hold placeholders."""
+
+    requires: ClassVar[dict[str, str]] = {}
+    """Modules the task imports where it uses them, each with the pip extra that installs
+    it (`{"av": "video"}`): a missing one is a usage error before any work, not a failure
+    of every item."""
 
     __dispatch_source__: ClassVar[tuple[str, str] | None] = None
 
@@ -75,9 +91,34 @@ class Task:
 
     # --- what the plan and the backbones call -------------------------------------------
 
+    @classmethod
+    def missing_requirements(cls) -> list[str]:
+        """One line per module of `requires` that is not installed (found without importing
+        it, so start-up stays light)."""
+        return [
+            f"{cls.__name__} needs the module '{module}', which is not installed: "
+            f'pip install -e ".[{extra}]"'
+            for module, extra in cls.requires.items()
+            if not _importable(module)
+        ]
+
     def validate(self) -> list[str]:
         """Configuration problems to report before any work starts, one line each."""
         return []
+
+    def argument_problems(self) -> list[str]:
+        """Calls the run will make that this task's methods cannot take, one line each.
+
+        Checked with `validate()`, before any work. A plain task's items are known only
+        once listed: `item_problems` checks the first one at plan time instead.
+        """
+        return []
+
+    def item_problems(self, item: dict[str, Any]) -> list[str]:
+        """Why `process(**item)` cannot take the first item `generate_tasks` listed."""
+        return call_problems(
+            f"{type(self).__name__}.process", self.process, list(item), "its items pass"
+        )
 
     def output_roots(self) -> list[str]:
         """Folders that hold this task's outputs only (the log directory must lie elsewhere)."""
@@ -87,14 +128,25 @@ class Task:
         """The task's own shards (from its declaration); the CLI's `--shard` applies inside them."""
         return []
 
+    def splits_itself(self) -> bool:
+        """Whether the declaration picks a part of the data itself (so a SLURM array task
+        without --shard is not processing everything)."""
+        return any(not getattr(spec, "keeps_all", True) for spec in self.shard_specs())
+
     def item_key(self, item: dict[str, Any]) -> str:
         """A stable key for sorting and hash sharding: canonical JSON of the item."""
         return json.dumps(item, sort_keys=True, default=str, separators=(",", ":"))
 
     def iter_items(self) -> Iterator[Item]:
+        first = True
         for item in self.generate_tasks():
             if not isinstance(item, dict):
                 raise TypeError(f"generate_tasks() must yield dicts, got {type(item).__name__}")
+            if first:  # one signature check, before any item runs: a usage error, exit 2
+                first = False
+                problems = self.item_problems(item)
+                if problems:
+                    raise UsageError(*problems)
             yield self.item_key(item), item
 
     def executed_mask(self, items: Sequence[Item]) -> Iterator[bool]:
@@ -211,6 +263,14 @@ class TorchTask(Task):
             if isinstance(value, (str, int)):
                 return str(value)
         return None
+
+    def item_problems(self, item: dict[str, Any]) -> list[str]:
+        """Why `load_data(**item)` cannot take the first item `generate_tasks` listed."""
+        if not overrides(type(self), "load_data"):
+            return []  # the default takes anything; the fields reach inference(**batch)
+        return call_problems(
+            f"{type(self).__name__}.load_data", self.load_data, list(item), "its items pass"
+        )
 
     # --- how the plan and the torch backbone read this task ------------------------------
 

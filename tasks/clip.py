@@ -510,6 +510,8 @@ def cut_video(
 class ClipTask(Task):
     """Cuts every video under INPUT into clips of about clip_seconds, one folder per video."""
 
+    requires = {"av": "video"}
+
     def validate(self) -> list[str]:
         problems = list(super().validate())
         if not self.mixin.clip_seconds > 0:

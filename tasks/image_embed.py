@@ -77,6 +77,9 @@ def hash_hex(bits: torch.Tensor) -> str:
 class ImageEmbed(TorchTask):
     """Writes OUTPUT/<image>.json: size, a 64-bit perceptual hash and a unit-length embedding."""
 
+    # Images decode with Pillow where installed, else with PyAV: neither alone is required.
+    requires = {"torch": "torch"}
+
     def validate(self) -> list[str]:
         problems = []
         if self.mixin.size < 8:

@@ -28,7 +28,8 @@ from typing import Any, TypeVar
 
 from dispatcher.placeholders import Placeholder
 from dispatcher.sharding import HashShard, IndexShard, ShardSpec
-from dispatcher.task import Item, Task, TorchTask
+from dispatcher.signatures import call_problems
+from dispatcher.task import Item, Task, TorchTask, overrides
 from templates.input_modes import InputMode
 from templates.output_modes import Finish, FinishWhenAllExist, OutputMode
 from templates.runtime import Runtime
@@ -92,11 +93,24 @@ class TemplateHooks:
                 problems.append(f"mixin 'output': output root {out} is not a folder")
         return problems + super().validate()  # type: ignore[misc]
 
+    def _arguments(self) -> tuple[list[str], list[str], str | None] | None:
+        """What the modes pass: input names, output names, and what else per item (None
+        while a mode is itself misconfigured: `validate` reports that)."""
+        input_mode, output_mode = self.mixin.get("input_mode"), self.mixin.get("output_mode")
+        if input_mode.problems("input_mode") or output_mode.problems("output_mode"):
+            return None
+        inputs, more = input_mode.argument_names()
+        return inputs, output_mode.argument_names(), more
+
     def output_roots(self) -> list[str]:
         return [self._runtime().output_root]
 
     def shard_specs(self) -> list[ShardSpec]:
         return _shard_list(self.mixin.get("shard")) + super().shard_specs()  # type: ignore[misc]
+
+    def splits_itself(self) -> bool:
+        hard = isinstance(self.mixin.get("hard_shard"), HardShard)
+        return hard or super().splits_itself()  # type: ignore[misc]
 
     def iter_items(self) -> list[Item]:  # type: ignore[override]
         return self._runtime().items()
@@ -135,10 +149,58 @@ class CpuTemplateHooks(TemplateHooks):
     def is_executed(self, **item: Any) -> bool:
         return self._done_from_kwargs(item)
 
+    def argument_problems(self) -> list[str]:
+        """`process(**inputs, **outputs)`, as `run_item` calls it."""
+        args = self._arguments()
+        if args is None:
+            return []
+        inputs, outputs, more = args
+        where = f"{type(self).__name__}.process"
+        return call_problems(
+            where,
+            self.process,
+            inputs + outputs,
+            "its template passes",
+            more=more,  # type: ignore[attr-defined]
+        )
+
 
 class TorchTemplateHooks(TemplateHooks):
     def is_each_executed(self, **item: Any) -> bool:
         return self._done_from_kwargs(item)
+
+    def argument_problems(self) -> list[str]:
+        """`load_data(**inputs)`, then the compute calls the torch backbone makes: inference
+        and postprocessing get the loaded fields too, known only at run time."""
+        args = self._arguments()
+        if args is None:
+            return []
+        inputs, outputs, more = args
+        task: Any = self
+        cls, name = type(self), type(self).__name__
+        problems = []
+        if overrides(cls, "load_data"):
+            problems += call_problems(
+                f"{name}.load_data", task.load_data, inputs, "its template passes", more=more
+            )
+        loaded = "the fields of load_data" if more is None else f"{more}, the fields of load_data"
+        mode = task.compute_mode()
+        if mode == "process":
+            problems += call_problems(f"{name}.process", task.process, [], "", positional=2)
+        elif mode is not None:
+            problems += call_problems(
+                f"{name}.inference", task.inference, inputs, "its template passes", 2, loaded
+            )
+            post = "postprocess_each" if mode == "postprocess_each" else "postprocess"
+            problems += call_problems(
+                f"{name}.{post}",
+                getattr(task, post),
+                inputs + outputs,
+                "its template passes",
+                2,
+                f"{loaded} and inference" if post == "postprocess_each" else loaded,
+            )
+        return problems
 
 
 def _declaration(

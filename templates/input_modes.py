@@ -73,6 +73,11 @@ class InputMode:
         """An item as its failure record shows it (in the parent)."""
         return {"input": os.path.join(input_root, key)}
 
+    def argument_names(self) -> tuple[list[str], str | None]:
+        """The names `kwargs` passes, and what else it may pass when that is known only per
+        item (checked against the task's signatures before any work)."""
+        return ["input"], None
+
     def key_of(self, input_value: str, input_root: str, kwargs: dict[str, Any]) -> str:
         """The key of an item from its keyword arguments (for `is_executed(**item)`)."""
         rel = os.path.relpath(kwargs["input"], input_root)
@@ -393,6 +398,9 @@ class InputFromJsonl(InputMode):
             described["row"] = _read_row(listing, start if payload is None else payload)
             described["source"] = f"{listing}:{lineno}"
         return described
+
+    def argument_names(self) -> tuple[list[str], str | None]:
+        return ["input"], "the fields of its JSONL row"
 
     def kwargs(self, input_value: str, input_root: str, key: str, payload: Any) -> dict[str, Any]:
         if payload is None:

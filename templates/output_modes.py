@@ -44,6 +44,10 @@ class OutputMode:
         """Names of the individually declared output files (`output_<name>` arguments)."""
         return []
 
+    def argument_names(self) -> list[str]:
+        """The keyword arguments `stage` passes: `output` and `output_<name>` for each name."""
+        return ["output", *(f"output_{name}" for name in self.names())]
+
     def done_paths(self, finish: Finish, key: str) -> list[str]:
         """Paths, relative to the output root, that must all exist for `key` to be done."""
         raise NotImplementedError

@@ -274,3 +274,68 @@ def test_a_plain_mixin_command_line_does_not_import_omegaconf():
     code = code.replace("'a.b=[1,2]'", "'a.b=${mixin.input}'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "{'input': '/x', 'n': 1000.0, 'a': {'b': '/x'}} True"
+
+
+def _filled_str(layers):
+    errors = ErrorList()
+    value = fill({"x": Placeholder(str), "n": MIXIN_PLACEHOLDER}, layers.mixin, errors, layers.mixin_text)
+    return (value["x"], value["n"]) if not errors else errors.messages
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=VALUE_TEXTS)
+def test_a_str_placeholder_takes_the_typed_text_on_every_path(tmp_path_factory, value):
+    """`--mixin x=V` through the plain loader and through OmegaConf (as when a file is
+    merged) fill a `str` placeholder alike: a YAML string as it is, any other scalar as it
+    was typed (`0123`, `1e3`, `yes` stay text), null and containers refused. An untyped
+    placeholder still gets the YAML value."""
+    from omegaconf import OmegaConf
+
+    empty = tmp_path_factory.mktemp("cfg") / "empty.yaml"
+    empty.write_text("")
+    items = [f"x={value}", f"n={value}"]
+    plain = _filled_str(load_layers(None, None, items))
+    merged = _filled_str(load_layers(None, str(empty), items))
+    assert plain == merged, (value, plain, merged)
+    try:
+        typed = OmegaConf.to_container(OmegaConf.from_dotlist([f"x={value}"]))["x"]
+    except Exception:
+        return  # a value OmegaConf cannot read: both paths refuse it (checked above)
+    if typed is None:
+        assert plain == ["mixin 'x': expected a string, got null"]
+    elif isinstance(typed, (list, dict)):
+        assert plain == [f"mixin 'x': expected a string, got {typed!r}"]
+    elif isinstance(typed, str):
+        assert plain == (typed, typed)
+    else:
+        assert plain == (value.strip(), typed), value
+
+
+@pytest.mark.parametrize("text", ["0123", "007", "0x10", "1e3", "yes", "12:30", "-.Inf", "2024-01-01 10:00:00"])
+def test_a_str_placeholder_keeps_text_from_yaml_files(tmp_path, text):
+    cfg = write_file(tmp_path / "cfg.yaml", f"mixin:\n  x: {text}\n  n: {text}\n")
+    mixin_cfg = write_file(tmp_path / "m.yaml", f"x: {text}\nn: '{text}'\n")
+    x, _ = _filled_str(load_layers(str(cfg), None, []))
+    assert x == text
+    assert _filled_str(load_layers(None, str(mixin_cfg), [])) == (text, text)
+
+
+@pytest.mark.parametrize(
+    "tp, given, text, expected",
+    [(str, 83, "0123", "0123"), (str, True, "yes", "yes"), (str, 1000.0, "1e3", "1e3"), (str, "007", "007", "007"),
+     (list[str], [7, "a"], ["007", "a"], ["007", "a"]), (dict[str, str], {"k": 16}, {"k": "0x10"}, {"k": "0x10"}),
+     (str | None, None, None, None), (pathlib.Path, 83, "0123", pathlib.Path("0123")), (int, 83, "0123", 83)],
+)
+def test_coercion_with_the_typed_text(tp, given, text, expected):
+    errors = ErrorList()
+    value = fill({"x": Placeholder(tp)}, {"x": given}, errors, {"x": text})
+    assert errors.messages == [] and value["x"] == expected
+
+
+@pytest.mark.parametrize("tp, message", [(str, "expected a string, got null"), (int, "expected an integer, got null"),
+                                         (list[str], "expected a list, got null"), (float, "expected a number, got null")])
+def test_null_is_refused_unless_the_type_is_optional(tp, message):
+    _, errors = filled({"x": Placeholder(tp)}, {"x": None})
+    assert errors == [f"mixin 'x': {message}"]
+    value, errors = filled({"x": Placeholder(tp, default=None)}, {"x": None})
+    assert errors == [] and value["x"] is None

@@ -52,9 +52,9 @@ def run(tmp_path: Path, capsys, task: Path, cls: str, *args: str) -> tuple[int, 
     return code, out, err
 
 
-def plan_of(task: Path, cls: str, *args: str):
+def plan_of(task: Path, cls: str, *args: str, backbone: tuple[str, ...] = ("--backbone", "serial")):
     """The real plan (in-process, nothing run) for a command line."""
-    prepared = prepare(parse_command_line([str(task), cls, "--backbone", "serial", *args]))
+    prepared = prepare(parse_command_line([str(task), cls, *backbone, *args]))
     return prepared.task, make_plan(prepared.task, prepared.shards)
 
 
@@ -600,13 +600,16 @@ def test_torch_task_hooks_without_torch(tmp_path):
     class Embed(TorchTask):
         def load_data(self, input):
             return {"text": open(input).read()}
+        def inference(self, device, batch_size, text, **batch):
+            return [len(t) for t in text]
         def postprocess_each(self, batch_idx, batch_size, output, result, **row):
             with open(output, "w") as fh:
                 fh.write(str(result))
     """
     task_path = task_file(tmp_path, body)
     out = tmp_path / "out"
-    task, plan = plan_of(task_path, "Embed", "--mixin", f"input={src}", f"output={out}")
+    task, plan = plan_of(task_path, "Embed", "--mixin", f"input={src}", f"output={out}",
+                         backbone=("--backbone", "torch", "--device", "cpu"))  # serial refuses torch tasks
     assert type(task).data_source() == "items" and type(task).done_check() == "each"
     assert [k for k, _ in plan.pending] == ["2.jpg", "x/1.jpg"]
     key, payload = plan.pending[1]
