@@ -1,0 +1,100 @@
+"""Claims: one live attempt at a time stages and commits an item's outputs.
+
+An attempt holds an exclusive `flock` on a hidden lock file beside the item's final path
+(`a/b.json` -> `a/.b.json.dispatch-lock`) from staging to commit. Two runs over the same
+output root (a double submission, overlapping shards) then take turns on an item instead
+of writing it at the same time. The lock dies with its process, so a killed attempt
+never blocks anyone; its lock file stays behind, and whoever takes it next knows that an
+attempt died there and that its staging leftovers are to be removed.
+
+The holder unlinks the lock file while still holding it, so a waiter that locked the
+unlinked file notices (its inode is no longer the one at the path) and starts over on
+the new one: no two attempts ever hold "the" lock at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+LOCK_SUFFIX = ".dispatch-lock"
+POLL_SECONDS = 0.05
+"""How often a waiting attempt tries the lock again (short sleeps keep signals prompt)."""
+
+
+def lock_path(final: str) -> str:
+    """The lock file of the item whose output is `final`."""
+    head, tail = os.path.split(final)
+    return os.path.join(head, f".{tail}{LOCK_SUFFIX}")
+
+
+class Claim:
+    """The right to stage and commit the output at `final`, held by one attempt at a time."""
+
+    def __init__(self, final: str) -> None:
+        self.path = lock_path(final)
+        self.fd: int | None = None
+        self.orphaned = False
+        """Set on acquiring: the lock file was left by an attempt that died holding it."""
+        self.waited = False
+        """Set on acquiring: another live attempt held the item first."""
+
+    def try_acquire(self) -> bool:
+        """Take the claim if no live attempt holds it; never waits."""
+        while True:
+            existed = False
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            except FileExistsError:
+                existed = True
+                try:
+                    fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue  # released between the two opens: create it afresh
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except BaseException:
+                os.close(fd)
+                raise
+            if _same_file(fd, self.path):
+                self.fd, self.orphaned = fd, existed
+                return True
+            os.close(fd)  # the holder unlinked it as we locked it: try the new one
+
+    def acquire(self) -> None:
+        """Take the claim, waiting (by polling, so signal handlers run) while it is held."""
+        while not self.try_acquire():
+            self.waited = True
+            time.sleep(POLL_SECONDS)
+
+    def release(self) -> None:
+        """Unlink the lock file while still holding it, then let go."""
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> Claim:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _same_file(fd: int, path: str) -> bool:
+    try:
+        at_path = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (mine.st_ino, mine.st_dev) == (at_path.st_ino, at_path.st_dev)
