@@ -19,7 +19,7 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None
     elsewhere: bool = False
-    """Completed by another run while this one waited for it (ok, but not made here)."""
+    """Completed by another run since the plan looked (ok, but not made here)."""
 
 
 def error_line(exc: BaseException) -> str:

@@ -38,7 +38,8 @@ class MissingOutput(FileNotFoundError):
 
 
 class DoneElsewhere(Exception):
-    """While this attempt waited for its item, another run completed it: nothing to do."""
+    """Another run completed the item since the plan looked (this attempt waited for it, or
+    came just after): nothing to make."""
 
 
 class OutputConflict(OSError):

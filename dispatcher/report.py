@@ -152,7 +152,7 @@ class Reporter:
         self.total = total
         self.succeeded = 0
         self.elsewhere = 0
-        """Items another run completed while this one waited for them."""
+        """Items another run completed since the plan looked (not made by this run)."""
         self.failed = 0
         self.failures_path = os.path.join(run_dir, "failures.jsonl")
         self.record_path = os.path.join(run_dir, "run.json")

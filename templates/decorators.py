@@ -118,11 +118,13 @@ class TemplateHooks:
     @contextlib.contextmanager
     def staged_outputs(self, key: str) -> Iterator[dict[str, Any]]:
         # The item's claim is held from staging to commit: a concurrent run's attempt at
-        # the same item waits, then finds it done (and does nothing) or does it again.
+        # the same item waits for it. Once claimed, the item may have been completed since
+        # the plan looked (by the run waited for, or one that finished just before): then
+        # nothing is made again. One check of its outputs, in the worker, per item.
         runtime = self._runtime()
-        with claimed(runtime.output_mode.final(runtime.output_root, key)) as claim:
-            if claim.waited and not self.dispatch_force and runtime.is_done(key):
-                raise DoneElsewhere(f"{key} was completed by another run while this one waited")
+        with claimed(runtime.output_mode.final(runtime.output_root, key)):
+            if not self.dispatch_force and runtime.is_done(key):
+                raise DoneElsewhere(f"{key} was completed by another run")
             with runtime.output_mode.stage(runtime.output_root, key) as outputs:
                 yield outputs
 
