@@ -14,9 +14,12 @@ the new one: no two attempts ever hold "the" lock at once.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import threading
 import time
+from collections.abc import Iterable, Iterator
 
 LOCK_SUFFIX = ".dispatch-lock"
 POLL_SECONDS = 0.05
@@ -33,12 +36,15 @@ class Claim:
     """The right to stage and commit the output at `final`, held by one attempt at a time."""
 
     def __init__(self, final: str) -> None:
+        self.final = final
         self.path = lock_path(final)
         self.fd: int | None = None
         self.orphaned = False
         """Set on acquiring: the lock file was left by an attempt that died holding it."""
         self.waited = False
         """Set on acquiring: another live attempt held the item first."""
+        self.batch = False
+        """Held for a whole batch by `hold_all` (its items' outputs are written in one call)."""
 
     def try_acquire(self) -> bool:
         """Take the claim if no live attempt holds it; never waits."""
@@ -98,3 +104,55 @@ def _same_file(fd: int, path: str) -> bool:
         return False
     mine = os.fstat(fd)
     return (mine.st_ino, mine.st_dev) == (at_path.st_ino, at_path.st_dev)
+
+
+_held: dict[str, Claim] = {}
+"""Claims this process holds for a batch, by lock path: staging one of its items reuses
+the claim instead of waiting on itself."""
+_held_lock = threading.Lock()
+
+
+def held_for_batch(final: str) -> Claim | None:
+    """The claim of `final` if this process holds it for a batch."""
+    with _held_lock:
+        return _held.get(lock_path(final))
+
+
+@contextlib.contextmanager
+def hold_all(finals: Iterable[str]) -> Iterator[list[Claim]]:
+    """Claim several items at once, never waiting while holding one: take each without
+    waiting; if one is busy, let go of all, wait for that one alone (then let it go too)
+    and start over. Two batches that share items therefore never deadlock."""
+    wanted = sorted(set(finals))
+    while True:
+        claims: list[Claim] = []
+        busy = None
+        try:
+            for final in wanted:
+                claim = Claim(final)
+                if not claim.try_acquire():
+                    busy = claim
+                    break
+                claims.append(claim)
+        except BaseException:
+            for claim in claims:
+                claim.release()
+            raise
+        if busy is None:
+            break
+        for claim in claims:
+            claim.release()
+        busy.acquire()
+        busy.release()
+    with _held_lock:
+        for claim in claims:
+            claim.batch = True
+            _held[claim.path] = claim
+    try:
+        yield claims
+    finally:
+        with _held_lock:
+            for claim in claims:
+                _held.pop(claim.path, None)
+        for claim in claims:
+            claim.release()

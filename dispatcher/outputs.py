@@ -20,7 +20,7 @@ import shutil
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 
-from dispatcher.claims import LOCK_SUFFIX, Claim
+from dispatcher.claims import LOCK_SUFFIX, Claim, held_for_batch, hold_all
 
 STAGING_SUFFIX = ".dispatch-part"
 RETIRED_SUFFIX = ".dispatch-old"
@@ -222,11 +222,27 @@ def remove_leftovers(paths: Iterable[str]) -> int:
 def claimed(final: str) -> Iterator[Claim]:
     """Hold the claim of the item whose output is `final` for the block (waiting for a live
     holder); the leftovers of an attempt that died holding it are removed first."""
+    batch = held_for_batch(final)
+    if batch is not None:
+        yield batch  # claimed with its batch (and its leftovers removed then)
+        return
     _make_folder(os.path.dirname(final))
     with Claim(final) as claim:
         if claim.orphaned:
             clear_leftovers(final)
         yield claim
+
+
+@contextlib.contextmanager
+def claimed_all(finals: Sequence[str]) -> Iterator[None]:
+    """Hold the claims of several items for the block (a batch written by one call)."""
+    for final in finals:
+        _make_folder(os.path.dirname(final))
+    with hold_all(finals) as claims:
+        for claim in claims:
+            if claim.orphaned:
+                clear_leftovers(claim.final)
+        yield
 
 
 def clear_abandoned(final: str) -> None:

@@ -127,6 +127,11 @@ class Task:
         """
         yield {}
 
+    def claim_outputs(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        """Hold the claims of several items at once, for a batch written by one call
+        (templates: see `dispatcher.claims.hold_all`; plain tasks declare no outputs)."""
+        return contextlib.nullcontext()
+
     def clear_abandoned(self, key: str) -> None:
         """Remove what a killed attempt at `key` left (templates: its staged outputs)."""
 

@@ -26,7 +26,13 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
-from dispatcher.outputs import DoneElsewhere, OutputOutsideRoot, claimed, clear_abandoned
+from dispatcher.outputs import (
+    DoneElsewhere,
+    OutputOutsideRoot,
+    claimed,
+    claimed_all,
+    clear_abandoned,
+)
 from dispatcher.placeholders import Placeholder
 from dispatcher.sharding import HashShard, IndexShard, ShardSpec
 from dispatcher.task import Item, Task, TorchTask
@@ -122,11 +128,21 @@ class TemplateHooks:
         # the plan looked (by the run waited for, or one that finished just before): then
         # nothing is made again. One check of its outputs, in the worker, per item.
         runtime = self._runtime()
-        with claimed(runtime.output_mode.final(runtime.output_root, key)):
-            if not self.dispatch_force and runtime.is_done(key):
+        with claimed(runtime.output_mode.final(runtime.output_root, key)) as claim:
+            # A batch written by one call writes every row, so its items are made again.
+            if not claim.batch and not self.dispatch_force and runtime.is_done(key):
                 raise DoneElsewhere(f"{key} was completed by another run")
             with runtime.output_mode.stage(runtime.output_root, key) as outputs:
                 yield outputs
+
+    def claim_outputs(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        runtime = self._runtime()
+        finals = []
+        for key in keys:
+            # A key outside the root is never staged: its item fails with the reason.
+            with contextlib.suppress(OutputOutsideRoot):
+                finals.append(runtime.output_mode.final(runtime.output_root, key))
+        return claimed_all(finals)
 
     def clear_abandoned(self, key: str) -> None:
         runtime = self._runtime()

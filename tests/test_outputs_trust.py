@@ -465,3 +465,55 @@ def test_the_pool_folder_of_a_sigkilled_run_is_removed_by_the_next_run(ds, tmp_p
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp.iterdir()) == ["dispatch-mp-notapid"]
     assert ours(ds / "out") == []
+
+
+TORCH_TASK = r"""
+import json, os
+from dispatcher import TorchTask
+from templates import InputByExtensions, OutputWithExtension, torch_task
+
+
+@torch_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".json"))
+class Whole(TorchTask):
+    def load_data(self, input):
+        import torch
+        return {"v": torch.tensor([float(len(open(input).read()))])}
+
+    def process(self, device, batch):
+        for path, name in zip(batch["output"], batch["input"]):
+            with open(path, "w") as fh:
+                json.dump({"input": os.path.basename(name)}, fh)
+"""
+
+
+def test_a_batch_claims_all_its_items_without_holding_any_while_it_waits(ds):
+    pytest.importorskip("torch")
+    from dispatcher.claims import Claim
+
+    (ds / "torch_task.py").write_text(TORCH_TASK)
+    out = ds / "out"
+    out.mkdir()
+    holder = hold_claim(out / "b.txt.json")
+    run = subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", ds / "torch_task.py", "Whole", "--backbone", "torch",
+         "--device", "cpu", "--batch-size", "3", "--num-workers", "0", "--log-dir", ds / "logs",
+         "--mixin", f"input={ds / 'in'}", f"output={out}"],
+        cwd=ds, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not list((ds / "logs").rglob("run.json")):
+            assert run.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        time.sleep(1.5)  # the batch of a, b, c is loaded and waits for b
+        assert run.poll() is None and not list(out.glob("*.json"))
+        for name in ("a", "c"):  # held by nobody while the batch waits
+            claim = Claim(str(out / f"{name}.txt.json"))
+            assert claim.try_acquire()
+            claim.release()
+    finally:
+        let_go(holder)
+    _, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert "ran 3 (3 ok, 0 failed)" in err
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt.json", "b.txt.json", "c.txt.json"]
