@@ -15,6 +15,7 @@ the new one: no two attempts ever hold "the" lock at once.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import threading
@@ -22,6 +23,8 @@ import time
 from collections.abc import Iterable, Iterator
 
 LOCK_SUFFIX = ".dispatch-lock"
+_NO_LOCKS = (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL)
+"""What `flock` fails with on a filesystem that does not support it."""
 POLL_SECONDS = 0.05
 """How often a waiting attempt tries the lock again (short sleeps keep signals prompt)."""
 
@@ -43,6 +46,8 @@ class Claim:
         """Set on acquiring: the lock file was left by an attempt that died holding it."""
         self.waited = False
         """Set on acquiring: another live attempt held the item first."""
+        self.unlocked = False
+        """Set on acquiring where the filesystem has no locks: held by nobody in particular."""
         self.batch = False
         """Held for a whole batch by `hold_all` (its items' outputs are written in one call)."""
 
@@ -63,6 +68,18 @@ class Claim:
             except BlockingIOError:
                 os.close(fd)
                 return False
+            except OSError as exc:
+                if exc.errno not in _NO_LOCKS:
+                    os.close(fd)
+                    raise
+                # A filesystem without locks (Lustre mounted without flock, say): go on
+                # unclaimed. Per-attempt staging names still keep every output whole; only
+                # the turn-taking, and removing leftovers that might be a live attempt's, go.
+                os.close(fd)
+                if not existed:
+                    _unlink(self.path)
+                self.unlocked = True
+                return True
             except BaseException:
                 os.close(fd)
                 raise
@@ -83,9 +100,7 @@ class Claim:
         if fd is None:
             return
         try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+            _unlink(self.path)
         finally:
             os.close(fd)
 
@@ -95,6 +110,11 @@ class Claim:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _same_file(fd: int, path: str) -> bool:

@@ -210,6 +210,8 @@ def remove_leftovers(paths: Iterable[str]) -> int:
         except OSError:
             continue  # the folder went away, or cannot be written: nothing of ours to do
         try:
+            if claim.unlocked:
+                continue  # no locks: it may be a live attempt's, so it stays
             if path != claim.path:
                 remove_path(path)
             removed += 1

@@ -517,3 +517,27 @@ def test_a_batch_claims_all_its_items_without_holding_any_while_it_waits(ds):
     assert run.returncode == 0, err
     assert "ran 3 (3 ok, 0 failed)" in err
     assert sorted(p.name for p in out.iterdir()) == ["a.txt.json", "b.txt.json", "c.txt.json"]
+
+
+def test_without_file_locks_outputs_are_still_written_whole_and_nothing_is_removed(
+    tmp_path, monkeypatch
+):
+    # A filesystem mounted without flock support (Lustre's default, some NFS setups).
+    import errno
+    import fcntl
+
+    from dispatcher import outputs
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    final = tmp_path / "a.json"
+    with outputs.atomic_write(final) as tmp:
+        Path(tmp).write_text("whole")
+    assert final.read_text() == "whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]  # no lock file left
+    staging = tmp_path / ".a.dispatch-part-1-aa.json"
+    staging.write_text("maybe a live attempt's")
+    assert outputs.remove_leftovers([str(staging)]) == 0
+    assert staging.read_text() == "maybe a live attempt's"
