@@ -72,6 +72,36 @@ _SIGNAL_HINTS = {
 }
 
 
+TMP_PREFIX = "dispatch-mp-"
+"""The pool's temporary folder (crash logs) is `<tmp>/dispatch-mp-<owner pid>-XXXX`."""
+
+
+def remove_dead_tmpdirs(tmp: str | None = None) -> None:
+    """Remove the temporary folders of pools whose owner process is gone (a SIGKILLed run
+    cannot remove its own); the pid in the name says whose it is, on this host."""
+    tmp = tmp or tempfile.gettempdir()
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(TMP_PREFIX):
+            continue
+        pid = name[len(TMP_PREFIX) :].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
 def describe_exit(exitcode: int | None) -> str:
     """A worker's death in words, for the failure record of the item it held."""
     if exitcode is None:
@@ -271,7 +301,8 @@ class _Supervisor:
         self.froze_gc = False
         self.suspects: set[int] = set()
         """Items of a chunk that could not be unpacked in a worker: sent one at a time."""
-        self.tmpdir = tempfile.mkdtemp(prefix="dispatch-mp-")
+        remove_dead_tmpdirs()
+        self.tmpdir = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -526,6 +557,11 @@ class _Supervisor:
             if w.chunks and seq in w.chunks[0] and seq not in w.resolved:
                 w.resolved.add(seq)
                 self._settle(seq, Outcome(self.items[seq][0], False, error, tb))
+        elif kind == "elsewhere":
+            _, seq = message
+            if w.chunks and seq in w.chunks[0] and seq not in w.resolved:
+                w.resolved.add(seq)
+                self._settle(seq, Outcome(self.items[seq][0], True, elsewhere=True))
         elif kind == "done":
             _, ran, busy = message
             self._close_chunk(w, ran)
@@ -645,6 +681,12 @@ class _Supervisor:
     def _on_lost_item(self, w: _Worker, seq: int, exitcode: int | None) -> None:
         """The item a worker was running when it died."""
         key = self.items[seq][0]
+        # A worker killed mid-item (SIGKILL after the grace period, the OOM killer) could
+        # not remove its staging: do it now that it is reaped, unless a live run holds it.
+        try:
+            self.task.clear_abandoned(key)
+        except Exception as exc:
+            self.reporter.note(f"could not remove what the killed attempt at {key} left: {exc}")
         if w.kill_reason is not None:
             killed_seq, reason = w.kill_reason
             if reason is None or killed_seq != seq:

@@ -106,6 +106,8 @@ def _run_chunk(task: Task, chunk: list[tuple[int, Any]], state: Any, conn: Conne
         outcome = run_one(task, item)
         if not outcome.ok:
             conn.send(("fail", seq, outcome.error, outcome.traceback))
+        elif outcome.elsewhere:
+            conn.send(("elsewhere", seq))
         state[COMPLETED] += 1
         state[RUNNING] = IDLE
         ran += 1

@@ -595,6 +595,18 @@ class _TorchRun:
         Outputs are passed as lists (one entry per row) under their usual names; a plain
         task declares none, so nothing is added.
         """
+        with contextlib.ExitStack() as claims:
+            try:
+                # Every item of the batch claimed at once (never waiting while holding one).
+                claims.enter_context(self.task.claim_outputs([self.ledger.key(r) for r in refs]))
+            except Exception as exc:
+                self._fail(refs, error_line(exc), traceback.format_exc())
+                return
+            self._staged_batch_claimed(refs, call)
+
+    def _staged_batch_claimed(
+        self, refs: list[int], call: Callable[[dict[str, list[Any]]], None]
+    ) -> None:
         entered: list[tuple[int, Any]] = []
         outputs: list[dict[str, Any]] = []
         try:

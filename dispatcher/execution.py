@@ -6,6 +6,7 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dispatcher.outputs import DoneElsewhere
 from dispatcher.task import Item, Task
 
 
@@ -17,6 +18,8 @@ class Outcome:
     ok: bool
     error: str | None = None
     traceback: str | None = None
+    elsewhere: bool = False
+    """Completed by another run since the plan looked (ok, but not made here)."""
 
 
 def error_line(exc: BaseException) -> str:
@@ -28,6 +31,8 @@ def attempt(key: str, call: Callable[[], object]) -> Outcome:
     """Run `call`; an exception becomes a failed Outcome with its one-line error and traceback."""
     try:
         call()
+    except DoneElsewhere:
+        return Outcome(key, True, elsewhere=True)
     except Exception as exc:
         return Outcome(key, False, error_line(exc), traceback.format_exc())
     return Outcome(key, True)

@@ -1,9 +1,12 @@
 """Outputs that never lie and never escape their root.
 
 Results are written under a staging name beside their final path (hidden, with the same
-extension: `a/b.json` is staged as `a/.b.dispatch-part.json`) and renamed into place
-only after the item succeeded, so a killed run leaves nothing a finish check would accept.
-The staging name is fixed per output, so a rerun of the item finds and removes leftovers.
+extension: `a/b.json` is staged as `a/.b.dispatch-part-<token>.json`) and renamed into
+place only after the item succeeded, so a killed run leaves nothing a finish check would
+accept. The token (process id and random hex) is new for every attempt: two runs writing
+the same item at once each commit only their own complete bytes, and one run's clean-up
+never deletes the file another run is writing. Leftovers of killed attempts are found by
+name (`is_staging_name`) and removed under the item's claim (`dispatcher.claims`).
 Existence checks read one directory listing per output directory and reuse it.
 """
 
@@ -12,12 +15,18 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import secrets
 import shutil
-from collections.abc import Iterator, Sequence
+import stat
+from collections.abc import Iterable, Iterator, Sequence
+
+from dispatcher.claims import LOCK_SUFFIX, Claim, held_for_batch, hold_all
 
 STAGING_SUFFIX = ".dispatch-part"
 RETIRED_SUFFIX = ".dispatch-old"
-"""A replaced folder output waits under this name while its successor moves in."""
+"""A replaced folder output waits under this name while its successor moves in (under the
+item's claim, so one fixed name per output suffices)."""
+_MARKERS = (STAGING_SUFFIX, RETIRED_SUFFIX)
 
 
 class OutputOutsideRoot(ValueError):
@@ -28,6 +37,15 @@ class MissingOutput(FileNotFoundError):
     """A task returned without writing an output it declared."""
 
 
+class DoneElsewhere(Exception):
+    """Another run completed the item since the plan looked (this attempt waited for it, or
+    came just after): nothing to make."""
+
+
+class OutputConflict(OSError):
+    """Something that is not an earlier output of the same kind sits at a final path."""
+
+
 def _sibling(final: str, marker: str) -> str:
     # Hidden, beside the final path (so the rename is atomic), and ending with the same
     # extension, so libraries that choose a format by extension write the right one.
@@ -36,9 +54,14 @@ def _sibling(final: str, marker: str) -> str:
     return os.path.join(head, f".{root}{marker}{ext}")
 
 
-def staging_path(final: str) -> str:
-    """The fixed staging name of `final`: `a/b.mp4.json` -> `a/.b.mp4.dispatch-part.json`."""
-    return _sibling(final, STAGING_SUFFIX)
+def attempt_token() -> str:
+    """Unique per attempt: this process's id and random hex (never a dot: see leftover_final)."""
+    return f"{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def staging_path(final: str, token: str | None = None) -> str:
+    """A staging name of `final`: `a/b.mp4.json` -> `a/.b.mp4.dispatch-part-<token>.json`."""
+    return _sibling(final, f"{STAGING_SUFFIX}-{token or attempt_token()}")
 
 
 def retired_path(final: str) -> str:
@@ -47,12 +70,31 @@ def retired_path(final: str) -> str:
 
 
 def is_staging_name(name: str) -> bool:
-    """Whether a file name is a staging or retired leftover (never a real output)."""
+    """Whether a file name is a staging, retired or lock leftover (never a real output)."""
+    return name.startswith(".") and leftover_final(name) is not None
+
+
+def leftover_final(name: str) -> str | None:
+    """The name of the output a leftover belongs to (in the same folder), or None.
+
+    `.b.mp4.dispatch-part-12-ab.json` and `.b.mp4.dispatch-part.json` -> `b.mp4.json`;
+    `.b.dispatch-old.txt` -> `b.txt`; `.b.json.dispatch-lock` -> `b.json`.
+    """
     if not name.startswith("."):
-        return False
-    root = os.path.splitext(name)[0]
-    markers = (STAGING_SUFFIX, RETIRED_SUFFIX)
-    return root.endswith(markers) or name.endswith(markers)
+        return None
+    if name.endswith(LOCK_SUFFIX):
+        return name[1 : -len(LOCK_SUFFIX)] or None
+    for marker in _MARKERS:
+        root, found, rest = name[1:].rpartition(marker)
+        if not found or not root:
+            continue
+        if rest.startswith("-"):  # a token: everything up to the extension
+            dot = rest.find(".")
+            rest = "" if dot < 0 else rest[dot:]
+        if rest and not rest.startswith("."):
+            continue
+        return root + rest
+    return None
 
 
 def _parts(relative: str) -> list[str]:
@@ -133,16 +175,122 @@ def remove_path(path: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def clear_staging(final: str) -> None:
-    """Remove the staging and retired leftovers of `final` from an earlier, killed attempt."""
-    remove_path(staging_path(final))
-    remove_path(retired_path(final))
+def clear_leftovers(final: str) -> None:
+    """Remove every staging, retired or lock leftover of `final` (one listing of its folder).
+
+    Call only while holding the item's claim: then no live attempt owns any of them.
+    """
+    head, tail = os.path.split(final)
+    mine = f".{tail}{LOCK_SUFFIX}"  # released (unlinked) by the claim itself
+    try:
+        names = os.listdir(head or ".")
+    except FileNotFoundError:
+        return
+    for name in names:
+        if name != mine and name[:1] == "." and leftover_final(name) == tail:
+            remove_path(os.path.join(head, name))
+
+
+def remove_leftovers(paths: Iterable[str]) -> int:
+    """Remove leftovers (staging, retired, lock names) whose item no live attempt holds.
+
+    Each is removed under its item's claim, taken without waiting: a live attempt's
+    staging is never touched. Returns how many were removed.
+    """
+    removed = 0
+    for path in paths:
+        folder, name = os.path.split(path)
+        final = leftover_final(name)
+        if final is None:
+            continue
+        claim = Claim(os.path.join(folder, final))
+        try:
+            if not claim.try_acquire():
+                continue
+        except OSError:
+            continue  # the folder went away, or cannot be written: nothing of ours to do
+        try:
+            if claim.unlocked:
+                continue  # no locks: it may be a live attempt's, so it stays
+            if path != claim.path:
+                remove_path(path)
+            removed += 1
+        finally:
+            claim.release()
+    return removed
+
+
+@contextlib.contextmanager
+def claimed(final: str) -> Iterator[Claim]:
+    """Hold the claim of the item whose output is `final` for the block (waiting for a live
+    holder); the leftovers of an attempt that died holding it are removed first."""
+    batch = held_for_batch(final)
+    if batch is not None:
+        yield batch  # claimed with its batch (and its leftovers removed then)
+        return
+    _make_folder(os.path.dirname(final))
+    with Claim(final) as claim:
+        if claim.orphaned:
+            clear_leftovers(final)
+        yield claim
+
+
+@contextlib.contextmanager
+def claimed_all(finals: Sequence[str]) -> Iterator[None]:
+    """Hold the claims of several items for the block (a batch written by one call)."""
+    for final in finals:
+        _make_folder(os.path.dirname(final))
+    with hold_all(finals) as claims:
+        for claim in claims:
+            if claim.orphaned:
+                clear_leftovers(claim.final)
+        yield
+
+
+def clear_abandoned(final: str) -> None:
+    """After the attempt at `final` was killed: remove its leftovers unless a live attempt
+    holds the item now."""
+    claim = Claim(final)
+    try:
+        if not claim.try_acquire():
+            return
+    except OSError:
+        return  # its folder is gone: nothing left there
+    try:
+        if claim.orphaned:
+            clear_leftovers(final)
+    finally:
+        claim.release()
+
+
+def _kind(path: str) -> str | None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "symlink" if stat.S_ISLNK(mode) else "special file"
 
 
 def commit(staging: str, final: str, *, folder: bool) -> None:
-    """Move a finished staging file or folder to its final name, replacing an old one."""
+    """Move a finished staging file or folder to its final name.
+
+    Only an earlier output of the same kind is replaced (a folder by a folder, a regular
+    file by a file); anything else at `final` (the user's file, a link) is left untouched
+    and the item fails with `OutputConflict`.
+    """
+    want = "folder" if folder else "file"
+    found = _kind(final)
+    if found not in (None, want):
+        raise OutputConflict(
+            f"{final} is a {found}, not an earlier {want} output: left untouched "
+            "(remove it to let this item be written)"
+        )
     if folder:
-        if os.path.lexists(final):
+        if found is not None:
             retired = retired_path(final)
             remove_path(retired)
             os.rename(final, retired)
@@ -156,19 +304,17 @@ def commit(staging: str, final: str, *, folder: bool) -> None:
 
 @contextlib.contextmanager
 def staged(final: str, *, folder: bool = False, required: Sequence[str] = ()) -> Iterator[str]:
-    """Yield the staging path of `final`; it becomes `final` only if the block succeeds.
+    """Yield a staging path of `final`, new for this attempt; it becomes `final` only if the
+    block succeeds.
 
     With `folder`, the staging folder is created first and moves into place as a whole;
     `required` names files (relative to the folder) that must exist for it to count.
-    Leftovers of an earlier attempt are removed first; on error nothing remains.
+    On error nothing of this attempt remains.
     """
     _make_folder(os.path.dirname(final))
     staging = staging_path(final)
     if folder:
-        clear_staging(final)
         os.mkdir(staging)
-    else:
-        remove_path(staging)  # a retired name only ever holds a folder
     try:
         yield staging
         if not os.path.lexists(staging):
@@ -193,9 +339,13 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[str]:
         with open(tmp, "w") as fh:
             fh.write(text)
     ```
-    A leftover from an earlier killed attempt is removed first; on error nothing remains.
+    The staging name is new for each attempt and writers of one path take turns, so each
+    commits only its own complete file; on error nothing remains.
     """
-    with staged(os.fspath(path)) as staging:
+    final = os.fspath(path)
+    # Claimed like a template's output: a concurrent writer of the same path waits, and
+    # the next writer after a killed one removes what it left.
+    with claimed(final), staged(final) as staging:
         yield staging
 
 

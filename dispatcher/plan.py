@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import gc
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import compress, islice
+from itertools import compress, islice, repeat
 
 from dispatcher import sharding
+from dispatcher.errors import UsageError
 from dispatcher.sharding import ShardSpec
 from dispatcher.task import Item, Task
 
@@ -30,6 +31,8 @@ class Plan:
     """Items dropped because an earlier item had the same key (each key runs once)."""
     duplicate_keys: list[str] = field(default_factory=list)
     """The first few keys that were repeated (for --plan, the summary and run.json)."""
+    leftovers: list[str] = field(default_factory=list)
+    """Staging, retired and lock leftovers seen in the output listings the plan read."""
 
     @property
     def to_run(self) -> int:
@@ -94,10 +97,12 @@ def _make_plan(task: Task, shards: Sequence[ShardSpec], force: bool) -> Plan:
     items = produced if isinstance(produced, list) else list(produced)
     items, keys, repeated = _sorted_unique(items)
     found = len(items)
+    _refuse_nested_outputs(keys, task.final_outputs(keys))
     selected = sharding.select(items, keys, shards)
     del keys, items
+    leftovers: list[str] = []
     if force:
-        pending = selected
+        pending = selected  # each item clears its own leftovers when it runs
     else:
         mask = list(task.executed_mask(selected))
         if len(mask) != len(selected):
@@ -106,6 +111,7 @@ def _make_plan(task: Task, shards: Sequence[ShardSpec], force: bool) -> Plan:
                 f"not {len(selected)}"
             )
         pending = list(compress(selected, map(operator.not_, mask)))
+        leftovers = list(task.leftovers(selected))
     return Plan(
         found=found,
         in_shard=len(selected),
@@ -114,4 +120,52 @@ def _make_plan(task: Task, shards: Sequence[ShardSpec], force: bool) -> Plan:
         shards=list(shards),
         duplicates=len(repeated),
         duplicate_keys=first_distinct(repeated),
+        leftovers=leftovers,
     )
+
+
+SHOWN_CONFLICTS = 3
+
+
+def _refuse_nested_outputs(keys: list[str], finals: Iterable[str] | None) -> None:
+    """Refuse items whose committed output lies inside another item's output folder:
+    committing the outer one (or replacing it under --force) would delete the inner one."""
+    if finals is None:
+        return
+    pairs = nested_outputs(keys, list(finals))
+    if pairs:
+        shown = "; ".join(f"{outer!r} holds {inner!r}" for outer, inner in pairs[:SHOWN_CONFLICTS])
+        more = f" (and {len(pairs) - SHOWN_CONFLICTS} more)" if len(pairs) > SHOWN_CONFLICTS else ""
+        raise UsageError(
+            f"items whose outputs nest inside each other's output folder: {shown}{more}; "
+            "committing one would replace the other: give them non-nesting keys"
+        )
+
+
+def nested_outputs(keys: Sequence[str], finals: Sequence[str]) -> list[tuple[str, str]]:
+    """(outer key, inner key) for every final path that lies inside another's.
+
+    Set operations on the folders of the final paths (C-level iterators: a dataset of
+    flat keys costs one pass); only when some folder is itself a final path are the
+    pairs named.
+    """
+    slash = repeat("/")
+    folders = set(map(operator.itemgetter(0), map(str.rpartition, finals, slash)))
+    frontier = folders
+    while frontier:  # every ancestor folder, not only the parent
+        frontier = set(map(operator.itemgetter(0), map(str.rpartition, frontier, slash)))
+        frontier -= folders
+        folders |= frontier
+    folders.discard("")
+    if folders.isdisjoint(finals):
+        return []
+    outer = {final: key for final, key in zip(finals, keys, strict=True) if final in folders}
+    pairs = []
+    for final, key in zip(finals, keys, strict=True):
+        parent = final.rpartition("/")[0]
+        while parent:
+            if parent in outer:
+                pairs.append((outer[parent], key))
+                break
+            parent = parent.rpartition("/")[0]
+    return pairs

@@ -154,6 +154,8 @@ class Reporter:
         self.stream = stream or sys.stderr
         self.total = total
         self.succeeded = 0
+        self.elsewhere = 0
+        """Items another run completed since the plan looked (not made by this run)."""
         self.failed = 0
         self.failures_path = os.path.join(run_dir, "failures.jsonl")
         self.record_path = os.path.join(run_dir, "run.json")
@@ -191,14 +193,16 @@ class Reporter:
 
     def record_outcome(self, outcome: Outcome) -> None:
         """Count one finished item (call once per item, in the parent process)."""
-        if outcome.ok:
+        if outcome.elsewhere:
+            self.elsewhere += 1
+        elif outcome.ok:
             self.succeeded += 1
         else:
             self.failed += 1
             self._write_failure(outcome.key, outcome.error, outcome.traceback)
             if len(self._first_failures) < SHOWN_FAILURES:
                 self._first_failures.append(f"{outcome.key}: {outcome.error}")
-        self.progress.update(self.ran, self.failed)
+        self.progress.update(self.ran + self.elsewhere, self.failed)
 
     def tick(self) -> None:
         """Let a waiting backbone keep the periodic progress lines going."""
@@ -292,8 +296,10 @@ class Reporter:
             ran=self.ran,
             succeeded=self.succeeded,
             failed=self.failed,
-            not_run=self.total - self.ran,
+            not_run=self.total - self.ran - self.elsewhere,
         )
+        if self.elsewhere:
+            counts["made_elsewhere"] = self.elsewhere
         if signum is not None:
             code, outcome = signal_exit_code(signum), f"interrupted by {signal_name(signum)}"
         elif self.aborted is not None:
@@ -318,6 +324,8 @@ class Reporter:
         record_error = self._try_write_record()
         rate = self.ran / wall if wall > 0 else 0.0
         not_run = f", not run {counts['not_run']}" if counts["not_run"] else ""
+        if self.elsewhere:
+            not_run = f", {self.elsewhere} made by another run{not_run}"
         print(
             f"dispatch: found {counts.get('found', '?')}, in shard {counts.get('in_shard', '?')}, "
             f"skipped {counts.get('skipped', '?')}, ran {self.ran} ({self.succeeded} ok, "

@@ -21,7 +21,7 @@ from dispatcher.cli import EXIT_OK, Invocation, option_hint
 from dispatcher.config import LayeredConfig, apply_option_defaults, load_layers
 from dispatcher.errors import ErrorList, UsageError
 from dispatcher.loader import load_task_class
-from dispatcher.outputs import is_inside
+from dispatcher.outputs import is_inside, remove_leftovers
 from dispatcher.placeholders import MISSING, describe, describe_values, fill
 from dispatcher.plan import Plan, make_plan
 from dispatcher.task import Task
@@ -346,7 +346,12 @@ def run(inv: Invocation) -> int:
             print(f"in this shard:  {plan.in_shard}  ({sharding.describe(plan.shards)})")
             print(f"already done:   {plan.done}" + ("  (ignored: --force)" if inv.force else ""))
             print(f"to run:         {plan.to_run}")
+            if plan.leftovers:
+                print(f"leftovers:      {len(plan.leftovers)}  (removed by a run)")
             return EXIT_OK
+        # Killed attempts' staging, retired and lock names, unless a live run holds them.
+        remove_leftovers(plan.leftovers)
+        task.dispatch_force = inv.force
         if stop.is_set():
             return stop.exit_code or 130
         if not plan.found:

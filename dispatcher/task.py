@@ -63,6 +63,9 @@ class Task:
 
     __dispatch_source__: ClassVar[tuple[str, str] | None] = None
 
+    dispatch_force: bool = False
+    """Set by the runner under `--force`: an item another run completed is made again."""
+
     def __init__(self, args: argparse.Namespace | None = None, mixin: Any = None) -> None:
         self.args = args if args is not None else argparse.Namespace()
         if mixin is not None:
@@ -154,6 +157,15 @@ class Task:
         for _, payload in items:
             yield bool(self.is_executed(**payload))
 
+    def final_outputs(self, keys: Sequence[str]) -> Iterable[str] | None:
+        """Each key's committed output path, relative to the output root, for the plan's
+        nesting check; None when outputs are not declared (plain tasks)."""
+        return None
+
+    def leftovers(self, items: Sequence[Item]) -> Iterable[str]:
+        """Leftovers of killed attempts seen by the last `executed_mask` (paths)."""
+        return ()
+
     def item_payload(self, key: str, payload: Any) -> dict[str, Any]:
         """The keyword arguments of `process` for an item (templates build them from the key)."""
         return payload
@@ -174,6 +186,14 @@ class Task:
         succeeds; a plain task declares no outputs (it may use `atomic_write` itself).
         """
         yield {}
+
+    def claim_outputs(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        """Hold the claims of several items at once, for a batch written by one call
+        (templates: see `dispatcher.claims.hold_all`; plain tasks declare no outputs)."""
+        return contextlib.nullcontext()
+
+    def clear_abandoned(self, key: str) -> None:
+        """Remove what a killed attempt at `key` left (templates: its staged outputs)."""
 
     def run_item(self, key: str, payload: Any) -> None:
         """Process one item in a worker; raising marks it failed."""

@@ -23,9 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
+from dispatcher.outputs import (
+    DoneElsewhere,
+    OutputOutsideRoot,
+    claimed,
+    claimed_all,
+    clear_abandoned,
+)
 from dispatcher.placeholders import Placeholder
 from dispatcher.sharding import HashShard, IndexShard, ShardSpec
 from dispatcher.signatures import call_problems
@@ -91,6 +98,7 @@ class TemplateHooks:
             out = runtime.output_root
             if os.path.exists(out) and not os.path.isdir(out):
                 problems.append(f"mixin 'output': output root {out} is not a folder")
+            problems += runtime.root_overlap_problems()
         return problems + super().validate()  # type: ignore[misc]
 
     def _arguments(self) -> tuple[list[str], list[str], str | None] | None:
@@ -118,6 +126,12 @@ class TemplateHooks:
     def executed_mask(self, items: Sequence[Item]) -> Iterator[bool]:
         return self._runtime().done_mask(items)
 
+    def final_outputs(self, keys: Sequence[str]) -> Iterable[str] | None:
+        return self._runtime().final_outputs(keys)
+
+    def leftovers(self, items: Sequence[Item]) -> list[str]:
+        return self._runtime().leftovers(items)
+
     def item_payload(self, key: str, payload: Any) -> dict[str, Any]:
         return self._runtime().kwargs(key, payload)
 
@@ -130,9 +144,34 @@ class TemplateHooks:
 
     @contextlib.contextmanager
     def staged_outputs(self, key: str) -> Iterator[dict[str, Any]]:
+        # The item's claim is held from staging to commit: a concurrent run's attempt at
+        # the same item waits for it. Once claimed, the item may have been completed since
+        # the plan looked (by the run waited for, or one that finished just before): then
+        # nothing is made again. One check of its outputs, in the worker, per item.
         runtime = self._runtime()
-        with runtime.output_mode.stage(runtime.output_root, key) as outputs:
-            yield outputs
+        with claimed(runtime.output_mode.final(runtime.output_root, key)) as claim:
+            # A batch written by one call writes every row, so its items are made again.
+            if not claim.batch and not self.dispatch_force and runtime.is_done(key):
+                raise DoneElsewhere(f"{key} was completed by another run")
+            with runtime.output_mode.stage(runtime.output_root, key) as outputs:
+                yield outputs
+
+    def claim_outputs(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        runtime = self._runtime()
+        finals = []
+        for key in keys:
+            # A key outside the root is never staged: its item fails with the reason.
+            with contextlib.suppress(OutputOutsideRoot):
+                finals.append(runtime.output_mode.final(runtime.output_root, key))
+        return claimed_all(finals)
+
+    def clear_abandoned(self, key: str) -> None:
+        runtime = self._runtime()
+        try:
+            final = runtime.output_mode.final(runtime.output_root, key)
+        except OutputOutsideRoot:
+            return
+        clear_abandoned(final)
 
     def generate_tasks(self) -> Iterator[dict[str, Any]]:
         """Each item's keyword arguments (without outputs), as kagurazaka tasks list them."""

@@ -52,6 +52,15 @@ class OutputMode:
         """Paths, relative to the output root, that must all exist for `key` to be done."""
         raise NotImplementedError
 
+    def final(self, root: str, key: str) -> str:
+        """The item's one committed path (a file or a folder), confined to `root`."""
+        _check_key(key)
+        return confine(root, self.relative_final(key))
+
+    def relative_final(self, key: str) -> str:
+        """The item's committed path relative to the output root (no checks)."""
+        raise NotImplementedError
+
     def stage(self, root: str, key: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
         """Staging paths for `process`; committed when the block succeeds."""
         raise NotImplementedError
@@ -97,10 +106,12 @@ class OutputWithExtension(OutputMode):
     def done_paths(self, finish: Finish, key: str) -> list[str]:
         return [key + self.ext]
 
+    def relative_final(self, key: str) -> str:
+        return key + self.ext
+
     @contextlib.contextmanager
     def stage(self, root: str, key: str) -> Iterator[dict[str, Any]]:
-        _check_key(key)
-        final = confine(root, key + self.ext)
+        final = self.final(root, key)
         with staged(final) as staging:
             yield {"output": OutputPath(staging)}
 
@@ -142,10 +153,12 @@ class OutputSubfolder(OutputMode):
             return [key]
         return [f"{key}/{rel}" for rel in self.files.values()]
 
+    def relative_final(self, key: str) -> str:
+        return key
+
     @contextlib.contextmanager
     def stage(self, root: str, key: str) -> Iterator[dict[str, Any]]:
-        _check_key(key)
-        final = confine(root, key)
+        final = self.final(root, key)
         with staged(final, folder=True, required=list(self.files.values())) as staging:
             outputs: dict[str, Any] = {"output": OutputPath(staging)}
             for name, rel in self.files.items():

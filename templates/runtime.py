@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import operator
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain, pairwise, repeat
 from operator import itemgetter
 from typing import Any
 
-from dispatcher.outputs import ListingIndex, OutputOutsideRoot, confine, is_inside, unsafe_reason
+from dispatcher.outputs import (
+    ListingIndex,
+    OutputOutsideRoot,
+    confine,
+    is_inside,
+    is_staging_name,
+    unsafe_reason,
+)
 from templates.input_modes import InputMode
 from templates.output_modes import Finish, FinishWhenAllExist, OutputMode, OutputWithExtension
 from templates.shards import HardShard
@@ -55,6 +62,24 @@ class Runtime:
             exclude=_nested(input_root, output_root),
         )
 
+    def root_overlap_problems(self) -> list[str]:
+        """An output root that is the input root or holds it would have commits replace the
+        user's inputs (a video by its folder of clips): refused. One inside the input root
+        is fine: it is never walked."""
+        real_in = os.path.realpath(self.input_root)
+        real_out = os.path.realpath(self.output_root)
+        if real_out == real_in:
+            return [
+                f"mixin 'output': output root {self.output_root} is the input root "
+                "(outputs would replace inputs): choose another folder"
+            ]
+        if is_inside(real_out, real_in):
+            return [
+                f"mixin 'output': the input root {self.input_root} is inside the output root "
+                f"{self.output_root} (outputs could replace inputs): choose another folder"
+            ]
+        return []
+
     def items(self) -> list[Item]:
         items, groups = self.input_mode.items_with_groups(
             self.input_value, self.input_root, self.exclude
@@ -70,6 +95,7 @@ class Runtime:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_groups", None)
+        state.pop("_listings", None)
         return state
 
     def kwargs(self, key: str, payload: Any) -> dict[str, Any]:
@@ -84,7 +110,7 @@ class Runtime:
 
     def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
         """Whether each item is done, from one listing per output directory (nothing created)."""
-        listings = _Listings(self.output_root)
+        listings = self.__dict__["_listings"] = _Listings(self.output_root)
         output = self.output_mode
         hint = self.__dict__.pop("_groups", None)
         if isinstance(output, OutputWithExtension) and hint is not None and hint[0] is items:
@@ -117,6 +143,40 @@ class Runtime:
                     done = False
                     break
             yield done
+
+    def final_outputs(self, keys: Sequence[str]) -> Iterable[str] | None:
+        """Each key's committed path relative to the output root, for the nesting check."""
+        output = self.output_mode
+        if isinstance(output, OutputWithExtension):
+            # One output can hold another only if some key has the extension before a "/"
+            # (`x` and `x.json/y`): one C-level search over all keys says whether any does.
+            if output.ext + "/" not in "\n".join(keys):
+                return None
+            return map(operator.add, keys, repeat(output.ext))
+        return map(output.relative_final, keys)
+
+    def leftovers(self, items: Sequence[Item]) -> list[str]:
+        """Leftovers of killed attempts in the folders the last done check listed.
+
+        Those are the folders of the items' output files; for folder outputs also the
+        folder each item's output sits in (where its staging and retired names lie).
+        """
+        listings = self.__dict__.pop("_listings", None)
+        if listings is None:
+            return []
+        if not isinstance(self.output_mode, OutputWithExtension):
+            slash = repeat("/")
+            keys = map(itemgetter(0), items)
+            for folder in set(map(itemgetter(0), map(str.rpartition, keys, slash))):
+                _ = listings[folder]  # listed on first use
+        found = []
+        for folder, names in listings.items():
+            # Most folders hold none: one C-level search decides before any name is parsed.
+            if not names or ".dispatch-" not in "\x00".join(names):
+                continue
+            base = os.path.join(self.output_root, folder) if folder else self.output_root
+            found += [os.path.join(base, n) for n in names if is_staging_name(n)]
+        return found
 
     def is_done(self, key: str) -> bool:
         """One item's done check with `os.path` (for `is_executed(**item)` callers).

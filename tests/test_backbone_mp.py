@@ -276,7 +276,7 @@ def test_a_worker_killed_with_sigkill_costs_only_its_item(probe, tmp_path):
     assert [f["key"] for f in failures] == ["0005"]
     assert "SIGKILL" in failures[0]["error"] and "out of memory" in failures[0]["error"]
     assert sorted(workers(out).values()) == ["s", "st"]  # the killed one, its replacement
-    # the killed worker left its fixed staging name; the next run of the item removes it
+    # the killed worker left its staging and lock; the next attempt at the item removes them
     done = run_dispatch(*args(probe, out, n=16))
     assert done.returncode == 0 and complete(out, 16) and not leftovers(out)
 

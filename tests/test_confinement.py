@@ -165,15 +165,18 @@ def test_a_symlinked_output_root_is_fine(world):
     assert again.returncode == 0 and "nothing to do" in again.stderr
 
 
-def test_a_final_path_that_is_a_symlink_is_replaced_not_followed(world):
+def test_a_final_path_that_is_a_symlink_is_left_untouched_not_followed(world):
+    # A link at a final path is no earlier output of the item: the commit neither follows
+    # it nor replaces it (the user may own it); the item fails and says why.
     out = world / "data" / "out"
     (out / "ok").mkdir(parents=True)
     (out / "ok" / "a.txt.out").symlink_to(world / "outside" / "keep.txt")
     done = dispatch(world, "FromList", ["ok/a.txt"], "--force")
-    assert done.returncode == 0, done.stderr
-    assert not (out / "ok" / "a.txt.out").is_symlink()
-    assert (out / "ok" / "a.txt.out").read_text() == "written"
+    assert done.returncode == 1, done.stderr
+    assert "OutputConflict" in done.stderr and "is a symlink" in done.stderr
+    assert os.readlink(out / "ok" / "a.txt.out") == str(world / "outside" / "keep.txt")
     assert (world / "outside" / "keep.txt").read_text() == "untouched"
+    assert [p.name for p in (out / "ok").iterdir()] == ["a.txt.out"]
 
 
 def test_odd_file_names_stay_inside_the_root(world):

@@ -86,6 +86,7 @@ def test_plan_prints_counts_runs_nothing_and_writes_nothing(ds):
     assert done.returncode == 0, done.stderr
     assert plan_counts(done.stdout) == {
         "items found": 12, "in this shard": 12, "already done": 5, "to run": 7,
+        "leftovers": 1,
     }  # fmt: skip
     assert "(all)" in done.stdout
     assert everything(ds) == before  # no output, no folder, no log, no staging cleanup
