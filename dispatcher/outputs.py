@@ -137,6 +137,31 @@ def is_inside(root: str, path: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
+def root_overlaps(input_roots: Sequence[str], output_roots: Sequence[str]) -> list[str]:
+    """Why an output root would put the user's inputs at risk, one line each.
+
+    An output root that is an input root, or holds one, would have commits replace inputs
+    (a video by its folder of clips). One inside an input root is fine: it is never walked.
+    Links are resolved, so other spellings of the same folder count too.
+    """
+    problems = []
+    for out in output_roots:
+        real_out = os.path.realpath(out)
+        for inp in input_roots:
+            real_in = os.path.realpath(inp)
+            if real_out == real_in:
+                problems.append(
+                    f"mixin 'output': output root {out} is the input root "
+                    "(outputs would replace inputs): choose another folder"
+                )
+            elif is_inside(real_out, real_in):
+                problems.append(
+                    f"mixin 'output': the input root {inp} is inside the output root "
+                    f"{out} (outputs could replace inputs): choose another folder"
+                )
+    return problems
+
+
 @functools.lru_cache(maxsize=4096)
 def _real_folder(path: str) -> str:
     # Output folders are resolved once per process: items share a handful of folders.

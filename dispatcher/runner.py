@@ -21,7 +21,7 @@ from dispatcher.cli import EXIT_OK, Invocation, option_hint
 from dispatcher.config import LayeredConfig, apply_option_defaults, load_layers
 from dispatcher.errors import ErrorList, UsageError
 from dispatcher.loader import load_task_class
-from dispatcher.outputs import is_inside, remove_leftovers
+from dispatcher.outputs import is_inside, remove_leftovers, root_overlaps
 from dispatcher.placeholders import MISSING, describe, describe_values, fill
 from dispatcher.plan import Plan, make_plan
 from dispatcher.task import Task
@@ -162,7 +162,10 @@ def prepare(inv: Invocation) -> Prepared:
         raise
     except Exception as exc:
         raise UsageError(f"{class_name}(...) failed: {type(exc).__name__}: {exc}") from exc
-    errors.extend(UsageError(*task.validate()))
+    problems = task.validate()
+    errors.extend(UsageError(*problems))
+    if not problems:  # roots are known once the configuration is valid
+        errors.extend(UsageError(*root_overlaps(task.input_roots(), task.output_roots())))
     errors.extend(UsageError(*task.argument_problems()))
     shards = list(task.shard_specs())
     if cli_shard is not None:

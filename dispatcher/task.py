@@ -123,6 +123,10 @@ class Task:
             f"{type(self).__name__}.process", self.process, list(item), "its items pass"
         )
 
+    def input_roots(self) -> list[str]:
+        """Folders this task reads (the user's data: no output root may be one or hold one)."""
+        return []
+
     def output_roots(self) -> list[str]:
         """Folders that hold this task's outputs only (the log directory must lie elsewhere)."""
         return []

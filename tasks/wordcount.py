@@ -32,6 +32,12 @@ class WordCount(Task):
             return [f"mixin 'input': input folder {self.mixin.input} does not exist"]
         return []
 
+    def input_roots(self):
+        return [self.mixin.input]
+
+    def output_roots(self):
+        return [self.mixin.output]
+
     def generate_tasks(self):
         root = self.mixin.input
         for folder, _, files in os.walk(root):

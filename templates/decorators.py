@@ -98,7 +98,6 @@ class TemplateHooks:
             out = runtime.output_root
             if os.path.exists(out) and not os.path.isdir(out):
                 problems.append(f"mixin 'output': output root {out} is not a folder")
-            problems += runtime.root_overlap_problems()
         return problems + super().validate()  # type: ignore[misc]
 
     def _arguments(self) -> tuple[list[str], list[str], str | None] | None:
@@ -109,6 +108,9 @@ class TemplateHooks:
             return None
         inputs, more = input_mode.argument_names()
         return inputs, output_mode.argument_names(), more
+
+    def input_roots(self) -> list[str]:
+        return [self._runtime().input_root]
 
     def output_roots(self) -> list[str]:
         return [self._runtime().output_root]

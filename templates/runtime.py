@@ -62,24 +62,6 @@ class Runtime:
             exclude=_nested(input_root, output_root),
         )
 
-    def root_overlap_problems(self) -> list[str]:
-        """An output root that is the input root or holds it would have commits replace the
-        user's inputs (a video by its folder of clips): refused. One inside the input root
-        is fine: it is never walked."""
-        real_in = os.path.realpath(self.input_root)
-        real_out = os.path.realpath(self.output_root)
-        if real_out == real_in:
-            return [
-                f"mixin 'output': output root {self.output_root} is the input root "
-                "(outputs would replace inputs): choose another folder"
-            ]
-        if is_inside(real_out, real_in):
-            return [
-                f"mixin 'output': the input root {self.input_root} is inside the output root "
-                f"{self.output_root} (outputs could replace inputs): choose another folder"
-            ]
-        return []
-
     def items(self) -> list[Item]:
         items, groups = self.input_mode.items_with_groups(
             self.input_value, self.input_root, self.exclude

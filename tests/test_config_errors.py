@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_dispatch, write_file
 
-ECHO_TASK = '''
+ECHO_TASK = """
     import json, os
     from dispatcher import Placeholder, Task, atomic_write
 
@@ -29,7 +29,7 @@ ECHO_TASK = '''
         def process(self, i):
             with atomic_write(os.path.join(self.mixin.out, "r.json")) as tmp, open(tmp, "w") as fh:
                 json.dump({k: self.mixin[k] for k in ("source", "tags", "min_chars", "note")}, fh)
-'''
+"""
 
 
 def _error_lines(proc) -> list[str]:
@@ -39,7 +39,9 @@ def _error_lines(proc) -> list[str]:
 def _echo(tmp_path: Path, *args: str):
     task = write_file(tmp_path / "echo.py", ECHO_TASK)
     out = tmp_path / "out"
-    proc = run_dispatch(task, "Echo", "--backbone", "serial", "--mixin", f"out={out}", *args, cwd=tmp_path)
+    proc = run_dispatch(
+        task, "Echo", "--backbone", "serial", "--mixin", f"out={out}", *args, cwd=tmp_path
+    )
     result = json.loads((out / "r.json").read_text()) if (out / "r.json").exists() else None
     return proc, result
 
@@ -67,11 +69,25 @@ def test_a_str_placeholder_keeps_the_typed_text_in_yaml_files(tmp_path):
 
 def test_quoted_and_interpolated_values_stay_strings(tmp_path):
     cfg = write_file(tmp_path / "cfg.yaml", "mixin:\n  raw: 0123\n  source: ${mixin.raw}\n")
-    task = write_file(tmp_path / "echo.py", ECHO_TASK.replace('"out": Placeholder(str),',
-                                                               '"out": Placeholder(str), "raw": Placeholder(str),'))
+    task = write_file(
+        tmp_path / "echo.py",
+        ECHO_TASK.replace(
+            '"out": Placeholder(str),', '"out": Placeholder(str), "raw": Placeholder(str),'
+        ),
+    )
     out = tmp_path / "out"
-    proc = run_dispatch(task, "Echo", "--backbone", "serial", "--cfg", cfg, "--mixin", f"out={out}",
-                        "tags=['0123']", cwd=tmp_path)
+    proc = run_dispatch(
+        task,
+        "Echo",
+        "--backbone",
+        "serial",
+        "--cfg",
+        cfg,
+        "--mixin",
+        f"out={out}",
+        "tags=['0123']",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / "r.json").read_text())
     assert result["source"] == "0123" and result["tags"] == ["0123"]
@@ -99,7 +115,11 @@ def test_null_for_a_non_optional_placeholder_is_refused_before_work(tmp_path, it
     proc, result = _echo(tmp_path, "--mixin", *args)
     assert proc.returncode == 2, proc.stderr
     assert _error_lines(proc) == [message]
-    assert result is None and not (tmp_path / "out").exists() and not (tmp_path / "dispatch-logs").exists()
+    assert (
+        result is None
+        and not (tmp_path / "out").exists()
+        and not (tmp_path / "dispatch-logs").exists()
+    )
 
 
 def test_null_for_an_optional_placeholder_is_none(tmp_path):
@@ -120,7 +140,7 @@ def test_null_in_a_yaml_file_is_refused_as_well(tmp_path):
 
 # --- signatures are checked up front -----------------------------------------------------
 
-TEMPLATE_TASK = '''
+TEMPLATE_TASK = """
     from dispatcher import Task
     from templates import InputByExtensions, OutputWithExtension, OutputSubfolder, cpu_task
 
@@ -131,14 +151,26 @@ TEMPLATE_TASK = '''
             given = dict(locals())
             given.update(given.pop("kwargs", {{}}))
             shutil.copyfile(given["input"], given["output"])
-'''
+"""
 
 
-def _template_run(tmp_path: Path, params: str, output_mode: str = "OutputWithExtension(ext='.out')"):
-    task = write_file(tmp_path / "copy_task.py", TEMPLATE_TASK.format(params=params, output_mode=output_mode))
+def _template_run(
+    tmp_path: Path, params: str, output_mode: str = "OutputWithExtension(ext='.out')"
+):
+    task = write_file(
+        tmp_path / "copy_task.py", TEMPLATE_TASK.format(params=params, output_mode=output_mode)
+    )
     write_file(tmp_path / "data" / "a.txt", "hello\n")
-    return run_dispatch(task, "Copy", "--backbone", "serial", "--mixin", f"input={tmp_path / 'data'}",
-                        f"output={tmp_path / 'out'}", cwd=tmp_path)
+    return run_dispatch(
+        task,
+        "Copy",
+        "--backbone",
+        "serial",
+        "--mixin",
+        f"input={tmp_path / 'data'}",
+        f"output={tmp_path / 'out'}",
+        cwd=tmp_path,
+    )
 
 
 def test_process_that_cannot_take_the_template_output_is_refused(tmp_path):
@@ -152,8 +184,11 @@ def test_process_that_cannot_take_the_template_output_is_refused(tmp_path):
 
 
 def test_process_with_a_required_parameter_nothing_passes_is_refused(tmp_path):
-    proc = _template_run(tmp_path, "input, output, output_text",
-                         output_mode="OutputSubfolder(files={'txt': 'a.txt'})")
+    proc = _template_run(
+        tmp_path,
+        "input, output, output_text",
+        output_mode="OutputSubfolder(files={'txt': 'a.txt'})",
+    )
     assert proc.returncode == 2, proc.stderr
     assert _error_lines(proc) == [
         "dispatch: error: Copy.process() has no parameter 'output_txt', which its template passes "
@@ -163,7 +198,9 @@ def test_process_with_a_required_parameter_nothing_passes_is_refused(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("params", ["input, output", "input, output, extra=1", "input, **kwargs", "**kwargs"])
+@pytest.mark.parametrize(
+    "params", ["input, output", "input, output, extra=1", "input, **kwargs", "**kwargs"]
+)
 def test_process_signatures_that_fit_run(tmp_path, params):
     proc = _template_run(tmp_path, params)
     assert proc.returncode == 0, proc.stderr
@@ -171,7 +208,9 @@ def test_process_signatures_that_fit_run(tmp_path, params):
 
 
 def test_a_plain_task_item_that_process_cannot_take_is_refused_at_plan_time(tmp_path):
-    task = write_file(tmp_path / "t.py", '''
+    task = write_file(
+        tmp_path / "t.py",
+        """
         import os
         from dispatcher import Task
         class T(Task):
@@ -179,7 +218,8 @@ def test_a_plain_task_item_that_process_cannot_take_is_refused_at_plan_time(tmp_
                 return [{"path": "a", "size": 1}, {"path": "b", "size": 2}]
             def process(self, path, mode):
                 open(os.path.join(os.path.dirname(__file__), "ran"), "w").close()
-    ''')
+    """,
+    )
     proc = run_dispatch(task, "T", "--backbone", "serial", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert _error_lines(proc) == [
@@ -192,7 +232,9 @@ def test_a_plain_task_item_that_process_cannot_take_is_refused_at_plan_time(tmp_
 
 @pytest.mark.slow
 def test_torch_template_load_data_and_postprocess_each_are_checked(tmp_path):
-    task = write_file(tmp_path / "t.py", '''
+    task = write_file(
+        tmp_path / "t.py",
+        """
         from dispatcher import TorchTask
         from templates import InputByExtensions, OutputWithExtension, torch_task
 
@@ -204,10 +246,21 @@ def test_torch_template_load_data_and_postprocess_each_are_checked(tmp_path):
                 return [0] * batch_size
             def postprocess_each(self, batch_idx, batch_size, input, result):
                 pass
-    ''')
+    """,
+    )
     write_file(tmp_path / "data" / "a.txt", "x")
-    proc = run_dispatch(task, "T", "--backbone", "torch", "--device", "cpu", "--mixin",
-                        f"input={tmp_path / 'data'}", f"output={tmp_path / 'out'}", cwd=tmp_path)
+    proc = run_dispatch(
+        task,
+        "T",
+        "--backbone",
+        "torch",
+        "--device",
+        "cpu",
+        "--mixin",
+        f"input={tmp_path / 'data'}",
+        f"output={tmp_path / 'out'}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr
     assert _error_lines(proc) == [
         "dispatch: error: T.load_data() has no parameter 'input', which its template passes "
@@ -221,8 +274,15 @@ def test_torch_template_load_data_and_postprocess_each_are_checked(tmp_path):
 @pytest.mark.slow
 def test_the_example_tasks_pass_the_signature_check(tmp_path):
     for task, cls in (("tasks/clip.py", "ClipTask"), ("tasks/image_embed.py", "ImageEmbed")):
-        proc = run_dispatch(REPO / task, cls, "--plan", "--mixin", f"input={REPO / 'tasks/data'}",
-                            f"output={tmp_path / 'out'}", cwd=tmp_path)
+        proc = run_dispatch(
+            REPO / task,
+            cls,
+            "--plan",
+            "--mixin",
+            f"input={REPO / 'tasks/data'}",
+            f"output={tmp_path / 'out'}",
+            cwd=tmp_path,
+        )
         assert proc.returncode == 0, proc.stderr
 
 
@@ -231,8 +291,16 @@ def test_the_example_tasks_pass_the_signature_check(tmp_path):
 
 @pytest.mark.parametrize("backbone", ["mp", "serial"])
 def test_a_torch_task_on_a_cpu_backbone_is_refused_naming_torch(tmp_path, backbone):
-    proc = run_dispatch(REPO / "tasks/image_embed.py", "ImageEmbed", "--backbone", backbone, "--mixin",
-                        f"input={REPO / 'tasks/data/images'}", f"output={tmp_path / 'out'}", cwd=tmp_path)
+    proc = run_dispatch(
+        REPO / "tasks/image_embed.py",
+        "ImageEmbed",
+        "--backbone",
+        backbone,
+        "--mixin",
+        f"input={REPO / 'tasks/data/images'}",
+        f"output={tmp_path / 'out'}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2, proc.stderr
     assert _error_lines(proc) == [
         f"dispatch: error: backbone '{backbone}' cannot run ImageEmbed: "
@@ -246,15 +314,26 @@ def test_a_torch_task_on_a_cpu_backbone_is_refused_naming_torch(tmp_path, backbo
 
 def _hide_modules(tmp_path: Path, *names: str) -> dict[str, str]:
     """An environment in which `names` cannot be imported (in every process it starts)."""
-    site = write_file(tmp_path / "hide" / "sitecustomize.py",
-                      "import sys\n" + "".join(f"sys.modules[{n!r}] = None\n" for n in names))
+    site = write_file(
+        tmp_path / "hide" / "sitecustomize.py",
+        "import sys\n" + "".join(f"sys.modules[{n!r}] = None\n" for n in names),
+    )
     return {"PYTHONPATH": os.pathsep.join([str(site.parent), os.environ.get("PYTHONPATH", "")])}
 
 
 def test_clip_task_without_av_says_so_once_before_work(tmp_path):
     env = _hide_modules(tmp_path, "av")
-    proc = run_dispatch(REPO / "tasks/clip.py", "ClipTask", "--backbone", "mp", "--mixin",
-                        f"input={REPO / 'tasks/data/videos'}", f"output={tmp_path / 'out'}", cwd=tmp_path, env=env)
+    proc = run_dispatch(
+        REPO / "tasks/clip.py",
+        "ClipTask",
+        "--backbone",
+        "mp",
+        "--mixin",
+        f"input={REPO / 'tasks/data/videos'}",
+        f"output={tmp_path / 'out'}",
+        cwd=tmp_path,
+        env=env,
+    )
     assert proc.returncode == 2, proc.stderr
     assert _error_lines(proc) == [
         "dispatch: error: ClipTask needs the module 'av', which is not installed: "
@@ -264,7 +343,9 @@ def test_clip_task_without_av_says_so_once_before_work(tmp_path):
 
 
 def test_a_task_requiring_a_missing_module_is_refused(tmp_path):
-    task = write_file(tmp_path / "t.py", '''
+    task = write_file(
+        tmp_path / "t.py",
+        """
         from dispatcher import Task
         class T(Task):
             requires = {"no_such_module_for_dispatch": "extra-x", "json": "never-needed"}
@@ -272,7 +353,8 @@ def test_a_task_requiring_a_missing_module_is_refused(tmp_path):
                 return [{"i": 0}]
             def process(self, i):
                 pass
-    ''')
+    """,
+    )
     proc = run_dispatch(task, "T", "--backbone", "serial", cwd=tmp_path)
     assert proc.returncode == 2
     assert _error_lines(proc) == [
@@ -285,13 +367,26 @@ def test_a_task_requiring_a_missing_module_is_refused(tmp_path):
 
 
 def _wordcount(tmp_path: Path, *args: str, env: dict[str, str]):
-    return run_dispatch(REPO / "tasks/wordcount.py", "WordCount", "--backbone", "serial", "--mixin",
-                        f"input={REPO / 'tasks/data/text'}", f"output={tmp_path / 'out'}", *args,
-                        cwd=tmp_path, env=env)
+    return run_dispatch(
+        REPO / "tasks/wordcount.py",
+        "WordCount",
+        "--backbone",
+        "serial",
+        "--mixin",
+        f"input={REPO / 'tasks/data/text'}",
+        f"output={tmp_path / 'out'}",
+        *args,
+        cwd=tmp_path,
+        env=env,
+    )
 
 
-SLURM_ENV = {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_COUNT": "2", "SLURM_ARRAY_TASK_MIN": "0",
-             "SLURM_ARRAY_TASK_MAX": "1"}
+SLURM_ENV = {
+    "SLURM_ARRAY_TASK_ID": "1",
+    "SLURM_ARRAY_TASK_COUNT": "2",
+    "SLURM_ARRAY_TASK_MIN": "0",
+    "SLURM_ARRAY_TASK_MAX": "1",
+}
 
 
 def test_a_slurm_array_task_without_a_shard_is_refused(tmp_path):
@@ -323,7 +418,9 @@ def test_shard_all_outside_slurm_is_every_item(tmp_path):
 
 
 def test_a_task_that_picks_its_own_part_runs_in_an_array_without_a_shard(tmp_path):
-    task = write_file(tmp_path / "parts.py", '''
+    task = write_file(
+        tmp_path / "parts.py",
+        """
         import shutil
         from dispatcher import Placeholder, Task
         from templates import HardShard, InputByExtensions, OutputWithExtension, cpu_task
@@ -333,9 +430,20 @@ def test_a_task_that_picks_its_own_part_runs_in_an_array_without_a_shard(tmp_pat
         class Parts(Task):
             def process(self, input, output):
                 shutil.copyfile(input, output)
-    ''')
+    """,
+    )
     write_file(tmp_path / "data" / "1" / "a.txt", "a")
-    proc = run_dispatch(task, "Parts", "--backbone", "serial", "--mixin", f"input={tmp_path}/data/{{shard}}",
-                        f"output={tmp_path}/out/{{shard}}", "hard_shard.shard=1", cwd=tmp_path, env=SLURM_ENV)
+    proc = run_dispatch(
+        task,
+        "Parts",
+        "--backbone",
+        "serial",
+        "--mixin",
+        f"input={tmp_path}/data/{{shard}}",
+        f"output={tmp_path}/out/{{shard}}",
+        "hard_shard.shard=1",
+        cwd=tmp_path,
+        env=SLURM_ENV,
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "1" / "a.txt.out").read_text() == "a"

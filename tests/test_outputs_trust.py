@@ -541,3 +541,21 @@ def test_without_file_locks_outputs_are_still_written_whole_and_nothing_is_remov
     staging.write_text("maybe a live attempt's")
     assert outputs.remove_leftovers([str(staging)]) == 0
     assert staging.read_text() == "maybe a live attempt's"
+
+
+def test_a_plain_task_declaring_its_roots_is_refused_over_its_input_too(tmp_path):
+    # The check belongs to every task that names its roots, not only to templates.
+    data = tmp_path / "text"
+    data.mkdir()
+    (data / "a.txt").write_text("one two two")
+    before = snapshot(tmp_path)
+    done = run_dispatch(
+        str(REPO / "tasks" / "wordcount.py"), "WordCount", "--backbone", "serial",
+        "--mixin", f"input={data}", f"output={data}", cwd=tmp_path,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"dispatch: error: mixin 'output': output root {data} is the input root "
+        "(outputs would replace inputs): choose another folder"
+    ]
+    assert snapshot(tmp_path) == before
