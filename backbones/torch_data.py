@@ -3,13 +3,15 @@
 Only pending items reach a dataset (the plan dropped done ones). Each row is loaded in a
 DataLoader worker; a row that fails to load is carried through collation as a failure, so
 one bad file fails one item, not the batch or the run. A worker that dies (a segfault in a
-decoder, the OOM killer) fails its batch; the loader restarts after it and the run goes on.
+decoder, the OOM killer) fails only the item it was loading: its batch is reloaded item by
+item in fresh workers; the loader restarts after it and the run goes on.
 Everything here imports torch, so it is imported only by the torch backbone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import signal
 import threading
@@ -383,8 +385,9 @@ class PackStream:
     """Batches of pending positions, restarting the loader after a worker dies.
 
     When a worker dies, the next expected batch is retried alone; if it takes a worker
-    down again it is the culprit and fails, otherwise the batch that was loading beside it
-    is retried the same way. Either way the run continues after it.
+    down again, its items are loaded one by one, each in a fresh worker, and only the one
+    that kills its worker fails; otherwise the batch that was loading beside it is retried
+    the same way. Either way the run continues after it.
     """
 
     def __init__(
@@ -408,13 +411,12 @@ class PackStream:
         if self.iterator is None and self.count:
             self._open(0, self.count)
 
-    def _open(self, begin: int, end: int) -> None:
-        loader = make_loader(
-            self.make_dataset(list(range(begin, end))), self.settings, collate_items
-        )
+    def _open(self, begin: int, end: int, settings: LoaderSettings | None = None) -> None:
+        settings = settings or self.settings
+        loader = make_loader(self.make_dataset(list(range(begin, end))), settings, collate_items)
         self.iterator = start(loader)
-        if self.settings.num_workers > 0:
-            self.fetcher = Fetcher(self.iterator, self.settings.prefetch_factor)
+        if settings.num_workers > 0:
+            self.fetcher = Fetcher(self.iterator, settings.prefetch_factor)
 
     def _next(self) -> Any:
         if self.fetcher is not None:
@@ -444,10 +446,7 @@ class PackStream:
                 self.note(f"data loading broke ({error_line(exc)}); restarting the loader")
                 if probing:
                     end = min(pos + size, self.count)
-                    tb = "".join(traceback.format_exception(exc))
-                    yield Pack(
-                        [], None, [(p, f"loader: {error_line(exc)}", tb) for p in range(pos, end)]
-                    )
+                    yield from self._one_by_one(pos, end)
                     pos, probing = end, False
                 else:
                     probing = True
@@ -458,6 +457,31 @@ class PackStream:
             if probing:
                 self.close(hurry=False)
                 probing = False
+
+    def _one_by_one(self, begin: int, end: int) -> Iterator[Pack]:
+        """Positions `begin`..`end` each in a fresh single-worker loader of its own.
+
+        The batch took its worker down twice: only the item that kills a worker again fails,
+        its batch-mates load and run (so a rerun does not fail them once more).
+        """
+        alone = dataclasses.replace(self.settings, batch_size=1, num_workers=1, prefetch_factor=1)
+        for position in range(begin, end):
+            if self.should_stop():
+                return
+            self._open(position, position + 1, alone)
+            try:
+                packed = self._next()
+            except Stopped:
+                return
+            except Exception as exc:
+                self.close(hurry=True)
+                if self.should_stop():
+                    return
+                tb = "".join(traceback.format_exception(exc))
+                yield Pack([], None, [(position, f"loader: {error_line(exc)}", tb)])
+                continue
+            self.close(hurry=False)
+            yield Pack(packed["positions"], packed["batch"], packed["failed"])
 
     def close(self, hurry: bool) -> None:
         if self.fetcher is not None:
