@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
 from dispatcher.execution import error_line
-from dispatcher.signals import blocked_stop_signals, unblock_stop_signals
+from dispatcher.signals import ControlFlow, blocked_stop_signals, unblock_stop_signals
 
 
 @dataclass
@@ -74,7 +74,9 @@ class ItemDataset(Dataset):
             loaded = self.task.load_data(**fields)
             if not isinstance(loaded, Mapping):
                 raise TypeError(f"load_data must return a dict, got {type(loaded).__name__}")
-        except Exception as exc:
+        except ControlFlow:
+            raise
+        except BaseException as exc:  # a task's sys.exit() too: this row's failure
             return _load_failure(position, exc)
         # The item's own fields (a template's `input` path) ride along unless load_data
         # returned a field of the same name.
@@ -98,7 +100,9 @@ class IndexedDataset(Dataset):
             row = self.dataset[self.indices[position]]
             if not isinstance(row, Mapping):
                 raise TypeError(f"dataset rows must be dicts, got {type(row).__name__}")
-        except Exception as exc:
+        except ControlFlow:
+            raise
+        except BaseException as exc:
             return _load_failure(position, exc)
         return ("ok", position, row)
 
@@ -356,14 +360,18 @@ class Fetcher:
             self._put(("end", None))
         except Exception as exc:
             self._put(("error", exc))
+        except BaseException as exc:  # never die silently: the consumer would wait for ever
+            self._put(("error", RuntimeError(f"the fetch thread stopped: {error_line(exc)}")))
 
     def next(self, should_stop: Callable[[], bool]) -> Any:
         """The next batch; StopIteration at the end; Stopped on a stop; RuntimeError if a worker died."""
         while True:
+            alive = self.thread.is_alive()  # before the get: what it put before exiting is seen
             try:
                 kind, value = self.queue.get(timeout=self.POLL_SECONDS)
             except queue.Empty:
-                pass
+                if not alive:
+                    raise RuntimeError("the fetch thread exited without a batch") from None
             else:
                 if kind == "batch":
                     return value
