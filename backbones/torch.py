@@ -294,12 +294,24 @@ class PostWorker:
         with contextlib.suppress(queue.Full):
             self.queue.put_nowait(None)
 
+    def join(self, timeout: float) -> None:
+        """Wait (a bounded time) for the thread to leave the task's code and torch.
+
+        A daemon thread still in a torch call when the interpreter exits is ended inside
+        C++, which aborts the process instead of letting it exit 143 after a SIGTERM.
+        After `abandon`, the batch in hand stops at its next row (the ledger is closed).
+        """
+        if self.thread is not None:
+            self.thread.join(timeout)
+
 
 # --- one run -----------------------------------------------------------------------------------
 
 
 class _TorchRun:
     """The state of one run of the torch backbone: device, loader, ledger, postprocessing."""
+
+    THREAD_EXIT_SECONDS = 5.0  # for the postprocessing thread to finish the row in hand
 
     def __init__(
         self,
@@ -368,6 +380,7 @@ class _TorchRun:
             post.abandon()
             self.ledger.close()
             self._close_stream(stream, hurry=not completed)
+            post.join(self.THREAD_EXIT_SECONDS)
         return completed
 
     def _grace_left(self) -> float | None:

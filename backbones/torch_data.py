@@ -304,16 +304,20 @@ def fetch(iterator: Iterator[Any]) -> Any:
         _watch(iterator, False)
 
 
+def _kill_workers(iterator: Iterator[Any]) -> None:
+    _watch(iterator, False)
+    for worker in getattr(iterator, "_workers", None) or []:
+        with contextlib.suppress(Exception):
+            if worker.is_alive():
+                worker.kill()
+
+
 def close(iterator: Iterator[Any] | None, hurry: bool) -> None:
     """Shut a loader iterator's workers down; `hurry` kills them instead of letting them finish."""
     if iterator is None:
         return
     if hurry:
-        _watch(iterator, False)
-        for worker in getattr(iterator, "_workers", None) or []:
-            with contextlib.suppress(Exception):
-                if worker.is_alive():
-                    worker.kill()
+        _kill_workers(iterator)
     shutdown = getattr(iterator, "_shutdown_workers", None)
     if shutdown is not None:
         with contextlib.suppress(Exception):
@@ -322,6 +326,28 @@ def close(iterator: Iterator[Any] | None, hurry: bool) -> None:
 
 class Stopped(Exception):
     """The run was asked to stop while waiting for a batch."""
+
+
+class _Wake:
+    """Put into a loader's result queue: a thread blocked in `next()` on it raises Stopped.
+
+    torch unpacks each result as `(index, data)`; this object refuses to be unpacked.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        raise Stopped()
+
+
+def _wake(iterator: Iterator[Any]) -> None:
+    """Get a thread out of `next(iterator)` now, instead of at torch's next 5-second check."""
+    data_queue = getattr(iterator, "_data_queue", None)
+    with contextlib.suppress(Exception):
+        if isinstance(data_queue, queue.Queue):  # behind torch's pin-memory thread
+            data_queue.put_nowait(_Wake())
+        elif data_queue is not None:  # the workers' multiprocessing queue (workers are dead)
+            from multiprocessing.reduction import ForkingPickler
+
+            data_queue._writer.send_bytes(ForkingPickler.dumps(_Wake()))
 
 
 class Fetcher:
@@ -382,10 +408,22 @@ class Fetcher:
             if should_stop():
                 raise Stopped()
 
+    JOIN_SECONDS = 5.0
+
     def close(self, hurry: bool) -> None:
-        if not hurry:
-            self.thread.join(timeout=5.0)  # it has seen the end, or is about to
+        """Stop the thread, then the workers: never shut a loader down under a thread using it.
+
+        A daemon thread still inside torch when the interpreter exits is ended in the middle
+        of C++ code, which aborts the process (`terminate called without an active
+        exception`, exit 134 instead of 143).
+        """
+        if hurry:
+            _kill_workers(self.iterator)
+            _wake(self.iterator)
+        else:
+            self.thread.join(timeout=self.JOIN_SECONDS)  # it has seen the end, or is about to
         self.done.set()
+        self.thread.join(timeout=self.JOIN_SECONDS)
         close(self.iterator, hurry)
 
 

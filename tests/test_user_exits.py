@@ -304,13 +304,22 @@ def test_sigterm_during_an_import_that_swallows_exceptions_still_exits_143(tmp_p
 
 
 BUSY = """
-import json, os, time
+import atexit, json, os, threading, time
 import torch
 from dispatcher import Placeholder, TorchTask, atomic_write
 
 
+def threads_left(path):
+    with open(path, "w") as fh:
+        json.dump(sorted(t.name for t in threading.enumerate() if t.is_alive()), fh)
+
+
 class Busy(TorchTask):
     mixin = {"out": Placeholder(str), "n": Placeholder(int, default=20000)}
+
+    def setup(self):
+        # What is still running when the interpreter exits (atexit runs before the end).
+        atexit.register(threads_left, self.mixin.out.rstrip("/") + ".threads")
 
     def generate_tasks(self):
         return [{"name": f"i{i:05d}"} for i in range(self.mixin.n)]
@@ -341,6 +350,40 @@ class Busy(TorchTask):
 """
 
 
+def start_busy(task: Path, out: Path, *args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_ARRAY_TASK_ID"}
+    return subprocess.Popen([sys.executable, "-m", "dispatcher", str(task), "Busy",
+                             "--backbone", "torch", "--device", "cpu", "--batch-size", "4",
+                             "--num-workers", "2", *args, "--mixin", f"out={out}"],
+                            cwd=task.parent, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def wait_for_output(proc: subprocess.Popen[str], out: Path) -> None:
+    deadline = time.monotonic() + 120
+    while not (out.exists() and any(out.iterdir())):  # the run is under way
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
+def test_after_sigterm_no_thread_of_the_torch_run_is_left_at_exit(tmp_path):
+    # A daemon thread still inside torch while the interpreter exits is ended in C++ code:
+    # `terminate called without an active exception`, exit 134 instead of 143.
+    pytest.importorskip("torch")
+    task = write_file(tmp_path / "busy.py", BUSY)
+    for args in [(), ("--postprocess-queue", "1")]:
+        out = tmp_path / "out"
+        proc = start_busy(task, out, *args)
+        wait_for_output(proc, out)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 143, err
+        left = json.loads(Path(str(out) + ".threads").read_text())
+        assert [name for name in left if name.startswith("dispatch-")] == [], left
+        shutil.rmtree(out)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_sigterm_at_random_moments_of_a_torch_run_always_exits_143(tmp_path):
@@ -352,21 +395,13 @@ def test_sigterm_at_random_moments_of_a_torch_run_always_exits_143(tmp_path):
     task = write_file(tmp_path / "busy.py", BUSY)
     loops = int(os.environ.get("DISPATCH_SIGTERM_LOOPS", "20"))
     rng = random.Random(int(os.environ.get("DISPATCH_SIGTERM_SEED", "0")))
-    env = {k: v for k, v in os.environ.items() if k != "SLURM_ARRAY_TASK_ID"}
     codes: dict[int, int] = {}
     seconds: list[float] = []
     bad: list[str] = []
     for i in range(loops):
         out = tmp_path / f"out{i}"
-        proc = subprocess.Popen([sys.executable, "-m", "dispatcher", str(task), "Busy",
-                                 "--backbone", "torch", "--device", "cpu", "--batch-size", "4",
-                                 "--num-workers", "2", "--mixin", f"out={out}"],
-                                cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)  # fmt: skip
-        deadline = time.monotonic() + 120
-        while not (out.exists() and any(out.iterdir())):  # the run is under way
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
-            time.sleep(0.01)
+        proc = start_busy(task, out)
+        wait_for_output(proc, out)
         time.sleep(rng.uniform(0.0, 1.0))
         sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
