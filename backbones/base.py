@@ -8,9 +8,9 @@ import traceback
 from collections.abc import Callable
 from typing import ClassVar, TypeVar
 
-from dispatcher.execution import error_line
+from dispatcher.execution import error_line, is_task_exit
 from dispatcher.report import Reporter
-from dispatcher.signals import GraceExpired, StopSignal
+from dispatcher.signals import ControlFlow, GraceExpired, StopSignal
 from dispatcher.task import Item, Task, TorchTask
 
 T = TypeVar("T")
@@ -87,23 +87,34 @@ def run_in_process(
 
     After a signal, the work in flight gets the grace period; then `GraceExpired` is raised
     inside it (its staged outputs are removed, its item counts as not run) and teardown
-    still runs. A failing setup aborts the run; a failing teardown is noted. Returns what
+    still runs. A failing setup aborts the run, and so does task code exiting (`sys.exit()`)
+    outside an item; a failing teardown is noted. Returns what
     `body` returned, or None when setup failed or the grace period expired.
     """
     stop.interrupt_in_place()
     try:
         try:
             task.setup()
-        except Exception as exc:
+        except ControlFlow:
+            raise
+        except BaseException as exc:  # a task's sys.exit() too: the run cannot start
             reporter.abort(f"task setup failed: {error_line(exc)}", traceback.format_exc())
             return None
         try:
             return body()
+        except BaseException as exc:
+            if not is_task_exit(exc):
+                raise
+            # Task code outside any item (e.g. get_dataset) exited: the run stops, exit 1.
+            reporter.abort(f"the task exited: {error_line(exc)}", traceback.format_exc())
+            return None
         finally:
             with contextlib.suppress(GraceExpired):
                 try:
                     task.teardown()
-                except Exception as exc:
+                except ControlFlow:
+                    raise
+                except BaseException as exc:
                     reporter.note(f"task teardown failed: {error_line(exc)}")
     except GraceExpired:
         return None

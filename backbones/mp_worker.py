@@ -26,7 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from dispatcher.execution import error_line, run_one
-from dispatcher.signals import unblock_stop_signals
+from dispatcher.signals import ControlFlow, unblock_stop_signals
 from dispatcher.task import Task
 
 # Slots of the shared state array (doubles), written by the worker, read by the parent,
@@ -39,7 +39,7 @@ PARENT_CHECK_SECONDS = 1.0
 PR_SET_PDEATHSIG = 1
 
 
-class Abandoned(BaseException):
+class Abandoned(ControlFlow):
     """Raised inside a worker that the parent is stopping; unwinds staged outputs."""
 
 
@@ -117,7 +117,9 @@ def _run_chunk(task: Task, chunk: list[tuple[int, Any]], state: Any, conn: Conne
 def _serve(task: Task, conn: Connection, state: Any, parent: _Parent) -> None:
     try:
         task.setup()
-    except Exception as exc:
+    except ControlFlow:
+        raise
+    except BaseException as exc:  # a task's sys.exit() too: reported, not a silent death
         conn.send(("setup_failed", error_line(exc), traceback.format_exc()))
         return
     conn.send(("ready", os.getpid()))
@@ -143,7 +145,9 @@ def _serve(task: Task, conn: Connection, state: Any, parent: _Parent) -> None:
         conn.send(("done", ran, time.perf_counter() - start))
     try:
         task.teardown()
-    except Exception as exc:
+    except ControlFlow:
+        raise
+    except BaseException as exc:
         print(
             f"dispatch: worker {os.getpid()}: task teardown failed: {error_line(exc)}",
             file=sys.stderr,

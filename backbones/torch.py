@@ -9,7 +9,9 @@ nothing left loads neither data nor the model.
 
 Failures are per item: a row that fails to load, or whose postprocess_each raises, fails
 that item; an exception in inference (or postprocess, or process) fails the batch's items;
-a DataLoader worker that dies fails its batch and the loader restarts after it.
+a DataLoader worker that dies fails only the item that kills it (its batch is reloaded item
+by item in fresh workers) and the loader restarts after it. A task's `sys.exit()` is a
+failure like any exception, in whichever thread or process it runs.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from backbones.base import Backbone, non_negative_int, positive_int, run_in_proc
 from dispatcher.environment import available_cpus
 from dispatcher.execution import Outcome, attempt, error_line
 from dispatcher.report import Reporter
-from dispatcher.signals import GraceExpired, StopSignal
+from dispatcher.signals import ControlFlow, GraceExpired, StopSignal
 from dispatcher.task import Item, Task, TorchTask
 
 if TYPE_CHECKING:
@@ -252,7 +254,18 @@ class PostWorker:
                 target=self._loop, name="dispatch-postprocess", daemon=True
             )
             self.thread.start()
-        self.queue.put(job)
+        while True:
+            try:
+                self.queue.put(job, timeout=0.1)
+                return
+            except queue.Full:
+                self._check_alive()
+
+    def _check_alive(self) -> None:
+        """A full queue with nobody taking from it would wait forever: fail loudly instead."""
+        assert self.thread is not None
+        if not self.thread.is_alive():
+            raise RuntimeError("the postprocessing thread exited with batches queued")
 
     def finish(self, deadline: Callable[[], float | None]) -> bool:
         """Let queued batches finish; stop waiting at the deadline (None: wait). True if drained."""
@@ -267,6 +280,7 @@ class PostWorker:
                 if limit is not None and limit <= 0:
                     self.abandoned.set()
                     return False
+                self._check_alive()
         while self.thread.is_alive():
             limit = deadline()
             if limit is not None and limit <= 0:
@@ -280,12 +294,24 @@ class PostWorker:
         with contextlib.suppress(queue.Full):
             self.queue.put_nowait(None)
 
+    def join(self, timeout: float) -> None:
+        """Wait (a bounded time) for the thread to leave the task's code and torch.
+
+        A daemon thread still in a torch call when the interpreter exits is ended inside
+        C++, which aborts the process instead of letting it exit 143 after a SIGTERM.
+        After `abandon`, the batch in hand stops at its next row (the ledger is closed).
+        """
+        if self.thread is not None:
+            self.thread.join(timeout)
+
 
 # --- one run -----------------------------------------------------------------------------------
 
 
 class _TorchRun:
     """The state of one run of the torch backbone: device, loader, ledger, postprocessing."""
+
+    THREAD_EXIT_SECONDS = 5.0  # for the postprocessing thread to finish the row in hand
 
     def __init__(
         self,
@@ -354,6 +380,7 @@ class _TorchRun:
             post.abandon()
             self.ledger.close()
             self._close_stream(stream, hurry=not completed)
+            post.join(self.THREAD_EXIT_SECONDS)
         return completed
 
     def _grace_left(self) -> float | None:
@@ -451,9 +478,9 @@ class _TorchRun:
                         self.ledger.names[ref] = name
                 yield data.Pack(refs, dict(batch))
             completed = not self.stop.is_set()
-        except GeneratorExit:
-            raise
-        except Exception as exc:
+        except (GeneratorExit, ControlFlow):
+            raise  # the generator closed by the run, or the grace period ended
+        except BaseException as exc:
             assert isinstance(self.ledger, RowLedger)
             self.ledger.fail_all(f"dataloader: {error_line(exc)}", traceback.format_exc())
         finally:
@@ -465,7 +492,9 @@ class _TorchRun:
         if self.model_state == "absent":
             try:
                 self.task.load_model(self.device)
-            except Exception as exc:
+            except ControlFlow:
+                raise
+            except BaseException as exc:
                 # Nothing can run without the model: the run stops, the items stay pending.
                 self.model_state = "failed"
                 self.reporter.abort(f"load_model failed: {error_line(exc)}", traceback.format_exc())
@@ -487,7 +516,9 @@ class _TorchRun:
                     for i in range(len(refs))
                     if self.task.is_each_executed(**data.row_of(batch, i))
                 ]
-        except Exception as exc:
+        except ControlFlow:
+            raise
+        except BaseException as exc:
             self._fail(refs, f"done-check failed: {error_line(exc)}", traceback.format_exc())
             return [], batch
         if not done:
@@ -527,7 +558,9 @@ class _TorchRun:
             with torch.inference_mode():
                 result = self.task.inference(self.device, len(refs), **on_device)
             result, event = self._to_host(result)
-        except Exception as exc:
+        except ControlFlow:
+            raise
+        except BaseException as exc:
             self._fail(refs, f"inference: {error_line(exc)}", traceback.format_exc())
             return
         del on_device
@@ -565,7 +598,7 @@ class _TorchRun:
                     self.task.postprocess(len(job.refs), job.result, **{**job.batch, **outputs})
 
                 self._staged_batch(job.refs, call)
-        except Exception as exc:  # a fault outside the task's own calls: fail the batch, go on
+        except BaseException as exc:  # sys.exit() included: this thread never dies with work queued
             self._fail(job.refs, f"postprocessing: {error_line(exc)}", traceback.format_exc())
 
     def _postprocess_each(self, job: Job) -> None:
@@ -617,11 +650,13 @@ class _TorchRun:
             names = list(outputs[0]) if outputs else []
             lists = {name: [o.get(name) for o in outputs] for name in names}
             call(lists)
-        except Exception as exc:
+        except BaseException as exc:
             info = sys.exc_info()
             for _, manager in reversed(entered):
                 with contextlib.suppress(Exception):
-                    manager.__exit__(*info)
+                    manager.__exit__(*info)  # staged outputs removed, also on GraceExpired
+            if isinstance(exc, ControlFlow):
+                raise
             self._fail(refs, error_line(exc), traceback.format_exc())
             return
         for ref, manager in entered:

@@ -3,13 +3,15 @@
 Only pending items reach a dataset (the plan dropped done ones). Each row is loaded in a
 DataLoader worker; a row that fails to load is carried through collation as a failure, so
 one bad file fails one item, not the batch or the run. A worker that dies (a segfault in a
-decoder, the OOM killer) fails its batch; the loader restarts after it and the run goes on.
+decoder, the OOM killer) fails only the item it was loading: its batch is reloaded item by
+item in fresh workers; the loader restarts after it and the run goes on.
 Everything here imports torch, so it is imported only by the torch backbone.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import signal
 import threading
@@ -24,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data._utils.collate import default_collate
 
 from dispatcher.execution import error_line
-from dispatcher.signals import blocked_stop_signals, unblock_stop_signals
+from dispatcher.signals import ControlFlow, blocked_stop_signals, unblock_stop_signals
 
 
 @dataclass
@@ -72,7 +74,9 @@ class ItemDataset(Dataset):
             loaded = self.task.load_data(**fields)
             if not isinstance(loaded, Mapping):
                 raise TypeError(f"load_data must return a dict, got {type(loaded).__name__}")
-        except Exception as exc:
+        except ControlFlow:
+            raise
+        except BaseException as exc:  # a task's sys.exit() too: this row's failure
             return _load_failure(position, exc)
         # The item's own fields (a template's `input` path) ride along unless load_data
         # returned a field of the same name.
@@ -96,7 +100,9 @@ class IndexedDataset(Dataset):
             row = self.dataset[self.indices[position]]
             if not isinstance(row, Mapping):
                 raise TypeError(f"dataset rows must be dicts, got {type(row).__name__}")
-        except Exception as exc:
+        except ControlFlow:
+            raise
+        except BaseException as exc:
             return _load_failure(position, exc)
         return ("ok", position, row)
 
@@ -298,16 +304,20 @@ def fetch(iterator: Iterator[Any]) -> Any:
         _watch(iterator, False)
 
 
+def _kill_workers(iterator: Iterator[Any]) -> None:
+    _watch(iterator, False)
+    for worker in getattr(iterator, "_workers", None) or []:
+        with contextlib.suppress(Exception):
+            if worker.is_alive():
+                worker.kill()
+
+
 def close(iterator: Iterator[Any] | None, hurry: bool) -> None:
     """Shut a loader iterator's workers down; `hurry` kills them instead of letting them finish."""
     if iterator is None:
         return
     if hurry:
-        _watch(iterator, False)
-        for worker in getattr(iterator, "_workers", None) or []:
-            with contextlib.suppress(Exception):
-                if worker.is_alive():
-                    worker.kill()
+        _kill_workers(iterator)
     shutdown = getattr(iterator, "_shutdown_workers", None)
     if shutdown is not None:
         with contextlib.suppress(Exception):
@@ -316,6 +326,28 @@ def close(iterator: Iterator[Any] | None, hurry: bool) -> None:
 
 class Stopped(Exception):
     """The run was asked to stop while waiting for a batch."""
+
+
+class _Wake:
+    """Put into a loader's result queue: a thread blocked in `next()` on it raises Stopped.
+
+    torch unpacks each result as `(index, data)`; this object refuses to be unpacked.
+    """
+
+    def __iter__(self) -> Iterator[Any]:
+        raise Stopped()
+
+
+def _wake(iterator: Iterator[Any]) -> None:
+    """Get a thread out of `next(iterator)` now, instead of at torch's next 5-second check."""
+    data_queue = getattr(iterator, "_data_queue", None)
+    with contextlib.suppress(Exception):
+        if isinstance(data_queue, queue.Queue):  # behind torch's pin-memory thread
+            data_queue.put_nowait(_Wake())
+        elif data_queue is not None:  # the workers' multiprocessing queue (workers are dead)
+            from multiprocessing.reduction import ForkingPickler
+
+            data_queue._writer.send_bytes(ForkingPickler.dumps(_Wake()))
 
 
 class Fetcher:
@@ -354,14 +386,18 @@ class Fetcher:
             self._put(("end", None))
         except Exception as exc:
             self._put(("error", exc))
+        except BaseException as exc:  # never die silently: the consumer would wait for ever
+            self._put(("error", RuntimeError(f"the fetch thread stopped: {error_line(exc)}")))
 
     def next(self, should_stop: Callable[[], bool]) -> Any:
         """The next batch; StopIteration at the end; Stopped on a stop; RuntimeError if a worker died."""
         while True:
+            alive = self.thread.is_alive()  # before the get: what it put before exiting is seen
             try:
                 kind, value = self.queue.get(timeout=self.POLL_SECONDS)
             except queue.Empty:
-                pass
+                if not alive:
+                    raise RuntimeError("the fetch thread exited without a batch") from None
             else:
                 if kind == "batch":
                     return value
@@ -372,10 +408,22 @@ class Fetcher:
             if should_stop():
                 raise Stopped()
 
+    JOIN_SECONDS = 5.0
+
     def close(self, hurry: bool) -> None:
-        if not hurry:
-            self.thread.join(timeout=5.0)  # it has seen the end, or is about to
+        """Stop the thread, then the workers: never shut a loader down under a thread using it.
+
+        A daemon thread still inside torch when the interpreter exits is ended in the middle
+        of C++ code, which aborts the process (`terminate called without an active
+        exception`, exit 134 instead of 143).
+        """
+        if hurry:
+            _kill_workers(self.iterator)
+            _wake(self.iterator)
+        else:
+            self.thread.join(timeout=self.JOIN_SECONDS)  # it has seen the end, or is about to
         self.done.set()
+        self.thread.join(timeout=self.JOIN_SECONDS)
         close(self.iterator, hurry)
 
 
@@ -383,8 +431,9 @@ class PackStream:
     """Batches of pending positions, restarting the loader after a worker dies.
 
     When a worker dies, the next expected batch is retried alone; if it takes a worker
-    down again it is the culprit and fails, otherwise the batch that was loading beside it
-    is retried the same way. Either way the run continues after it.
+    down again, its items are loaded one by one, each in a fresh worker, and only the one
+    that kills its worker fails; otherwise the batch that was loading beside it is retried
+    the same way. Either way the run continues after it.
     """
 
     def __init__(
@@ -408,13 +457,12 @@ class PackStream:
         if self.iterator is None and self.count:
             self._open(0, self.count)
 
-    def _open(self, begin: int, end: int) -> None:
-        loader = make_loader(
-            self.make_dataset(list(range(begin, end))), self.settings, collate_items
-        )
+    def _open(self, begin: int, end: int, settings: LoaderSettings | None = None) -> None:
+        settings = settings or self.settings
+        loader = make_loader(self.make_dataset(list(range(begin, end))), settings, collate_items)
         self.iterator = start(loader)
-        if self.settings.num_workers > 0:
-            self.fetcher = Fetcher(self.iterator, self.settings.prefetch_factor)
+        if settings.num_workers > 0:
+            self.fetcher = Fetcher(self.iterator, settings.prefetch_factor)
 
     def _next(self) -> Any:
         if self.fetcher is not None:
@@ -444,10 +492,7 @@ class PackStream:
                 self.note(f"data loading broke ({error_line(exc)}); restarting the loader")
                 if probing:
                     end = min(pos + size, self.count)
-                    tb = "".join(traceback.format_exception(exc))
-                    yield Pack(
-                        [], None, [(p, f"loader: {error_line(exc)}", tb) for p in range(pos, end)]
-                    )
+                    yield from self._one_by_one(pos, end)
                     pos, probing = end, False
                 else:
                     probing = True
@@ -458,6 +503,31 @@ class PackStream:
             if probing:
                 self.close(hurry=False)
                 probing = False
+
+    def _one_by_one(self, begin: int, end: int) -> Iterator[Pack]:
+        """Positions `begin`..`end` each in a fresh single-worker loader of its own.
+
+        The batch took its worker down twice: only the item that kills a worker again fails,
+        its batch-mates load and run (so a rerun does not fail them once more).
+        """
+        alone = dataclasses.replace(self.settings, batch_size=1, num_workers=1, prefetch_factor=1)
+        for position in range(begin, end):
+            if self.should_stop():
+                return
+            self._open(position, position + 1, alone)
+            try:
+                packed = self._next()
+            except Stopped:
+                return
+            except Exception as exc:
+                self.close(hurry=True)
+                if self.should_stop():
+                    return
+                tb = "".join(traceback.format_exception(exc))
+                yield Pack([], None, [(position, f"loader: {error_line(exc)}", tb)])
+                continue
+            self.close(hurry=False)
+            yield Pack(packed["positions"], packed["batch"], packed["failed"])
 
     def close(self, hurry: bool) -> None:
         if self.fetcher is not None:

@@ -288,8 +288,6 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_USAGE
     except KeyboardInterrupt:
         code = 130
-    except _Terminated:
-        code = 143
     except BrokenPipeError:
         # The reader went away (`dispatch -h | head`): no traceback, nothing more to say.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -307,12 +305,13 @@ def _wants_dispatcher_help(inv: Invocation) -> bool:
     return inv.help == "task" and not inv.task_file and not inv.cfg
 
 
-class _Terminated(BaseException):
-    """SIGTERM arrived before the run's own signal handling started."""
-
-
 def _terminate(signum: int, frame: object) -> None:
-    raise _Terminated()
+    """SIGTERM before the run's own signal handling: end the process at once (143).
+
+    Raising an exception instead could land inside an import that swallows it (torch's
+    does), losing the signal; nothing has been written yet, so nothing needs unwinding.
+    """
+    os._exit(128 + signum)
 
 
 def entry() -> None:

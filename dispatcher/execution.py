@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dispatcher.outputs import DoneElsewhere
+from dispatcher.signals import ControlFlow
 from dispatcher.task import Item, Task
 
 
@@ -23,17 +24,34 @@ class Outcome:
 
 
 def error_line(exc: BaseException) -> str:
+    """`Type: first line`; a task's `sys.exit()` and the like say who raised them."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return f"{line} (raised by the task)" if is_task_exit(exc) else line
+
+
+def is_task_exit(exc: BaseException) -> bool:
+    """A BaseException that is not an Exception and not the dispatcher's own control flow.
+
+    Where task code runs, these are the task's failures like any exception: catching only
+    `Exception` there would let `sys.exit(0)` end a run as a success with items not run.
+    """
+    return not isinstance(exc, (Exception, ControlFlow))
 
 
 def attempt(key: str, call: Callable[[], object]) -> Outcome:
-    """Run `call`; an exception becomes a failed Outcome with its one-line error and traceback."""
+    """Run `call`; an exception becomes a failed Outcome with its one-line error and traceback.
+
+    So does a task's SystemExit, KeyboardInterrupt or GeneratorExit; only the dispatcher's
+    own `ControlFlow` passes through.
+    """
     try:
         call()
     except DoneElsewhere:
         return Outcome(key, True, elsewhere=True)
-    except Exception as exc:
+    except ControlFlow:
+        raise
+    except BaseException as exc:
         return Outcome(key, False, error_line(exc), traceback.format_exc())
     return Outcome(key, True)
 

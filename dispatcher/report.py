@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from dispatcher.execution import Outcome, error_line
+from dispatcher.execution import Outcome, error_line, is_task_exit
 from dispatcher.outputs import atomic_write
 from dispatcher.signals import signal_exit_code, signal_name
 
@@ -279,12 +279,13 @@ class Reporter:
         """Print the summary, complete the run record; returns the exit code.
 
         Called from a `finally:` block, so an exception escaping the backbone is seen
-        here and recorded as the outcome before it propagates.
+        here and recorded as the outcome before it propagates; so is a task's `sys.exit()`
+        or KeyboardInterrupt that a backbone let through (a crash, never a success).
         """
         self.progress.close()
         crash = sys.exc_info()[1]
-        if crash is not None and not isinstance(crash, Exception):
-            crash = None
+        if crash is not None and not (isinstance(crash, Exception) or is_task_exit(crash)):
+            crash = None  # the dispatcher's own unwinding after a signal
         if crash is not None and self.aborted is None:
             self.abort(f"the backbone crashed: {error_line(crash)}")
         if self._failures is not None:

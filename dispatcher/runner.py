@@ -20,6 +20,7 @@ from dispatcher import records, sharding
 from dispatcher.cli import EXIT_OK, Invocation, option_hint
 from dispatcher.config import LayeredConfig, apply_option_defaults, load_layers
 from dispatcher.errors import ErrorList, UsageError
+from dispatcher.execution import is_task_exit
 from dispatcher.loader import load_task_class
 from dispatcher.outputs import is_inside, remove_leftovers, root_overlaps
 from dispatcher.placeholders import MISSING, describe, describe_values, fill
@@ -389,6 +390,12 @@ def run(inv: Invocation) -> int:
         reporter.remember_payloads(plan.pending, task.failure_item)
         try:
             backbone.run(task, plan.pending, reporter, stop)
-        finally:
+        except BaseException as exc:
             code = reporter.finish(stop.signum)
+            if not is_task_exit(exc):
+                raise
+            # A task's sys.exit() that the backbone let through: recorded as a crash, and
+            # the exit code is the run's, not the one the task passed to sys.exit().
+            return code
+        code = reporter.finish(stop.signum)
     return code

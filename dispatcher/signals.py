@@ -19,7 +19,16 @@ DEFAULT_GRACE_SECONDS = 10.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class GraceExpired(BaseException):
+class ControlFlow(BaseException):
+    """The dispatcher's own unwinding (grace expired, worker abandoned), never a task's failure.
+
+    Any other BaseException seen around task code (`sys.exit()`, KeyboardInterrupt,
+    GeneratorExit) was raised by the task itself: StopSignal records signals and raises
+    nothing but these.
+    """
+
+
+class GraceExpired(ControlFlow):
     """Raised in the main thread when in-flight work outlives the grace period."""
 
 
