@@ -1,4 +1,8 @@
-"""The one base class every execution engine implements."""
+"""What every execution engine shares: the `Backbone` base class and helpers to build one.
+
+`Backbone` itself is defined in the core (`dispatcher/engines.py`), which calls engines
+only through it; it is re-exported here for engine authors.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,22 @@ import argparse
 import contextlib
 import traceback
 from collections.abc import Callable
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
+from dispatcher.engines import Backbone
 from dispatcher.execution import error_line, is_task_exit
 from dispatcher.report import Reporter
 from dispatcher.signals import ControlFlow, GraceExpired, StopSignal
-from dispatcher.task import Item, Task, TorchTask
+from dispatcher.task import Task, TorchTask
+
+__all__ = [
+    "Backbone",
+    "item_by_item_problem",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+    "run_in_process",
+]
 
 T = TypeVar("T")
 
@@ -40,33 +54,6 @@ def non_negative_int(text: str) -> int:
 def positive_float(text: str) -> float:
     """argparse type for durations that must be more than 0."""
     return _number(text, float, lambda v: v > 0, "a number of seconds more than 0")
-
-
-class Backbone:
-    """Runs pending items; never enumerates, shards or checks outputs (the plan did that).
-
-    Subclasses set `name` and `summary`, declare options in `add_arguments`, and implement
-    `run`, calling `reporter.record_outcome` once per item and stopping new work when
-    `stop.is_set()`.
-    """
-
-    name: ClassVar[str] = ""
-    summary: ClassVar[str] = ""
-
-    def __init__(self, options: argparse.Namespace) -> None:
-        self.options = options
-
-    @classmethod
-    def add_arguments(cls, parser: argparse._ActionsContainer) -> None:
-        """Declare this backbone's command-line options (shown by `-hb`)."""
-
-    @classmethod
-    def incompatibility(cls, task_cls: type[Task]) -> str | None:
-        """Why this backbone cannot run `task_cls`, or None if it can."""
-        return None
-
-    def run(self, task: Task, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
-        raise NotImplementedError
 
 
 def item_by_item_problem(task_cls: type[Task]) -> str | None:

@@ -3,19 +3,28 @@
 Two task files both called `task.py` never collide in `sys.modules`, and the same file
 gets the same name in every process, so tasks and items pickle across any start method.
 Sibling modules of the task file are importable; the dispatcher's own packages are
-imported first, so a sibling cannot shadow them.
+imported first, so a sibling cannot shadow them. A task pickled into a worker is rebuilt
+there by `restore_task`, which imports the file again.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
 import os
 import re
 import sys
 import types
+from typing import Any
 
 from dispatcher.errors import UsageError
+
+OWN_PACKAGES = ("dispatcher", "backbones", "templates")
+"""This distribution's top-level packages: imported before a task's folder joins sys.path.
+
+By name, not by import statement: the core imports no engine or template (docs/architecture.md).
+"""
 
 
 def module_name_for(path: str) -> str:
@@ -39,9 +48,8 @@ def load_module(path: str) -> types.ModuleType:
     name = module_name_for(path)
     if name in sys.modules:
         return sys.modules[name]
-    import backbones  # noqa: F401  (registered before the task's folder joins sys.path)
-    import dispatcher  # noqa: F401
-    import templates  # noqa: F401
+    for package in OWN_PACKAGES:  # in sys.modules before the folder can shadow them
+        importlib.import_module(package)
 
     folder = os.path.dirname(os.path.realpath(path))
     if folder not in sys.path:
@@ -92,5 +100,15 @@ def load_task_class(path: str, class_name: str) -> type:
             "dispatcher.TorchTask, or decorate it with a template"
         )
     if obj.__dict__.get("__dispatch_source__") is None:
+        # How its tasks pickle: the task contract knows no loader, the loader tells it.
         obj.__dispatch_source__ = (os.path.realpath(path), class_name)
+        obj.__dispatch_restore__ = restore_task
     return obj
+
+
+def restore_task(path: str, class_name: str, state: dict[str, Any]) -> Any:
+    """A task rebuilt in a worker: its class imported again from `path`, then its state."""
+    cls = load_task_class(path, class_name)
+    task = cls.__new__(cls)
+    task.__dict__.update(state)
+    return task

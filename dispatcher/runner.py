@@ -14,13 +14,13 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from backbones import registry
-from backbones.base import Backbone
+from dispatcher import engines as registry  # names and loads backbones: the seam
 from dispatcher import records, sharding
-from dispatcher.cli import EXIT_OK, Invocation, option_hint
 from dispatcher.config import LayeredConfig, apply_option_defaults, load_layers
+from dispatcher.engines import Backbone
 from dispatcher.errors import ErrorList, UsageError
 from dispatcher.execution import is_task_exit
+from dispatcher.invocation import EXIT_OK, Invocation, option_hint
 from dispatcher.loader import load_task_class
 from dispatcher.outputs import is_inside, remove_leftovers, root_overlaps
 from dispatcher.placeholders import MISSING, describe, describe_values, fill

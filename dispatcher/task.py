@@ -15,7 +15,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dispatcher.errors import UsageError
@@ -28,16 +28,8 @@ Item = tuple[str, Any]
 """(key, payload): the key is stable and sortable; the payload is what `process` receives."""
 
 
-def _restore_task(
-    source: tuple[str, str] | None, cls_ref: type | None, state: dict[str, Any]
-) -> Task:
-    if source is not None:
-        from dispatcher.loader import load_task_class
-
-        cls = load_task_class(*source)
-    else:
-        assert cls_ref is not None
-        cls = cls_ref
+def _rebuild(cls: type[Task], state: dict[str, Any]) -> Task:
+    """A task of a class pickled by reference (one defined in code, not loaded from a file)."""
     task = cls.__new__(cls)
     task.__dict__.update(state)
     return task
@@ -62,6 +54,10 @@ class Task:
     of every item."""
 
     __dispatch_source__: ClassVar[tuple[str, str] | None] = None
+    """(file, class name) this class was loaded from, set by the loader."""
+    __dispatch_restore__: ClassVar[Callable[[str, str, dict[str, Any]], Task] | None] = None
+    """Set with `__dispatch_source__` by the loader: rebuilds a task in a worker from them,
+    importing the file again, so any start method works (the loader imports this module)."""
 
     dispatch_force: bool = False
     """Set by the runner under `--force`: an item another run completed is made again."""
@@ -207,9 +203,10 @@ class Task:
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt in workers by re-importing the task file, so any start method works.
-        source = type(self).__dispatch_source__
-        cls_ref = None if source is not None else type(self)
-        return (_restore_task, (source, cls_ref, dict(self.__dict__)))
+        cls = type(self)
+        if cls.__dispatch_source__ is None or cls.__dispatch_restore__ is None:
+            return (_rebuild, (cls, dict(self.__dict__)))
+        return (cls.__dispatch_restore__, (*cls.__dispatch_source__, dict(self.__dict__)))
 
 
 class TorchTask(Task):
