@@ -275,7 +275,8 @@ def test_a_sigterm_in_the_main_thread_stops_the_run_with_143(tmp_path):
     assert signal.getsignal(signal.SIGTERM) is before  # the caller's handler is back
 
 
-def test_a_run_from_another_thread_works_without_handlers(tmp_path):
+@pytest.mark.parametrize("backbone", ["serial", "mp"])
+def test_a_run_from_another_thread_works_without_handlers(tmp_path, backbone):
     results: list = []
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
 
@@ -283,7 +284,11 @@ def test_a_run_from_another_thread_works_without_handlers(tmp_path):
         try:
             results.append(
                 dispatcher.run(
-                    Squares, squares(tmp_path), backbone="serial", log_dir=logs(tmp_path)
+                    Squares,
+                    squares(tmp_path),
+                    backbone=backbone,
+                    options={"num_process": 2} if backbone == "mp" else {},
+                    log_dir=logs(tmp_path),
                 )
             )
         except BaseException as exc:  # handed to the test's thread to fail it there
