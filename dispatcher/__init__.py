@@ -1,5 +1,9 @@
 """shard-dispatch: run a task over every item of a dataset, in shards, skipping what is done."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from dispatcher.errors import UsageError
 from dispatcher.outputs import atomic_write
 from dispatcher.placeholders import MIXIN_PLACEHOLDER, Mixin, Placeholder
@@ -12,9 +16,24 @@ __all__ = [
     "IndexShard",
     "Mixin",
     "Placeholder",
+    "RunResult",
     "Task",
     "TorchTask",
     "UsageError",
     "atomic_write",
+    "run",
 ]
 __version__ = "0.1.0"
+
+# Imported on first use, so `dispatch -hk` and `import dispatcher` stay light.
+_LAZY = {"run": "dispatcher.api", "RunResult": "dispatcher.results"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dispatcher' has no attribute {name!r}")

@@ -175,16 +175,58 @@ def _plain_dotlist(
     return tree
 
 
+def _nested(values: dict[str, Any]) -> dict[str, Any]:
+    """A mapping of placeholder values with dotted keys (`"a.b": 1`) as nested ones."""
+    tree: dict[str, Any] = {}
+    for key, value in values.items():
+        *parents, last = str(key).split(".")
+        node = tree
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = _nested(value) if isinstance(value, dict) else value
+    return tree
+
+
+def _overlay(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base`, mappings merged key by key, anything else replaced (as
+    OmegaConf merges layers)."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict):
+            below = merged.get(key)
+            merged[key] = _overlay(below if isinstance(below, dict) else {}, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _with_values(layers: LayeredConfig, values: dict[str, Any] | None) -> LayeredConfig:
+    """The layers with Python values on top: typed already, so each is its own text."""
+    if values:
+        tree = _nested(values)
+        layers.mixin = _overlay(layers.mixin, tree)
+        layers.mixin_text = _overlay(layers.mixin_text, tree)
+    return layers
+
+
 def load_layers(
-    cfg_path: str | None, mixin_cfg_path: str | None, mixin_items: list[str]
+    cfg_path: str | None,
+    mixin_cfg_path: str | None,
+    mixin_items: list[str],
+    mixin_values: dict[str, Any] | None = None,
 ) -> LayeredConfig:
-    """Read and merge the three layers; every problem is raised together as a UsageError."""
+    """Read and merge the three layers; every problem is raised together as a UsageError.
+
+    `mixin_values` (from Python) is the highest layer, above `--mixin`; its values are
+    taken as they are, not interpolated.
+    """
     errors = ErrorList()
     items = _valid_mixin_items(mixin_items, errors)
     if not cfg_path and not mixin_cfg_path and _is_plain_dotlist(items):
         mixin = _plain_dotlist(items, errors)
         errors.raise_if_any()
-        return LayeredConfig(mixin=mixin, mixin_text=_plain_dotlist(items, errors, _TextLoader))
+        layers = LayeredConfig(mixin=mixin, mixin_text=_plain_dotlist(items, errors, _TextLoader))
+        return _with_values(layers, mixin_values)
 
     from omegaconf.errors import OmegaConfBaseException
 
@@ -226,13 +268,14 @@ def load_layers(
     backbone = dict(resolved["backbone"])
     run = _run_settings(resolved, backbone, f"--cfg {cfg_path}", errors)
     errors.raise_if_any()
-    return LayeredConfig(
+    layers = LayeredConfig(
         task=resolved["task"],
         backbone=backbone,
         mixin=resolved["mixin"],
         run=run,
         mixin_text=texts.get("mixin") or {},
     )
+    return _with_values(layers, mixin_values)
 
 
 def _merge(

@@ -161,6 +161,9 @@ class Reporter:
         self.record_path = os.path.join(run_dir, "run.json")
         self.record = dict(record)
         self.aborted: str | None = None
+        self.outcomes: list[Outcome] | None = None
+        """Set to a list to keep every outcome, in the order they finished (for Python
+        callers; a command-line run of millions of items keeps only counts)."""
         self._failures: int | None = None
         self._items: list[tuple[str, Any]] = []
         self._payloads: dict[str, Any] | None = None
@@ -193,6 +196,8 @@ class Reporter:
 
     def record_outcome(self, outcome: Outcome) -> None:
         """Count one finished item (call once per item, in the parent process)."""
+        if self.outcomes is not None:
+            self.outcomes.append(outcome)
         if outcome.elsewhere:
             self.elsewhere += 1
         elif outcome.ok:

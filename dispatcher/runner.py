@@ -25,6 +25,7 @@ from dispatcher.loader import load_task_class
 from dispatcher.outputs import is_inside, remove_leftovers, root_overlaps
 from dispatcher.placeholders import MISSING, describe, describe_values, fill
 from dispatcher.plan import Plan, make_plan
+from dispatcher.results import Counts, PlanSummary, RunResult
 from dispatcher.task import Task
 
 if TYPE_CHECKING:
@@ -87,6 +88,88 @@ def to_plain(value: Any) -> Any:
 
 
 @dataclasses.dataclass
+class Request:
+    """One run's settings, from the command line (`request_from`) or `dispatcher.run`."""
+
+    task_cls: type[Task] | None = None
+    """A class given as an object (from Python); otherwise `task_file` and `task_class`."""
+    task_file: str | None = None
+    task_class: str | None = None
+    backbone: str = "auto"
+    cfg: str | None = None
+    mixin_cfg: str | None = None
+    mixin: list[str] = dataclasses.field(default_factory=list)
+    """`--mixin` items, `K=V` text."""
+    mixin_values: dict[str, Any] | None = None
+    """Placeholder values from Python, the highest layer."""
+    rest: list[str] = dataclasses.field(default_factory=list)
+    """Task and backbone options as command-line words."""
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Task and backbone options from Python, by dest or spelling."""
+    shard: str | None = None
+    shard_mode: str = "hash"
+    force: bool = False
+    log_dir: str = "dispatch-logs"
+    grace: float = 10.0
+    plan_only: bool = False
+    keep_outcomes: bool = False
+    argv: list[str] | None = None
+    given: set[str] = dataclasses.field(default_factory=set)
+
+
+def request_from(inv: Invocation) -> Request:
+    """The run a command line asks for."""
+    names = [f.name for f in dataclasses.fields(Request)]
+    request = Request(**{n: getattr(inv, n) for n in names if hasattr(inv, n)})
+    request.mixin, request.rest, request.given = list(inv.mixin), list(inv.rest), set(inv.given)
+    request.plan_only = inv.plan
+    return request
+
+
+def request_problems(request: Request) -> list[str]:
+    """The settings the command line's own parser checks, checked for a request from Python."""
+    problems = []
+    grace = request.grace
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+        problems.append(f"grace: expected a number of seconds, 0 or more, got {grace!r}")
+    if request.shard_mode not in ("hash", "index"):
+        problems.append(f"shard_mode: expected hash or index, got {request.shard_mode!r}")
+    if request.shard is not None and not isinstance(request.shard, str):
+        problems.append(f"shard: expected 'I/N', 'auto' or 'all', got {request.shard!r}")
+    return problems
+
+
+def option_words(parser: argparse.ArgumentParser, options: dict[str, Any]) -> list[str]:
+    """Options from Python as the command-line words that set them, so the parser checks
+    and converts them exactly as it does a command line's; an unknown name becomes an
+    unknown option (with its did-you-mean)."""
+    by_key: dict[str, argparse.Action] = {}
+    for action in parser._actions:
+        for key in (action.dest, *action.option_strings):
+            by_key.setdefault(key.lstrip("-").replace("-", "_"), action)
+    words: list[str] = []
+    for key, value in options.items():
+        name = str(key).lstrip("-").replace("-", "_")
+        action = by_key.get(name)
+        if action is None:
+            words.append("--" + name.replace("_", "-"))
+            continue
+        spelling = max(action.option_strings, key=len)
+        if action.nargs == 0:  # a flag: True sets it, False leaves it unset
+            if not isinstance(value, bool):
+                raise UsageError(
+                    f"option {spelling} is a flag: expected True or False, got {value!r}"
+                )
+            if value == (action.const is not False):
+                words.append(spelling)
+        elif isinstance(value, (list, tuple)):
+            words += [spelling, *map(str, value)]
+        else:
+            words.append(f"{spelling}={value}")
+    return words
+
+
+@dataclasses.dataclass
 class Prepared:
     task: Task
     backbone: Backbone
@@ -94,7 +177,7 @@ class Prepared:
     config: dict[str, Any]
 
 
-def _require_task(inv: Invocation) -> tuple[str, str]:
+def _require_task(inv: Invocation | Request) -> tuple[str, str]:
     if not inv.task_file or not inv.task_class:
         raise UsageError(
             "TASK_FILE and TASK_CLASS are required (on the command line, or as task_file: and "
@@ -103,27 +186,39 @@ def _require_task(inv: Invocation) -> tuple[str, str]:
     return inv.task_file, inv.task_class
 
 
-def take_cfg_settings(inv: Invocation, settings: dict[str, Any]) -> None:
+def take_cfg_settings(inv: Invocation | Request, settings: dict[str, Any]) -> None:
     """Give `inv` the run settings a `--cfg` file names, where the command line named none.
 
     This is what lets `--print-config`'s output, given back to `--cfg`, run the same run.
     """
-    if inv.task_file is None and "task_file" in settings:
-        inv.task_file = settings["task_file"]
-    if inv.task_class is None and "task_class" in settings:
-        inv.task_class = settings["task_class"]
+    # A class given as an object is the task, whatever the file names.
+    if getattr(inv, "task_cls", None) is None:
+        if inv.task_file is None and "task_file" in settings:
+            inv.task_file = settings["task_file"]
+        if inv.task_class is None and "task_class" in settings:
+            inv.task_class = settings["task_class"]
     for name in ("backbone", "shard", "shard_mode"):
         if name in settings and name not in inv.given:
             setattr(inv, name, settings[name])
     inv.force = inv.force or settings.get("force", False)
 
 
-def prepare(inv: Invocation) -> Prepared:
+def _task_class(request: Request) -> tuple[type[Task], str | None, str]:
+    """The task class, its file (None for a class from a module without one), its name."""
+    if request.task_cls is not None:
+        module = sys.modules.get(request.task_cls.__module__)
+        path = getattr(module, "__file__", None)
+        return request.task_cls, path, request.task_cls.__qualname__
+    task_file, class_name = _require_task(request)
+    return load_task_class(task_file, class_name), task_file, class_name
+
+
+def prepare(request: Request | Invocation) -> Prepared:
     """Load, configure and validate everything; every problem is raised together."""
-    layers: LayeredConfig = load_layers(inv.cfg, inv.mixin_cfg, inv.mixin)
+    inv = request_from(request) if isinstance(request, Invocation) else request
+    layers: LayeredConfig = load_layers(inv.cfg, inv.mixin_cfg, inv.mixin, inv.mixin_values)
     take_cfg_settings(inv, layers.run)
-    task_file, class_name = _require_task(inv)
-    task_cls = load_task_class(task_file, class_name)
+    task_cls, task_file, class_name = _task_class(inv)
     backbone_cls = registry.resolve(inv.backbone, task_cls)
     options = build_options(backbone_cls, task_cls)
     errors = ErrorList()
@@ -142,7 +237,8 @@ def prepare(inv: Invocation) -> Prepared:
         cli_shard = None
     namespace = argparse.Namespace()
     try:
-        namespace, extras = options.parser.parse_known_args(inv.rest)
+        words = [*inv.rest, *option_words(options.parser, inv.options)]
+        namespace, extras = options.parser.parse_known_args(words)
         known = [s for a in options.parser._actions for s in a.option_strings]
         after_unknown = False
         for extra in extras:
@@ -177,7 +273,7 @@ def prepare(inv: Invocation) -> Prepared:
     errors.raise_if_any()
     backbone = backbone_cls(_namespace(namespace, options.backbone_actions))
     config = {
-        "task_file": os.path.abspath(task_file),
+        "task_file": os.path.abspath(task_file) if task_file else None,
         "task_class": class_name,
         "backbone": {"name": backbone_cls.name, "options": to_plain(vars(backbone.options))},
         "task": to_plain(vars(task_args)),
@@ -263,7 +359,7 @@ def backbone_help(inv: Invocation) -> str:
     return "\n".join(lines)
 
 
-def _run_dir(inv: Invocation, task: Task, shards: list[sharding.ShardSpec]) -> str:
+def _run_dir(inv: Request, task: Task, shards: list[sharding.ShardSpec]) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tag = sharding.describe(shards).replace(" ", "").replace("/", "of").replace(">", "-")
     return os.path.join(inv.log_dir, type(task).__name__, f"{stamp}-{tag}-{os.getpid()}")
@@ -293,15 +389,15 @@ def _open_reporter(log_dir: str, run_dir: str, plan: Plan, record: dict[str, Any
         ) from None
 
 
-def _duplicates_text(plan: Plan) -> str:
-    return f"same key as an earlier item: {', '.join(map(str, plan.duplicate_keys))}"
+def _duplicates_text(keys: list[Any]) -> str:
+    return f"same key as an earlier item: {', '.join(map(str, keys))}"
 
 
 def _output_roots(task: Task) -> list[str]:
     return [os.path.realpath(root) for root in task.output_roots()]
 
 
-def _config_change(inv: Invocation, task: Task, prepared: Prepared) -> str | None:
+def _config_change(inv: Request, task: Task, prepared: Prepared) -> str | None:
     """How this configuration differs from the one of the last run over the same outputs.
 
     None when they agree, or when no earlier run record for these output roots is found.
@@ -320,65 +416,117 @@ def _config_change(inv: Invocation, task: Task, prepared: Prepared) -> str | Non
 
 
 def run(inv: Invocation) -> int:
+    """The command line's run: help and `--print-config` here, the rest through `execute`."""
     if inv.help == "task":
         print(task_help(inv))
         return EXIT_OK
     if inv.help == "backbone":
         print(backbone_help(inv))
         return EXIT_OK
-    prepared = prepare(inv)
+    request = request_from(inv)
     if inv.print_config:
+        prepared = prepare(request)
         import yaml
 
         print(yaml.safe_dump(prepared.config, sort_keys=False), end="")
         return EXIT_OK
+    result = execute(request)
+    if result.plan is not None:
+        print_plan(result.plan)
+    return result.exit_code
+
+
+def print_plan(plan: PlanSummary) -> None:
+    """`--plan`'s table."""
+    print(f"items found:    {plan.found}")
+    if plan.duplicates:
+        print(
+            f"duplicates:     {plan.duplicates} dropped ({_duplicates_text(plan.duplicate_keys)})"
+        )
+    print(f"in this shard:  {plan.in_shard}  ({plan.shards})")
+    print(f"already done:   {plan.done}" + ("  (ignored: --force)" if plan.force else ""))
+    print(f"to run:         {plan.to_run}")
+    if plan.leftovers:
+        print(f"leftovers:      {plan.leftovers}  (removed by a run)")
+
+
+def _summary(plan: Plan, force: bool) -> PlanSummary:
+    return PlanSummary(
+        found=plan.found,
+        in_shard=plan.in_shard,
+        shards=sharding.describe(plan.shards),
+        done=plan.done,
+        to_run=plan.to_run,
+        force=force,
+        keys=[key for key, _ in plan.pending],
+        duplicates=plan.duplicates,
+        duplicate_keys=list(plan.duplicate_keys),
+        leftovers=len(plan.leftovers),
+    )
+
+
+def _plan_counts(plan: Plan) -> Counts:
+    return Counts(
+        found=plan.found,
+        in_shard=plan.in_shard,
+        skipped=plan.done,
+        to_run=plan.to_run,
+        not_run=plan.to_run,
+        duplicates=plan.duplicates,
+    )
+
+
+def _final_counts(counts: dict[str, Any]) -> Counts:
+    """The run record's counts, as the result's."""
+    names = {f.name for f in dataclasses.fields(Counts)}
+    return Counts(**{k: v for k, v in counts.items() if k in names})
+
+
+def execute(request: Request) -> RunResult:
+    """Configure, plan, run and report one run; what the command line and Python share."""
+    prepared = prepare(request)
     from dispatcher.signals import StopSignal
 
     task, backbone = prepared.task, prepared.backbone
-    with StopSignal(inv.grace) as stop:
-        plan = make_plan(task, prepared.shards, force=inv.force)
+    # Handlers are installed only in the main thread (Python allows no other).
+    with StopSignal(request.grace) as stop:
+        plan = make_plan(task, prepared.shards, force=request.force)
         counts = {
             "found": plan.found,
             "in_shard": plan.in_shard,
             "skipped": plan.done,
             "to_run": plan.to_run,
         }
-        if inv.plan:
-            print(f"items found:    {plan.found}")
-            if plan.duplicates:
-                print(f"duplicates:     {plan.duplicates} dropped ({_duplicates_text(plan)})")
-            print(f"in this shard:  {plan.in_shard}  ({sharding.describe(plan.shards)})")
-            print(f"already done:   {plan.done}" + ("  (ignored: --force)" if inv.force else ""))
-            print(f"to run:         {plan.to_run}")
-            if plan.leftovers:
-                print(f"leftovers:      {len(plan.leftovers)}  (removed by a run)")
-            return EXIT_OK
+        if request.plan_only:
+            return RunResult(EXIT_OK, _plan_counts(plan), plan=_summary(plan, request.force))
         # Killed attempts' staging, retired and lock names, unless a live run holds them.
         remove_leftovers(plan.leftovers)
-        task.dispatch_force = inv.force
+        task.dispatch_force = request.force
         if stop.is_set():
-            return stop.exit_code or 130
+            return RunResult(stop.exit_code or 130, _plan_counts(plan))
         if not plan.found:
             print(f"dispatch: no items found {task.item_source()}", file=sys.stderr)
-            return EXIT_OK
-        changed = None if inv.force or not plan.done else _config_change(inv, task, prepared)
+            return RunResult(EXIT_OK, Counts())
+        changed = (
+            None if request.force or not plan.done else _config_change(request, task, prepared)
+        )
         if not plan.pending:
             line = f"{plan.in_shard} items in this shard, all done ({plan.found} found)"
             if changed is not None:
                 line += f", but made with another configuration ({changed}); --force remakes them"
             print(f"dispatch: nothing to do: {line}", file=sys.stderr)
-            return EXIT_OK
+            return RunResult(EXIT_OK, _plan_counts(plan))
         if changed is not None:
             print(
                 f"dispatch: note: the {plan.done} done items were made with another "
                 f"configuration ({changed}); they are kept (--force remakes them)",
                 file=sys.stderr,
             )
-        _check_log_dir(inv.log_dir, task)
+        _check_log_dir(request.log_dir, task)
         if plan.duplicates:
             counts["duplicates"] = plan.duplicates
         record = {
-            "argv": inv.argv,
+            "argv": request.argv,
             "cwd": os.getcwd(),
             "config": prepared.config,
             "output_roots": _output_roots(task),
@@ -386,8 +534,11 @@ def run(inv: Invocation) -> int:
         }
         if plan.duplicates:
             record["duplicate_keys"] = plan.duplicate_keys
-        reporter = _open_reporter(inv.log_dir, _run_dir(inv, task, prepared.shards), plan, record)
+        run_dir = _run_dir(request, task, prepared.shards)
+        reporter = _open_reporter(request.log_dir, run_dir, plan, record)
         reporter.remember_payloads(plan.pending, task.failure_item)
+        if request.keep_outcomes:
+            reporter.outcomes = []
         try:
             backbone.run(task, plan.pending, reporter, stop)
         except BaseException as exc:
@@ -396,6 +547,12 @@ def run(inv: Invocation) -> int:
                 raise
             # A task's sys.exit() that the backbone let through: recorded as a crash, and
             # the exit code is the run's, not the one the task passed to sys.exit().
-            return code
-        code = reporter.finish(stop.signum)
-    return code
+        else:
+            code = reporter.finish(stop.signum)
+    return RunResult(
+        code,
+        _final_counts(reporter.record["counts"]),
+        reporter.outcomes or [],
+        run_dir,
+        reporter.record_path,
+    )

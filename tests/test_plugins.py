@@ -15,7 +15,6 @@ import pytest
 from conftest import run_dispatch, write_file
 
 from backbones import registry
-from dispatcher.cli import main
 
 PLUGIN = '''
 """A third-party backbone: runs items in this process, in reverse order."""
@@ -155,15 +154,15 @@ def test_an_installed_plugin_runs_a_task_and_shows_its_options(plugin, tmp_path)
     assert wrong.returncode == 2 and "unrecognized option --num-process" in wrong.stderr
 
 
-def test_an_unknown_backbone_lists_the_known_ones(tmp_path, capsys):
+def test_an_unknown_backbone_lists_the_known_ones(tmp_path):
+    import dispatcher
+
     task = write_file(tmp_path / "stamp.py", TASK)
-    code = main([str(task), "Stamp", "--backbone", "mpp", "--mixin", f"out={tmp_path / 'out'}"])
-    assert code == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    with pytest.raises(dispatcher.UsageError) as caught:
+        dispatcher.run(f"{task}:Stamp", {"out": str(tmp_path / "out")}, backbone="mpp")
+    err = caught.value.messages
     assert len(err) == 1
-    assert err[0].startswith(
-        "dispatch: error: unknown backbone 'mpp' (known: auto, serial, mp, torch"
-    )
+    assert err[0].startswith("unknown backbone 'mpp' (known: auto, serial, mp, torch")
     assert not (tmp_path / "out").exists()
 
 

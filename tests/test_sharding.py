@@ -188,16 +188,13 @@ def build_tree(root: Path, paths: list[str], rnd: random.Random) -> None:
 
 
 def plan_keys(task_path: Path, src: Path, shard: str, mode: str) -> list[str]:
-    from dispatcher.cli import parse_command_line
-    from dispatcher.runner import prepare
+    import dispatcher
 
-    prepared = prepare(
-        parse_command_line(
-            [str(task_path), "Copy", "--backbone", "serial", "--shard", shard, "--shard-mode", mode,
-             "--mixin", f"input={src}", f"output={src}.out"]
-        )
+    result = dispatcher.run(
+        (str(task_path), "Copy"), {"input": str(src), "output": f"{src}.out"},
+        backbone="serial", shard=shard, shard_mode=mode, plan_only=True,
     )  # fmt: skip
-    return [k for k, _ in make_plan(prepared.task, prepared.shards).pending]
+    return result.plan.keys
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

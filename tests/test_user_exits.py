@@ -247,8 +247,8 @@ def test_sys_exit_in_load_model_aborts_the_torch_run(torch_tasks, tmp_path):
 def test_a_task_exit_escaping_a_backbone_is_a_crash_not_a_success(plain, tmp_path, monkeypatch,
                                                                     capsys):  # fmt: skip
     # A backbone (a third-party one, say) that calls task code without attempt().
+    import dispatcher
     from backbones.serial import SerialBackbone
-    from dispatcher.cli import main
 
     def bare_loop(self, task, items, reporter, stop):
         for key, payload in items:
@@ -256,13 +256,16 @@ def test_a_task_exit_escaping_a_backbone_is_a_crash_not_a_success(plain, tmp_pat
 
     monkeypatch.setattr(SerialBackbone, "run", bare_loop)
     monkeypatch.chdir(tmp_path)
-    code = main([str(plain), "Exits", "--backbone", "serial", "--mixin",
-                 f"out={tmp_path / 'out'}", "on=3", "kind=exit0"])  # fmt: skip
+    result = dispatcher.run((str(plain), "Exits"), {"out": str(tmp_path / "out"), "on": 3,
+                            "kind": "exit0"}, backbone="serial")  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 1, err
+    assert result.exit_code == 1, err
     assert "aborted: the backbone crashed: SystemExit: 0 (raised by the task)" in err
     record = json.loads(next((tmp_path / "dispatch-logs").rglob("run.json")).read_text())
     assert record["exit_code"] == 1 and record["outcome"].startswith("aborted")
+    assert os.path.abspath(result.record_path) == str(
+        next((tmp_path / "dispatch-logs").rglob("run.json"))
+    )
 
 
 # --- SIGTERM: always 143 -------------------------------------------------------------------
