@@ -239,18 +239,22 @@ def main() -> None:
             f"small CPU items: {n} files in {os.path.dirname(root)}, {args.processes} processes, "
             f"{os.cpu_count()} CPUs, median of {args.repeat}"
         )
-        print(f"  {'command':<40} {'wall':>7} {'x plain':>8} {'CPU':>7} {'run':>7}")
+        head = f"{'command':<40} {'wall':>7} {'x plain':>8} {'CPU':>7} {'x CPU':>6} {'run':>7}"
+        print(f"  {head}")
         print(
-            f"  {'plain single-process loop':<40} {plain:6.2f}s {1:7.2f}x {plain_cpu:6.2f}s", end=""
+            f"  {'plain single-process loop':<40} {plain:6.2f}s {1:7.2f}x {plain_cpu:6.2f}s "
+            f"{1:5.2f}x",
+            end="",
         )
         print(f"  ({plain / n * 1e6:.0f} us/item)")
         for label, command in rows:
             wall, cpu, run = median_of(command)
-            print(f"  {label:<40} {wall:6.2f}s {wall / plain:7.2f}x {cpu:6.2f}s {run:6.2f}s")
-        print(
-            "  (wall: whole command; CPU: user + system of it and its workers; run: after start-up"
-        )
-        print("   and the plan, from the run record)")
+            print(
+                f"  {label:<40} {wall:6.2f}s {wall / plain:7.2f}x {cpu:6.2f}s "
+                f"{cpu / plain_cpu:5.2f}x {run:6.2f}s"
+            )
+        print("  (wall: whole command; CPU: user + system of it and its workers, and its ratio to")
+        print("   the plain loop's; run: after start-up and the plan, from the run record)")
 
         trivial = [*dispatch, "Trivial", *logs, "--mixin", f"n={n}"]
         _, _, serial_trivial = median_of([*trivial, "--backbone", "serial"])
