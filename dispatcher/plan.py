@@ -43,18 +43,13 @@ SHOWN_DUPLICATES = 5
 """How many repeated keys a plan names."""
 
 
-def sorted_unique(items: list[Item]) -> tuple[list[Item], list[str], int]:
+def sorted_unique(items: list[Item]) -> tuple[list[Item], list[str], list[str]]:
     """Sort `items` by key in place; drop repeated keys (the first one stays).
 
-    Returns (items, keys, number dropped). Items that arrive strictly sorted (template
-    walks produce them so) are only checked, not sorted.
+    Returns (items, keys, the dropped items' keys in key order, one per dropped item).
+    Items that arrive strictly sorted (template walks produce them so) are only checked,
+    not sorted.
     """
-    items, keys, repeated = _sorted_unique(items)
-    return items, keys, len(repeated)
-
-
-def _sorted_unique(items: list[Item]) -> tuple[list[Item], list[str], list[str]]:
-    """`sorted_unique`, with the dropped items' keys in key order (one per dropped item)."""
     keys = list(map(operator.itemgetter(0), items))
     if all(map(operator.lt, keys, islice(keys, 1, None))):
         return items, keys, []
@@ -95,7 +90,7 @@ def make_plan(task: Task, shards: Sequence[ShardSpec], force: bool = False) -> P
 def _make_plan(task: Task, shards: Sequence[ShardSpec], force: bool) -> Plan:
     produced = task.iter_items()
     items = produced if isinstance(produced, list) else list(produced)
-    items, keys, repeated = _sorted_unique(items)
+    items, keys, repeated = sorted_unique(items)
     found = len(items)
     _refuse_nested_outputs(keys, task.final_outputs(keys))
     selected = sharding.select(items, keys, shards)

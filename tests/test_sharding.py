@@ -151,7 +151,8 @@ def test_plan_is_independent_of_enumeration_order(names, rnd, count):
 
 @given(st.lists(st.tuples(st.text(min_size=1, max_size=6), st.integers()), max_size=40))
 def test_sorted_unique_keeps_the_first_of_each_key(pairs):
-    items, keys, dropped = sorted_unique(list(pairs))
+    items, keys, repeated = sorted_unique(list(pairs))
+    dropped = len(repeated)
     first: dict[str, int] = {}
     for key, value in pairs:
         first.setdefault(key, value)
