@@ -167,7 +167,7 @@ class Reporter:
         self._failures: int | None = None
         self._items: list[tuple[str, Any]] = []
         self._payloads: dict[str, Any] | None = None
-        self._describe: Callable[[str, Any], Any] = _dict_payload
+        self._describe: Callable[[str, Any], Any] | None = None
         self.log_fault: str | None = None
         self.failures_not_written = 0
         self._first_failures: list[str] = []
@@ -186,13 +186,12 @@ class Reporter:
         return self.succeeded + self.failed
 
     def remember_payloads(
-        self, items: list[tuple[str, Any]], describe: Callable[[str, Any], Any] | None = None
+        self, items: list[tuple[str, Any]], describe: Callable[[str, Any], Any]
     ) -> None:
         """Where failure records find an item's payload (looked up on the first failure),
         and how a payload becomes the record's `item` (the task's `failure_item`)."""
         self._items = items
-        if describe is not None:
-            self._describe = describe
+        self._describe = describe
 
     def record_outcome(self, outcome: Outcome) -> None:
         """Count one finished item (call once per item, in the parent process)."""
@@ -232,7 +231,7 @@ class Reporter:
             return None
         if self._payloads is None:
             self._payloads = dict(self._items)
-        if key not in self._payloads:
+        if key not in self._payloads or self._describe is None:
             return None
         try:
             return self._describe(key, self._payloads[key])
@@ -380,10 +379,6 @@ class Reporter:
                 f"{self.failures_path}"
             )
         return notes
-
-
-def _dict_payload(key: str, payload: Any) -> Any:
-    return payload if isinstance(payload, dict) else None
 
 
 def append_line(fd: int, line: bytes) -> None:
