@@ -216,11 +216,28 @@ def clear_leftovers(final: str) -> None:
             remove_path(os.path.join(head, name))
 
 
+@contextlib.contextmanager
+def _claim_if_free(final: str) -> Iterator[Claim | None]:
+    """The item's claim for the block if no live attempt holds it (taken without waiting);
+    None when one does, or when its folder is gone or cannot be written."""
+    claim = Claim(final)
+    try:
+        taken = claim.try_acquire()
+    except OSError:
+        taken = False
+    try:
+        yield claim if taken else None
+    finally:
+        if taken:
+            claim.release()
+
+
 def remove_leftovers(paths: Iterable[str]) -> int:
     """Remove leftovers (staging, retired, lock names) whose item no live attempt holds.
 
     Each is removed under its item's claim, taken without waiting: a live attempt's
-    staging is never touched. Returns how many were removed.
+    staging is never touched (nor anything where the filesystem has no locks, since it
+    may be a live attempt's). Returns how many were removed.
     """
     removed = 0
     for path in paths:
@@ -228,20 +245,12 @@ def remove_leftovers(paths: Iterable[str]) -> int:
         final = leftover_final(name)
         if final is None:
             continue
-        claim = Claim(os.path.join(folder, final))
-        try:
-            if not claim.try_acquire():
+        with _claim_if_free(os.path.join(folder, final)) as claim:
+            if claim is None or claim.unlocked:
                 continue
-        except OSError:
-            continue  # the folder went away, or cannot be written: nothing of ours to do
-        try:
-            if claim.unlocked:
-                continue  # no locks: it may be a live attempt's, so it stays
-            if path != claim.path:
+            if path != claim.path:  # a lock file is released (unlinked) by the claim itself
                 remove_path(path)
             removed += 1
-        finally:
-            claim.release()
     return removed
 
 
@@ -275,17 +284,9 @@ def claimed_all(finals: Sequence[str]) -> Iterator[None]:
 def clear_abandoned(final: str) -> None:
     """After the attempt at `final` was killed: remove its leftovers unless a live attempt
     holds the item now."""
-    claim = Claim(final)
-    try:
-        if not claim.try_acquire():
-            return
-    except OSError:
-        return  # its folder is gone: nothing left there
-    try:
-        if claim.orphaned:
+    with _claim_if_free(final) as claim:
+        if claim is not None and claim.orphaned:
             clear_leftovers(final)
-    finally:
-        claim.release()
 
 
 def _kind(path: str) -> str | None:
