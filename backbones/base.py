@@ -10,17 +10,16 @@ import argparse
 import contextlib
 import traceback
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from dispatcher.engines import Backbone
-from dispatcher.execution import error_line, is_task_exit
+from dispatcher.execution import StageFailed, error_line, is_task_exit
 from dispatcher.report import Reporter
 from dispatcher.signals import ControlFlow, GraceExpired, StopSignal
-from dispatcher.task import Task, TorchTask
+from dispatcher.stage import Stage
 
 __all__ = [
     "Backbone",
-    "item_by_item_problem",
     "non_negative_int",
     "positive_float",
     "positive_int",
@@ -56,32 +55,23 @@ def positive_float(text: str) -> float:
     return _number(text, float, lambda v: v > 0, "a number of seconds more than 0")
 
 
-def item_by_item_problem(task_cls: type[Task]) -> str | None:
-    """Why a backbone that calls `run_item` per item (serial, mp) cannot run `task_cls`.
-
-    A TorchTask computes in batches (`inference`, `process(device, batch)`), which only a
-    batching backbone calls; this is the one check that says so.
-    """
-    if issubclass(task_cls, TorchTask):
-        return f"{task_cls.__name__} is a TorchTask: run it with --backbone torch"
-    return None
-
-
 def run_in_process(
-    task: Task, reporter: Reporter, stop: StopSignal, body: Callable[[], T]
+    stage: Stage, reporter: Reporter, stop: StopSignal, body: Callable[[], T], device: Any = None
 ) -> T | None:
-    """`task.setup()`, `body()`, `task.teardown()` in this process, within the grace period.
+    """`stage.setup(device)`, `body()`, `stage.teardown()` in this process, within the grace
+    period.
 
     After a signal, the work in flight gets the grace period; then `GraceExpired` is raised
     inside it (its staged outputs are removed, its item counts as not run) and teardown
     still runs. A failing setup aborts the run, and so does task code exiting (`sys.exit()`)
-    outside an item; a failing teardown is noted. Returns what
-    `body` returned, or None when setup failed or the grace period expired.
+    outside an item, and a stage that cannot compute (`StageFailed`: a model that failed to
+    load); a failing teardown is noted. Returns what `body` returned, or None when setup
+    failed, the run was aborted or the grace period expired.
     """
     stop.interrupt_in_place()
     try:
         try:
-            task.setup()
+            stage.setup(device)
         except ControlFlow:
             raise
         except BaseException as exc:  # a task's sys.exit() too: the run cannot start
@@ -89,6 +79,9 @@ def run_in_process(
             return None
         try:
             return body()
+        except StageFailed as exc:
+            reporter.abort(exc.error, exc.tb)
+            return None
         except BaseException as exc:
             if not is_task_exit(exc):
                 raise
@@ -98,7 +91,7 @@ def run_in_process(
         finally:
             with contextlib.suppress(GraceExpired):
                 try:
-                    task.teardown()
+                    stage.teardown()
                 except ControlFlow:
                     raise
                 except BaseException as exc:

@@ -35,7 +35,6 @@ from typing import Any
 from backbones import mp_worker as W
 from backbones.base import (
     Backbone,
-    item_by_item_problem,
     non_negative_int,
     positive_float,
     positive_int,
@@ -44,6 +43,7 @@ from dispatcher.environment import available_cpus
 from dispatcher.execution import Outcome, error_line
 from dispatcher.report import Reporter
 from dispatcher.signals import StopSignal, blocked_stop_signals, signal_name
+from dispatcher.stage import Stage
 from dispatcher.task import Item, Task
 
 START_METHODS = ("fork", "forkserver", "spawn")
@@ -121,8 +121,13 @@ class ProcessPoolBackbone(Backbone):
     )
 
     @classmethod
-    def incompatibility(cls, task_cls: type[Task]) -> str | None:
-        return item_by_item_problem(task_cls)
+    def incompatibility(cls, stage_cls: type[Stage], task_cls: type[Task]) -> str | None:
+        if stage_cls.uses_device:
+            return (
+                f"it is a {stage_cls.style}, which computes on a device: run it with "
+                "--backbone torch (or serial, to debug it in-process)"
+            )
+        return None
 
     @classmethod
     def add_arguments(cls, parser: argparse._ActionsContainer) -> None:
@@ -179,10 +184,10 @@ class ProcessPoolBackbone(Backbone):
         if options.start_method is None:
             options.start_method = _platform_start_method()
 
-    def run(self, task: Task, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
+    def run(self, stage: Stage, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
         if not items:
             return
-        supervisor = _Supervisor(task, items, reporter, stop, self.options)
+        supervisor = _Supervisor(stage, items, reporter, stop, self.options)
         supervisor.run()
 
 
@@ -274,13 +279,13 @@ class _Supervisor:
 
     def __init__(
         self,
-        task: Task,
+        stage: Stage,
         items: list[Item],
         reporter: Reporter,
         stop: StopSignal,
         options: argparse.Namespace,
     ) -> None:
-        self.task = task
+        self.stage = stage
         self.items = items
         self.reporter = reporter
         self.stop = stop
@@ -365,7 +370,7 @@ class _Supervisor:
             inherited.append(parent_conn.fileno())
         process = self.ctx.Process(
             target=W.worker_main,
-            args=(self.task, child_conn, state, os.getpid(), inherited, crash_log),
+            args=(self.stage, child_conn, state, os.getpid(), inherited, crash_log),
             name=f"dispatch-mp-{number}",
             daemon=False,  # tasks may start processes of their own
         )
@@ -684,7 +689,7 @@ class _Supervisor:
         # A worker killed mid-item (SIGKILL after the grace period, the OOM killer) could
         # not remove its staging: do it now that it is reaped, unless a live run holds it.
         try:
-            self.task.clear_abandoned(key)
+            self.stage.clear_abandoned(key)
         except Exception as exc:
             self.reporter.note(f"could not remove what the killed attempt at {key} left: {exc}")
         if w.kill_reason is not None:

@@ -25,9 +25,9 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from dispatcher.execution import error_line, run_one
+from dispatcher.execution import Outcome, error_line, run_batch, run_item
 from dispatcher.signals import ControlFlow, unblock_stop_signals
-from dispatcher.task import Task
+from dispatcher.stage import Stage
 
 # Slots of the shared state array (doubles), written by the worker, read by the parent,
 # except ABORT and HALT, which the parent writes.
@@ -95,28 +95,46 @@ def _receive(conn: Connection, parent: _Parent) -> Any:
     return data
 
 
-def _run_chunk(task: Task, chunk: list[tuple[int, Any]], state: Any, conn: Connection) -> int:
-    """Run a chunk's items in order until done or told to halt; returns how many ran."""
+def _report(conn: Connection, seq: int, outcome: Outcome) -> None:
+    """Only what is not a plain success travels: the parent counts the rest from `done`."""
+    if not outcome.ok:
+        conn.send(("fail", seq, outcome.error, outcome.traceback))
+    elif outcome.elsewhere:
+        conn.send(("elsewhere", seq))
+
+
+def _run_chunk(stage: Stage, chunk: list[tuple[int, Any]], state: Any, conn: Connection) -> int:
+    """Run a chunk's items in order until done or told to halt; returns how many ran.
+
+    A batched stage gets the chunk as one batch (the running slot names its first item).
+    """
+    if stage.batched:
+        if state[HALT] or state[ABORT] or not chunk:
+            return 0
+        state[STARTED] = time.monotonic()
+        state[RUNNING] = chunk[0][0]
+        by_key = {item[0]: seq for seq, item in chunk}
+        for outcome in run_batch(stage, [item for _, item in chunk]):
+            _report(conn, by_key[outcome.key], outcome)
+        state[COMPLETED] += len(chunk)
+        state[RUNNING] = IDLE
+        return len(chunk)
     ran = 0
     for seq, item in chunk:
         if state[HALT] or state[ABORT]:
             break
         state[STARTED] = time.monotonic()
         state[RUNNING] = seq
-        outcome = run_one(task, item)
-        if not outcome.ok:
-            conn.send(("fail", seq, outcome.error, outcome.traceback))
-        elif outcome.elsewhere:
-            conn.send(("elsewhere", seq))
+        _report(conn, seq, run_item(stage, item))
         state[COMPLETED] += 1
         state[RUNNING] = IDLE
         ran += 1
     return ran
 
 
-def _serve(task: Task, conn: Connection, state: Any, parent: _Parent) -> None:
+def _serve(stage: Stage, conn: Connection, state: Any, parent: _Parent) -> None:
     try:
-        task.setup()
+        stage.setup()
     except ControlFlow:
         raise
     except BaseException as exc:  # a task's sys.exit() too: reported, not a silent death
@@ -141,10 +159,10 @@ def _serve(task: Task, conn: Connection, state: Any, parent: _Parent) -> None:
         if chunk is None:
             break
         start = time.perf_counter()
-        ran = _run_chunk(task, chunk, state, conn)
+        ran = _run_chunk(stage, chunk, state, conn)
         conn.send(("done", ran, time.perf_counter() - start))
     try:
-        task.teardown()
+        stage.teardown()
     except ControlFlow:
         raise
     except BaseException as exc:
@@ -156,7 +174,7 @@ def _serve(task: Task, conn: Connection, state: Any, parent: _Parent) -> None:
 
 
 def worker_main(
-    task: Task,
+    stage: Stage,
     conn: Connection,
     state: Any,
     parent_pid: int,
@@ -180,7 +198,7 @@ def worker_main(
         # A segfault's Python traceback goes here; the parent files it with the item.
         faulthandler.enable(file=crash_file, all_threads=False)
         try:
-            _serve(task, conn, state, parent)
+            _serve(stage, conn, state, parent)
         except (Abandoned, BrokenPipeError, EOFError):
             pass
         finally:

@@ -1,29 +1,173 @@
-"""`serial`: every item in this process, one after another; breakpoints and pdb work."""
+"""`serial`: every item in this process, one after another; breakpoints and pdb work.
+
+Any stage runs here, a torch task's included: rows load in this process, batches compute
+on the device named (cpu unless told), results are written right after. So a torch task
+can be debugged without DataLoader workers or threads.
+"""
 
 from __future__ import annotations
 
-from backbones.base import Backbone, item_by_item_problem, run_in_process
-from dispatcher.execution import run_one
+import argparse
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+from backbones import torch_device
+from backbones.base import Backbone, non_negative_int, positive_float, positive_int, run_in_process
+from dispatcher.execution import Outcome, error_line, run_batch, run_collated
+from dispatcher.ledger import RowLedger
 from dispatcher.report import Reporter
-from dispatcher.signals import StopSignal
-from dispatcher.task import Item, Task
+from dispatcher.signals import ControlFlow, StopSignal
+from dispatcher.stage import Stage
+from dispatcher.task import Item
+
+
+class ItemTimeout(Exception):
+    """Raised inside an item (or batch) that ran past --timeout; it fails, the run goes on."""
 
 
 class SerialBackbone(Backbone):
     name = "serial"
-    summary = "In-process loop, one item at a time: for debugging (pdb and breakpoints work)."
+    summary = (
+        "In-process loop, one item (or batch) at a time: for debugging (pdb and breakpoints "
+        "work), torch tasks included."
+    )
 
     @classmethod
-    def incompatibility(cls, task_cls: type[Task]) -> str | None:
-        return item_by_item_problem(task_cls)
+    def add_arguments(cls, parser: argparse._ActionsContainer) -> None:
+        parser.add_argument(
+            "--device",
+            default="cpu",
+            help="device of a torch task: cpu, cuda[:N], npu[:N], mps or auto (default: cpu)",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=positive_int,
+            default=None,
+            help="items per batch of a batched task (default: the task style's, 16 for a "
+            "torch task; other tasks run item by item)",
+        )
+        parser.add_argument(
+            "--timeout",
+            type=positive_float,
+            default=None,
+            metavar="SECONDS",
+            help="fail an item (a batch, for a batched task) that runs longer than this "
+            "(default: none)",
+        )
+        parser.add_argument(
+            "--retries",
+            type=non_negative_int,
+            default=0,
+            metavar="N",
+            help="run a failed item up to N more times (default: 0)",
+        )
 
-    def run(self, task: Task, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
-        if items:
-            run_in_process(task, reporter, stop, lambda: self._loop(task, items, reporter, stop))
+    def __init__(self, options: argparse.Namespace) -> None:
+        super().__init__(options)
+        self.device_choice: torch_device.DeviceChoice | None = None
+        device = getattr(options, "device", "cpu") or "cpu"
+        torch_device.parse(device)  # a bad name is a usage error now, before any work
+        if device != "cpu":
+            self.device_choice = torch_device.resolve(device)
+            options.device = self.device_choice.name
 
-    @staticmethod
-    def _loop(task: Task, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
-        for item in items:
-            if stop.is_set():
-                break
-            reporter.record_outcome(run_one(task, item))
+    def run(self, stage: Stage, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
+        if not items:
+            return
+        device = None
+        if stage.uses_device:
+            choice = self.device_choice or torch_device.resolve("cpu")
+            device = torch_device.activate(choice)
+        loop = _Loop(stage, items, reporter, stop, self.options)
+        run_in_process(stage, reporter, stop, loop.run, device)
+
+
+class _Loop:
+    def __init__(
+        self,
+        stage: Stage,
+        items: list[Item],
+        reporter: Reporter,
+        stop: StopSignal,
+        options: argparse.Namespace,
+    ) -> None:
+        self.stage = stage
+        self.items = items
+        self.reporter = reporter
+        self.stop = stop
+        self.timeout: float | None = getattr(options, "timeout", None)
+        self.retries: int = getattr(options, "retries", 0) or 0
+        size = getattr(options, "batch_size", None)
+        self.batch_size = (size or stage.default_batch_size) if stage.batched else 1
+
+    def run(self) -> None:
+        if self.stage.whole_run:
+            self._whole_run()
+            return
+        for batch in self._batches():
+            if self.stop.is_set():
+                return
+            outcomes = self._timed(lambda b=batch: run_batch(self.stage, b))
+            for outcome, item in zip(outcomes, batch, strict=True):
+                self._settle(outcome, item)
+
+    def _batches(self) -> Iterator[list[Item]]:
+        size = self.batch_size
+        for start in range(0, len(self.items), size):
+            yield self.items[start : start + size]
+
+    def _settle(self, outcome: Outcome, item: Item) -> None:
+        tried = 0
+        while not outcome.ok and tried < self.retries and not self.stop.is_set():
+            tried += 1
+            self.reporter.note(f"retrying {outcome.key} ({tried}/{self.retries}): {outcome.error}")
+            (outcome,) = self._timed(lambda: run_batch(self.stage, [item]))
+        if not outcome.ok and tried:
+            outcome.error = f"{outcome.error} (failed {tried + 1} attempts)"
+        self.reporter.record_outcome(outcome)
+
+    def _timed(self, call: Any) -> list[Outcome]:
+        """`call()` under --timeout: SIGALRM raises `ItemTimeout` inside the item running."""
+        if self.timeout is None:
+            return call()
+        seconds = self.timeout
+
+        def expire(signum: int, frame: object) -> None:
+            raise ItemTimeout(f"ran longer than {seconds:g} s (--timeout)")
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            return call()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    def _whole_run(self) -> None:
+        """Batches of an own loader, rows numbered as they come; one outcome for the run."""
+        stage = self.stage
+        ledger = RowLedger(self.items[0], self.reporter)
+        completed = False
+        try:
+            for batch in stage.own_loader(self._loader_for):
+                if self.stop.is_set():
+                    break
+                n = stage.size(batch)
+                refs = ledger.add_rows([stage.row_name(batch, i) for i in range(n)])
+                keys = [ledger.key(ref) for ref in refs]
+                for ref, outcome in zip(refs, run_collated(stage, keys, batch), strict=True):
+                    ledger.record(ref, outcome)
+            completed = not self.stop.is_set()
+        except ControlFlow:
+            raise
+        except BaseException as exc:
+            import traceback
+
+            ledger.fail_all(f"dataloader: {error_line(exc)}", traceback.format_exc())
+        ledger.finish(completed)
+
+    def _loader_for(self, dataset: Any, collate: Any) -> Any:
+        from torch.utils.data import DataLoader
+
+        return DataLoader(dataset, batch_size=self.batch_size, collate_fn=collate)

@@ -19,22 +19,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import queue
-import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from backbones import torch_device
 from backbones.base import Backbone, non_negative_int, positive_int, run_in_process
 from dispatcher.environment import available_cpus
-from dispatcher.execution import Outcome, attempt, error_line
+from dispatcher.execution import Outcome, after_load, compute, error_line, failed, write
+from dispatcher.ledger import ItemLedger, Ledger, RowLedger
 from dispatcher.report import Reporter
 from dispatcher.signals import ControlFlow, GraceExpired, StopSignal
-from dispatcher.task import Item, Task, TorchTask
+from dispatcher.stage import Stage
+from dispatcher.task import Item
 
 if TYPE_CHECKING:
     from backbones.torch_data import Pack
@@ -94,17 +94,6 @@ class TorchBackbone(Backbone):
             "(default: 2)",
         )
 
-    @classmethod
-    def incompatibility(cls, task_cls: type[Task]) -> str | None:
-        if not issubclass(task_cls, TorchTask):
-            return "it is not a TorchTask (CPU tasks run on --backbone mp or serial)"
-        if task_cls.compute_mode() is None:
-            return (
-                "it implements neither inference() with postprocess_each() or postprocess(), "
-                "nor process(device, batch)"
-            )
-        return None
-
     def __init__(self, options: argparse.Namespace) -> None:
         super().__init__(options)
         self.device_choice = torch_device.resolve(getattr(options, "device", "auto") or "auto")
@@ -114,105 +103,12 @@ class TorchBackbone(Backbone):
             options.pin_memory = self.device_choice.accelerated
         options.device = self.device_choice.name
 
-    def run(self, task: Task, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
-        if not items:
-            return
-        assert isinstance(task, TorchTask)  # registry.resolve checked incompatibility()
-        _TorchRun(self, task, items, reporter, stop).run()
+    def run(self, stage: Stage, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
+        if items:
+            _TorchRun(self, stage, items, reporter, stop).run()
 
 
 # --- where outcomes go -----------------------------------------------------------------------
-
-
-class ItemLedger:
-    """Outcomes of plan items (by position), reported once each; thread-safe."""
-
-    def __init__(self, items: list[Item], reporter: Reporter) -> None:
-        self.items = items
-        self.reporter = reporter
-        self.lock = threading.Lock()
-        self.recorded = [False] * len(items)
-        self.closed = False
-
-    def key(self, ref: int) -> str:
-        return self.items[ref][0]
-
-    def record(self, ref: int, outcome: Outcome) -> None:
-        with self.lock:
-            if self.closed or self.recorded[ref]:
-                return
-            self.recorded[ref] = True
-            self.reporter.record_outcome(outcome)
-
-    def close(self) -> None:
-        with self.lock:
-            self.closed = True
-
-    def finish(self, completed: bool) -> None:
-        self.close()
-
-
-class RowLedger:
-    """Rows of an own dataloader: one plan item for the whole run, failed if any row failed."""
-
-    def __init__(self, item: Item, reporter: Reporter) -> None:
-        self.item = item
-        self.reporter = reporter
-        self.lock = threading.Lock()
-        self.names: dict[int, str] = {}
-        self.ok = 0
-        self.failures: list[tuple[str, str, str]] = []
-        self.closed = False
-        self.fatal: tuple[str, str] | None = None
-
-    def key(self, ref: int) -> str:
-        return self.names.get(ref, f"row {ref}")
-
-    def record(self, ref: int, outcome: Outcome) -> None:
-        with self.lock:
-            name = self.names.pop(ref, f"row {ref}")  # a recorded row needs its name no more
-            if self.closed:
-                return
-            if outcome.ok:
-                self.ok += 1
-            else:
-                self.failures.append((name, outcome.error or "failed", outcome.traceback or ""))
-
-    def fail_all(self, error: str, tb: str) -> None:
-        """The dataloader broke: the whole-run item fails with this error."""
-        with self.lock:
-            self.fatal = (error, tb)
-
-    def close(self) -> None:
-        with self.lock:
-            self.closed = True
-
-    def finish(self, completed: bool) -> None:
-        self.close()
-        if self.fatal is not None:
-            error, tb = self.fatal
-            self.reporter.record_outcome(Outcome(self.item[0], False, error, tb))
-            return
-        if not completed:
-            return  # interrupted: the whole-run item counts as not run
-        if not self.failures:
-            self.reporter.record_outcome(Outcome(self.item[0], True))
-            return
-        total = self.ok + len(self.failures)
-        first_key, first_error, _ = self.failures[0]
-        listed = self.failures[:MAX_LISTED_ROW_FAILURES]
-        details = "\n".join(f"--- {key}: {error}\n{tb}" for key, error, tb in listed)
-        more = len(self.failures) - len(listed)
-        if more:
-            details += f"\n... and {more} more failed rows"
-        self.reporter.record_outcome(
-            Outcome(
-                self.item[0],
-                False,
-                f"{len(self.failures)} of {total} rows failed; first {first_key}: {first_error}",
-                details,
-            )
-        )
 
 
 # --- postprocessing thread -------------------------------------------------------------------
@@ -309,41 +205,38 @@ class PostWorker:
 
 
 class _TorchRun:
-    """The state of one run of the torch backbone: device, loader, ledger, postprocessing."""
+    """The state of one run of the torch backbone: device, loader, ledger, postprocessing.
+
+    The stage's steps, placed: `load` in DataLoader workers, `compute` on the device in
+    this thread, `write` on the postprocessing thread (or here, for a stage whose write
+    computes too).
+    """
 
     THREAD_EXIT_SECONDS = 5.0  # for the postprocessing thread to finish the row in hand
 
     def __init__(
         self,
         backbone: TorchBackbone,
-        task: TorchTask,
+        stage: Stage,
         items: list[Item],
         reporter: Reporter,
         stop: StopSignal,
     ) -> None:
-        import torch
-
         from backbones import torch_data
+        from dispatcher import batches
 
-        self.torch = torch
         self.data = torch_data
-        self.task = task
+        self.batches = batches
+        self.stage = stage
         self.items = items
         self.stop = stop
         self.reporter = reporter
         self.options = backbone.options
         self.choice = backbone.device_choice
         self.device: Any = None
-        self.mode = type(task).compute_mode()
-        self.source = type(task).data_source()
-        self.whole = (
-            len(items) == 1 and items[0][0] == TorchTask.WHOLE_RUN_KEY and items[0][1] is None
+        self.ledger: Ledger = (
+            RowLedger(items[0], reporter) if stage.whole_run else ItemLedger(items, reporter)
         )
-        self.ledger: ItemLedger | RowLedger = (
-            RowLedger(items[0], reporter) if self.whole else ItemLedger(items, reporter)
-        )
-        self.check_after_load = task.checks_after_load
-        self.model_state: str = "absent"  # absent | loaded | failed
         pin_device = "npu" if self.choice.type == "npu" else ""
         self.settings = torch_data.LoaderSettings(
             batch_size=self.options.batch_size,
@@ -352,7 +245,6 @@ class _TorchRun:
             pin_memory=bool(self.options.pin_memory),
             pin_memory_device=pin_device,
         )
-        self.non_blocking = self.choice.accelerated
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -360,12 +252,14 @@ class _TorchRun:
         # After a signal: no new batches; computed ones are written within the grace
         # period; then GraceExpired ends whatever is still running in this thread.
         self.device = torch_device.activate(self.choice)
-        completed = run_in_process(self.task, self.reporter, self.stop, self._run_batches)
+        completed = run_in_process(
+            self.stage, self.reporter, self.stop, self._run_batches, self.device
+        )
         if completed is not None:
             self.ledger.finish(completed)
 
     def _run_batches(self) -> bool:
-        """Load, compute and postprocess every batch; True when the run went to the end."""
+        """Load, compute and write every batch; True when the run went to the end."""
         completed = False
         post = PostWorker(self._postprocess, self.options.postprocess_queue)
         stream: Any = None
@@ -389,22 +283,20 @@ class _TorchRun:
         return None if deadline is None else deadline - time.monotonic()
 
     def _stream(self) -> Iterable[Pack]:
-        if self.whole:
+        if self.stage.whole_run:
             return self._whole_batches()
-        if self.source == "dataset":
-            dataset = self.task.take_dataset()
-            indices = [payload for _, payload in self.items]
+        stage, items = self.stage, self.items
 
-            def make(positions: list[int]) -> Any:
-                return self.data.IndexedDataset(dataset, indices, positions)
-
-        else:
-
-            def make(positions: list[int]) -> Any:
-                return self.data.ItemDataset(self.task, self.items, positions)
+        def make(positions: list[int]) -> Any:
+            return self.data.ItemDataset(stage, items, positions)
 
         return self.data.PackStream(
-            make, len(self.items), self.settings, self.stop.is_set, self.reporter.note
+            make,
+            len(items),
+            self.settings,
+            self.stop.is_set,
+            self.reporter.note,
+            collate=stage.collate,
         )
 
     def _close_stream(self, stream: Any, hurry: bool) -> None:
@@ -415,250 +307,117 @@ class _TorchRun:
                 stream.close()  # the whole-run generator closes its loader in its finally
 
     def _loop(self, stream: Iterable[Pack], post: PostWorker) -> bool:
-        """Compute every batch; False when the run ended early (a stop, a failed model load)."""
-        if isinstance(stream, self.data.PackStream) and not self.check_after_load:
+        """Compute every batch; False when the run ended early (a stop)."""
+        if isinstance(stream, self.data.PackStream) and not self.stage.checks_after_load:
             stream.prime()  # workers start loading while the model loads
-            if not self._ensure_model():
-                return False
-        for refs, batch in self._batches(stream):
-            if not self._ensure_model():
-                return False
+            self.stage.warm_up()
+        for refs, batch in self._loaded(stream):
             self._compute(refs, batch, post)
             if self.stop.is_set():
                 return False
         return not self.stop.is_set()
 
-    def _batches(self, stream: Iterable[Pack]) -> Iterator[tuple[list[int], dict[str, Any]]]:
-        """(refs, batch) of rows left to compute, after recording load failures and done rows."""
+    def _loaded(self, stream: Iterable[Pack]) -> Iterator[tuple[list[int], Any]]:
+        """(refs, batch) of rows left to compute, after recording load failures and the
+        rows the plan's after-load check found done."""
         for pack in stream:
             if self.stop.is_set():
                 return
             for position, error, tb in pack.failed:
-                self.ledger.record(position, self._outcome(position, False, error, tb))
+                self.ledger.record(position, Outcome(self.ledger.key(position), False, error, tb))
             refs, batch = pack.positions, pack.batch
             if batch is None or not refs:
                 continue
-            if self.check_after_load:
-                refs, batch = self._drop_done(refs, batch)
-                if not refs:
-                    continue
-            yield refs, batch
+            keep, batch, settled = after_load(self.stage, self._keys(refs), batch)
+            for i, outcome in settled:
+                self.ledger.record(refs[i], outcome)
+            if keep:
+                yield [refs[i] for i in keep], batch
+
+    def _keys(self, refs: list[int]) -> list[str]:
+        return [self.ledger.key(ref) for ref in refs]
 
     def _whole_batches(self) -> Iterator[Pack]:
-        """Batches of an own dataloader (or iterable dataset), rows numbered as they come."""
-        data = self.data
-        if self.source == "dataloader":
-            loader = self.task.get_dataloader()
-            if getattr(loader, "num_workers", 0) > 0:
-                with contextlib.suppress(Exception):
-                    loader.worker_init_fn = data.quiet_worker(loader.worker_init_fn)
-        else:
-            settings = self.settings
-            loader = data.make_loader(self.task.take_dataset(), settings, data.collate_rows)
+        """Batches of an own loader (dataloader or iterable dataset), rows numbered as they come."""
+        data, stage, settings = self.data, self.stage, self.settings
+        loader = stage.own_loader(
+            lambda dataset, collate: data.make_loader(dataset, settings, collate)
+        )
+        if getattr(loader, "num_workers", 0) > 0:
+            with contextlib.suppress(Exception):
+                loader.worker_init_fn = data.quiet_worker(loader.worker_init_fn)
         iterator = data.start(loader)
-        seen = 0
         completed = False
+        ledger = self.ledger
+        assert isinstance(ledger, RowLedger)
         try:
             while not self.stop.is_set():
                 try:
                     batch = data.fetch(iterator)
                 except StopIteration:
                     break
-                if not isinstance(batch, Mapping):
-                    raise TypeError(
-                        f"the dataloader must yield dict batches, got {type(batch).__name__}"
-                    )
-                n = data.batch_length(batch)
-                refs = list(range(seen, seen + n))
-                seen += n
-                assert isinstance(self.ledger, RowLedger)
-                for i, ref in enumerate(refs):
-                    name = self.task.row_key(data.row_of(batch, i))
-                    if name is not None:
-                        self.ledger.names[ref] = name
-                yield data.Pack(refs, dict(batch))
+                n = stage.size(batch)
+                refs = ledger.add_rows([stage.row_name(batch, i) for i in range(n)])
+                yield data.Pack(refs, batch)
             completed = not self.stop.is_set()
         except (GeneratorExit, ControlFlow):
             raise  # the generator closed by the run, or the grace period ended
         except BaseException as exc:
-            assert isinstance(self.ledger, RowLedger)
-            self.ledger.fail_all(f"dataloader: {error_line(exc)}", traceback.format_exc())
+            ledger.fail_all(f"dataloader: {error_line(exc)}", traceback.format_exc())
         finally:
             data.close(iterator, hurry=not completed)
 
-    # -- model and done rows -------------------------------------------------------------------
-
-    def _ensure_model(self) -> bool:
-        if self.model_state == "absent":
-            try:
-                self.task.load_model(self.device)
-            except ControlFlow:
-                raise
-            except BaseException as exc:
-                # Nothing can run without the model: the run stops, the items stay pending.
-                self.model_state = "failed"
-                self.reporter.abort(f"load_model failed: {error_line(exc)}", traceback.format_exc())
-                return False
-            self.model_state = "loaded"
-        return self.model_state == "loaded"
-
-    def _drop_done(
-        self, refs: list[int], batch: dict[str, Any]
-    ) -> tuple[list[int], dict[str, Any]]:
-        """Rows of own data found done after loading: recorded as done, not computed."""
-        data = self.data
-        try:
-            if type(self.task).done_check() == "batch":
-                done = list(range(len(refs))) if self.task.is_executed(batch) else []
-            else:
-                done = [
-                    i
-                    for i in range(len(refs))
-                    if self.task.is_each_executed(**data.row_of(batch, i))
-                ]
-        except ControlFlow:
-            raise
-        except BaseException as exc:
-            self._fail(refs, f"done-check failed: {error_line(exc)}", traceback.format_exc())
-            return [], batch
-        if not done:
-            return refs, batch
-        for i in done:
-            self.ledger.record(refs[i], self._outcome(refs[i], True))
-        done_set = set(done)
-        keep = [i for i in range(len(refs)) if i not in done_set]
-        if not keep:
-            return [], batch
-        return [refs[i] for i in keep], data.select_rows(batch, keep)
-
-    def _outcome(
-        self, ref: int, ok: bool, error: str | None = None, tb: str | None = None
-    ) -> Outcome:
-        return Outcome(self.ledger.key(ref), ok, error, tb)
-
-    def _fail(self, refs: list[int], error: str, tb: str) -> None:
-        for ref in refs:
-            self.ledger.record(ref, self._outcome(ref, False, error, tb))
+    def _record(self, refs: list[int], outcomes: list[Outcome]) -> None:
+        for ref, outcome in zip(refs, outcomes, strict=False):
+            self.ledger.record(ref, outcome)
 
     # -- compute (main thread) -----------------------------------------------------------------
 
-    def _compute(self, refs: list[int], batch: dict[str, Any], post: PostWorker) -> None:
-        torch = self.torch
-        if self.mode == "process":
-
-            def call(outputs: dict[str, list[Any]]) -> None:
-                on_device = self._on_device(batch)
-                with torch.inference_mode():
-                    self.task.process(self.device, {**on_device, **outputs})
-
-            self._staged_batch(refs, call)
+    def _compute(self, refs: list[int], batch: Any, post: PostWorker) -> None:
+        keys = self._keys(refs)
+        result, failures = compute(self.stage, keys, batch)
+        if failures:
+            self._record(refs, failures)
+            return
+        if self.stage.writes_on_device:
+            self._record(refs, write(self.stage, keys, batch, result))
             return
         try:
-            on_device = self._on_device(batch)
-            with torch.inference_mode():
-                result = self.task.inference(self.device, len(refs), **on_device)
             result, event = self._to_host(result)
         except ControlFlow:
             raise
         except BaseException as exc:
-            self._fail(refs, f"inference: {error_line(exc)}", traceback.format_exc())
+            error = f"{self.stage.compute_step}: {error_line(exc)}"
+            self._record(refs, failed(keys, error, traceback.format_exc()))
             return
-        del on_device
         post.submit(Job(refs, batch, result, event))
-
-    def _on_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """The batch's tensors on the device (non-blocking from pinned memory); cpu: as is."""
-        if self.choice.type == "cpu":
-            return batch
-        return self.data.to_device(batch, self.device, self.non_blocking)
 
     def _to_host(self, result: Any) -> tuple[Any, Any]:
         """Start copying device results to the host; the postprocessing thread waits on the event."""
-        data = self.data
-        if self.choice.type == "cpu" or not data.has_device_tensors(result):
+        batches = self.batches
+        if self.choice.type == "cpu" or not batches.has_device_tensors(result):
             return result, None
         if self.choice.type in ("cuda", "npu"):
-            host = data.to_device(result, "cpu", True)
-            event = getattr(self.torch, self.choice.type).Event()
+            import torch
+
+            host = batches.to_device(result, "cpu", True)
+            event = getattr(torch, self.choice.type).Event()
             event.record()
             return host, event
-        return data.to_device(result, "cpu", False), None
+        return batches.to_device(result, "cpu", False), None
 
-    # -- postprocessing (postprocessing thread) ------------------------------------------------
+    # -- writing (postprocessing thread) -------------------------------------------------------
 
     def _postprocess(self, job: Job) -> None:
+        keys = self._keys(job.refs)
         try:
             if job.event is not None:
                 job.event.synchronize()
-            if self.mode == "postprocess_each":
-                self._postprocess_each(job)
-            else:
-
-                def call(outputs: dict[str, list[Any]]) -> None:
-                    self.task.postprocess(len(job.refs), job.result, **{**job.batch, **outputs})
-
-                self._staged_batch(job.refs, call)
+            outcomes = write(self.stage, keys, job.batch, job.result, halt=self._abandoned)
         except BaseException as exc:  # sys.exit() included: this thread never dies with work queued
-            self._fail(job.refs, f"postprocessing: {error_line(exc)}", traceback.format_exc())
+            outcomes = failed(keys, f"postprocessing: {error_line(exc)}", traceback.format_exc())
+        self._record(job.refs, outcomes)
 
-    def _postprocess_each(self, job: Job) -> None:
-        n = len(job.refs)
-        for i, ref in enumerate(job.refs):
-            if self.ledger.closed:
-                return
-            key = self.ledger.key(ref)
-            self.ledger.record(ref, attempt(key, partial(self._write_row, job, i, n, key)))
-
-    def _write_row(self, job: Job, i: int, n: int, key: str) -> None:
-        """postprocess_each for row `i`: its batch fields, its result row, its staged outputs."""
-        data = self.data
-        kwargs = data.row_of(job.batch, i)
-        result = data.row_of(job.result, i)
-        if isinstance(job.result, Mapping):
-            kwargs.update(result)
-        else:
-            kwargs["result"] = result
-        with self.task.staged_outputs(key) as outputs:
-            kwargs.update(outputs)
-            self.task.postprocess_each(i, n, **kwargs)
-
-    def _staged_batch(self, refs: list[int], call: Callable[[dict[str, list[Any]]], None]) -> None:
-        """Run a batch-level call with every item's staged outputs; commit each item's alone.
-
-        Outputs are passed as lists (one entry per row) under their usual names; a plain
-        task declares none, so nothing is added.
-        """
-        with contextlib.ExitStack() as claims:
-            try:
-                # Every item of the batch claimed at once (never waiting while holding one).
-                claims.enter_context(self.task.claim_outputs([self.ledger.key(r) for r in refs]))
-            except Exception as exc:
-                self._fail(refs, error_line(exc), traceback.format_exc())
-                return
-            self._staged_batch_claimed(refs, call)
-
-    def _staged_batch_claimed(
-        self, refs: list[int], call: Callable[[dict[str, list[Any]]], None]
-    ) -> None:
-        entered: list[tuple[int, Any]] = []
-        outputs: list[dict[str, Any]] = []
-        try:
-            for ref in refs:
-                manager = self.task.staged_outputs(self.ledger.key(ref))
-                outputs.append(manager.__enter__())
-                entered.append((ref, manager))
-            names = list(outputs[0]) if outputs else []
-            lists = {name: [o.get(name) for o in outputs] for name in names}
-            call(lists)
-        except BaseException as exc:
-            info = sys.exc_info()
-            for _, manager in reversed(entered):
-                with contextlib.suppress(Exception):
-                    manager.__exit__(*info)  # staged outputs removed, also on GraceExpired
-            if isinstance(exc, ControlFlow):
-                raise
-            self._fail(refs, error_line(exc), traceback.format_exc())
-            return
-        for ref, manager in entered:
-            key = self.ledger.key(ref)
-            self.ledger.record(ref, attempt(key, partial(manager.__exit__, None, None, None)))
+    def _abandoned(self) -> bool:
+        """After `abandon`, the batch in hand stops at its next row (the ledger is closed)."""
+        return self.ledger.closed

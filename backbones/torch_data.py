@@ -17,15 +17,13 @@ import signal
 import threading
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch.utils.data import DataLoader, Dataset
-from torch.utils.data._utils.collate import default_collate
 
-from dispatcher.execution import error_line
+from dispatcher.execution import error_line, load_row
 from dispatcher.signals import ControlFlow, blocked_stop_signals, unblock_stop_signals
 
 
@@ -56,10 +54,10 @@ def _load_failure(position: int, exc: BaseException) -> tuple[str, int, str, str
 
 
 class ItemDataset(Dataset):
-    """Pending plan items; a row is the item's fields updated with `load_data(**fields)`."""
+    """Pending plan items; a row is what the stage's `load` makes of an item."""
 
-    def __init__(self, task: Any, items: Sequence[tuple[str, Any]], positions: list[int]) -> None:
-        self.task = task
+    def __init__(self, stage: Any, items: Sequence[tuple[str, Any]], positions: list[int]) -> None:
+        self.stage = stage
         self.items = items
         self.positions = positions
 
@@ -70,67 +68,31 @@ class ItemDataset(Dataset):
         position = self.positions[j]
         key, payload = self.items[position]
         try:
-            fields = self.task.item_payload(key, payload)
-            loaded = self.task.load_data(**fields)
-            if not isinstance(loaded, Mapping):
-                raise TypeError(f"load_data must return a dict, got {type(loaded).__name__}")
+            row = load_row(self.stage, key, payload)
         except ControlFlow:
             raise
         except BaseException as exc:  # a task's sys.exit() too: this row's failure
             return _load_failure(position, exc)
-        # The item's own fields (a template's `input` path) ride along unless load_data
-        # returned a field of the same name.
-        return ("ok", position, {**fields, **loaded})
-
-
-class IndexedDataset(Dataset):
-    """A task's own map-style dataset, restricted to the pending indices."""
-
-    def __init__(self, dataset: Any, indices: Sequence[int], positions: list[int]) -> None:
-        self.dataset = dataset
-        self.indices = indices
-        self.positions = positions
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, j: int) -> tuple[Any, ...]:
-        position = self.positions[j]
-        try:
-            row = self.dataset[self.indices[position]]
-            if not isinstance(row, Mapping):
-                raise TypeError(f"dataset rows must be dicts, got {type(row).__name__}")
-        except ControlFlow:
-            raise
-        except BaseException as exc:
-            return _load_failure(position, exc)
         return ("ok", position, row)
 
 
-def collate_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Collate dict rows field by field; a field torch cannot stack stays a list.
+class ItemCollate:
+    """The DataLoader's collate_fn: one batch of `ItemDataset` samples, by the stage's
+    `collate`, keeping load failures apart."""
 
-    Tensors of one shape stack, numbers become tensors, strings (paths) stay lists of
-    strings; tensors of different shapes or `None`s stay a list with one entry per row.
-    """
-    names = list(rows[0])
-    for row in rows[1:]:
-        if list(row) != names and set(row) != set(names):
-            raise ValueError(f"rows have different fields: {sorted(names)} vs {sorted(row)}")
-    batch: dict[str, Any] = {}
-    for name in names:
-        values = [row[name] for row in rows]
-        try:
-            batch[name] = default_collate(values)
-        except (TypeError, RuntimeError, ValueError):
-            batch[name] = values
-    return batch
+    def __init__(self, collate: Callable[[list[Any]], Any]) -> None:
+        self.collate = collate
+
+    def __call__(self, samples: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
+        return collate_items(samples, self.collate)
 
 
-def collate_items(samples: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
-    """Collate one batch of `ItemDataset`/`IndexedDataset` samples, keeping load failures apart."""
+def collate_items(
+    samples: Sequence[tuple[Any, ...]], collate: Callable[[list[Any]], Any]
+) -> dict[str, Any]:
+    """Collate one batch of `ItemDataset` samples, keeping load failures apart."""
     positions: list[int] = []
-    rows: list[Mapping[str, Any]] = []
+    rows: list[Any] = []
     failed: list[tuple[int, str, str]] = []
     for sample in samples:
         if sample[0] == "ok":
@@ -141,7 +103,7 @@ def collate_items(samples: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
     batch = None
     if rows:
         try:
-            batch = collate_rows(rows)
+            batch = collate(rows)
         except Exception as exc:
             failed += [
                 (p, f"collate: {error_line(exc)}", traceback.format_exc()) for p in positions
@@ -149,66 +111,6 @@ def collate_items(samples: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
             positions, batch = [], None
     # A plain dict (not a dataclass) so the loader's pin-memory pass reaches the tensors.
     return {"positions": positions, "batch": batch, "failed": failed}
-
-
-# --- moving and slicing batches ------------------------------------------------------------
-
-
-def to_device(value: Any, device: Any, non_blocking: bool) -> Any:
-    """Copy every tensor inside `value` (dicts, lists, tuples) to `device`."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=non_blocking)
-    if isinstance(value, Mapping):
-        return {k: to_device(v, device, non_blocking) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(to_device(v, device, non_blocking) for v in value)
-    return value
-
-
-def has_device_tensors(value: Any) -> bool:
-    if isinstance(value, torch.Tensor):
-        return value.device.type != "cpu"
-    if isinstance(value, Mapping):
-        return any(has_device_tensors(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(has_device_tensors(v) for v in value)
-    return False
-
-
-def row_of(value: Any, i: int) -> Any:
-    """Row `i` of a batched value: a tensor row, a list entry, a dict of rows; else as is."""
-    if isinstance(value, torch.Tensor):
-        return value[i] if value.dim() > 0 else value
-    if isinstance(value, Mapping):
-        return {k: row_of(v, i) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return value[i]
-    return value
-
-
-def select_rows(value: Any, keep: list[int]) -> Any:
-    """The rows `keep` of a batched value (tensors, lists, dicts of them)."""
-    if isinstance(value, torch.Tensor):
-        if value.dim() == 0:
-            return value
-        return value.index_select(0, torch.tensor(keep, dtype=torch.long, device=value.device))
-    if isinstance(value, Mapping):
-        return {k: select_rows(v, keep) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(value[i] for i in keep)
-    return value
-
-
-def batch_length(batch: Mapping[str, Any]) -> int:
-    """The number of rows of a dict batch (the first field with a length)."""
-    for value in batch.values():
-        if isinstance(value, torch.Tensor) and value.dim() > 0:
-            return int(value.shape[0])
-        if isinstance(value, (list, tuple)):
-            return len(value)
-        if isinstance(value, Mapping) and value:
-            return batch_length(value)
-    raise ValueError("cannot tell the batch size: no field of the batch has a length")
 
 
 # --- loaders -----------------------------------------------------------------------------
@@ -443,8 +345,10 @@ class PackStream:
         settings: LoaderSettings,
         should_stop: Callable[[], bool],
         note: Callable[[str], None] = lambda text: None,
+        collate: Callable[[list[Any]], Any] = list,
     ) -> None:
         self.note = note
+        self.collate = ItemCollate(collate)
         self.make_dataset = make_dataset
         self.count = count
         self.settings = settings
@@ -459,7 +363,7 @@ class PackStream:
 
     def _open(self, begin: int, end: int, settings: LoaderSettings | None = None) -> None:
         settings = settings or self.settings
-        loader = make_loader(self.make_dataset(list(range(begin, end))), settings, collate_items)
+        loader = make_loader(self.make_dataset(list(range(begin, end))), settings, self.collate)
         self.iterator = start(loader)
         if settings.num_workers > 0:
             self.fetcher = Fetcher(self.iterator, settings.prefetch_factor)

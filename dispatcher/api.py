@@ -105,15 +105,16 @@ def task_class_by_name(cls: type) -> type:
     or one its module does not hold (a notebook cell redefined it) fails here, before
     any work, rather than in every worker.
     """
-    from dispatcher.task import Task
+    from dispatcher.stage import adapter_for
 
-    if not issubclass(cls, Task):
+    adapter = adapter_for(cls) if isinstance(cls, type) else None
+    if adapter is None:
         raise UsageError(
             f"task: {cls.__name__} is not a task class: subclass dispatcher.Task or "
             "dispatcher.TorchTask"
         )
     if cls.__dict__.get("__dispatch_source__") is not None:
-        return cls
+        return adapter.task_class(cls)
     where = f"{cls.__module__}.{cls.__qualname__}"
     found: Any = None
     if "<locals>" not in cls.__qualname__:
@@ -129,4 +130,4 @@ def task_class_by_name(cls: type) -> type:
             "cannot rebuild it: define it at the top level of an importable module, or "
             "pass 'path/to/file.py:ClassName'"
         )
-    return cls
+    return adapter.task_class(cls)

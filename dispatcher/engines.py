@@ -13,7 +13,8 @@ import importlib
 from typing import TYPE_CHECKING, ClassVar
 
 from dispatcher.errors import UsageError
-from dispatcher.task import Task, TorchTask
+from dispatcher.stage import Stage
+from dispatcher.task import Task
 
 if TYPE_CHECKING:
     from dispatcher.report import Reporter
@@ -30,11 +31,14 @@ BUILTIN: dict[str, str] = {
 
 
 class Backbone:
-    """Runs pending items; never enumerates, shards or checks outputs (the plan did that).
+    """Runs a stage over pending items; never enumerates, shards or checks outputs (the
+    plan did that) and never calls a task's methods (the stage does, through
+    `dispatcher.execution`).
 
     Subclasses set `name` and `summary`, declare options in `add_arguments`, and implement
-    `run`, calling `reporter.record_outcome` once per item and stopping new work when
-    `stop.is_set()`. Engines import it as `backbones.Backbone`.
+    `run`, passing items to `execution.run_batch` (or its parts), calling
+    `reporter.record_outcome` once per item and stopping new work when `stop.is_set()`.
+    Engines import it as `backbones.Backbone`.
     """
 
     name: ClassVar[str] = ""
@@ -48,11 +52,14 @@ class Backbone:
         """Declare this backbone's command-line options (shown by `-hb`)."""
 
     @classmethod
-    def incompatibility(cls, task_cls: type[Task]) -> str | None:
-        """Why this backbone cannot run `task_cls`, or None if it can."""
+    def incompatibility(cls, stage_cls: type[Stage], task_cls: type[Task]) -> str | None:
+        """Why this backbone cannot run `task_cls` (run by the adapter `stage_cls`), or None.
+
+        Asked before any work: a task a backbone cannot run is a usage error, exit 2.
+        """
         return None
 
-    def run(self, task: Task, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
+    def run(self, stage: Stage, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
         raise NotImplementedError
 
 
@@ -84,16 +91,18 @@ def load(name: str) -> type[Backbone]:
     return cls
 
 
-def auto_choice(task_cls: type[Task] | None) -> str:
-    """`auto`: a torch task goes to `torch`, any other to `mp`."""
-    return "torch" if task_cls is not None and issubclass(task_cls, TorchTask) else "mp"
+def auto_choice(stage_cls: type[Stage] | None) -> str:
+    """`auto`: a stage that uses a device (a torch task) goes to `torch`, any other to `mp`."""
+    return "torch" if stage_cls is not None and stage_cls.uses_device else "mp"
 
 
-def resolve(name: str, task_cls: type[Task] | None) -> type[Backbone]:
+def resolve(
+    name: str, task_cls: type[Task] | None, stage_cls: type[Stage] | None = None
+) -> type[Backbone]:
     """The backbone for `name` (or `auto`), refused before any work if it cannot run the task."""
-    cls = load(auto_choice(task_cls) if name == AUTO else name)
-    if task_cls is not None:
-        reason = cls.incompatibility(task_cls)
+    cls = load(auto_choice(stage_cls) if name == AUTO else name)
+    if task_cls is not None and stage_cls is not None:
+        reason = cls.incompatibility(stage_cls, task_cls)
         if reason:
             raise UsageError(f"backbone '{cls.name}' cannot run {task_cls.__name__}: {reason}")
     return cls

@@ -1,14 +1,28 @@
-"""Running one item: the same code path for every backbone, in whichever process it runs."""
+"""Running items: the one code path of every backbone, in whichever process it runs.
+
+`run_batch` runs items of a stage in this process, one outcome per item; an engine that
+places the steps apart (loading in DataLoader workers, computing on a device, writing on
+a thread) calls its parts, `load_row`, `compute` and `write`, where it places them.
+Failures become outcomes, never a crashed run; only the dispatcher's `ControlFlow` passes.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from dispatcher.outputs import DoneElsewhere
+from dispatcher.plan import pending_rows
 from dispatcher.signals import ControlFlow
-from dispatcher.task import Item, Task
+from dispatcher.task import Item
+
+if TYPE_CHECKING:
+    from dispatcher.stage import Stage
 
 
 @dataclass
@@ -56,7 +70,201 @@ def attempt(key: str, call: Callable[[], object]) -> Outcome:
     return Outcome(key, True)
 
 
-def run_one(task: Task, item: Item) -> Outcome:
-    """Run one item; an exception becomes a failed Outcome, never a crashed run."""
+class StageFailed(ControlFlow):
+    """Nothing can compute (a model that failed to load): the run stops, items stay pending."""
+
+    def __init__(self, error: str, tb: str | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.tb = tb
+
+
+def failed(keys: Sequence[str], error: str, tb: str | None) -> list[Outcome]:
+    return [Outcome(key, False, error, tb) for key in keys]
+
+
+# --- the steps, for an engine that places them apart -----------------------------------------
+
+
+def load_row(stage: Stage, key: str, payload: Any) -> Any:
+    """An item's row (raises: the caller fails that item alone)."""
+    return stage.load(key, payload)
+
+
+def compute(stage: Stage, keys: list[str], batch: Any) -> tuple[Any, list[Outcome]]:
+    """The batch's result, and no outcomes; or None and a failed outcome per key.
+
+    `stage.warm_up()` comes first (once): its failure ends the run (`StageFailed`).
+    """
+    stage.warm_up()
+    try:
+        return stage.compute(batch, len(keys)), []
+    except ControlFlow:
+        raise
+    except BaseException as exc:  # a task's sys.exit() too: the batch's failure
+        name = stage.compute_step
+        return None, failed(keys, f"{name}: {error_line(exc)}", traceback.format_exc())
+
+
+def write(
+    stage: Stage,
+    keys: list[str],
+    batch: Any,
+    result: Any,
+    halt: Callable[[], bool] | None = None,
+) -> list[Outcome]:
+    """Each item's result written inside its staged outputs, committed item by item.
+
+    Row by row, `halt()` is asked before each row: once true, the rest are not written
+    and get no outcome (the list is shorter; a rerun makes them).
+
+    A stage writing row by row commits each row alone (one failing row fails only its
+    item). One writing a batch in one call gets every item claimed first (never waiting
+    while holding one), then the staged outputs of all, as lists under their usual names;
+    each item's commit is its own outcome.
+    """
+    if not stage.writes_rows_together:
+        n = len(keys)
+        outcomes = []
+        for i, key in enumerate(keys):
+            if halt is not None and halt():
+                break
+            outcomes.append(attempt(key, partial(_write_row, stage, i, n, key, batch, result)))
+        return outcomes
+    with contextlib.ExitStack() as claims:
+        try:
+            claims.enter_context(stage.claim_all(keys))
+        except Exception as exc:
+            return failed(keys, error_line(exc), traceback.format_exc())
+        return _write_rows_claimed(stage, keys, batch, result)
+
+
+def _write_row(stage: Stage, i: int, n: int, key: str, batch: Any, result: Any) -> None:
+    with stage.staged(key) as outputs:
+        stage.write_row(i, n, stage.row(batch, i), result, outputs)
+
+
+def _write_rows_claimed(stage: Stage, keys: list[str], batch: Any, result: Any) -> list[Outcome]:
+    entered: list[Any] = []
+    outputs: list[dict[str, Any]] = []
+    try:
+        for key in keys:
+            manager = stage.staged(key)
+            outputs.append(manager.__enter__())
+            entered.append(manager)
+        names = list(outputs[0]) if outputs else []
+        stage.write_rows(
+            keys, batch, result, {name: [o.get(name) for o in outputs] for name in names}
+        )
+    except BaseException as exc:
+        info = sys.exc_info()
+        for manager in reversed(entered):
+            with contextlib.suppress(Exception):
+                manager.__exit__(*info)  # staged outputs removed, also on GraceExpired
+        if isinstance(exc, ControlFlow):
+            raise
+        step = f"{stage.write_step}: " if stage.write_step else ""
+        return failed(keys, step + error_line(exc), traceback.format_exc())
+    return [
+        attempt(key, partial(manager.__exit__, None, None, None))
+        for key, manager in zip(keys, entered, strict=True)
+    ]
+
+
+# --- the one way to run items ----------------------------------------------------------------
+
+
+def run_item(stage: Stage, item: Item) -> Outcome:
+    """One item of a stage that is not batched: load, then write inside its staged outputs."""
     key, payload = item
-    return attempt(key, lambda: task.run_item(key, payload))
+    return attempt(key, partial(_load_and_write, stage, key, payload))
+
+
+def _load_and_write(stage: Stage, key: str, payload: Any) -> None:
+    row = stage.load(key, payload)
+    with stage.staged(key) as outputs:
+        stage.write_row(0, 1, row, None, outputs)
+
+
+def run_batch(stage: Stage, items: Sequence[Item]) -> list[Outcome]:
+    """Run items in this process, one outcome per item, in their order: what every
+    backbone calls.
+
+    A stage that is not batched runs item by item (nothing extra per item); a batched one
+    loads each item (a failing load fails that item), collates, computes and writes.
+    """
+    if not stage.batched:
+        return [run_item(stage, item) for item in items]
+    outcomes: list[Outcome | None] = [None] * len(items)
+    loaded: list[int] = []
+    rows: list[Any] = []
+    for i, (key, payload) in enumerate(items):
+        try:
+            rows.append(load_row(stage, key, payload))
+            loaded.append(i)
+        except ControlFlow:
+            raise
+        except BaseException as exc:
+            outcomes[i] = Outcome(key, False, error_line(exc), traceback.format_exc())
+    if loaded:
+        done = run_loaded(stage, [items[i][0] for i in loaded], rows)
+        for i, outcome in zip(loaded, done, strict=True):
+            outcomes[i] = outcome
+    return outcomes  # type: ignore[return-value]  (every position was filled)
+
+
+def run_loaded(stage: Stage, keys: list[str], rows: list[Any]) -> list[Outcome]:
+    """Collate loaded rows, then `run_collated`; one outcome per key, in key order."""
+    try:
+        batch = stage.collate(rows)
+    except ControlFlow:
+        raise
+    except BaseException as exc:
+        return failed(keys, f"collate: {error_line(exc)}", traceback.format_exc())
+    return run_collated(stage, keys, batch)
+
+
+def run_collated(stage: Stage, keys: list[str], batch: Any) -> list[Outcome]:
+    """Drop rows found done after loading, compute the rest, write each; in key order."""
+    keep, batch, settled = after_load(stage, keys, batch)
+    if not settled:
+        return compute_and_write(stage, keys, batch)
+    outcomes: list[Outcome | None] = [None] * len(keys)
+    for i, outcome in settled:
+        outcomes[i] = outcome
+    if keep:
+        kept = compute_and_write(stage, [keys[i] for i in keep], batch)
+        for i, outcome in zip(keep, kept, strict=True):
+            outcomes[i] = outcome
+    return outcomes  # type: ignore[return-value]  (every position was filled)
+
+
+def after_load(
+    stage: Stage, keys: list[str], batch: Any
+) -> tuple[list[int], Any, list[tuple[int, Outcome]]]:
+    """(rows left to compute, their batch, (row, outcome) of rows settled here).
+
+    Rows of own data that were not checked before loading go through the plan's done
+    check now (`plan.pending_rows`); a failing check fails the batch's rows.
+    """
+    every = list(range(len(keys)))
+    if not stage.checks_after_load:
+        return every, batch, []
+    try:
+        keep, done = pending_rows(stage, batch, len(keys))
+    except ControlFlow:
+        raise
+    except BaseException as exc:
+        error, tb = f"done-check failed: {error_line(exc)}", traceback.format_exc()
+        return [], batch, [(i, Outcome(keys[i], False, error, tb)) for i in every]
+    settled = [(i, Outcome(keys[i], True)) for i in done]
+    if not done:
+        return keep, batch, []
+    return keep, (stage.select(batch, keep) if keep else batch), settled
+
+
+def compute_and_write(stage: Stage, keys: list[str], batch: Any) -> list[Outcome]:
+    result, failures = compute(stage, keys, batch)
+    if failures:
+        return failures
+    return write(stage, keys, batch, result)

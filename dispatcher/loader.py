@@ -75,18 +75,21 @@ def load_module(path: str) -> types.ModuleType:
 
 
 def _task_classes(module: types.ModuleType) -> list[str]:
-    from dispatcher.task import Task
+    from dispatcher.stage import adapter_for
 
     return sorted(
         n
         for n, obj in vars(module).items()
-        if inspect.isclass(obj) and issubclass(obj, Task) and obj.__module__ == module.__name__
+        if inspect.isclass(obj)
+        and obj.__module__ == module.__name__
+        and adapter_for(obj) is not None
     )
 
 
 def load_task_class(path: str, class_name: str) -> type:
-    """The task class `class_name` defined in `path`."""
-    from dispatcher.task import Task
+    """The task class run for `class_name` in `path`: the class itself for a task class,
+    or the one the adapter that claims it builds (the adapters decide, not the loader)."""
+    from dispatcher.stage import adapter_for
 
     module = load_module(path)
     obj = getattr(module, class_name, None)
@@ -94,11 +97,13 @@ def load_task_class(path: str, class_name: str) -> type:
         found = _task_classes(module)
         listing = ", ".join(found) if found else "none"
         raise UsageError(f"no class '{class_name}' in {path} (task classes there: {listing})")
-    if not (inspect.isclass(obj) and issubclass(obj, Task)):
+    adapter = adapter_for(obj) if inspect.isclass(obj) else None
+    if adapter is None:
         raise UsageError(
             f"'{class_name}' in {path} is not a task class: subclass dispatcher.Task or "
             "dispatcher.TorchTask, or decorate it with a template"
         )
+    obj = adapter.task_class(obj)
     if obj.__dict__.get("__dispatch_source__") is None:
         # How its tasks pickle: the task contract knows no loader, the loader tells it.
         obj.__dispatch_source__ = (os.path.realpath(path), class_name)

@@ -1,7 +1,8 @@
 """The plan: enumerate items in canonical order, keep this shard's, drop the done ones.
 
 Runs once, in the parent, before any backbone is involved; backbones receive only the
-pending items and never enumerate, shard or check outputs themselves. It holds each item
+pending items and never enumerate, shard or check outputs themselves. Rows known only
+once loaded (an own dataloader) are checked here too, batch by batch (`pending_rows`). It holds each item
 once and builds no per-item objects beyond the lists it returns, so a plan over millions
 of template items (a key string and a None payload each) stays small.
 """
@@ -17,7 +18,8 @@ from itertools import compress, islice, repeat
 from dispatcher import sharding
 from dispatcher.errors import UsageError
 from dispatcher.sharding import ShardSpec
-from dispatcher.task import Item, Task
+from dispatcher.stage import Batch, Stage
+from dispatcher.task import Item
 
 
 @dataclass
@@ -74,39 +76,39 @@ def first_distinct(keys: list[str], limit: int = SHOWN_DUPLICATES) -> list[str]:
     return shown
 
 
-def make_plan(task: Task, shards: Sequence[ShardSpec], force: bool = False) -> Plan:
+def make_plan(stage: Stage, shards: Sequence[ShardSpec], force: bool = False) -> Plan:
     """Enumerate, sort by key, shard, and filter out done items (unless `force`)."""
     # Millions of new tuples and strings, none of them in cycles: the cyclic collector
     # would only rescan them again and again (a third of the time of a large rerun).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _make_plan(task, shards, force)
+        return _make_plan(stage, shards, force)
     finally:
         if collecting:
             gc.enable()
 
 
-def _make_plan(task: Task, shards: Sequence[ShardSpec], force: bool) -> Plan:
-    produced = task.iter_items()
+def _make_plan(stage: Stage, shards: Sequence[ShardSpec], force: bool) -> Plan:
+    produced = stage.items()
     items = produced if isinstance(produced, list) else list(produced)
     items, keys, repeated = sorted_unique(items)
     found = len(items)
-    _refuse_nested_outputs(keys, task.final_outputs(keys))
+    _refuse_nested_outputs(keys, stage.final_outputs(keys))
     selected = sharding.select(items, keys, shards)
     del keys, items
     leftovers: list[str] = []
     if force:
         pending = selected  # each item clears its own leftovers when it runs
     else:
-        mask = list(task.executed_mask(selected))
+        mask = list(stage.done_mask(selected))
         if len(mask) != len(selected):
             raise RuntimeError(
-                f"{type(task).__name__}.executed_mask answered for {len(mask)} items, "
+                f"{type(stage.task).__name__}.executed_mask answered for {len(mask)} items, "
                 f"not {len(selected)}"
             )
         pending = list(compress(selected, map(operator.not_, mask)))
-        leftovers = list(task.leftovers(selected))
+        leftovers = list(stage.leftovers(selected))
     return Plan(
         found=found,
         in_shard=len(selected),
@@ -117,6 +119,24 @@ def _make_plan(task: Task, shards: Sequence[ShardSpec], force: bool) -> Plan:
         duplicate_keys=first_distinct(repeated),
         leftovers=leftovers,
     )
+
+
+def pending_rows(stage: Stage, batch: Batch, size: int) -> tuple[list[int], list[int]]:
+    """(rows left to compute, rows found done) of a batch whose rows were known only once
+    loaded: the plan's done check for them, asked batch by batch by the backbone.
+
+    Under `--force`, or for a task without a done check, every row is left. Raises what
+    the task's check raised (the caller fails the batch's rows with it).
+    """
+    every = list(range(size))
+    if stage.force:
+        return every, []
+    mask = stage.done_after_load(batch, size)
+    if mask is None:
+        return every, []
+    if len(mask) != size:
+        raise RuntimeError(f"the done check answered for {len(mask)} rows, not {size}")
+    return [i for i in every if not mask[i]], [i for i in every if mask[i]]
 
 
 SHOWN_CONFLICTS = 3

@@ -26,6 +26,7 @@ from dispatcher.outputs import is_inside, remove_leftovers, root_overlaps
 from dispatcher.placeholders import MISSING, describe, describe_values, fill
 from dispatcher.plan import Plan, make_plan
 from dispatcher.results import Counts, PlanSummary, RunResult
+from dispatcher.stage import Stage, adapter_for
 from dispatcher.task import Task
 
 if TYPE_CHECKING:
@@ -172,6 +173,7 @@ def option_words(parser: argparse.ArgumentParser, options: dict[str, Any]) -> li
 @dataclasses.dataclass
 class Prepared:
     task: Task
+    stage: Stage
     backbone: Backbone
     shards: list[sharding.ShardSpec]
     config: dict[str, Any]
@@ -219,14 +221,21 @@ def prepare(request: Request | Invocation) -> Prepared:
     layers: LayeredConfig = load_layers(inv.cfg, inv.mixin_cfg, inv.mixin, inv.mixin_values)
     take_cfg_settings(inv, layers.run)
     task_cls, task_file, class_name = _task_class(inv)
-    backbone_cls = registry.resolve(inv.backbone, task_cls)
+    stage_cls = _stage_class(task_cls)
+    backbone_cls = registry.resolve(inv.backbone, task_cls, stage_cls)
     options = build_options(backbone_cls, task_cls)
     errors = ErrorList()
+    for problem in stage_cls.problems(task_cls):
+        errors.add(problem)
     for problem in task_cls.missing_requirements():
         errors.add(problem)
     apply_option_defaults(options.parser, options.task_actions, layers.task, "task", errors)
     apply_option_defaults(
-        options.parser, options.backbone_actions, layers.backbone, "backbone", errors
+        options.parser,
+        options.backbone_actions,
+        _options_for(backbone_cls, options, layers),
+        "backbone",
+        errors,
     )
     mixin = fill(task_cls.mixin, layers.mixin, errors, layers.mixin_text)
     shards: list[sharding.ShardSpec] = []
@@ -282,7 +291,37 @@ def prepare(request: Request | Invocation) -> Prepared:
         "shard": sharding.describe([cli_shard] if cli_shard is not None else []),
         "force": inv.force,
     }
-    return Prepared(task, backbone, shards, config)
+    return Prepared(task, stage_cls(task, force=inv.force), backbone, shards, config)
+
+
+def _options_for(
+    backbone_cls: type[Backbone], options: Options, layers: LayeredConfig
+) -> dict[str, Any]:
+    """The `--cfg` backbone options that apply to the backbone the run uses.
+
+    A file names its backbone's options (`--print-config` writes them all); when the
+    command line picks another backbone, the options only the file's backbone has are
+    left out, in one note, rather than refused: the file was right for its backbone.
+    """
+    named = layers.run.get("backbone")
+    if named in (None, registry.AUTO, backbone_cls.name):
+        return layers.backbone
+    known = {action.dest for action in options.backbone_actions}
+    foreign = sorted(k for k in layers.backbone if str(k).replace("-", "_") not in known)
+    if foreign:
+        print(
+            f"dispatch: note: --cfg options of backbone '{named}' that '{backbone_cls.name}' "
+            f"does not have are not used: {', '.join(map(str, foreign))}",
+            file=sys.stderr,
+        )
+    return {k: v for k, v in layers.backbone.items() if k not in foreign}
+
+
+def _stage_class(task_cls: type[Task]) -> type[Stage]:
+    adapter = adapter_for(task_cls)
+    if adapter is None:
+        raise UsageError(f"no adapter runs {task_cls.__name__}: it is not a task class")
+    return adapter
 
 
 def unexpected_argument(token: str) -> str:
@@ -352,7 +391,8 @@ def backbone_help(inv: Invocation) -> str:
                 "name a task (or --backbone NAME) to see the options of the one it chooses.",
             ]
             return "\n".join(lines)
-    backbone_cls = registry.resolve(inv.backbone, task_cls)
+    stage_cls = _stage_class(task_cls) if task_cls is not None else None
+    backbone_cls = registry.resolve(inv.backbone, task_cls, stage_cls)
     options = build_options(backbone_cls, None)
     lines += [f"backbone '{backbone_cls.name}': {backbone_cls.summary}", "", "options:"]
     lines.append(_options_help(options.backbone_actions))
@@ -487,10 +527,10 @@ def execute(request: Request) -> RunResult:
     prepared = prepare(request)
     from dispatcher.signals import StopSignal
 
-    task, backbone = prepared.task, prepared.backbone
+    task, stage, backbone = prepared.task, prepared.stage, prepared.backbone
     # Handlers are installed only in the main thread (Python allows no other).
     with StopSignal(request.grace) as stop:
-        plan = make_plan(task, prepared.shards, force=request.force)
+        plan = make_plan(stage, prepared.shards, force=request.force)
         counts = {
             "found": plan.found,
             "in_shard": plan.in_shard,
@@ -501,7 +541,6 @@ def execute(request: Request) -> RunResult:
             return RunResult(EXIT_OK, _plan_counts(plan), plan=_summary(plan, request.force))
         # Killed attempts' staging, retired and lock names, unless a live run holds them.
         remove_leftovers(plan.leftovers)
-        task.dispatch_force = request.force
         if stop.is_set():
             return RunResult(stop.exit_code or 130, _plan_counts(plan))
         if not plan.found:
@@ -540,7 +579,7 @@ def execute(request: Request) -> RunResult:
         if request.keep_outcomes:
             reporter.outcomes = []
         try:
-            backbone.run(task, plan.pending, reporter, stop)
+            backbone.run(stage, plan.pending, reporter, stop)
         except BaseException as exc:
             code = reporter.finish(stop.signum)
             if not is_task_exit(exc):

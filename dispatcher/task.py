@@ -5,8 +5,10 @@ processes one (`process`). A torch task adds the model and batch methods listed 
 `TorchTask`. Options come from `add_arguments`, configuration from the class attribute
 `mixin` (a declaration with placeholders), filled per run into `self.mixin`.
 
-The plan talks to a task only through `iter_items`, `executed_mask` and `run_item`;
-templates override those three to work on keys and directory listings instead of dicts.
+The plan and the backbones reach a task only through its adapter (`dispatcher.stage`),
+which calls `iter_items`, `executed_mask`, `item_payload`, `staged_outputs` and the
+task's own methods; templates override the first four to work on keys and directory
+listings instead of dicts.
 """
 
 from __future__ import annotations
@@ -59,9 +61,6 @@ class Task:
     """Set with `__dispatch_source__` by the loader: rebuilds a task in a worker from them,
     importing the file again, so any start method works (the loader imports this module)."""
 
-    dispatch_force: bool = False
-    """Set by the runner under `--force`: an item another run completed is made again."""
-
     def __init__(self, args: argparse.Namespace | None = None, mixin: Any = None) -> None:
         self.args = args if args is not None else argparse.Namespace()
         if mixin is not None:
@@ -88,7 +87,7 @@ class Task:
     def process(self, **item: Any) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement process()")
 
-    # --- what the plan and the backbones call -------------------------------------------
+    # --- what the adapters call -----------------------------------------------------------
 
     @classmethod
     def missing_requirements(cls) -> list[str]:
@@ -179,11 +178,12 @@ class Task:
         return f"({type(self).__name__}.generate_tasks yielded none)"
 
     @contextlib.contextmanager
-    def staged_outputs(self, key: str) -> Iterator[dict[str, Any]]:
+    def staged_outputs(self, key: str, remake: bool = False) -> Iterator[dict[str, Any]]:
         """Keyword arguments naming where the item's outputs are to be written.
 
         Templates yield staging paths here and commit them atomically when the block
-        succeeds; a plain task declares no outputs (it may use `atomic_write` itself).
+        succeeds (`remake`: even if another run completed the item since the plan); a
+        plain task declares no outputs (it may use `atomic_write` itself).
         """
         yield {}
 
@@ -195,12 +195,6 @@ class Task:
     def clear_abandoned(self, key: str) -> None:
         """Remove what a killed attempt at `key` left (templates: its staged outputs)."""
 
-    def run_item(self, key: str, payload: Any) -> None:
-        """Process one item in a worker; raising marks it failed."""
-        kwargs = self.item_payload(key, payload)
-        with self.staged_outputs(key) as outputs:
-            self.process(**kwargs, **outputs)
-
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt in workers by re-importing the task file, so any start method works.
         cls = type(self)
@@ -210,7 +204,9 @@ class Task:
 
 
 class TorchTask(Task):
-    """A task run in batches on one device by the `torch` backbone (kagurazaka's vocabulary).
+    """A task run in batches on a device (kagurazaka's vocabulary): on the `torch` backbone,
+    or in-process on `serial` to debug it. `templates/adapters/torch_task.py` reads which
+    of these methods a task implements.
 
     Choose one of each:
 
@@ -232,12 +228,6 @@ class TorchTask(Task):
     tensor row), the row of the result (`result=` for a tensor or list, the result's own
     keys for a dict), and the item's staged outputs; it runs in a postprocessing thread,
     overlapped with the next batch's compute.
-    """
-
-    WHOLE_RUN_KEY: ClassVar[str] = "(all batches)"
-    """The one item of a run over an own dataloader or iterable dataset (rows unknown upfront).
-
-    It succeeds when every row did; `--shard` cannot split it (shard inside the loader).
     """
 
     def load_model(self, device: Any) -> None:
@@ -287,97 +277,8 @@ class TorchTask(Task):
 
     def item_problems(self, item: dict[str, Any]) -> list[str]:
         """Why `load_data(**item)` cannot take the first item `generate_tasks` listed."""
-        if not overrides(type(self), "load_data"):
+        if type(self).load_data is TorchTask.load_data:
             return []  # the default takes anything; the fields reach inference(**batch)
         return call_problems(
             f"{type(self).__name__}.load_data", self.load_data, list(item), "its items pass"
         )
-
-    # --- how the plan and the torch backbone read this task ------------------------------
-
-    @classmethod
-    def data_source(cls) -> str:
-        """`items` (generate_tasks / a template), `dataset` (own get_dataset) or `dataloader`."""
-        if overrides(cls, "get_dataloader"):
-            return "dataloader"
-        lists_items = overrides(cls, "generate_tasks") or overrides(cls, "iter_items")
-        if overrides(cls, "get_dataset") and not lists_items:
-            return "dataset"
-        return "items"
-
-    @classmethod
-    def compute_mode(cls) -> str | None:
-        """`process`, `postprocess` or `postprocess_each`; None when the task lacks one."""
-        if overrides(cls, "process"):
-            return "process"
-        if not overrides(cls, "inference"):
-            return None
-        if overrides(cls, "postprocess"):
-            return "postprocess"
-        if overrides(cls, "postprocess_each"):
-            return "postprocess_each"
-        return None
-
-    @classmethod
-    def done_check(cls) -> str | None:
-        """`batch` (is_executed(batch)), `each` (is_each_executed) or None.
-
-        A task that implements `is_executed(batch)` gets it asked, as in kagurazaka where
-        its default answers from `is_each_executed`.
-        """
-        if overrides(cls, "is_executed"):
-            return "batch"
-        if overrides(cls, "is_each_executed"):
-            return "each"
-        return None
-
-    def iter_items(self) -> Iterator[Item]:
-        source = self.data_source()
-        if source == "items":
-            yield from super().iter_items()
-            return
-        if source == "dataset":
-            dataset = self.get_dataset()
-            self.__dict__["_dispatch_dataset"] = dataset
-            try:
-                count = len(dataset)
-            except TypeError:
-                count = None  # an iterable dataset: its rows are known only by iterating
-            if count is not None and hasattr(dataset, "__getitem__"):
-                for index in range(count):
-                    yield f"{index:012d}", index
-                return
-        yield self.WHOLE_RUN_KEY, None
-
-    def executed_mask(self, items: Sequence[Item]) -> Iterator[bool]:
-        if self.data_source() != "items":
-            # Rows are known only once loaded: the backbone checks each batch instead
-            # (when there is a check; without one it loads the model while data loads).
-            self.__dict__["_dispatch_check_after_load"] = self.done_check() is not None
-            for _ in items:
-                yield False
-            return
-        check = self.done_check()
-        for key, payload in items:
-            if check == "each":
-                yield bool(self.is_each_executed(**self.item_payload(key, payload)))
-            elif check == "batch":
-                fields = self.item_payload(key, payload)
-                yield bool(self.is_executed({name: [value] for name, value in fields.items()}))
-            else:
-                yield False
-
-    def take_dataset(self) -> Any:
-        """The dataset the plan listed (built once), or a fresh `get_dataset()`."""
-        dataset = self.__dict__.pop("_dispatch_dataset", None)
-        return dataset if dataset is not None else self.get_dataset()
-
-    @property
-    def checks_after_load(self) -> bool:
-        """Whether the backbone drops done rows after loading (own data, a check, no --force)."""
-        return bool(self.__dict__.get("_dispatch_check_after_load"))
-
-
-def overrides(task_cls: type, name: str, base: type = TorchTask) -> bool:
-    """Whether `task_cls` implements `name` itself rather than inheriting `base`'s."""
-    return getattr(task_cls, name, None) is not getattr(base, name, None)

@@ -36,7 +36,8 @@ from dispatcher.outputs import (
 from dispatcher.placeholders import Placeholder
 from dispatcher.sharding import HashShard, IndexShard, ShardSpec
 from dispatcher.signatures import call_problems
-from dispatcher.task import Item, Task, TorchTask, overrides
+from dispatcher.task import Item, Task, TorchTask
+from templates.adapters.torch_task import compute_mode, overrides
 from templates.input_modes import InputMode
 from templates.output_modes import Finish, FinishWhenAllExist, OutputMode
 from templates.runtime import Runtime
@@ -145,7 +146,7 @@ class TemplateHooks:
         return f"under {runtime.input_value} (input mode {runtime.input_mode!r})"
 
     @contextlib.contextmanager
-    def staged_outputs(self, key: str) -> Iterator[dict[str, Any]]:
+    def staged_outputs(self, key: str, remake: bool = False) -> Iterator[dict[str, Any]]:
         # The item's claim is held from staging to commit: a concurrent run's attempt at
         # the same item waits for it. Once claimed, the item may have been completed since
         # the plan looked (by the run waited for, or one that finished just before): then
@@ -153,7 +154,7 @@ class TemplateHooks:
         runtime = self._runtime()
         with claimed(runtime.output_mode.final(runtime.output_root, key)) as claim:
             # A batch written by one call writes every row, so its items are made again.
-            if not claim.batch and not self.dispatch_force and runtime.is_done(key):
+            if not claim.batch and not remake and runtime.is_done(key):
                 raise DoneElsewhere(f"{key} was completed by another run")
             with runtime.output_mode.stage(runtime.output_root, key) as outputs:
                 yield outputs
@@ -225,7 +226,7 @@ class TorchTemplateHooks(TemplateHooks):
                 f"{name}.load_data", task.load_data, inputs, "its template passes", more=more
             )
         loaded = "the fields of load_data" if more is None else f"{more}, the fields of load_data"
-        mode = task.compute_mode()
+        mode = compute_mode(cls)
         if mode == "process":
             problems += call_problems(f"{name}.process", task.process, [], "", positional=2)
         elif mode is not None:

@@ -15,6 +15,7 @@ import pytest
 from conftest import run_dispatch
 
 from dispatcher.outputs import OutputOutsideRoot, confine, unsafe_reason
+from dispatcher.stage import stage_for
 
 TASK = """
 import os
@@ -252,7 +253,7 @@ def test_the_done_mask_and_is_executed_agree_through_a_link_out_of_the_root(worl
     command = [str(world / "linked.py"), cls, "--backbone", "serial",
                "--mixin", f"input={src}", f"output={out}"]  # fmt: skip
     task = prepare(parse_command_line(command)).task
-    plan = make_plan(task, [])
+    plan = make_plan(stage_for(task), [])
     assert [key for key, _ in plan.pending] == ["sub/a.txt"] and plan.done == 1
     items = [("ok/a.txt", None), ("sub/a.txt", None)]
     assert list(task.executed_mask(items)) == [True, False]

@@ -20,7 +20,7 @@ PLUGIN = '''
 """A third-party backbone: runs items in this process, in reverse order."""
 
 from backbones import Backbone
-from dispatcher.execution import run_one
+from dispatcher.execution import run_batch
 
 
 class ReverseBackbone(Backbone):
@@ -31,16 +31,17 @@ class ReverseBackbone(Backbone):
     def add_arguments(cls, parser):
         parser.add_argument("--stamp", default="plain", help="text written beside each output")
 
-    def run(self, task, items, reporter, stop):
-        task.stamp = self.options.stamp
-        task.setup()
+    def run(self, stage, items, reporter, stop):
+        stage.task.stamp = self.options.stamp
+        stage.setup()
         try:
             for item in reversed(items):
                 if stop.is_set():
                     break
-                reporter.record_outcome(run_one(task, item))
+                for outcome in run_batch(stage, [item]):
+                    reporter.record_outcome(outcome)
         finally:
-            task.teardown()
+            stage.teardown()
 '''
 
 PYPROJECT = """
@@ -168,9 +169,12 @@ def test_an_unknown_backbone_lists_the_known_ones(tmp_path):
 
 def test_every_builtin_backbone_loads_and_auto_picks_by_task_type():
     from dispatcher import Task, TorchTask
+    from dispatcher.stage import adapter_for
 
     for name in ("serial", "mp", "torch"):
         cls = registry.load(name)
         assert cls.name == name
-    assert registry.auto_choice(Task) == "mp" and registry.resolve("auto", Task).name == "mp"
-    assert registry.auto_choice(TorchTask) == "torch"
+    plain, torch_stage = adapter_for(Task), adapter_for(TorchTask)
+    assert registry.auto_choice(plain) == "mp"
+    assert registry.resolve("auto", Task, plain).name == "mp"
+    assert registry.auto_choice(torch_stage) == "torch"

@@ -31,6 +31,7 @@ from dispatcher.sharding import (
     parse_cli_shard,
     select,
 )
+from dispatcher.stage import stage_for
 from dispatcher.task import Task
 
 KEYS = st.lists(st.text(min_size=1, max_size=12), max_size=60, unique=True).map(sorted)
@@ -143,8 +144,8 @@ def test_plan_is_independent_of_enumeration_order(names, rnd, count):
     shuffled = list(names)
     rnd.shuffle(shuffled)
     for spec in [IndexShard(0, count), HashShard(count - 1, count)]:
-        a = make_plan(Listed(names), [spec])
-        b = make_plan(Listed(shuffled), [spec])
+        a = make_plan(stage_for(Listed(names)), [spec])
+        b = make_plan(stage_for(Listed(shuffled)), [spec])
         assert [k for k, _ in a.pending] == [k for k, _ in b.pending]
         assert a.found == len(set(names)) and a.duplicates == len(names) - len(set(names))
 

@@ -6,6 +6,7 @@ test_backbone_mp.py; here: the stop signal itself and the in-process `serial` ba
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -21,6 +22,7 @@ from backbones.serial import SerialBackbone
 from dispatcher.report import Reporter
 from dispatcher.runner import build_options
 from dispatcher.signals import StopSignal
+from dispatcher.stage import Stage
 
 SLOW = """
 import os, signal, time
@@ -173,20 +175,27 @@ def test_stop_signal_deadline_and_handlers():
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-class _Task:
-    """Minimal in-process task: each item sends SIGTERM to this process at item 1."""
+class _Task(Stage):
+    """Minimal in-process stage: each item sends SIGTERM to this process at item 1."""
 
     def __init__(self) -> None:
         self.ran: list[str] = []
         self.torn_down = False
+        self.force = False
 
-    def setup(self) -> None:
+    def setup(self, device: object = None) -> None:
         pass
 
     def teardown(self) -> None:
         self.torn_down = True
 
-    def run_item(self, key: str, payload: object) -> None:
+    def load(self, key: str, payload: object) -> str:
+        return key
+
+    def staged(self, key: str) -> contextlib.AbstractContextManager[dict[str, object]]:
+        return contextlib.nullcontext({})
+
+    def write_row(self, i: int, size: int, key: str, result: object, outputs: object) -> None:
         self.ran.append(key)
         if key == "b":
             os.kill(os.getpid(), signal.SIGTERM)

@@ -21,8 +21,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dispatcher.cli import main, parse_command_line
+from dispatcher.execution import run_item
 from dispatcher.plan import make_plan
 from dispatcher.runner import prepare
+from dispatcher.stage import stage_for
+from templates.adapters.torch_task import data_source, done_check
 
 HEADER = """
 import json, os
@@ -56,7 +59,7 @@ def run(tmp_path: Path, capsys, task: Path, cls: str, *args: str) -> tuple[int, 
 def plan_of(task: Path, cls: str, *args: str, backbone: tuple[str, ...] = ("--backbone", "serial")):
     """The real plan (in-process, nothing run) for a command line."""
     prepared = prepare(parse_command_line([str(task), cls, *backbone, *args]))
-    return prepared.task, make_plan(prepared.task, prepared.shards)
+    return prepared.task, make_plan(prepared.stage, prepared.shards)
 
 
 def keys(task: Path, cls: str, *args: str) -> list[str]:
@@ -588,7 +591,7 @@ def test_plain_class_kagurazaka_hooks_and_pickling(tmp_path):
     ]
     assert not task.is_executed(input=str(src / "a.txt"))
     clone = pickle.loads(pickle.dumps(task))
-    clone.run_item("a.txt", None)
+    assert run_item(stage_for(clone), ("a.txt", None)).ok
     assert task.is_executed(input=str(src / "a.txt"))
     assert list(task.executed_mask(plan.pending)) == [True, False]
 
@@ -611,8 +614,8 @@ def test_torch_task_hooks_without_torch(tmp_path):
     task_path = task_file(tmp_path, body)
     out = tmp_path / "out"
     task, plan = plan_of(task_path, "Embed", "--mixin", f"input={src}", f"output={out}",
-                         backbone=("--backbone", "torch", "--device", "cpu"))  # serial refuses torch tasks
-    assert type(task).data_source() == "items" and type(task).done_check() == "each"
+                         backbone=("--backbone", "torch", "--device", "cpu"))
+    assert data_source(type(task)) == "items" and done_check(type(task)) == "each"
     assert [k for k, _ in plan.pending] == ["2.jpg", "x/1.jpg"]
     key, payload = plan.pending[1]
     row = task.load_data(**task.item_payload(key, payload))
@@ -620,7 +623,7 @@ def test_torch_task_hooks_without_torch(tmp_path):
         task.postprocess_each(0, 1, result=len(row["text"]), **outputs)
     assert (out / "x" / "1.jpg.emb").read_text() == "3"
     assert task.is_each_executed(input=str(src / "x" / "1.jpg"))
-    assert [k for k, _ in make_plan(task, []).pending] == ["2.jpg"]
+    assert [k for k, _ in make_plan(stage_for(task), []).pending] == ["2.jpg"]
 
 
 def test_process_pool_runs_a_template_task(tmp_path):

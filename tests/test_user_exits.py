@@ -250,9 +250,9 @@ def test_a_task_exit_escaping_a_backbone_is_a_crash_not_a_success(plain, tmp_pat
     import dispatcher
     from backbones.serial import SerialBackbone
 
-    def bare_loop(self, task, items, reporter, stop):
+    def bare_loop(self, stage, items, reporter, stop):
         for key, payload in items:
-            task.run_item(key, payload)
+            stage.write_row(0, 1, stage.load(key, payload), None, {})
 
     monkeypatch.setattr(SerialBackbone, "run", bare_loop)
     monkeypatch.chdir(tmp_path)

@@ -1,0 +1,250 @@
+"""The stage: the one thing every backbone runs, whatever the style of the task.
+
+A backbone sees a run as a stage and the plan's pending items. For a batch of them a
+stage can: set up once per worker (with its device, if it uses one), load an item where
+data loads (a pool worker, a DataLoader worker), collate loaded rows into a batch,
+compute the batch where the model is, and write each item's result inside its staged
+outputs, committed item by item; then tear down once. `dispatcher.execution` holds the
+functions that drive those steps (`run_batch`, or its three parts for an engine that
+places them apart); a backbone calls them and never a task's own methods.
+
+An *adapter* is a `Stage` subclass for one task style (plain and template `Task`s,
+`TorchTask`s, operator packages...). The loader asks the adapters, in order, which one
+claims a class (`adapter_for`), so a class that is not a `Task` at all can be claimed
+by an adapter without the loader or any backbone changing. Adapters live above the core
+(`templates/adapters/`) or in a third party's package (the `dispatcher.adapters`
+entry-point group, asked after the built-ins); the core names the built-ins by import
+path, like the engines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, ClassVar
+
+from dispatcher.errors import UsageError
+from dispatcher.task import Item, Task
+
+ENTRY_POINT_GROUP = "dispatcher.adapters"
+BUILTIN: tuple[str, ...] = (
+    "templates.adapters.torch_task:TorchTaskStage",
+    "templates.adapters.task:TaskStage",
+)
+"""Asked in this order: the first adapter that claims a class runs it."""
+
+Row = Any
+"""One loaded item, as `load` returns it."""
+Batch = Any
+"""Rows collated by `collate` (a list of rows unless the adapter says otherwise)."""
+
+
+class Stage:
+    """One task's work, in the steps every backbone places somewhere.
+
+    Plan side (in the parent, before any backbone): `items`, `done_mask`, `final_outputs`,
+    `leftovers`, answered by the task. Worker side: `setup`, `load`, `collate`, `compute`,
+    `write_row` or `write_rows`, `teardown`. A stage is built in the parent and pickled
+    to worker processes with its task.
+    """
+
+    style: ClassVar[str] = "task"
+    """The task style, as messages name it."""
+    batched: ClassVar[bool] = False
+    """Whether `compute` takes several rows at once. A stage that does not is run item by
+    item (`execution.run_item`): no collation, no batch, nothing extra per item."""
+    uses_device: ClassVar[bool] = False
+    """Whether `setup` takes a device (torch tasks): such a stage runs where one is chosen."""
+    default_batch_size: ClassVar[int] = 1
+    compute_step: ClassVar[str] = "compute"
+    """How a failure of `compute` is named in the items' errors."""
+    write_step: ClassVar[str] = ""
+    """How a failure of `write_rows` is named (empty: by the error alone)."""
+    writes_on_device: ClassVar[bool] = False
+    """Whether `write_rows` computes as well (a torch `process(device, batch)`): an engine
+    then runs it where `compute` runs, not on a writer thread."""
+    writes_rows_together: ClassVar[bool] = False
+    """Whether one call writes a whole batch (`write_rows`) instead of one row at a time
+    (`write_row`): every item of the batch is then claimed before the call."""
+
+    def __init__(self, task: Task, force: bool = False) -> None:
+        self.task = task
+        self.force = force
+        """`--force`: an item completed by another run since the plan is made again."""
+
+    # --- which classes this adapter runs --------------------------------------------------
+
+    @classmethod
+    def claims(cls, obj: type) -> bool:
+        """Whether this adapter runs the class `obj` (checked in `BUILTIN` order)."""
+        return False
+
+    @classmethod
+    def task_class(cls, obj: type) -> type[Task]:
+        """The `Task` class configured and run for `obj` (itself, for a task class)."""
+        return obj
+
+    @classmethod
+    def problems(cls, task_cls: type[Task]) -> list[str]:
+        """Why a class this adapter claims cannot run at all (a missing method), one line each."""
+        return []
+
+    @classmethod
+    def rows_known_after_load(cls, task_cls: type[Task]) -> bool:
+        """Whether rows are known only by loading (an own dataloader or iterable dataset):
+        the run is then one plan item, and the plan's done check runs batch by batch."""
+        return False
+
+    # --- plan side ---------------------------------------------------------------------------
+
+    def items(self) -> Iterable[Item]:
+        return self.task.iter_items()
+
+    def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
+        return self.task.executed_mask(items)
+
+    def final_outputs(self, keys: Sequence[str]) -> Iterable[str] | None:
+        return self.task.final_outputs(keys)
+
+    def leftovers(self, items: Sequence[Item]) -> Iterable[str]:
+        return self.task.leftovers(items)
+
+    @property
+    def whole_run(self) -> bool:
+        """The plan's one item stands for every row an own loader yields (after `items`)."""
+        return False
+
+    @property
+    def checks_after_load(self) -> bool:
+        """Whether loaded batches go through the plan's `pending_rows` (rows of own data
+        that were not checked before loading)."""
+        return False
+
+    def done_after_load(self, batch: Batch, size: int) -> list[bool] | None:
+        """For rows known only after loading: whether each row of `batch` is done (None:
+        the task has no done check). Asked through `plan.pending_rows`, never directly."""
+        return None
+
+    # --- worker side ---------------------------------------------------------------------
+
+    def setup(self, device: Any = None) -> None:
+        """Once per worker, before its first item."""
+        self.task.setup()
+
+    def teardown(self) -> None:
+        """Once per worker, after its last item."""
+        self.task.teardown()
+
+    def warm_up(self) -> None:
+        """Make `compute` ready (load a model), once something is left to compute.
+
+        A failure here ends the run (`execution.StageFailed`): nothing can compute.
+        """
+
+    def load(self, key: str, payload: Any) -> Row:
+        """An item's row: runs where data loads."""
+        return self.task.item_payload(key, payload)
+
+    def collate(self, rows: list[Row]) -> Batch:
+        return rows
+
+    def size(self, batch: Batch) -> int:
+        return len(batch)
+
+    def row(self, batch: Batch, i: int) -> Row:
+        return batch[i]
+
+    def select(self, batch: Batch, keep: list[int]) -> Batch:
+        """The rows `keep` of a batch (after some were found done or failed)."""
+        return [batch[i] for i in keep]
+
+    def row_name(self, batch: Batch, i: int) -> str | None:
+        """A name for row `i` of an own loader's batch, for failure messages."""
+        return None
+
+    def compute(self, batch: Batch, size: int) -> Any:
+        """The batch's result, where the model is (None: the work is done in `write_row`)."""
+        return None
+
+    def write_row(self, i: int, size: int, row: Row, result: Any, outputs: dict[str, Any]) -> None:
+        """Write row `i`'s result to its staged `outputs` (committed when this returns)."""
+        raise NotImplementedError
+
+    def write_rows(
+        self, keys: list[str], batch: Batch, result: Any, outputs: dict[str, list[Any]]
+    ) -> None:
+        """Write a whole batch's results; `outputs` holds one staged path per row per name."""
+        raise NotImplementedError
+
+    def own_loader(self, loader_for: Callable[[Any, Callable[..., Any]], Iterable[Any]]) -> Any:
+        """What yields the batches of a `whole_run` (an iterable; a DataLoader for a torch
+        task). `loader_for(dataset, collate)` is the backbone's way to load a dataset the
+        task returns, with its own settings."""
+        raise NotImplementedError
+
+    # --- outputs (the core's execution functions call these) ---------------------------------
+
+    def staged(self, key: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        return self.task.staged_outputs(key, remake=self.force)
+
+    def claim_all(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        return self.task.claim_outputs(keys)
+
+    def clear_abandoned(self, key: str) -> None:
+        self.task.clear_abandoned(key)
+
+
+def _entry_points() -> list[Any]:
+    from importlib.metadata import entry_points
+
+    return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+
+
+def _load(spec: str) -> type[Stage]:
+    module_name, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _builtin() -> tuple[type[Stage], ...]:
+    return tuple(_load(spec) for spec in BUILTIN)
+
+
+@functools.cache
+def _plugins() -> tuple[type[Stage], ...]:
+    found: list[type[Stage]] = []
+    for ep in _entry_points():
+        try:
+            cls = ep.load()
+        except Exception as exc:
+            raise UsageError(
+                f"adapter '{ep.name}' failed to load: {type(exc).__name__}: {exc}"
+            ) from None
+        if not (isinstance(cls, type) and issubclass(cls, Stage)):
+            raise UsageError(f"adapter '{ep.name}' ({ep.value}) is not a dispatcher.stage.Stage")
+        found.append(cls)
+    return tuple(found)
+
+
+def adapter_for(obj: type) -> type[Stage] | None:
+    """The adapter that runs the class `obj`, or None when no adapter claims it.
+
+    The built-ins are asked first (they claim only `Task` subclasses), so a task class
+    never pays for the entry-point scan; installed plugins' adapters then claim the rest.
+    """
+    for adapter in _builtin():
+        if adapter.claims(obj):
+            return adapter
+    for adapter in _plugins():
+        if adapter.claims(obj):
+            return adapter
+    return None
+
+
+def stage_for(task: Task, force: bool = False) -> Stage:
+    """The stage of a configured task (its class's adapter around it)."""
+    adapter = adapter_for(type(task))
+    if adapter is None:
+        raise UsageError(f"no adapter runs {type(task).__name__}: it is not a task class")
+    return adapter(task, force=force)

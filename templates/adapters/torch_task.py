@@ -1,0 +1,282 @@
+"""`TorchTask`s: which of kagurazaka's methods a task implements, as one stage.
+
+A torch task picks one of each (see `dispatcher.task.TorchTask`): a data source
+(`generate_tasks` + `load_data`, an own `get_dataset`, an own `get_dataloader`), a done
+check (`is_each_executed`, `is_executed(batch)`) and a compute mode (`inference` with
+`postprocess_each` or `postprocess`, or a whole `process(device, batch)`). The choice is
+read here, once per class, and becomes the stage's steps; no backbone knows it.
+
+Torch is imported only when a batch is collated or computed, never to claim a class.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from dispatcher.execution import StageFailed, error_line
+from dispatcher.signals import ControlFlow
+from dispatcher.stage import Batch, Row, Stage
+from dispatcher.task import Item, Task, TorchTask
+
+WHOLE_RUN_KEY = "(all batches)"
+"""The one plan item of a run over an own dataloader or iterable dataset (rows unknown
+upfront). It succeeds when every row did; `--shard` cannot split it (shard inside the loader)."""
+
+
+def overrides(task_cls: type, name: str, base: type = TorchTask) -> bool:
+    """Whether `task_cls` implements `name` itself rather than inheriting `base`'s."""
+    return getattr(task_cls, name, None) is not getattr(base, name, None)
+
+
+def data_source(task_cls: type[Task]) -> str:
+    """`items` (generate_tasks / a template), `dataset` (own get_dataset) or `dataloader`."""
+    if overrides(task_cls, "get_dataloader"):
+        return "dataloader"
+    lists_items = overrides(task_cls, "generate_tasks") or overrides(task_cls, "iter_items")
+    if overrides(task_cls, "get_dataset") and not lists_items:
+        return "dataset"
+    return "items"
+
+
+def compute_mode(task_cls: type[Task]) -> str | None:
+    """`process`, `postprocess` or `postprocess_each`; None when the task lacks one."""
+    if overrides(task_cls, "process"):
+        return "process"
+    if not overrides(task_cls, "inference"):
+        return None
+    if overrides(task_cls, "postprocess"):
+        return "postprocess"
+    if overrides(task_cls, "postprocess_each"):
+        return "postprocess_each"
+    return None
+
+
+def done_check(task_cls: type[Task]) -> str | None:
+    """`batch` (is_executed(batch)), `each` (is_each_executed) or None.
+
+    A task that implements `is_executed(batch)` gets it asked, as in kagurazaka where its
+    default answers from `is_each_executed`.
+    """
+    if overrides(task_cls, "is_executed"):
+        return "batch"
+    if overrides(task_cls, "is_each_executed"):
+        return "each"
+    return None
+
+
+def _batches() -> Any:
+    from dispatcher import batches
+
+    return batches
+
+
+class TorchTaskStage(Stage):
+    """A torch task: rows load where data loads, batches compute on the device under
+    `torch.inference_mode()`, results are written per row or per batch."""
+
+    style = "torch task"
+    batched = True
+    uses_device = True
+    default_batch_size = 16
+    compute_step = "inference"
+
+    def __init__(self, task: Task, force: bool = False) -> None:
+        super().__init__(task, force)
+        cls = type(task)
+        self.source = data_source(cls)
+        self.mode = compute_mode(cls)
+        self.check = done_check(cls)
+        self.dataset: Any = None
+        self._whole = False
+        self.device: Any = None
+        self.model = "absent"  # absent | loaded | failed
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["dataset"] = None  # rebuilt by get_dataset() where it is needed
+        return state
+
+    # --- the class ------------------------------------------------------------------------
+
+    @classmethod
+    def claims(cls, obj: type) -> bool:
+        return isinstance(obj, type) and issubclass(obj, TorchTask)
+
+    @classmethod
+    def problems(cls, task_cls: type[Task]) -> list[str]:
+        if compute_mode(task_cls) is None:
+            return [
+                f"{task_cls.__name__} implements neither inference() with postprocess_each() "
+                "or postprocess(), nor process(device, batch)"
+            ]
+        return []
+
+    @classmethod
+    def rows_known_after_load(cls, task_cls: type[Task]) -> bool:
+        return data_source(task_cls) == "dataloader"
+
+    @property
+    def writes_rows_together(self) -> bool:  # type: ignore[override]
+        return self.mode in ("process", "postprocess")
+
+    @property
+    def writes_on_device(self) -> bool:  # type: ignore[override]
+        return self.mode == "process"
+
+    # --- plan side -------------------------------------------------------------------------
+
+    def items(self) -> Iterable[Item]:
+        if self.source == "items":
+            return self.task.iter_items()
+        return list(self._own_items())
+
+    def _own_items(self) -> Iterator[Item]:
+        if self.source == "dataset":
+            dataset = self.dataset = self.task.get_dataset()  # type: ignore[attr-defined]
+            try:
+                count = len(dataset)
+            except TypeError:
+                count = None  # an iterable dataset: its rows are known only by iterating
+            if count is not None and hasattr(dataset, "__getitem__"):
+                for index in range(count):
+                    yield f"{index:012d}", index
+                return
+        self._whole = True
+        yield WHOLE_RUN_KEY, None
+
+    @property
+    def whole_run(self) -> bool:
+        return self._whole
+
+    @property
+    def checks_after_load(self) -> bool:
+        return self.source != "items" and self.check is not None
+
+    def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
+        task: Any = self.task
+        for key, payload in items:
+            if self.source != "items":
+                yield False  # rows are known only once loaded: checked batch by batch
+            elif self.check == "each":
+                yield bool(task.is_each_executed(**task.item_payload(key, payload)))
+            elif self.check == "batch":
+                fields = task.item_payload(key, payload)
+                yield bool(task.is_executed({name: [value] for name, value in fields.items()}))
+            else:
+                yield False
+
+    def done_after_load(self, batch: Batch, size: int) -> list[bool] | None:
+        task: Any = self.task
+        if self.check == "batch":
+            return [bool(task.is_executed(batch))] * size
+        if self.check == "each":
+            row_of = _batches().row_of
+            return [bool(task.is_each_executed(**row_of(batch, i))) for i in range(size)]
+        return None
+
+    # --- worker side -----------------------------------------------------------------------
+
+    def setup(self, device: Any = None) -> None:
+        self.device = device
+        self.task.setup()
+
+    def warm_up(self) -> None:
+        if self.model == "absent":
+            try:
+                self.task.load_model(self.device)  # type: ignore[attr-defined]
+            except ControlFlow:
+                raise
+            except BaseException as exc:  # sys.exit() too: nothing can run without the model
+                self.model = "failed"
+                raise StageFailed(
+                    f"load_model failed: {error_line(exc)}", traceback.format_exc()
+                ) from None
+            self.model = "loaded"
+        elif self.model == "failed":
+            raise StageFailed("load_model failed earlier")
+
+    def load(self, key: str, payload: Any) -> Row:
+        task: Any = self.task
+        if self.source == "dataset":
+            if self.dataset is None:
+                self.dataset = task.get_dataset()
+            row = self.dataset[payload]
+            if not isinstance(row, Mapping):
+                raise TypeError(f"dataset rows must be dicts, got {type(row).__name__}")
+            return row
+        fields = task.item_payload(key, payload)
+        loaded = task.load_data(**fields)
+        if not isinstance(loaded, Mapping):
+            raise TypeError(f"load_data must return a dict, got {type(loaded).__name__}")
+        # The item's own fields (a template's `input` path) ride along unless load_data
+        # returned a field of the same name.
+        return {**fields, **loaded}
+
+    def collate(self, rows: list[Row]) -> Batch:
+        return _batches().collate_rows(rows)
+
+    def size(self, batch: Batch) -> int:
+        if not isinstance(batch, Mapping):
+            raise TypeError(f"the dataloader must yield dict batches, got {type(batch).__name__}")
+        return _batches().batch_length(batch)
+
+    def row(self, batch: Batch, i: int) -> Row:
+        return _batches().row_of(batch, i)
+
+    def select(self, batch: Batch, keep: list[int]) -> Batch:
+        return _batches().select_rows(batch, keep)
+
+    def row_name(self, batch: Batch, i: int) -> str | None:
+        return self.task.row_key(self.row(batch, i))  # type: ignore[attr-defined]
+
+    def _on_device(self, batch: Batch) -> Batch:
+        """The batch's tensors on the device (non-blocking from pinned memory); cpu: as is."""
+        device = self.device
+        if device is None or getattr(device, "type", str(device)) == "cpu":
+            return batch
+        # Non-blocking copies from pinned memory where the vendor's streams order them.
+        return _batches().to_device(batch, device, device.type in ("cuda", "npu"))
+
+    def compute(self, batch: Batch, size: int) -> Any:
+        if self.mode == "process":
+            return None  # process(device, batch) computes and writes: see write_rows
+        import torch
+
+        task: Any = self.task
+        on_device = self._on_device(batch)
+        with torch.inference_mode():
+            return task.inference(self.device, size, **on_device)
+
+    def write_row(self, i: int, size: int, row: Row, result: Any, outputs: dict[str, Any]) -> None:
+        kwargs = dict(row)
+        result_row = _batches().row_of(result, i)
+        if isinstance(result, Mapping):
+            kwargs.update(result_row)
+        else:
+            kwargs["result"] = result_row
+        kwargs.update(outputs)
+        self.task.postprocess_each(i, size, **kwargs)  # type: ignore[attr-defined]
+
+    def write_rows(
+        self, keys: list[str], batch: Batch, result: Any, outputs: dict[str, list[Any]]
+    ) -> None:
+        task: Any = self.task
+        if self.mode == "process":
+            import torch
+
+            on_device = self._on_device(batch)
+            with torch.inference_mode():
+                task.process(self.device, {**on_device, **outputs})
+            return
+        task.postprocess(len(keys), result, **{**batch, **outputs})
+
+    def own_loader(self, loader_for: Callable[[Any, Callable[..., Any]], Iterable[Any]]) -> Any:
+        """The task's own dataloader, or `loader_for` over its iterable dataset."""
+        task: Any = self.task
+        if self.source == "dataloader":
+            return task.get_dataloader()
+        dataset = self.dataset if self.dataset is not None else task.get_dataset()
+        self.dataset = None
+        return loader_for(dataset, self.collate)
