@@ -15,7 +15,7 @@ from typing import Any
 from backbones import torch_device
 from backbones.base import Backbone, non_negative_int, positive_float, positive_int, run_in_process
 from dispatcher.execution import Outcome, error_line, run_batch, run_collated
-from dispatcher.ledger import RowLedger
+from dispatcher.ledger import ItemLedger, RowLedger
 from dispatcher.report import Reporter
 from dispatcher.signals import ControlFlow, StopSignal
 from dispatcher.stage import Stage
@@ -105,27 +105,23 @@ class _Loop:
         if self.stage.whole_run:
             self._whole_run()
             return
-        for batch in self._batches():
-            if self.stop.is_set():
-                return
-            outcomes = self._timed(lambda b=batch: run_batch(self.stage, b))
-            for outcome, item in zip(outcomes, batch, strict=True):
-                self._settle(outcome, item)
+        # Failed items with retries left come back for another pass, after the others.
+        ledger = ItemLedger(self.items, self.reporter, self.retries)
+        refs = list(range(len(self.items)))
+        while refs and not self.stop.is_set():
+            for batch in self._batches(refs):
+                if self.stop.is_set():
+                    return
+                items = [self.items[ref] for ref in batch]
+                outcomes = self._timed(lambda b=items: run_batch(self.stage, b))
+                for ref, outcome in zip(batch, outcomes, strict=True):
+                    ledger.record(ref, outcome)
+            refs = ledger.take_again()
 
-    def _batches(self) -> Iterator[list[Item]]:
+    def _batches(self, refs: list[int]) -> Iterator[list[int]]:
         size = self.batch_size
-        for start in range(0, len(self.items), size):
-            yield self.items[start : start + size]
-
-    def _settle(self, outcome: Outcome, item: Item) -> None:
-        tried = 0
-        while not outcome.ok and tried < self.retries and not self.stop.is_set():
-            tried += 1
-            self.reporter.note(f"retrying {outcome.key} ({tried}/{self.retries}): {outcome.error}")
-            (outcome,) = self._timed(lambda: run_batch(self.stage, [item]))
-        if not outcome.ok and tried:
-            outcome.error = f"{outcome.error} (failed {tried + 1} attempts)"
-        self.reporter.record_outcome(outcome)
+        for start in range(0, len(refs), size):
+            yield refs[start : start + size]
 
     def _timed(self, call: Any) -> list[Outcome]:
         """`call()` under --timeout: SIGALRM raises `ItemTimeout` inside the item running."""

@@ -11,7 +11,9 @@ Failures are per item: a row that fails to load, or whose postprocess_each raise
 that item; an exception in inference (or postprocess, or process) fails the batch's items;
 a DataLoader worker that dies fails only the item that kills it (its batch is reloaded item
 by item in fresh workers) and the loader restarts after it. A task's `sys.exit()` is a
-failure like any exception, in whichever thread or process it runs.
+failure like any exception, in whichever thread or process it runs. With `--retries`,
+failed items run again in a pass after the others. There is no per-item timeout: a
+batch computes on the device as one call, which nothing can interrupt safely.
 """
 
 from __future__ import annotations
@@ -85,6 +87,14 @@ class TorchBackbone(Backbone):
             default=None,
             help="pin loaded batches in page-locked memory for faster non-blocking copies "
             "(default: on for cuda and npu)",
+        )
+        parser.add_argument(
+            "--retries",
+            type=non_negative_int,
+            default=0,
+            metavar="N",
+            help="run a failed item (its load, compute or write raised) up to N more times, "
+            "in a pass after the others (default: 0)",
         )
         parser.add_argument(
             "--postprocess-queue",
@@ -204,6 +214,10 @@ class PostWorker:
 # --- one run -----------------------------------------------------------------------------------
 
 
+def _same(ref: int) -> int:
+    return ref
+
+
 class _TorchRun:
     """The state of one run of the torch backbone: device, loader, ledger, postprocessing.
 
@@ -234,8 +248,12 @@ class _TorchRun:
         self.options = backbone.options
         self.choice = backbone.device_choice
         self.device: Any = None
+        self.refs: list[int] | None = None
+        retries = getattr(self.options, "retries", 0) or 0
         self.ledger: Ledger = (
-            RowLedger(items[0], reporter) if stage.whole_run else ItemLedger(items, reporter)
+            RowLedger(items[0], reporter)
+            if stage.whole_run
+            else ItemLedger(items, reporter, retries)
         )
         pin_device = "npu" if self.choice.type == "npu" else ""
         self.settings = torch_data.LoaderSettings(
@@ -259,12 +277,25 @@ class _TorchRun:
             self.ledger.finish(completed)
 
     def _run_batches(self) -> bool:
-        """Load, compute and write every batch; True when the run went to the end."""
+        """Every pending item, then passes over the failed ones with retries left; True
+        when the run went to the end."""
+        refs = list(range(len(self.items)))
+        completed = True
+        try:
+            while refs and completed:
+                completed = self._pass(refs)
+                refs = self.ledger.take_again()
+        finally:
+            self.ledger.close()
+        return completed
+
+    def _pass(self, refs: list[int]) -> bool:
+        """Load, compute and write the items `refs`; True when the pass went to the end."""
         completed = False
         post = PostWorker(self._postprocess, self.options.postprocess_queue)
         stream: Any = None
         try:
-            stream = self._stream()
+            stream = self._stream(refs)
             completed = self._loop(stream, post)
             drained = post.finish(self._grace_left)
             completed = completed and drained and not self.stop.is_set()
@@ -272,7 +303,8 @@ class _TorchRun:
             completed = False
         finally:
             post.abandon()
-            self.ledger.close()
+            if not completed:
+                self.ledger.close()
             self._close_stream(stream, hurry=not completed)
             post.join(self.THREAD_EXIT_SECONDS)
         return completed
@@ -282,10 +314,14 @@ class _TorchRun:
         deadline = self.stop.deadline()
         return None if deadline is None else deadline - time.monotonic()
 
-    def _stream(self) -> Iterable[Pack]:
+    def _stream(self, refs: list[int]) -> Iterable[Pack]:
         if self.stage.whole_run:
+            self.refs = None  # the packs' positions are the rows' refs already
             return self._whole_batches()
-        stage, items = self.stage, self.items
+        stage = self.stage
+        # A pack's positions are indices into `items`: the pass's refs, by position.
+        items = self.items if len(refs) == len(self.items) else [self.items[r] for r in refs]
+        self.refs = refs
 
         def make(positions: list[int]) -> Any:
             return self.data.ItemDataset(stage, items, positions)
@@ -323,9 +359,11 @@ class _TorchRun:
         for pack in stream:
             if self.stop.is_set():
                 return
+            ref_of = self.refs.__getitem__ if self.refs is not None else _same
             for position, error, tb in pack.failed:
-                self.ledger.record(position, Outcome(self.ledger.key(position), False, error, tb))
-            refs, batch = pack.positions, pack.batch
+                ref = ref_of(position)
+                self.ledger.record(ref, Outcome(self.ledger.key(ref), False, error, tb))
+            refs, batch = list(map(ref_of, pack.positions)), pack.batch
             if batch is None or not refs:
                 continue
             keep, batch, settled = after_load(self.stage, self._keys(refs), batch)

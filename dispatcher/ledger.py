@@ -21,13 +21,21 @@ MAX_LISTED_ROW_FAILURES = 20
 
 
 class ItemLedger:
-    """Outcomes of plan items (by position), reported once each; thread-safe."""
+    """Outcomes of plan items (by position), reported once each; thread-safe.
 
-    def __init__(self, items: Sequence[Item], reporter: Reporter) -> None:
+    With `retries`, a failed item is not reported while it has attempts left: it waits in
+    `again` for the engine's next pass (`take_again`), and its final failure says how many
+    attempts it had.
+    """
+
+    def __init__(self, items: Sequence[Item], reporter: Reporter, retries: int = 0) -> None:
         self.items = items
         self.reporter = reporter
+        self.retries = retries
         self.lock = threading.Lock()
         self.recorded = [False] * len(items)
+        self.tries: dict[int, int] = {}
+        self.again: list[int] = []
         self.closed = False
 
     def key(self, ref: int) -> str:
@@ -37,8 +45,25 @@ class ItemLedger:
         with self.lock:
             if self.closed or self.recorded[ref]:
                 return
+            if not outcome.ok:
+                tried = self.tries.get(ref, 0)
+                if tried < self.retries:
+                    self.tries[ref] = tried + 1
+                    self.again.append(ref)
+                    self.reporter.note(
+                        f"retrying {outcome.key} ({tried + 1}/{self.retries}): {outcome.error}"
+                    )
+                    return
+                if tried:
+                    outcome.error = f"{outcome.error} (failed {tried + 1} attempts)"
             self.recorded[ref] = True
             self.reporter.record_outcome(outcome)
+
+    def take_again(self) -> list[int]:
+        """The items to run once more, in plan order (and forget them until they fail again)."""
+        with self.lock:
+            again, self.again = sorted(self.again), []
+        return again
 
     def close(self) -> None:
         with self.lock:
@@ -49,7 +74,10 @@ class ItemLedger:
 
 
 class RowLedger:
-    """Rows of an own dataloader: one plan item for the whole run, failed if any row failed."""
+    """Rows of an own dataloader: one plan item for the whole run, failed if any row failed.
+
+    Its rows are not retried: they are known only as the loader yields them.
+    """
 
     def __init__(self, item: Item, reporter: Reporter) -> None:
         self.item = item
@@ -121,6 +149,9 @@ class RowLedger:
             if name is not None:
                 self.names[ref] = name
         return refs
+
+    def take_again(self) -> list[int]:
+        return []
 
 
 Ledger = ItemLedger | RowLedger

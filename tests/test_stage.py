@@ -359,3 +359,56 @@ def test_a_class_no_adapter_claims_is_a_usage_error(tmp_path):
     assert "'Thing' in" in proc.stderr and "is not a task class" in proc.stderr
     with pytest.raises(UsageError, match="not a task class"):
         dispatcher.run(int, {})
+
+
+FLAKY_TORCH = """
+import os
+from dispatcher import Placeholder, TorchTask
+
+class FlakyTorch(TorchTask):
+    mixin = {"state": Placeholder(str)}
+
+    def generate_tasks(self):
+        return [{"name": n} for n in ("a", "b", "c", "d")]
+
+    def load_data(self, name):
+        import torch
+        if name == "c" and not os.path.exists(os.path.join(self.mixin.state, "c-loaded")):
+            open(os.path.join(self.mixin.state, "c-loaded"), "w").close()
+            raise OSError("first load fails")
+        return {"x": torch.tensor(1.0)}
+
+    def inference(self, device, batch_size, x, **batch):
+        return x
+
+    def postprocess_each(self, batch_idx, batch_size, name, **row):
+        path = os.path.join(self.mixin.state, name)
+        tries = int(open(path).read()) if os.path.exists(path) else 0
+        with open(path, "w") as fh:
+            fh.write(str(tries + 1))
+        if name in ("a", "d") and tries == 0 or name == "d":
+            raise RuntimeError(f"{name} fails")
+"""
+
+
+@pytest.mark.parametrize("backbone", ["torch", "serial"])
+def test_retries_rerun_failed_items_of_a_torch_task(tmp_path, backbone):
+    task = write_file(tmp_path / "flaky_torch.py", FLAKY_TORCH)
+    state = tmp_path / "state"
+    state.mkdir()
+    options = {"retries": 1, "batch_size": 2}
+    if backbone == "torch":
+        options.update(device="cpu", num_workers=1)
+    result = dispatcher.run(
+        f"{task}:FlakyTorch",
+        {"state": str(state)},
+        backbone=backbone,
+        options=options,
+        log_dir=tmp_path / "logs",
+    )
+    by_name = {json.loads(o.key)["name"]: o for o in result.outcomes}
+    assert result.exit_code == 1
+    assert [n for n, o in sorted(by_name.items()) if o.ok] == ["a", "b", "c"]
+    assert "d fails (failed 2 attempts)" in by_name["d"].error
+    assert {n: (state / n).read_text() for n in "abcd"} == {"a": "2", "b": "1", "c": "1", "d": "2"}
+    assert len(result.outcomes) == 4  # one outcome per item, however often it ran
