@@ -99,9 +99,11 @@ def load_task_class(path: str, class_name: str) -> type:
         raise UsageError(f"no class '{class_name}' in {path} (task classes there: {listing})")
     adapter = adapter_for(obj) if inspect.isclass(obj) else None
     if adapter is None:
+        found = _task_classes(module)
+        listing = f" (task classes there: {', '.join(found)})" if found else ""
         raise UsageError(
             f"'{class_name}' in {path} is not a task class: subclass dispatcher.Task or "
-            "dispatcher.TorchTask, or decorate it with a template"
+            f"dispatcher.TorchTask, or decorate it with a template{listing}"
         )
     obj = adapter.task_class(obj)
     if obj.__dict__.get("__dispatch_source__") is None:

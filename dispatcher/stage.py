@@ -83,7 +83,12 @@ class Stage:
 
     @classmethod
     def task_class(cls, obj: type) -> type[Task]:
-        """The `Task` class configured and run for `obj` (itself, for a task class)."""
+        """The `Task` class configured and run for `obj` (itself, for a task class).
+
+        An adapter that builds a `Task` class around a class of another kind (an operator)
+        sets `__dispatch_adapter__` on what it builds, so that class comes back to it, and
+        returns the same class each time it is asked (workers rebuild tasks by it).
+        """
         return obj
 
     @classmethod
@@ -230,9 +235,13 @@ def _plugins() -> tuple[type[Stage], ...]:
 def adapter_for(obj: type) -> type[Stage] | None:
     """The adapter that runs the class `obj`, or None when no adapter claims it.
 
-    The built-ins are asked first (they claim only `Task` subclasses), so a task class
-    never pays for the entry-point scan; installed plugins' adapters then claim the rest.
+    A class an adapter built names it (`__dispatch_adapter__`). Otherwise the built-ins
+    are asked first (they claim only `Task` subclasses), so a task class never pays for
+    the entry-point scan; installed plugins' adapters then claim the rest.
     """
+    built_by = getattr(obj, "__dispatch_adapter__", None)
+    if isinstance(built_by, type) and issubclass(built_by, Stage):
+        return built_by
     for adapter in _builtin():
         if adapter.claims(obj):
             return adapter

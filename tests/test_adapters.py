@@ -1,0 +1,191 @@
+"""Third-party adapters: a package registers a task style under `dispatcher.adapters`.
+
+The adapter here claims classes that are not `Task`s at all (callables marked
+`__batch_operator__`), and runs them as a batched CPU stage: the loader, the plan and
+every backbone take it unchanged. `mp` hands it a chunk as one batch.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+import pytest
+from conftest import run_dispatch, write_file
+
+ADAPTER = '''
+"""A test adapter: a callable over a list of texts, run in batches."""
+
+import functools
+import json
+import os
+
+from dispatcher import Placeholder, Task, atomic_write
+from dispatcher.stage import Stage
+
+
+class BatchOperatorStage(Stage):
+    style = "batch operator"
+    batched = True
+    default_batch_size = 4
+
+    @classmethod
+    def claims(cls, obj):
+        return bool(getattr(obj, "__batch_operator__", False))
+
+    @classmethod
+    def task_class(cls, obj):
+        return _task_class(obj, cls)
+
+    def setup(self, device=None):
+        self.operator = self.task.operator()
+
+    def teardown(self):
+        pass
+
+    def load(self, key, payload):
+        with open(os.path.join(self.task.mixin.input, key)) as fh:
+            return {"name": key, "text": fh.read()}
+
+    def compute(self, batch, size):
+        return self.operator([row["text"] for row in batch])
+
+    def write_row(self, i, size, row, result, outputs):
+        os.makedirs(self.task.mixin.output, exist_ok=True)
+        path = os.path.join(self.task.mixin.output, row["name"] + ".json")
+        with atomic_write(path) as tmp, open(tmp, "w") as fh:
+            json.dump({"result": result[i], "batch": size, "pid": os.getpid()}, fh)
+
+
+@functools.cache
+def _task_class(operator, adapter):
+    class OperatorTask(Task):
+        mixin = {"input": Placeholder(str), "output": Placeholder(str)}
+
+        def iter_items(self):
+            return [(name, None) for name in sorted(os.listdir(self.mixin.input))]
+
+        def executed_mask(self, items):
+            done = set(os.listdir(self.mixin.output)) if os.path.isdir(self.mixin.output) else ()
+            return [key + ".json" in done for key, _ in items]
+
+    OperatorTask.operator = operator
+    OperatorTask.__dispatch_adapter__ = adapter
+    OperatorTask.__name__ = OperatorTask.__qualname__ = operator.__name__
+    OperatorTask.__module__ = operator.__module__
+    return OperatorTask
+'''
+
+PYPROJECT = """
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "{dist}"
+version = "0.0.1"
+
+[project.entry-points."dispatcher.adapters"]
+batch-operator = "{module}:BatchOperatorStage"
+
+[tool.setuptools]
+py-modules = ["{module}"]
+"""
+
+OPERATOR = """
+class Upper:
+    '''Not a Task: a callable over a batch of texts, as an operator platform writes them.'''
+
+    __batch_operator__ = True
+
+    def __call__(self, texts):
+        return [text.upper() for text in texts]
+
+
+class Unclaimed:
+    pass
+"""
+
+
+def _pip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory: pytest.TempPathFactory):
+    suffix = uuid.uuid4().hex[:8]
+    module, dist = f"dispatch_batch_adapter_{suffix}", f"dispatch-test-adapter-{suffix}"
+    root = tmp_path_factory.mktemp("adapter")
+    write_file(root / "pyproject.toml", PYPROJECT.format(dist=dist, module=module))
+    write_file(root / f"{module}.py", ADAPTER)
+    installed = _pip(
+        "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet", str(root)
+    )
+    assert installed.returncode == 0, installed.stderr
+    try:
+        yield module
+    finally:
+        removed = _pip("uninstall", "--yes", "--quiet", dist)
+        assert removed.returncode == 0, removed.stderr
+
+
+@pytest.fixture
+def texts(tmp_path):
+    data = tmp_path / "texts"
+    data.mkdir()
+    for i in range(7):
+        (data / f"t{i}.txt").write_text(f"text {i}")
+    return data
+
+
+BACKBONES = {
+    "serial": ["--batch-size", "4"],
+    "mp": ["--num-process", "2", "--chunksize", "3"],
+    "torch": ["--device", "cpu", "--num-workers", "1", "--batch-size", "4"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_a_class_that_is_not_a_task_runs_through_an_installed_adapter(
+    adapter, texts, tmp_path, backbone
+):
+    operator = write_file(tmp_path / "operator.py", OPERATOR)
+    out = tmp_path / "out"
+    command = [
+        str(operator),
+        "Upper",
+        "--backbone",
+        backbone,
+        *BACKBONES[backbone],
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--mixin",
+        f"input={texts}",
+        f"output={out}",
+    ]
+    proc = run_dispatch(*command, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    records = {p.name: json.loads(p.read_text()) for p in sorted(out.iterdir())}
+    assert {name: r["result"] for name, r in records.items()} == {
+        f"t{i}.txt.json": f"TEXT {i}" for i in range(7)
+    }
+    sizes = [r["batch"] for r in records.values()]
+    if backbone == "mp":  # a chunk is one batch
+        assert max(sizes) <= 3 and max(sizes) > 1
+    else:
+        assert sorted(sizes) == [3, 3, 3, 4, 4, 4, 4]
+    again = run_dispatch(*command, cwd=tmp_path)
+    assert again.returncode == 0 and "nothing to do" in again.stderr
+
+
+@pytest.mark.slow
+def test_a_class_no_adapter_claims_is_refused_naming_the_task_classes(adapter, tmp_path):
+    operator = write_file(tmp_path / "operator.py", OPERATOR)
+    proc = run_dispatch(str(operator), "Unclaimed", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "'Unclaimed' in" in proc.stderr and "(task classes there: Upper)" in proc.stderr
