@@ -46,8 +46,9 @@ def run(
     without them. `keep_outcomes=False` keeps only the counts (runs of millions of items).
     """
     from dispatcher import runner
+    from dispatcher.preparation import Request, request_problems
 
-    request = runner.Request(
+    request = Request(
         backbone=backbone,
         mixin_values=_mixin_values(mixin),
         options=dict(options or {}),
@@ -70,7 +71,7 @@ def run(
         request.task_cls = task_class_by_name(task)
     else:
         request.task_file, request.task_class = _task_place(task)
-    problems = runner.request_problems(request)
+    problems = request_problems(request)
     if problems:
         raise UsageError(*problems)
     return runner.execute(request)

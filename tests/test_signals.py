@@ -19,8 +19,8 @@ import pytest
 from conftest import run_dispatch, write_file
 
 from backbones.serial import SerialBackbone
+from dispatcher.options import build_options
 from dispatcher.report import Reporter
-from dispatcher.runner import build_options
 from dispatcher.signals import StopSignal
 from dispatcher.stage import Stage
 

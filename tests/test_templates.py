@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from dispatcher.cli import main, parse_command_line
 from dispatcher.execution import run_item
 from dispatcher.plan import make_plan
-from dispatcher.runner import prepare
+from dispatcher.preparation import prepare
 from dispatcher.stage import stage_for
 from templates.adapters.torch_task import data_source, done_check
 

@@ -1,0 +1,105 @@
+"""What `-h`, `-hb` and `--plan` print: a task's options and placeholders with their current
+values, a backbone's options, the plan's table.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from dispatcher import engines as registry  # names and loads backbones: the seam
+from dispatcher.config import load_layers
+from dispatcher.errors import ErrorList, UsageError
+from dispatcher.invocation import Invocation
+from dispatcher.loader import load_task_class
+from dispatcher.options import build_options
+from dispatcher.placeholders import MISSING, describe, describe_values, fill
+from dispatcher.preparation import require_task, stage_class, take_cfg_settings
+from dispatcher.results import PlanSummary
+from dispatcher.task import Task
+
+
+def _options_help(actions: list[argparse.Action]) -> str:
+    """argparse's own formatting of some options, without its usage line."""
+    if not actions:
+        return "  (none)"
+    formatter = argparse.HelpFormatter(prog="dispatch")
+    formatter.start_section(None)
+    formatter.add_arguments(actions)
+    formatter.end_section()
+    return formatter.format_help().rstrip("\n")
+
+
+def task_help(inv: Invocation) -> str:
+    if inv.cfg and not (inv.task_file and inv.task_class):
+        take_cfg_settings(inv, load_layers(inv.cfg, None, []).run)
+    task_file, class_name = require_task(inv)
+    task_cls = load_task_class(task_file, class_name)
+    options = build_options(None, task_cls)
+    lines = [f"usage: dispatch {task_file} {class_name} [options]"]
+    doc = (task_cls.__doc__ or "").strip()
+    if doc:
+        lines += ["", doc]
+    lines += ["", f"task {class_name} options:", _options_help(options.task_actions)]
+    rows = describe(task_cls.mixin)
+    lines += ["", "placeholders (fill with --mixin KEY=VALUE, --mixin-cfg or --cfg's mixin:):"]
+    if not rows:
+        lines.append("  (none)")
+    for path, type_name, default, help_text in rows:
+        lines.append(
+            f"  {path} ({type_name}, {default})" + (f"\n      {help_text}" if help_text else "")
+        )
+    values = describe_values(task_cls.mixin, _filled_quietly(task_cls, inv))
+    if values:
+        lines += ["", "declared values (override them the same way, by their dotted path):"]
+        for path, value, help_text in values:
+            lines.append(f"  {path} {value}" + (f"\n      {help_text}" if help_text else ""))
+    lines += ["", "backbone options: -hb; dispatcher options: -hk"]
+    return "\n".join(lines)
+
+
+def _filled_quietly(task_cls: type[Task], inv: Invocation) -> Any:
+    """The declaration filled from the configuration given, for `-h` to show current values;
+    its problems are for a run to report, so they are not raised here."""
+    try:
+        layers = load_layers(inv.cfg, inv.mixin_cfg, inv.mixin)
+    except UsageError:
+        return MISSING
+    return fill(task_cls.mixin, layers.mixin, ErrorList())
+
+
+def backbone_help(inv: Invocation) -> str:
+    task_cls = load_task_class(*require_task(inv)) if inv.task_file and inv.task_class else None
+    lines = []
+    if inv.backbone == registry.AUTO:
+        lines += ["backbone 'auto': a torch task runs on 'torch', any other task on 'mp'."]
+        if task_cls is None:
+            lines += [
+                f"known backbones: {', '.join(registry.known_names())}",
+                "name a task (or --backbone NAME) to see the options of the one it chooses.",
+            ]
+            return "\n".join(lines)
+    stage_cls = stage_class(task_cls) if task_cls is not None else None
+    backbone_cls = registry.resolve(inv.backbone, task_cls, stage_cls)
+    options = build_options(backbone_cls, None)
+    lines += [f"backbone '{backbone_cls.name}': {backbone_cls.summary}", "", "options:"]
+    lines.append(_options_help(options.backbone_actions))
+    return "\n".join(lines)
+
+
+def print_plan(plan: PlanSummary) -> None:
+    """`--plan`'s table."""
+    print(f"items found:    {plan.found}")
+    if plan.duplicates:
+        print(
+            f"duplicates:     {plan.duplicates} dropped ({_duplicates_text(plan.duplicate_keys)})"
+        )
+    print(f"in this shard:  {plan.in_shard}  ({plan.shards})")
+    print(f"already done:   {plan.done}" + ("  (ignored: --force)" if plan.force else ""))
+    print(f"to run:         {plan.to_run}")
+    if plan.leftovers:
+        print(f"leftovers:      {plan.leftovers}  (removed by a run)")
+
+
+def _duplicates_text(keys: list[Any]) -> str:
+    return f"same key as an earlier item: {', '.join(map(str, keys))}"
