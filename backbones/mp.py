@@ -641,7 +641,8 @@ class _Supervisor:
             finished = int(w.state[W.COMPLETED]) - w.acked
             running = int(w.state[W.RUNNING])
             chunk = w.chunks[0]
-            if finished == 0 and running < 0 and w.kill_reason is None and not w.retiring:
+            receiving = finished == 0 and running < 0
+            if receiving and w.kill_reason is None and not w.retiring and self.halting is None:
                 # Died between receiving a chunk and starting it (unpickling an item crashed?).
                 w.chunks.popleft()
                 w.resolved = set()

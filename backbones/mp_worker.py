@@ -25,7 +25,7 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
-from dispatcher.execution import Outcome, error_line, run_batch, run_item
+from dispatcher.execution import Outcome, StageFailed, error_line, run_batch, run_item
 from dispatcher.signals import ControlFlow, unblock_stop_signals
 from dispatcher.stage import Stage
 
@@ -113,11 +113,13 @@ def _run_chunk(stage: Stage, chunk: list[tuple[int, Any]], state: Any, conn: Con
             return 0
         state[STARTED] = time.monotonic()
         state[RUNNING] = chunk[0][0]
-        by_key = {item[0]: seq for seq, item in chunk}
-        for outcome in run_batch(stage, [item for _, item in chunk]):
-            _report(conn, by_key[outcome.key], outcome)
+        try:
+            outcomes = run_batch(stage, [item for _, item in chunk])
+        finally:
+            state[RUNNING] = IDLE  # a StageFailed ran no item: none is held
+        for (seq, _), outcome in zip(chunk, outcomes, strict=True):
+            _report(conn, seq, outcome)
         state[COMPLETED] += len(chunk)
-        state[RUNNING] = IDLE
         return len(chunk)
     ran = 0
     for seq, item in chunk:
@@ -159,7 +161,11 @@ def _serve(stage: Stage, conn: Connection, state: Any, parent: _Parent) -> None:
         if chunk is None:
             break
         start = time.perf_counter()
-        ran = _run_chunk(stage, chunk, state, conn)
+        try:
+            ran = _run_chunk(stage, chunk, state, conn)
+        except StageFailed as exc:  # nothing can compute here (a model that cannot load)
+            conn.send(("setup_failed", exc.error, exc.tb))
+            break
         conn.send(("done", ran, time.perf_counter() - start))
     try:
         stage.teardown()

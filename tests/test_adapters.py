@@ -23,6 +23,7 @@ import json
 import os
 
 from dispatcher import Placeholder, Task, atomic_write
+from dispatcher.execution import StageFailed
 from dispatcher.stage import Stage
 
 
@@ -44,6 +45,10 @@ class BatchOperatorStage(Stage):
 
     def teardown(self):
         pass
+
+    def warm_up(self):
+        if getattr(self.task.operator, "model_missing", False):
+            raise StageFailed("load_model failed: the model is missing")
 
     def load(self, key, payload):
         with open(os.path.join(self.task.mixin.input, key)) as fh:
@@ -106,6 +111,10 @@ class Upper:
 
 class Unclaimed:
     pass
+
+
+class NoModel(Upper):
+    model_missing = True
 """
 
 
@@ -188,4 +197,31 @@ def test_a_class_no_adapter_claims_is_refused_naming_the_task_classes(adapter, t
     operator = write_file(tmp_path / "operator.py", OPERATOR)
     proc = run_dispatch(str(operator), "Unclaimed", cwd=tmp_path)
     assert proc.returncode == 2
-    assert "'Unclaimed' in" in proc.stderr and "(task classes there: Upper)" in proc.stderr
+    assert "'Unclaimed' in" in proc.stderr and "(task classes there: NoModel, Upper)" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_a_stage_that_cannot_compute_stops_the_run_with_nothing_written(
+    adapter, texts, tmp_path, backbone
+):
+    operator = write_file(tmp_path / "operator.py", OPERATOR)
+    out = tmp_path / "out"
+    proc = run_dispatch(
+        str(operator),
+        "NoModel",
+        "--backbone",
+        backbone,
+        *BACKBONES[backbone],
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--mixin",
+        f"input={texts}",
+        f"output={out}",
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "load_model failed: the model is missing" in proc.stderr
+    assert "not run 7" in proc.stderr, proc.stderr
+    assert not out.exists()
