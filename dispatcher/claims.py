@@ -134,6 +134,8 @@ _held_lock = threading.Lock()
 
 def held_for_batch(final: str) -> Claim | None:
     """The claim of `final` if this process holds it for a batch."""
+    if not _held:
+        return None  # the common case, answered without the lock or the lock path
     with _held_lock:
         return _held.get(lock_path(final))
 
