@@ -3,9 +3,10 @@
 Results are written under a staging name beside their final path (hidden, with the same
 extension: `a/b.json` is staged as `a/.b.dispatch-part-<token>.json`) and renamed into
 place only after the item succeeded, so a killed run leaves nothing a finish check would
-accept. The token (process id and random hex) is new for every attempt: two runs writing
-the same item at once each commit only their own complete bytes, and one run's clean-up
-never deletes the file another run is writing. Leftovers of killed attempts are found by
+accept. The token (process id, random hex drawn once per process, and a count of its
+attempts) is new for every attempt: two runs writing the same item at once each commit
+only their own complete bytes, and one run's clean-up never deletes the file another run
+is writing. Leftovers of killed attempts are found by
 name (`is_staging_name`) and removed under the item's claim (`dispatcher.claims`).
 Existence checks read one directory listing per output directory and reuse it.
 """
