@@ -593,12 +593,15 @@ class _Supervisor:
         w.resolved = set()
         if self.suspects:
             self.suspects.difference_update(chunk[:finished])
-        for i, seq in enumerate(chunk):
-            if seq in resolved:
-                continue
-            if i < finished:
-                self._settle(seq, Outcome(self.items[seq][0], True))
-            else:
+        # Items that succeeded need no retry decision: counted together, one progress update
+        # per chunk rather than per item.
+        items = self.items
+        ran = chunk[:finished]
+        if resolved:
+            ran = [seq for seq in ran if seq not in resolved]
+        self.reporter.record_successes([items[seq][0] for seq in ran])
+        for seq in chunk[finished:]:
+            if seq not in resolved:
                 self._unstarted(seq)
 
     def _isolate(self, chunk: list[int], error: str, tb: str | None) -> None:

@@ -176,7 +176,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=20000)
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure (median kept)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per figure (median kept)")
+    parser.add_argument(
+        "--template-only",
+        action="store_true",
+        help="only the plain loop and the template task under mp (the per-item overhead figure)",
+    )
     parser.add_argument(
         "--dir",
         default="/dev/shm" if os.path.isdir("/dev/shm") else None,
@@ -210,51 +215,56 @@ def main() -> None:
             return statistics.median(walls), statistics.median(cpus), statistics.median(runs)
 
         plain_code = PLAIN_LOOP.format(folder=root, src=src, dst=dst)
-        plain, plain_cpu, _ = median_of([sys.executable, "-c", plain_code])
         mp_cmd = [*dispatch, "Small", "--backbone", "mp", "--num-process", str(args.processes)]
         mp_cmd += [*logs, "--mixin", f"input={src}", f"output={dst}"]
+        template = [*mp_cmd[:4], "SmallTemplate", *mp_cmd[5:]]
         rows = [
-            (
-                "dispatch --backbone serial",
-                [
-                    *dispatch,
-                    "Small",
-                    "--backbone",
-                    "serial",
-                    *logs,
-                    "--mixin",
-                    f"input={src}",
-                    f"output={dst}",
-                ],
-            ),
-            ("dispatch --backbone mp", mp_cmd),
-            (
-                "dispatch --backbone mp (template task)",
-                [*mp_cmd[:4], "SmallTemplate", *mp_cmd[5:]],
-            ),
-            ("dispatch --backbone mp --chunksize 1", [*mp_cmd, "--chunksize", "1"]),
+            ("plain single-process loop", [sys.executable, "-c", plain_code]),
+            ("dispatch --backbone mp (template task)", template),
         ]
+        if not args.template_only:
+            serial = [*dispatch, "Small", "--backbone", "serial", *logs]
+            rows[1:1] = [
+                (
+                    "dispatch --backbone serial",
+                    [*serial, "--mixin", f"input={src}", f"output={dst}"],
+                ),
+                ("dispatch --backbone mp", mp_cmd),
+            ]
+            rows.append(("dispatch --backbone mp --chunksize 1", [*mp_cmd, "--chunksize", "1"]))
+        # Interleaved: each round runs every command once, so a machine that gets busier
+        # or quieter during the bench moves all of them alike; each ratio is taken within
+        # a round (against that round's plain loop) and the median of the rounds is shown.
+        walls: list[list[float]] = [[] for _ in rows]
+        cpus: list[list[float]] = [[] for _ in rows]
+        runs: list[list[float]] = [[] for _ in rows]
+        for _ in range(args.repeat):
+            for i, (_, command) in enumerate(rows):
+                fresh()
+                wall, cpu = timed(command, root)
+                walls[i].append(wall)
+                cpus[i].append(cpu)
+                runs[i].append(run_seconds(logs[1]) if "dispatcher" in command else float("nan"))
         n = args.items
         print(
             f"small CPU items: {n} files in {os.path.dirname(root)}, {args.processes} processes, "
-            f"{os.cpu_count()} CPUs, median of {args.repeat}"
+            f"{os.cpu_count()} CPUs, median of {args.repeat} interleaved rounds"
         )
         head = f"{'command':<40} {'wall':>7} {'x plain':>8} {'CPU':>7} {'x CPU':>6} {'run':>7}"
         print(f"  {head}")
-        print(
-            f"  {'plain single-process loop':<40} {plain:6.2f}s {1:7.2f}x {plain_cpu:6.2f}s "
-            f"{1:5.2f}x",
-            end="",
-        )
-        print(f"  ({plain / n * 1e6:.0f} us/item)")
-        for label, command in rows:
-            wall, cpu, run = median_of(command)
+        for i, (label, _) in enumerate(rows):
+            wall_x = statistics.median(w / p for w, p in zip(walls[i], walls[0], strict=True))
+            cpu_x = statistics.median(c / p for c, p in zip(cpus[i], cpus[0], strict=True))
             print(
-                f"  {label:<40} {wall:6.2f}s {wall / plain:7.2f}x {cpu:6.2f}s "
-                f"{cpu / plain_cpu:5.2f}x {run:6.2f}s"
+                f"  {label:<40} {statistics.median(walls[i]):6.2f}s {wall_x:7.2f}x "
+                f"{statistics.median(cpus[i]):6.2f}s {cpu_x:5.2f}x "
+                f"{statistics.median(runs[i]):6.2f}s"
             )
-        print("  (wall: whole command; CPU: user + system of it and its workers, and its ratio to")
-        print("   the plain loop's; run: after start-up and the plan, from the run record)")
+        print("  (wall: whole command; CPU: user + system of it and all its worker processes;")
+        print("   x: median of each round's ratio to that round's plain loop; run: after start-up")
+        print("   and the plan, from the run record)")
+        if args.template_only:
+            return
 
         trivial = [*dispatch, "Trivial", *logs, "--mixin", f"n={n}"]
         _, _, serial_trivial = median_of([*trivial, "--backbone", "serial"])

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 LOCK_SUFFIX = ".dispatch-lock"
 _NO_LOCKS = (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL)
 """What `flock` fails with on a filesystem that does not support it."""
+_CREATE = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
 POLL_SECONDS = 0.05
 """How often a waiting attempt tries the lock again (short sleeps keep signals prompt)."""
 
@@ -56,7 +57,7 @@ class Claim:
         while True:
             existed = False
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                fd = os.open(self.path, _CREATE, 0o644)
             except FileExistsError:
                 existed = True
                 try:
@@ -113,8 +114,10 @@ class Claim:
 
 
 def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    try:  # noqa: SIM105 (not contextlib.suppress: this runs once per item)
         os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _same_file(fd: int, path: str) -> bool:
@@ -134,6 +137,8 @@ _held_lock = threading.Lock()
 
 def held_for_batch(final: str) -> Claim | None:
     """The claim of `final` if this process holds it for a batch."""
+    if not _held:
+        return None  # the common case, answered without the lock or the lock path
     with _held_lock:
         return _held.get(lock_path(final))
 

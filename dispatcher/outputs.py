@@ -3,9 +3,10 @@
 Results are written under a staging name beside their final path (hidden, with the same
 extension: `a/b.json` is staged as `a/.b.dispatch-part-<token>.json`) and renamed into
 place only after the item succeeded, so a killed run leaves nothing a finish check would
-accept. The token (process id and random hex) is new for every attempt: two runs writing
-the same item at once each commit only their own complete bytes, and one run's clean-up
-never deletes the file another run is writing. Leftovers of killed attempts are found by
+accept. The token (process id, random hex drawn once per process, and a count of its
+attempts) is new for every attempt: two runs writing the same item at once each commit
+only their own complete bytes, and one run's clean-up never deletes the file another run
+is writing. Leftovers of killed attempts are found by
 name (`is_staging_name`) and removed under the item's claim (`dispatcher.claims`).
 Existence checks read one directory listing per output directory and reuse it.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import os
 import secrets
 import shutil
@@ -54,9 +56,27 @@ def _sibling(final: str, marker: str) -> str:
     return os.path.join(head, f".{root}{marker}{ext}")
 
 
+_token_prefix = ""
+_token_count = itertools.count()
+
+
+def _new_token_prefix() -> None:
+    # Drawn once per process (again in a forked child, which must not repeat its parent's
+    # names), so an attempt's name costs no system call: process id, random hex, counter.
+    global _token_prefix, _token_count
+    _token_prefix = f"{os.getpid()}-{secrets.token_hex(4)}"
+    _token_count = itertools.count()
+
+
+_new_token_prefix()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_token_prefix)
+
+
 def attempt_token() -> str:
-    """Unique per attempt: this process's id and random hex (never a dot: see leftover_final)."""
-    return f"{os.getpid()}-{secrets.token_hex(4)}"
+    """Unique per attempt: this process's id, its random hex and a count of its attempts
+    (never a dot: see leftover_final)."""
+    return f"{_token_prefix}{next(_token_count):x}"
 
 
 def staging_path(final: str, token: str | None = None) -> str:
@@ -163,9 +183,9 @@ def root_overlaps(input_roots: Sequence[str], output_roots: Sequence[str]) -> li
 
 
 @functools.lru_cache(maxsize=4096)
-def _real_folder(path: str) -> str:
+def _folder_inside(root: str, folder: str) -> bool:
     # Output folders are resolved once per process: items share a handful of folders.
-    return os.path.realpath(path)
+    return is_inside(os.path.realpath(root), os.path.realpath(folder))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -182,11 +202,27 @@ def confine(root: str, relative: str) -> str:
     reason = unsafe_reason(relative)
     if reason:
         raise OutputOutsideRoot(reason)
-    parts = _parts(relative)
-    final = os.path.join(root, *[p for p in parts if p not in ("", ".")])
-    if not is_inside(_real_folder(root), _real_folder(os.path.dirname(final))):
+    if _POSIX and root and not _needs_normalising(relative):
+        # Already a plain relative path (the common case): joined without splitting it.
+        final = f"{root}{relative}" if root[-1] == "/" else f"{root}/{relative}"
+    else:
+        parts = _parts(relative)
+        final = os.path.join(root, *[p for p in parts if p not in ("", ".")])
+    if not _folder_inside(root, os.path.dirname(final)):
         raise OutputOutsideRoot(f"output path {relative!r} resolves outside the output root")
     return final
+
+
+def _needs_normalising(relative: str) -> bool:
+    # Empty or "." segments ("a//b", "./a", "a/.", "a/"), which confine drops.
+    return (
+        "//" in relative
+        or "/./" in relative
+        or relative[:2] == "./"
+        or relative[-2:] == "/."
+        or relative[-1:] == "/"
+        or relative == "."
+    )
 
 
 def remove_path(path: str) -> None:
@@ -254,19 +290,45 @@ def remove_leftovers(paths: Iterable[str]) -> int:
     return removed
 
 
-@contextlib.contextmanager
-def claimed(final: str) -> Iterator[Claim]:
+class Claimed:
     """Hold the claim of the item whose output is `final` for the block (waiting for a live
-    holder); the leftovers of an attempt that died holding it are removed first."""
-    batch = held_for_batch(final)
-    if batch is not None:
-        yield batch  # claimed with its batch (and its leftovers removed then)
-        return
-    _make_folder(os.path.dirname(final))
-    with Claim(final) as claim:
-        if claim.orphaned:
-            clear_leftovers(final)
-        yield claim
+    holder); the leftovers of an attempt that died holding it are removed first.
+
+    A class rather than a generator: it is entered once per item, millions of times.
+    """
+
+    __slots__ = ("final", "_own")
+
+    def __init__(self, final: str) -> None:
+        self.final = final
+        self._own: Claim | None = None
+
+    def __enter__(self) -> Claim:
+        final = self.final
+        batch = held_for_batch(final)
+        if batch is not None:
+            return batch  # claimed with its batch (and its leftovers removed then)
+        _make_folder(os.path.dirname(final))
+        claim = Claim(final)
+        claim.acquire()
+        try:
+            if claim.orphaned:
+                clear_leftovers(final)
+        except BaseException:
+            claim.release()
+            raise
+        self._own = claim
+        return claim
+
+    def __exit__(self, *exc: object) -> None:
+        claim, self._own = self._own, None
+        if claim is not None:
+            claim.release()
+
+
+def claimed(final: str) -> Claimed:
+    """The claim of the item whose output is `final`, held for a `with` block."""
+    return Claimed(final)
 
 
 @contextlib.contextmanager
@@ -328,36 +390,92 @@ def commit(staging: str, final: str, *, folder: bool) -> None:
         os.replace(staging, final)
 
 
-@contextlib.contextmanager
-def staged(final: str, *, folder: bool = False, required: Sequence[str] = ()) -> Iterator[str]:
-    """Yield a staging path of `final`, new for this attempt; it becomes `final` only if the
-    block succeeds.
+class Staged:
+    """A staging path of `final`, new for this attempt, for a `with` block; it becomes
+    `final` only if the block succeeds.
 
     With `folder`, the staging folder is created first and moves into place as a whole;
     `required` names files (relative to the folder) that must exist for it to count.
-    On error nothing of this attempt remains.
+    On error nothing of this attempt remains. (A class: entered once per item.)
     """
-    _make_folder(os.path.dirname(final))
-    staging = staging_path(final)
-    if folder:
-        os.mkdir(staging)
-    try:
-        yield staging
+
+    __slots__ = ("final", "folder", "required", "staging")
+
+    def __init__(self, final: str, *, folder: bool = False, required: Sequence[str] = ()) -> None:
+        self.final = final
+        self.folder = folder
+        self.required = required
+        self.staging = ""
+
+    def __enter__(self) -> str:
+        final = self.final
+        _make_folder(os.path.dirname(final))
+        staging = self.staging = staging_path(final)
+        if self.folder:
+            os.mkdir(staging)
+        return staging
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None:
+            remove_path(self.staging)
+            return
+        try:
+            self._commit()
+        except BaseException:
+            remove_path(self.staging)
+            raise
+
+    def _commit(self) -> None:
+        staging, final = self.staging, self.final
+        if not self.folder:
+            try:
+                commit(staging, final, folder=False)
+            except FileNotFoundError:
+                # Asked only on failure: a missing staging file is the task's omission.
+                if not os.path.lexists(staging):
+                    raise MissingOutput(f"nothing was written to {staging} for {final}") from None
+                raise
+            return
         if not os.path.lexists(staging):
             raise MissingOutput(f"nothing was written to {staging} for {final}")
-        missing = [r for r in required if not os.path.lexists(os.path.join(staging, r))]
+        missing = [r for r in self.required if not os.path.lexists(os.path.join(staging, r))]
         if missing:
             raise MissingOutput(
                 f"the task did not write {', '.join(map(repr, missing))} into {staging}"
             )
-        commit(staging, final, folder=folder)
-    except BaseException:
-        remove_path(staging)
-        raise
+        commit(staging, final, folder=True)
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str]) -> Iterator[str]:
+def staged(final: str, *, folder: bool = False, required: Sequence[str] = ()) -> Staged:
+    """A staging path of `final` for a `with` block, committed if the block succeeds."""
+    return Staged(final, folder=folder, required=required)
+
+
+class _AtomicWrite:
+    __slots__ = ("_claimed", "_staged")
+
+    def __init__(self, final: str) -> None:
+        # Claimed like a template's output: a concurrent writer of the same path waits, and
+        # the next writer after a killed one removes what it left.
+        self._claimed = Claimed(final)
+        self._staged = Staged(final)
+
+    def __enter__(self) -> str:
+        self._claimed.__enter__()
+        try:
+            return self._staged.__enter__()
+        except BaseException:
+            self._claimed.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._staged.__exit__(*exc)  # type: ignore[arg-type]
+        finally:
+            self._claimed.__exit__(None, None, None)
+
+
+def atomic_write(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[str]:
     """Yield a staging path to write; it becomes `path` only if the block succeeds.
 
     ```python
@@ -368,11 +486,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[str]:
     The staging name is new for each attempt and writers of one path take turns, so each
     commits only its own complete file; on error nothing remains.
     """
-    final = os.fspath(path)
-    # Claimed like a template's output: a concurrent writer of the same path waits, and
-    # the next writer after a killed one removes what it left.
-    with claimed(final), staged(final) as staging:
-        yield staging
+    return _AtomicWrite(os.fspath(path))
 
 
 class ListingIndex:

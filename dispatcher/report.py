@@ -1,8 +1,9 @@
 """Progress, the end-of-run summary, failures.jsonl and the run record.
 
 All of it goes to the terminal and the log directory, never into an output root.
-Backbones call `record_outcome` once per item (in the parent process), `tick` while they
-wait, `note` for a line of their own, and `abort` when the run cannot go on at all.
+Backbones call `record_outcome` once per item (in the parent process; `record_successes`
+for a chunk's items that succeeded), `tick` while they wait, `note` for a line of their
+own, and `abort` when the run cannot go on at all.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import platform
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from dispatcher.execution import Outcome, error_line, is_task_exit
@@ -34,7 +35,7 @@ def _now() -> str:
 def _versions() -> dict[str, str]:
     from importlib import metadata
 
-    versions = {"python": platform.python_version(), "platform": platform.platform()}
+    versions = {"python": platform.python_version(), "platform": _platform()}
     for dist in ("shard-dispatch", "torch", "torch-npu", "pandas", "av", "omegaconf"):
         module = {"shard-dispatch": "dispatcher", "torch-npu": "torch_npu"}.get(dist, dist)
         if dist == "shard-dispatch" or module in sys.modules:
@@ -43,6 +44,21 @@ def _versions() -> dict[str, str]:
             except metadata.PackageNotFoundError:
                 versions[dist] = "unknown"
     return versions
+
+
+def _platform() -> str:
+    """`Linux-6.8.0-x86_64-with-glibc2.36`, as `platform.platform()` says it, without what
+    makes that slow (a `uname -p` child process, reading the interpreter's binary)."""
+    try:
+        u = os.uname()
+    except AttributeError:  # Windows
+        return platform.platform()
+    text = f"{u.sysname}-{u.release}-{u.machine}"
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    except (ValueError, OSError):
+        libc = ""
+    return f"{text}-with-{libc.replace(' ', '')}" if libc else text
 
 
 def _duration(seconds: float) -> str:
@@ -206,6 +222,16 @@ class Reporter:
             self._write_failure(outcome.key, outcome.error, outcome.traceback)
             if len(self._first_failures) < SHOWN_FAILURES:
                 self._first_failures.append(f"{outcome.key}: {outcome.error}")
+        self.progress.update(self.ran + self.elsewhere, self.failed)
+
+    def record_successes(self, keys: Sequence[str]) -> None:
+        """Count several items that succeeded, made by this run: `record_outcome` for each
+        of them at once (a chunk's worth), with one progress update."""
+        if not keys:
+            return
+        if self.outcomes is not None:
+            self.outcomes.extend(Outcome(key, True) for key in keys)
+        self.succeeded += len(keys)
         self.progress.update(self.ran + self.elsewhere, self.failed)
 
     def tick(self) -> None:

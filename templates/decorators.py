@@ -27,9 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from dispatcher.outputs import (
-    DoneElsewhere,
     OutputOutsideRoot,
-    claimed,
     claimed_all,
     clear_abandoned,
 )
@@ -145,19 +143,13 @@ class TemplateHooks:
         runtime = self._runtime()
         return f"under {runtime.input_value} (input mode {runtime.input_mode!r})"
 
-    @contextlib.contextmanager
-    def staged_outputs(self, key: str, remake: bool = False) -> Iterator[dict[str, Any]]:
-        # The item's claim is held from staging to commit: a concurrent run's attempt at
-        # the same item waits for it. Once claimed, the item may have been completed since
-        # the plan looked (by the run waited for, or one that finished just before): then
-        # nothing is made again. One check of its outputs, in the worker, per item.
-        runtime = self._runtime()
-        with claimed(runtime.output_mode.final(runtime.output_root, key)) as claim:
-            # A batch written by one call writes every row, so its items are made again.
-            if not claim.batch and not remake and runtime.is_done(key):
-                raise DoneElsewhere(f"{key} was completed by another run")
-            with runtime.output_mode.stage(runtime.output_root, key) as outputs:
-                yield outputs
+    def staged_outputs(
+        self, key: str, remake: bool = False
+    ) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        # Claimed from staging to commit; an item another run completed since the plan
+        # looked is not made again (`DoneElsewhere`) unless `remake` (a forced run).
+        # One check of its outputs, in the worker, per item.
+        return self._runtime().staged(key, remake)
 
     def claim_outputs(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
         runtime = self._runtime()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatcher.outputs import OutputOutsideRoot, confine, staged, unsafe_reason
+from dispatcher.outputs import OutputOutsideRoot, Staged, confine, staged, unsafe_reason
 
 
 class OutputPath(str):
@@ -63,6 +63,10 @@ class OutputMode:
 
     def stage(self, root: str, key: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
         """Staging paths for `process`; committed when the block succeeds."""
+        return self.stage_final(self.final(root, key))
+
+    def stage_final(self, final: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
+        """`stage` for the item whose committed path, already confined, is `final`."""
         raise NotImplementedError
 
 
@@ -109,11 +113,17 @@ class OutputWithExtension(OutputMode):
     def relative_final(self, key: str) -> str:
         return key + self.ext
 
-    @contextlib.contextmanager
-    def stage(self, root: str, key: str) -> Iterator[dict[str, Any]]:
-        final = self.final(root, key)
-        with staged(final) as staging:
-            yield {"output": OutputPath(staging)}
+    def stage_final(self, final: str) -> _StagedFile:
+        return _StagedFile(final)
+
+
+class _StagedFile(Staged):
+    """One staged file handed to `process` as `output` (a class: entered once per item)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> dict[str, Any]:  # type: ignore[override]
+        return {"output": OutputPath(super().__enter__())}
 
 
 @dataclass
@@ -157,8 +167,7 @@ class OutputSubfolder(OutputMode):
         return key
 
     @contextlib.contextmanager
-    def stage(self, root: str, key: str) -> Iterator[dict[str, Any]]:
-        final = self.final(root, key)
+    def stage_final(self, final: str) -> Iterator[dict[str, Any]]:
         with staged(final, folder=True, required=list(self.files.values())) as staging:
             outputs: dict[str, Any] = {"output": OutputPath(staging)}
             for name, rel in self.files.items():

@@ -15,6 +15,8 @@ from operator import itemgetter
 from typing import Any
 
 from dispatcher.outputs import (
+    Claimed,
+    DoneElsewhere,
     ListingIndex,
     OutputOutsideRoot,
     confine,
@@ -160,6 +162,16 @@ class Runtime:
             found += [os.path.join(base, n) for n in names if is_staging_name(n)]
         return found
 
+    def staged(self, key: str, remake: bool = False) -> StagedItem:
+        """The item's outputs for `process`, claimed, staged and committed on success."""
+        return StagedItem(self, key, remake)
+
+    def is_done_at(self, final: str, key: str) -> bool:
+        """`is_done`, given the item's confined committed path (one `lstat` for a file)."""
+        if isinstance(self.output_mode, OutputWithExtension):
+            return os.path.lexists(final)  # its one done path is its committed path
+        return self.is_done(key)
+
     def is_done(self, key: str) -> bool:
         """One item's done check with `os.path` (for `is_executed(**item)` callers).
 
@@ -175,6 +187,52 @@ class Runtime:
             )
         except OutputOutsideRoot:
             return False
+
+
+class StagedItem:
+    """One item's outputs for a `with` block: the claim is held from staging to commit, so a
+    concurrent run's attempt at the same item waits for it. Once claimed, the item may have
+    been completed since the plan looked (by the run waited for, or one that finished just
+    before): then nothing is made again (`DoneElsewhere`) unless `remake`.
+
+    One object, not nested generators: it is entered once per item, millions of times.
+    """
+
+    __slots__ = ("runtime", "key", "remake", "_claimed", "_stage")
+
+    def __init__(self, runtime: Runtime, key: str, remake: bool = False) -> None:
+        self.runtime = runtime
+        self.key = key
+        self.remake = remake
+        self._claimed: Claimed | None = None
+        self._stage: Any = None
+
+    def __enter__(self) -> dict[str, Any]:
+        runtime, key = self.runtime, self.key
+        final = runtime.output_mode.final(runtime.output_root, key)
+        claimed = self._claimed = Claimed(final)
+        claim = claimed.__enter__()
+        try:
+            # A batch written by one call writes every row, so its items are made again.
+            if not claim.batch and not self.remake and runtime.is_done_at(final, key):
+                raise DoneElsewhere(f"{key} was completed by another run")
+            stage = runtime.output_mode.stage_final(final)
+            outputs = stage.__enter__()
+        except BaseException:
+            claimed.__exit__(None, None, None)
+            raise
+        self._stage = stage
+        return outputs
+
+    def __exit__(self, *exc: Any) -> None:
+        claimed, stage = self._claimed, self._stage
+        self._claimed = self._stage = None
+        try:
+            if stage is not None:
+                stage.__exit__(*exc)
+        finally:
+            if claimed is not None:
+                claimed.__exit__(None, None, None)
 
 
 class _Listings(dict):
