@@ -113,6 +113,29 @@ PLAIN_LOOP = textwrap.dedent(
     """
 )
 
+PLAIN_SPLIT = textwrap.dedent(
+    """
+    import subprocess, sys
+    part = {part!r}
+    procs = [subprocess.Popen([sys.executable, "-c", part.format(k=k)]) for k in range({n})]
+    sys.exit(max(p.wait() for p in procs))
+    """
+)
+"""The plain loop split over P processes at once, each doing every P-th file: what running
+P processes at once costs on this machine by itself (shared caches, frequency, a host's
+hyperthreads), with no dispatcher at all."""
+
+PLAIN_PART = textwrap.dedent(
+    """
+    import os, sys
+    sys.path.insert(0, {folder!r})
+    from bench_task import work
+    src, dst = {src!r}, {dst!r}
+    for name in sorted(os.listdir(src))[{{k}}::{n}]:
+        work(os.path.join(src, name), os.path.join(dst, name + ".json"))
+    """
+)
+
 WORDS = [
     "alpha",
     "beta",
@@ -218,13 +241,16 @@ def main() -> None:
         mp_cmd = [*dispatch, "Small", "--backbone", "mp", "--num-process", str(args.processes)]
         mp_cmd += [*logs, "--mixin", f"input={src}", f"output={dst}"]
         template = [*mp_cmd[:4], "SmallTemplate", *mp_cmd[5:]]
+        part = PLAIN_PART.format(folder=root, src=src, dst=dst, n=args.processes)
+        split_code = PLAIN_SPLIT.format(part=part, n=args.processes)
         rows = [
             ("plain single-process loop", [sys.executable, "-c", plain_code]),
+            (f"plain loop split over {args.processes} processes", [sys.executable, "-c", split_code]),
             ("dispatch --backbone mp (template task)", template),
         ]
         if not args.template_only:
             serial = [*dispatch, "Small", "--backbone", "serial", *logs]
-            rows[1:1] = [
+            rows[2:2] = [
                 (
                     "dispatch --backbone serial",
                     [*serial, "--mixin", f"input={src}", f"output={dst}"],
@@ -250,19 +276,25 @@ def main() -> None:
             f"small CPU items: {n} files in {os.path.dirname(root)}, {args.processes} processes, "
             f"{os.cpu_count()} CPUs, median of {args.repeat} interleaved rounds"
         )
-        head = f"{'command':<40} {'wall':>7} {'x plain':>8} {'CPU':>7} {'x CPU':>6} {'run':>7}"
+        head = (
+            f"{'command':<40} {'wall':>7} {'x plain':>8} {'CPU':>7} {'x CPU':>6} "
+            f"{'x split':>7} {'run':>7}"
+        )
         print(f"  {head}")
         for i, (label, _) in enumerate(rows):
             wall_x = statistics.median(w / p for w, p in zip(walls[i], walls[0], strict=True))
             cpu_x = statistics.median(c / p for c, p in zip(cpus[i], cpus[0], strict=True))
+            split_x = statistics.median(c / p for c, p in zip(cpus[i], cpus[1], strict=True))
             print(
                 f"  {label:<40} {statistics.median(walls[i]):6.2f}s {wall_x:7.2f}x "
-                f"{statistics.median(cpus[i]):6.2f}s {cpu_x:5.2f}x "
+                f"{statistics.median(cpus[i]):6.2f}s {cpu_x:5.2f}x {split_x:6.2f}x "
                 f"{statistics.median(runs[i]):6.2f}s"
             )
         print("  (wall: whole command; CPU: user + system of it and all its worker processes;")
-        print("   x: median of each round's ratio to that round's plain loop; run: after start-up")
-        print("   and the plan, from the run record)")
+        print("   x plain / x CPU: median of each round's ratio to that round's plain loop;")
+        print("   x split: CPU against the plain loop split over the same number of processes,")
+        print("   i.e. the dispatcher's own cost once the machine's price of running several")
+        print("   processes at once is set aside; run: after start-up and the plan)")
         if args.template_only:
             return
 

@@ -1,0 +1,119 @@
+"""Starting and releasing `mp` worker processes, and the pool's temporary folder.
+
+Under fork, a new worker inherits the parent's ends of the other workers' pipes; they are
+named so the worker closes them (each pipe then reports EOF when the parent goes away).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import itertools
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from backbones import mp_worker as W
+from backbones.mp_items import PoolWorker
+from dispatcher.signals import blocked_stop_signals
+from dispatcher.stage import Stage
+
+TMP_PREFIX = "dispatch-mp-"
+"""The pool's temporary folder (crash logs) is `<tmp>/dispatch-mp-<owner pid>-XXXX`."""
+
+
+def remove_dead_tmpdirs(tmp: str | None = None) -> None:
+    """Remove the temporary folders of pools whose owner process is gone (a SIGKILLed run
+    cannot remove its own); the pid in the name says whose it is, on this host."""
+    tmp = tmp or tempfile.gettempdir()
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(TMP_PREFIX):
+            continue
+        pid = name[len(TMP_PREFIX) :].partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+class Spawner:
+    """Starts worker processes of one start method; cleans up after them and itself."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.method: str = ctx.get_start_method()
+        self.numbers = itertools.count()
+        self.froze_gc = False
+        remove_dead_tmpdirs()
+        self.tmpdir = tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
+
+    def start(self, stage: Stage, live: list[PoolWorker]) -> PoolWorker:
+        """A started worker running `stage` (raises when the process cannot start)."""
+        parent_conn, child_conn = self.ctx.Pipe(duplex=True)
+        state = self.ctx.RawArray("d", W.STATE_SLOTS)
+        state[W.RUNNING] = W.IDLE
+        number = next(self.numbers)
+        crash_log = os.path.join(self.tmpdir, f"worker-{number}.crash")
+        inherited: list[int] = []
+        if self.method == "fork":
+            inherited = [w.conn.fileno() for w in live]
+            inherited.append(parent_conn.fileno())
+        process = self.ctx.Process(
+            target=W.worker_main,
+            args=(stage, child_conn, state, os.getpid(), inherited, crash_log),
+            name=f"dispatch-mp-{number}",
+            daemon=False,  # tasks may start processes of their own
+        )
+        try:
+            self._prepare_start()
+            with blocked_stop_signals():
+                process.start()
+        except Exception:
+            parent_conn.close()
+            child_conn.close()
+            raise
+        child_conn.close()
+        return PoolWorker(process, parent_conn, state, crash_log)
+
+    def _prepare_start(self) -> None:
+        if self.method == "fork":
+            # Objects that exist now (the plan's items, imported modules) are left out of
+            # garbage collection: a forked worker then never walks them, and never copies
+            # the memory pages it would touch doing so.
+            gc.freeze()
+            self.froze_gc = True
+        else:
+            # The resource tracker unblocks signals when it starts; start it before
+            # blocking, so the forkserver inherits the block and survives a SIGTERM sent
+            # to the whole process group.
+            from multiprocessing import resource_tracker
+
+            resource_tracker.ensure_running()
+
+    @staticmethod
+    def release(w: PoolWorker) -> None:
+        """Forget a dead worker: its pipe, its process handle (sentinel) and its crash log."""
+        with contextlib.suppress(OSError):
+            w.conn.close()
+        with contextlib.suppress(ValueError):  # still running: left to the garbage collector
+            w.process.close()
+        with contextlib.suppress(OSError):
+            os.remove(w.crash_log)
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+        if self.froze_gc:
+            gc.unfreeze()
