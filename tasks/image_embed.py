@@ -7,6 +7,8 @@ Images are decoded and resized in DataLoader workers (`load_data`), computed on 
 in batches (`inference`: a fixed, seeded random projection, and a 64-bit perceptual hash
 from the low frequencies of a DCT), and written one `.json` per image in
 `postprocess_each`, which the torch backbone overlaps with the next batch's compute.
+`--backbone serial` runs all of it in one process (cpu unless `--device` says otherwise),
+for debugging with `breakpoint()`.
 The same command runs on `--device cuda` or `--device npu` where present; results are
 the same up to floating-point rounding.
 """

@@ -184,7 +184,7 @@ class CpuTemplateHooks(TemplateHooks):
         return self._done_from_kwargs(item)
 
     def argument_problems(self) -> list[str]:
-        """`process(**inputs, **outputs)`, as `run_item` calls it."""
+        """`process(**inputs, **outputs)`, as the task adapter calls it."""
         args = self._arguments()
         if args is None:
             return []
@@ -204,7 +204,7 @@ class TorchTemplateHooks(TemplateHooks):
         return self._done_from_kwargs(item)
 
     def argument_problems(self) -> list[str]:
-        """`load_data(**inputs)`, then the compute calls the torch backbone makes: inference
+        """`load_data(**inputs)`, then the compute calls the torch task adapter makes: inference
         and postprocessing get the loaded fields too, known only at run time."""
         args = self._arguments()
         if args is None:
@@ -344,5 +344,5 @@ torch_task.__doc__ = """Decorate a TorchTask with the same modes as `cpu_task`.
 
 The task implements `load_data(self, input, **item)` (run in DataLoader workers) and
 `postprocess_each(self, batch_idx, batch_size, output, output_<name>..., result, ...)`;
-the torch backbone wraps each item's postprocessing in `staged_outputs(key)`.
+each item's postprocessing runs inside its `staged_outputs(key)`, on whichever backbone.
 """
