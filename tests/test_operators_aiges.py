@@ -127,8 +127,8 @@ def test_an_error_code_fails_the_item_with_wrapper_error_message(tmp_path):
     failures = [json.loads(x) for x in (_run_dir(logs) / "failures.jsonl").read_text().splitlines()]
     assert [f["key"] for f in failures] == ["r1"]
     assert (
-        "WrapperError: wrapperOnceExec returned error code 10001: unknown mode: use upper or lower"
-        == failures[0]["error"]
+        failures[0]["error"]
+        == "WrapperError: wrapperOnceExec returned error code 10001: unknown mode: use upper or lower"
     )
     assert failures[0]["item"]["source"] == f"{rows}:2"
 
