@@ -31,7 +31,7 @@ from dispatcher.outputs import unsafe_reason
 from dispatcher.placeholders import Placeholder
 from dispatcher.task import Task
 from templates.adapters.task import TaskStage
-from templates.decorators import cpu_task
+from templates.hooks import template_class
 from templates.input_modes import InputJsonlRows
 from templates.output_modes import OutputSubfolder
 
@@ -262,17 +262,9 @@ class WrapperStage(TaskStage):
 
 @functools.cache
 def _task_class(wrapper: type) -> type[Task]:
-    base = type(
-        wrapper.__name__,
-        (WrapperTask,),
-        {"wrapper_class": wrapper, "__module__": wrapper.__module__},
+    built: Any = template_class(
+        WrapperTask, wrapper, InputJsonlRows(), OutputSubfolder(files={"manifest": MANIFEST})
     )
-    built: Any = cpu_task(
-        input_mode=InputJsonlRows(), output_mode=OutputSubfolder(files={"manifest": MANIFEST})
-    )(base)
+    built.wrapper_class = wrapper
     built.__dispatch_adapter__ = WrapperStage
-    built.__name__ = wrapper.__name__
-    built.__qualname__ = wrapper.__qualname__
-    built.__module__ = wrapper.__module__
-    built.__doc__ = wrapper.__doc__ or WrapperTask.__doc__
     return built

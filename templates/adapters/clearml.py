@@ -29,7 +29,7 @@ from dispatcher.placeholders import Placeholder
 from dispatcher.stage import Row
 from dispatcher.task import Task
 from templates.adapters.task import TaskStage
-from templates.decorators import cpu_task
+from templates.hooks import template_class
 from templates.input_modes import InputJsonlFiles
 from templates.output_modes import OutputSamePath
 
@@ -179,15 +179,7 @@ class PreprocessStage(TaskStage):
 
 @functools.cache
 def _task_class(operator: type) -> type[Task]:
-    base = type(
-        operator.__name__,
-        (PreprocessTask,),
-        {"operator_class": operator, "__module__": operator.__module__},
-    )
-    built: Any = cpu_task(input_mode=InputJsonlFiles(), output_mode=OutputSamePath())(base)
+    built: Any = template_class(PreprocessTask, operator, InputJsonlFiles(), OutputSamePath())
+    built.operator_class = operator
     built.__dispatch_adapter__ = PreprocessStage
-    built.__name__ = operator.__name__
-    built.__qualname__ = operator.__qualname__
-    built.__module__ = operator.__module__
-    built.__doc__ = operator.__doc__ or PreprocessTask.__doc__
     return built
