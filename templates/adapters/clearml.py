@@ -35,6 +35,8 @@ from templates.output_modes import OutputSamePath
 
 METHODS = ("load", "preprocess", "process", "postprocess")
 SKIPPED = "skipped_rows.jsonl"
+_DECODER = json.JSONDecoder()
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 class RowFailed(Exception):
@@ -56,27 +58,38 @@ class _Operator:
         # The engine replaces send_request on the class; on the instance leaves it alone.
         instance.send_request = _no_send_request.__get__(instance)
         self.instance = instance
-        self.steps = [getattr(instance, name, None) for name in METHODS[1:]]
         self.loop: Any = None
+        steps = [getattr(instance, name, None) for name in METHODS[1:]]
+        # Decided once per method, not per row: a coroutine function's result is awaited.
+        self.steps = [
+            self._awaiting(step) if inspect.iscoroutinefunction(step) else step
+            for step in steps
+            if step is not None
+        ]
         load = getattr(instance, "load", None)
         if callable(load):
-            self._settle(load(model))
+            result = load(model)
+            if inspect.isawaitable(result):
+                self._settle(result)
 
     def _settle(self, value: Any) -> Any:
-        if not inspect.isawaitable(value):
-            return value
         if self.loop is None:
             import asyncio
 
             self.loop = asyncio.new_event_loop()
         return self.loop.run_until_complete(value)
 
+    def _awaiting(self, step: Any) -> Any:
+        def run(data: Any, state: dict[str, Any], collect: Any) -> Any:
+            return self._settle(step(data, state, collect))
+
+        return run
+
     def __call__(self, body: Any, collect: Any) -> Any:
         state: dict[str, Any] = {}
         data = body
         for step in self.steps:
-            if step is not None:
-                data = self._settle(step(data, state, collect))
+            data = step(data, state, collect)
         return data
 
     def close(self) -> None:
@@ -116,17 +129,18 @@ class PreprocessTask(Task):
         """Every row of `input` through the operator into `output`; the rows' statistics."""
         operator, skip = self._operator, self.mixin.skip_failed_rows
         stats = statistics.Statistics()
-        with open(input, "rb") as src, open(output, "w", encoding="utf-8") as dst:
+        decode, encode = _DECODER.decode, _ENCODER.encode
+        with open(input, encoding="utf-8") as src, open(output, "w", encoding="utf-8") as dst:
             for lineno, line in enumerate(src, 1):
                 if not line.strip():
                     continue
                 custom: dict[str, Any] = {}
                 try:
                     try:
-                        body = json.loads(line)
+                        body = decode(line)
                     except ValueError as exc:
                         raise ValueError(f"not valid JSON ({exc})") from None
-                    text = json.dumps(operator(body, custom.update), ensure_ascii=False)
+                    text = encode(operator(body, custom.update))
                 except Exception as exc:
                     where = f"{input}:{lineno}"
                     if not skip:
@@ -136,7 +150,8 @@ class PreprocessTask(Task):
                     continue
                 dst.write(text)
                 dst.write("\n")
-                stats.add(custom)
+                if custom:
+                    stats.add(custom)
         return stats
 
 
