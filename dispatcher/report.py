@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+from dispatcher import statistics
 from dispatcher.execution import Outcome, error_line, is_task_exit
 from dispatcher.outputs import atomic_write
 from dispatcher.signals import signal_exit_code, signal_name
@@ -352,6 +353,7 @@ class Reporter:
                 "error": self.log_fault,
                 "failures_not_written": self.failures_not_written,
             }
+        custom = self._statistics()
         record_error = self._try_write_record()
         rate = self.ran / wall if wall > 0 else 0.0
         not_run = f", not run {counts['not_run']}" if counts["not_run"] else ""
@@ -365,6 +367,8 @@ class Reporter:
         )
         for line in self._notes(counts):
             print(f"dispatch: {line}", file=self.stream)
+        for line in statistics.describe(custom):
+            print(f"dispatch: statistics: {line}", file=self.stream)
         for line in self._first_failures:
             print(f"dispatch: failed {line}", file=self.stream)
         if self.failed > len(self._first_failures):
@@ -389,6 +393,17 @@ class Reporter:
                 flush=True,
             )
         return code
+
+    def _statistics(self) -> dict[str, Any]:
+        """Custom statistics the stage's items recorded in the run directory, merged into
+        the run record (`statistics`); a log directory that cannot be read records none."""
+        try:
+            custom = statistics.collect(self.run_dir).summary()
+        except OSError:
+            return {}
+        if custom:
+            self.record["statistics"] = custom
+        return custom
 
     def _notes(self, counts: dict[str, Any]) -> list[str]:
         """Summary lines about items the counts alone would hide."""

@@ -188,6 +188,7 @@ def execute(request: Request) -> RunResult:
         reporter.remember_payloads(plan.pending, task.failure_item)
         if request.keep_outcomes:
             reporter.outcomes = []
+        stage.run_dir = run_dir
         try:
             backbone.run(stage, plan.pending, reporter, stop)
         except BaseException as exc:

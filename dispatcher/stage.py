@@ -31,6 +31,8 @@ from dispatcher.task import Item, Task
 ENTRY_POINT_GROUP = "dispatcher.adapters"
 BUILTIN: tuple[str, ...] = (
     "templates.adapters.torch_task:TorchTaskStage",
+    "templates.adapters.clearml:PreprocessStage",
+    "templates.adapters.aiges:WrapperStage",
     "templates.adapters.task:TaskStage",
 )
 """Asked in this order: the first adapter that claims a class runs it."""
@@ -73,6 +75,9 @@ class Stage:
         self.task = task
         self.force = force
         """`--force`: an item completed by another run since the plan is made again."""
+        self.run_dir: str | None = None
+        """The run's log directory, set before the backbone runs (where a stage may record
+        what is not an output: `dispatcher.statistics`), so it travels to every worker."""
 
     # --- which classes this adapter runs --------------------------------------------------
 

@@ -12,6 +12,7 @@ class Count(Task):
 See docs/templates.md for every mode.
 """
 
+from templates.adapters import aiges_sdk
 from templates.decorators import cpu_task, torch_task
 from templates.input_modes import InputByDepth, InputByExtensions, InputByGlob, InputFromJsonl
 from templates.output_modes import (
@@ -22,6 +23,8 @@ from templates.output_modes import (
     OutputWithExtension,
 )
 from templates.shards import HardShard
+
+aiges_sdk.install()  # wrapper files import `aiges`; the real SDK, when installed, comes first
 
 __all__ = [
     "FinishWhenAllExist",

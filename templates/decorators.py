@@ -21,182 +21,22 @@ plan calls (enumerate, done mask from listings, staged outputs) and kagurazaka's
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from dispatcher.outputs import (
-    OutputOutsideRoot,
-    claimed_all,
-    clear_abandoned,
-)
 from dispatcher.placeholders import Placeholder
-from dispatcher.sharding import HashShard, IndexShard, ShardSpec
+from dispatcher.sharding import HashShard, IndexShard
 from dispatcher.signatures import call_problems
-from dispatcher.task import Item, Task, TorchTask
+from dispatcher.task import Task, TorchTask
 from templates.adapters.torch_task import compute_mode, overrides
+from templates.hooks import CpuTemplateHooks, TemplateHooks
 from templates.input_modes import InputMode
 from templates.output_modes import Finish, FinishWhenAllExist, OutputMode
-from templates.runtime import Runtime
 from templates.shards import HardShard
 
 T = TypeVar("T", bound=type)
 
 TEMPLATE_KEYS = ("input", "output", "input_mode", "output_mode", "finish", "shard", "hard_shard")
-_RUNTIME = "_dispatch_runtime"
-
-
-def _shard_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]
-
-
-class TemplateHooks:
-    """The plan's and the workers' hooks, answered from the task's declared modes."""
-
-    mixin: Any
-
-    def _runtime(self) -> Runtime:
-        runtime = self.__dict__.get(_RUNTIME)
-        if runtime is None:
-            runtime = self.__dict__[_RUNTIME] = Runtime.from_mixin(self.mixin)
-        return runtime
-
-    def validate(self) -> list[str]:
-        mixin = self.mixin
-        problems: list[str] = []
-        for name in ("input", "output"):
-            if not isinstance(mixin.get(name), str) or not mixin.get(name):
-                problems.append(f"mixin '{name}': expected a path, got {mixin.get(name)!r}")
-        hard = mixin.get("hard_shard")
-        if isinstance(hard, HardShard) and not problems:
-            problems += hard.problems(
-                "hard_shard", {"input": mixin["input"], "output": mixin["output"]}
-            )
-        input_mode, output_mode = mixin.get("input_mode"), mixin.get("output_mode")
-        finish = mixin.get("finish") or FinishWhenAllExist()
-        mode_problems = input_mode.problems("input_mode") + output_mode.problems("output_mode")
-        if not mode_problems:
-            mode_problems = finish.problems("finish", output_mode)
-        problems += mode_problems
-        for i, spec in enumerate(_shard_list(mixin.get("shard"))):
-            where = (
-                "mixin 'shard'"
-                if not isinstance(mixin.get("shard"), list)
-                else f"mixin 'shard.{i}'"
-            )
-            if isinstance(spec, (IndexShard, HashShard)):
-                problems += spec.validate(where)
-            else:
-                problems.append(f"{where}: expected IndexShard or HashShard, got {spec!r}")
-        if not problems:
-            runtime = self._runtime()
-            problems += input_mode.root_problems(runtime.input_value, runtime.input_root)
-            out = runtime.output_root
-            if os.path.exists(out) and not os.path.isdir(out):
-                problems.append(f"mixin 'output': output root {out} is not a folder")
-        return problems + super().validate()  # type: ignore[misc]
-
-    def _arguments(self) -> tuple[list[str], list[str], str | None] | None:
-        """What the modes pass: input names, output names, and what else per item (None
-        while a mode is itself misconfigured: `validate` reports that)."""
-        input_mode, output_mode = self.mixin.get("input_mode"), self.mixin.get("output_mode")
-        if input_mode.problems("input_mode") or output_mode.problems("output_mode"):
-            return None
-        inputs, more = input_mode.argument_names()
-        return inputs, output_mode.argument_names(), more
-
-    def input_roots(self) -> list[str]:
-        return [self._runtime().input_root]
-
-    def output_roots(self) -> list[str]:
-        return [self._runtime().output_root]
-
-    def shard_specs(self) -> list[ShardSpec]:
-        return _shard_list(self.mixin.get("shard")) + super().shard_specs()  # type: ignore[misc]
-
-    def splits_itself(self) -> bool:
-        hard = isinstance(self.mixin.get("hard_shard"), HardShard)
-        return hard or super().splits_itself()  # type: ignore[misc]
-
-    def iter_items(self) -> list[Item]:  # type: ignore[override]
-        return self._runtime().items()
-
-    def executed_mask(self, items: Sequence[Item]) -> Iterator[bool]:
-        return self._runtime().done_mask(items)
-
-    def final_outputs(self, keys: Sequence[str]) -> Iterable[str] | None:
-        return self._runtime().final_outputs(keys)
-
-    def leftovers(self, items: Sequence[Item]) -> list[str]:
-        return self._runtime().leftovers(items)
-
-    def item_payload(self, key: str, payload: Any) -> dict[str, Any]:
-        return self._runtime().kwargs(key, payload)
-
-    def failure_item(self, key: str, payload: Any) -> dict[str, Any]:
-        return self._runtime().describe(key, payload)
-
-    def item_source(self) -> str:
-        runtime = self._runtime()
-        return f"under {runtime.input_value} (input mode {runtime.input_mode!r})"
-
-    def staged_outputs(
-        self, key: str, remake: bool = False
-    ) -> contextlib.AbstractContextManager[dict[str, Any]]:
-        # Claimed from staging to commit; an item another run completed since the plan
-        # looked is not made again (`DoneElsewhere`) unless `remake` (a forced run).
-        # One check of its outputs, in the worker, per item.
-        return self._runtime().staged(key, remake)
-
-    def claim_outputs(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
-        runtime = self._runtime()
-        finals = []
-        for key in keys:
-            # A key outside the root is never staged: its item fails with the reason.
-            with contextlib.suppress(OutputOutsideRoot):
-                finals.append(runtime.output_mode.final(runtime.output_root, key))
-        return claimed_all(finals)
-
-    def clear_abandoned(self, key: str) -> None:
-        runtime = self._runtime()
-        try:
-            final = runtime.output_mode.final(runtime.output_root, key)
-        except OutputOutsideRoot:
-            return
-        clear_abandoned(final)
-
-    def generate_tasks(self) -> Iterator[dict[str, Any]]:
-        """Each item's keyword arguments (without outputs), as kagurazaka tasks list them."""
-        runtime = self._runtime()
-        for key, payload in runtime.items():
-            yield runtime.kwargs(key, payload)
-
-    def _done_from_kwargs(self, item: dict[str, Any]) -> bool:
-        runtime = self._runtime()
-        return runtime.is_done(runtime.key_of(item))
-
-
-class CpuTemplateHooks(TemplateHooks):
-    def is_executed(self, **item: Any) -> bool:
-        return self._done_from_kwargs(item)
-
-    def argument_problems(self) -> list[str]:
-        """`process(**inputs, **outputs)`, as the task adapter calls it."""
-        args = self._arguments()
-        if args is None:
-            return []
-        inputs, outputs, more = args
-        where = f"{type(self).__name__}.process"
-        return call_problems(
-            where,
-            self.process,
-            inputs + outputs,
-            "its template passes",
-            more=more,  # type: ignore[attr-defined]
-        )
 
 
 class TorchTemplateHooks(TemplateHooks):

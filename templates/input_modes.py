@@ -427,3 +427,116 @@ class InputFromJsonl(InputMode):
         if isinstance(name, str):
             return self.normalize(name, input_root)
         return super().key_of(input_value, input_root, kwargs)
+
+
+@dataclass
+class InputJsonlFiles(InputMode):
+    """A JSONL file, or every `.jsonl` file under a folder: one item per file.
+
+    Keys are relative to the folder (a single file's key is its name, relative to its own
+    folder), so outputs at the same relative path mirror the input tree.
+    """
+
+    def input_help(self) -> str:
+        return "input JSONL file, or a folder of them"
+
+    def base_root(self, input_value: str) -> str:
+        if os.path.isfile(input_value):
+            return os.path.dirname(os.path.abspath(input_value))
+        return input_value
+
+    def root_problems(self, input_value: str, input_root: str) -> list[str]:
+        if os.path.isfile(input_value):
+            if not os.access(input_value, os.R_OK):
+                return [f"mixin 'input': JSONL file {input_value} is not readable"]
+            return []
+        if not os.path.exists(input_value):
+            return [f"mixin 'input': {input_value} does not exist (a JSONL file or a folder)"]
+        return super().root_problems(input_value, input_root)
+
+    def files(self, input_value: str, input_root: str, exclude: str | None) -> list[str]:
+        """The JSONL files' keys, in sorted order."""
+        if os.path.isfile(input_value):
+            return [os.path.basename(input_value)]
+        groups = walk_suffixes(input_root, (".jsonl",), exclude=exclude)
+        return [prefix + name for prefix, names in groups for name in names]
+
+    def items(self, input_value: str, input_root: str, exclude: str | None) -> list[Item]:
+        return list(zip(self.files(input_value, input_root, exclude), repeat(None)))
+
+
+@dataclass
+class InputJsonlRows(InputJsonlFiles):
+    """Every row of a JSONL file (or of a folder of them): one item per row.
+
+    A row is keyed by its field `key` (default `id`) when it has one, else by
+    `<file>:<line>`; the payload is (file, byte offset, line number), so the plan holds no
+    row. Rows are read once at planning: a row that is not a JSON object is refused there
+    (file:line), before any work, and so are two rows with one key.
+    """
+
+    key: str = "id"
+
+    trusted_keys = False
+
+    def problems(self, where: str) -> list[str]:
+        if not isinstance(self.key, str) or not self.key:
+            return [f"mixin '{where}.key': expected a field name, got {self.key!r}"]
+        return []
+
+    def items(self, input_value: str, input_root: str, exclude: str | None) -> list[Item]:
+        items: list[Item] = []
+        seen: dict[str, str] = {}
+        for rel in self.files(input_value, input_root, exclude):
+            path = os.path.join(input_root, rel)
+            offset = 0
+            with open(path, "rb") as fh:
+                for lineno, line in enumerate(fh, 1):
+                    start, offset = offset, offset + len(line)
+                    if not line.strip():
+                        continue
+                    key = self._row_key(path, rel, lineno, line)
+                    where = f"{path}:{lineno}"
+                    if key in seen:
+                        raise UsageError(
+                            f"{where}: key {key!r} (field '{self.key}') is also the key of "
+                            f"{seen[key]}: each row must name its own item"
+                        )
+                    seen[key] = where
+                    items.append((key, (rel, start, lineno)))
+        return items
+
+    def _row_key(self, path: str, rel: str, lineno: int, line: bytes) -> str:
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise UsageError(f"{path}:{lineno}: not valid JSON ({exc})") from None
+        if not isinstance(row, dict):
+            raise UsageError(
+                f"{path}:{lineno}: a row must be a JSON object, got {type(row).__name__}"
+            )
+        name = row.get(self.key)
+        if isinstance(name, bool) or not isinstance(name, (str, int)) or name == "":
+            return f"{rel}:{lineno}"
+        return str(name)
+
+    def kwargs(self, input_value: str, input_root: str, key: str, payload: Any) -> dict[str, Any]:
+        rel, offset, lineno = payload
+        path = os.path.join(input_root, rel)
+        return {"input": path, "row": _read_row(path, offset), "line": lineno}
+
+    def describe(self, input_value: str, input_root: str, key: str, payload: Any) -> dict[str, Any]:
+        rel, offset, lineno = payload
+        path = os.path.join(input_root, rel)
+        return {"input": path, "source": f"{path}:{lineno}", "row": _read_row(path, offset)}
+
+    def argument_names(self) -> tuple[list[str], str | None]:
+        return ["input", "row", "line"], None
+
+    def key_of(self, input_value: str, input_root: str, kwargs: dict[str, Any]) -> str:
+        rel = os.path.relpath(kwargs["input"], input_root).replace(os.sep, "/")
+        row = kwargs["row"]
+        name = row.get(self.key) if isinstance(row, dict) else None
+        if isinstance(name, bool) or not isinstance(name, (str, int)) or name == "":
+            return f"{rel}:{kwargs['line']}"
+        return str(name)

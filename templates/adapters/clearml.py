@@ -1,0 +1,200 @@
+"""ClearML-serving `Preprocess` classes, run over JSONL files as the serving engine runs them.
+
+As clearml-serving 1.3.5 does (`BasePreprocessRequest`, `_process_request`): one instance
+per worker, `Preprocess()`; `load(model)` once when it exists; per request a fresh
+`state = {}` and `preprocess(body, state, fn)` -> `process(data, state, fn)` ->
+`postprocess(data, state, fn)`, positional, each awaited when it is a coroutine. Here a
+request is one row of a JSONL file and a work item is the file: its output is one JSONL
+row per input row, in order, at the same relative path under the output root, committed
+atomically. `fn` is the statistics collector (`dict.update` of the request's values, as the
+engine's); the values are aggregated per key into the run's summary and `run.json`.
+
+A missing method is the identity. A row that raises fails its file, naming the line;
+`--mixin skip_failed_rows=true` instead leaves such rows out of the output and lists each
+one in the run directory (`skipped_rows.jsonl`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import os
+import traceback
+from typing import Any
+
+from dispatcher import statistics
+from dispatcher.execution import error_line
+from dispatcher.placeholders import Placeholder
+from dispatcher.stage import Row
+from dispatcher.task import Task
+from templates.adapters.task import TaskStage
+from templates.hooks import template_class
+from templates.input_modes import InputJsonlFiles
+from templates.output_modes import OutputSamePath
+
+METHODS = ("load", "preprocess", "process", "postprocess")
+SKIPPED = "skipped_rows.jsonl"
+_DECODER = json.JSONDecoder()
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
+
+
+class RowFailed(Exception):
+    """A row of an input file raised: its file's item fails, naming the line."""
+
+
+def _no_send_request(self: Any, endpoint: str, version: str | None = None, data: Any = None) -> Any:
+    raise RuntimeError(
+        f"send_request({endpoint!r}) is not available in batch mode: there is no serving "
+        "endpoint to send to; call the other model directly in process()"
+    )
+
+
+class _Operator:
+    """One worker's `Preprocess` instance and how each of its steps is called."""
+
+    def __init__(self, cls: type, model: str | None) -> None:
+        instance = cls()
+        # The engine replaces send_request on the class; on the instance leaves it alone.
+        instance.send_request = _no_send_request.__get__(instance)
+        self.instance = instance
+        self.loop: Any = None
+        steps = [getattr(instance, name, None) for name in METHODS[1:]]
+        # Decided once per method, not per row: a coroutine function's result is awaited.
+        self.steps = [
+            self._awaiting(step) if inspect.iscoroutinefunction(step) else step
+            for step in steps
+            if step is not None
+        ]
+        load = getattr(instance, "load", None)
+        if callable(load):
+            result = load(model)
+            if inspect.isawaitable(result):
+                self._settle(result)
+
+    def _settle(self, value: Any) -> Any:
+        if self.loop is None:
+            import asyncio
+
+            self.loop = asyncio.new_event_loop()
+        return self.loop.run_until_complete(value)
+
+    def _awaiting(self, step: Any) -> Any:
+        def run(data: Any, state: dict[str, Any], collect: Any) -> Any:
+            return self._settle(step(data, state, collect))
+
+        return run
+
+    def __call__(self, body: Any, collect: Any) -> Any:
+        state: dict[str, Any] = {}
+        data = body
+        for step in self.steps:
+            data = step(data, state, collect)
+        return data
+
+    def close(self) -> None:
+        if self.loop is not None:
+            self.loop.close()
+
+
+class PreprocessTask(Task):
+    """The planned side of a `Preprocess` class: JSONL files in, JSONL files out."""
+
+    operator_class: type
+    mixin = {
+        "model": Placeholder(
+            str, default=None, help="model file passed to Preprocess.load (None when unset)"
+        ),
+        "skip_failed_rows": Placeholder(
+            bool,
+            default=False,
+            help="leave rows that raise out of the output, listed in the run's log directory, "
+            "instead of failing their file",
+        ),
+    }
+
+    def setup(self) -> None:
+        model = self.mixin.model
+        self._operator = _Operator(self.operator_class, os.path.abspath(model) if model else None)
+
+    def teardown(self) -> None:
+        operator = self.__dict__.pop("_operator", None)
+        if operator is not None:
+            operator.close()
+
+    def process(self, input: str, output: str) -> None:
+        self.run_file(input, output, None)
+
+    def run_file(self, input: str, output: str, run_dir: str | None) -> statistics.Statistics:
+        """Every row of `input` through the operator into `output`; the rows' statistics."""
+        operator, skip = self._operator, self.mixin.skip_failed_rows
+        stats = statistics.Statistics()
+        decode, encode = _DECODER.decode, _ENCODER.encode
+        with open(input, encoding="utf-8") as src, open(output, "w", encoding="utf-8") as dst:
+            for lineno, line in enumerate(src, 1):
+                if not line.strip():
+                    continue
+                custom: dict[str, Any] = {}
+                try:
+                    try:
+                        body = decode(line)
+                    except ValueError as exc:
+                        raise ValueError(f"not valid JSON ({exc})") from None
+                    text = encode(operator(body, custom.update))
+                except Exception as exc:
+                    where = f"{input}:{lineno}"
+                    if not skip:
+                        raise RowFailed(f"{where}: {error_line(exc)}") from exc
+                    _record_skipped(run_dir, where, exc)
+                    stats.add({"_skipped_rows": 1})
+                    continue
+                dst.write(text)
+                dst.write("\n")
+                if custom:
+                    stats.add(custom)
+        return stats
+
+
+def _record_skipped(run_dir: str | None, where: str, exc: BaseException) -> None:
+    if run_dir is None:
+        return
+    line = json.dumps(
+        {"row": where, "error": error_line(exc), "traceback": traceback.format_exc()}
+    ).encode()
+    fd = os.open(os.path.join(run_dir, SKIPPED), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, line + b"\n")
+    finally:
+        os.close(fd)
+
+
+class PreprocessStage(TaskStage):
+    """Runs a ClearML-serving `Preprocess` class over JSONL files, a file per item."""
+
+    style = "ClearML Preprocess"
+
+    @classmethod
+    def claims(cls, obj: type) -> bool:
+        return (
+            isinstance(obj, type)
+            and obj.__name__ == "Preprocess"
+            and not issubclass(obj, Task)
+            and any(callable(getattr(obj, name, None)) for name in METHODS)
+        )
+
+    @classmethod
+    def task_class(cls, obj: type) -> type[Task]:
+        return _task_class(obj)
+
+    def write_row(self, i: int, size: int, row: Row, result: Any, outputs: dict[str, Any]) -> None:
+        task: Any = self.task
+        stats = task.run_file(row["input"], outputs["output"], self.run_dir)
+        statistics.record(self.run_dir, stats)
+
+
+@functools.cache
+def _task_class(operator: type) -> type[Task]:
+    built: Any = template_class(PreprocessTask, operator, InputJsonlFiles(), OutputSamePath())
+    built.operator_class = operator
+    built.__dispatch_adapter__ = PreprocessStage
+    return built

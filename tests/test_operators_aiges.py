@@ -1,0 +1,365 @@
+"""aiges `Wrapper` classes run unchanged over JSONL rows (a row per item, a folder per row)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_dispatch, tree, write_file
+
+EXAMPLE = REPO / "tasks" / "operators" / "aiges_example"
+REQUESTS = EXAMPLE / "data" / "requests.jsonl"
+
+
+def _run_dir(logs: Path) -> Path:
+    found = sorted(logs.glob("*/*/run.json"), key=lambda p: p.stat().st_mtime)
+    assert found, f"no run record under {logs}"
+    return found[-1].parent
+
+
+def _expected(row: dict, greeting: str) -> dict[str, bytes]:
+    """What the example's response holds for a row, computed here from the row itself."""
+    text = row["text"].upper() if row["mode"] == "upper" else row["text"].lower()
+    image = (REQUESTS.parent / row["image"]).read_bytes()
+    summary = {
+        "chars": len(row["text"]),
+        "image_bytes": len(image),
+        "image_md5": hashlib.md5(image).hexdigest(),
+    }
+    files = {"text": f"{greeting} {text}".encode(), "summary": json.dumps(summary).encode()}
+    manifest = "".join(
+        json.dumps({"key": k, "file": k, "len": len(v), "type": 0, "status": 3}) + "\n"
+        for k, v in files.items()
+    )
+    files["manifest.jsonl"] = manifest.encode()
+    return {f"{row['id']}/{name}": data for name, data in files.items()}
+
+
+def _reference(greeting: str = "hello") -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for line in REQUESTS.read_text().splitlines():
+        out.update(_expected(json.loads(line), greeting))
+    return out
+
+
+def _args(out: Path, logs: Path, *more: str, input: Path = REQUESTS) -> list[str]:
+    return [
+        str(EXAMPLE / "wrapper.py"),
+        "Wrapper",
+        "--log-dir",
+        str(logs),
+        *more,
+        "--mixin",
+        f"input={input}",
+        f"output={out}",
+        "config.greeting=hello",
+    ]
+
+
+BACKBONES = {
+    "serial": [],
+    "mp": ["--num-process", "2"],
+    "torch": ["--device", "cpu", "--num-workers", "1"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_the_example_writes_a_folder_per_row_and_reruns_nothing(tmp_path, backbone):
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    args = _args(out, logs, "--backbone", backbone, *BACKBONES[backbone])
+    proc = run_dispatch(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert tree(out) == _reference()
+    again = run_dispatch(*args, cwd=tmp_path)
+    assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
+
+
+def test_the_class_config_is_the_default_of_wrapper_init(tmp_path):
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    args = [a for a in _args(out, logs) if a != "config.greeting=hello"]
+    proc = run_dispatch(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert tree(out) == _reference("hi")
+
+
+@pytest.mark.slow
+def test_shards_of_the_example_make_one_full_run(tmp_path):
+    full, logs = tmp_path / "full", tmp_path / "logs"
+    assert run_dispatch(*_args(full, logs), cwd=tmp_path).returncode == 0
+    made = []
+    for i in range(2):
+        out = tmp_path / f"shard{i}"
+        proc = run_dispatch(*_args(out, logs, "--shard", f"{i}/2"), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        made.append(tree(out))
+    assert made[0] and made[1] and not set(made[0]) & set(made[1])
+    assert {**made[0], **made[1]} == tree(full) == _reference()
+
+
+def test_an_error_code_fails_the_item_with_wrapper_error_message(tmp_path):
+    rows = tmp_path / "in" / "rows.jsonl"
+    write_file(
+        rows,
+        "\n".join(
+            json.dumps(
+                {
+                    "id": f"r{i}",
+                    "mode": mode,
+                    "text": "Ab",
+                    "image": str(EXAMPLE / "data" / "red.png"),
+                }
+            )
+            for i, mode in enumerate(["upper", "shout", "lower"])
+        )
+        + "\n",
+    )
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    proc = run_dispatch(*_args(out, logs, "--backbone", "serial", input=rows), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert sorted({k.split("/")[0] for k in tree(out)}) == ["r0", "r2"]
+    failures = [json.loads(x) for x in (_run_dir(logs) / "failures.jsonl").read_text().splitlines()]
+    assert [f["key"] for f in failures] == ["r1"]
+    assert (
+        failures[0]["error"]
+        == "WrapperError: wrapperOnceExec returned error code 10001: unknown mode: use upper or lower"
+    )
+    assert failures[0]["item"]["source"] == f"{rows}:2"
+
+
+VARIANTS = """
+import json, os
+from aiges.sdk import WrapperBase, StringParamField, IntegerParamField, StringBodyField
+from aiges.dto import Response, ResponseData, DataListCls
+
+
+class UserRequest(object):
+    p1 = StringParamField(key="lang", value="en")
+    p2 = IntegerParamField(key="level", value=3)
+    body = StringBodyField(key="text", value=b"")
+
+
+class Wrapper(WrapperBase):
+    requestCls = UserRequest()
+
+    @classmethod
+    def wrapperInit(cls, config: {}) -> int:
+        cls.config_seen = config
+        return int(config.get("fail", "0"))
+
+    def wrapperOnceExec(cls, params: {}, reqData: DataListCls) -> Response:
+        r = Response()
+        d = ResponseData()
+        d.setData(json.dumps({
+            "params": params,
+            "nodes": [[n.key, n.data.decode(), n.len, n.type, n.status] for n in reqData.list],
+            "config": cls.config_seen,
+        }).encode())
+        d.key = "echo"
+        r.list = [d]
+        return r
+
+    def wrapperError(cls, ret: int) -> str:
+        return {7: "the model file is missing"}.get(ret, "")
+
+    def wrapperFini() -> int:
+        with open(os.environ["FINI_MARK"], "a") as fh:
+            fh.write("fini\\n")
+        return 0
+"""
+
+
+def _variant_rows(tmp_path: Path) -> Path:
+    rows = tmp_path / "in" / "rows.jsonl"
+    write_file(
+        rows,
+        '{"text": "one", "level": 5, "flag": true}\n\n{"id": 42, "text": {"k": 1}}\n',
+    )
+    return rows
+
+
+def test_wrapper_variants_get_string_params_body_nodes_and_string_config(tmp_path):
+    op = write_file(tmp_path / "wrapper.py", VARIANTS)
+    rows, out = _variant_rows(tmp_path), tmp_path / "out"
+    mark = tmp_path / "fini.txt"
+    proc = run_dispatch(
+        op,
+        "Wrapper",
+        "--backbone",
+        "serial",
+        "--log-dir",
+        tmp_path / "logs",
+        "--mixin",
+        f"input={rows}",
+        f"output={out}",
+        "config.threads=4",
+        "config.name=x",
+        cwd=tmp_path,
+        env={"FINI_MARK": str(mark)},
+    )
+    assert proc.returncode == 0, proc.stderr
+    # a row without an id is keyed by its file and line
+    assert sorted(tree(out)) == [
+        "42/echo",
+        "42/manifest.jsonl",
+        "rows.jsonl:1/echo",
+        "rows.jsonl:1/manifest.jsonl",
+    ]
+    first = json.loads((out / "rows.jsonl:1" / "echo").read_text())
+    assert first["params"] == {"level": "5", "flag": "true", "lang": "en"}
+    assert first["nodes"] == [["text", "one", 3, 0, 3]]
+    assert first["config"] == {"threads": "4", "name": "x"}
+    second = json.loads((out / "42" / "echo").read_text())
+    assert second["params"] == {"lang": "en", "level": "3"}
+    assert second["nodes"] == [["text", '{"k": 1}', 8, 0, 3]]
+    assert mark.read_text() == "fini\n"  # wrapperFini() without self, once
+
+
+def test_a_non_zero_wrapper_init_fails_the_setup_naming_the_code(tmp_path):
+    op = write_file(tmp_path / "wrapper.py", VARIANTS)
+    rows, out = _variant_rows(tmp_path), tmp_path / "out"
+    proc = run_dispatch(
+        op,
+        "Wrapper",
+        "--backbone",
+        "serial",
+        "--log-dir",
+        tmp_path / "logs",
+        "--mixin",
+        f"input={rows}",
+        f"output={out}",
+        "config.fail=7",
+        cwd=tmp_path,
+        env={"FINI_MARK": str(tmp_path / "fini.txt")},
+    )
+    assert proc.returncode == 1
+    assert "wrapperInit returned 7: the model file is missing" in proc.stderr
+    assert not out.exists() or tree(out) == {}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            '{"id": "a", "text": "x"}\n{"id": "a", "text": "y"}\n',
+            "key 'a' (field 'id') is also the key of",
+        ),
+        ('{"id": "a", "text": "x"}\n{"id": oops}\n', "rows.jsonl:2: not valid JSON"),
+        ('["not", "an", "object"]\n', "rows.jsonl:1: a row must be a JSON object, got list"),
+    ],
+)
+def test_unreadable_or_ambiguous_rows_are_refused_before_any_work(tmp_path, content, message):
+    op = write_file(tmp_path / "wrapper.py", VARIANTS)
+    rows = write_file(tmp_path / "in" / "rows.jsonl", content)
+    proc = run_dispatch(
+        op, "Wrapper", "--mixin", f"input={rows}", f"output={tmp_path / 'out'}", cwd=tmp_path
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("dispatch: error: ") and message in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_folder_of_jsonl_files_is_every_row_of_each(tmp_path):
+    data = tmp_path / "in"
+    write_file(data / "a.jsonl", '{"id": "x1", "text": "a"}\n')
+    write_file(data / "deep" / "b.jsonl", '{"text": "b"}\n{"id": "x2", "text": "c"}\n')
+    op = write_file(tmp_path / "wrapper.py", VARIANTS)
+    out = tmp_path / "out"
+    proc = run_dispatch(
+        op,
+        "Wrapper",
+        "--log-dir",
+        tmp_path / "logs",
+        "--mixin",
+        f"input={data}",
+        f"output={out}",
+        cwd=tmp_path,
+        env={"FINI_MARK": str(tmp_path / "fini.txt")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert sorted({k.rsplit("/", 1)[0] for k in tree(out)}) == ["deep/b.jsonl:1", "x1", "x2"]
+
+
+def test_the_stand_in_sdk_is_served_only_to_task_files():
+    probe = (
+        "import templates\n"
+        "try:\n"
+        "    import aiges\n"
+        "except ModuleNotFoundError:\n"
+        "    print('not importable')\n"
+        "else:\n"
+        "    print('imported', aiges.__file__)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    try:
+        import importlib.util
+
+        real = importlib.util.find_spec("aiges") is not None
+    except ValueError:
+        real = False
+    assert proc.stdout.strip() == "not importable" or real
+
+
+KILLER = """
+import os, signal, sys
+sys.path.insert(0, {example!r})
+from wrapper import Wrapper as Example
+
+
+class Wrapper(Example):
+    def wrapperOnceExec(self, params, reqData):
+        response = super().wrapperOnceExec(params, reqData)
+        if os.environ.get("KILL_AT") == reqData.get("text").data.decode():
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+        return response
+"""
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_item_leaves_no_output_that_counts_as_done(tmp_path):
+    op = write_file(tmp_path / "killer.py", KILLER.format(example=str(EXAMPLE)))
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    args = [
+        op,
+        "Wrapper",
+        "--backbone",
+        "serial",
+        "--log-dir",
+        logs,
+        "--mixin",
+        f"input={REQUESTS}",
+        f"output={out}",
+        "config.greeting=hello",
+    ]
+    env = dict(os.environ, KILL_AT="Shard Dispatch")  # the third row, req-02
+    env.pop("SLURM_ARRAY_TASK_ID", None)
+    killed = subprocess.run(
+        [sys.executable, "-m", "dispatcher", *map(str, args)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    reference = _reference()
+    final = {k: v for k, v in tree(out).items() if ".dispatch-" not in k}
+    assert final == {k: v for k, v in reference.items() if k.split("/")[0] in ("req-00", "req-01")}
+    again = run_dispatch(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "ran 4" in again.stderr, again.stderr
+    assert tree(out) == reference
