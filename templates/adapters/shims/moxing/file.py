@@ -33,7 +33,7 @@ def list_directory(path: str, recursive: bool = False) -> list[str]:
         dirs.sort()
         rel = os.path.relpath(folder, path)
         found += [name if rel == "." else os.path.join(rel, name) for name in sorted(files)]
-    return found
+    return sorted(found)
 
 
 def glob(pattern: str) -> list[str]:
