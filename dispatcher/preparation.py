@@ -124,8 +124,8 @@ def require_task(inv: Invocation | Request) -> tuple[str, str | None]:
         return inv.task_file, inv.task_class or None
     if not inv.task_file or not inv.task_class:
         raise UsageError(
-            "TASK_FILE and TASK_CLASS (or an operator package folder) are required (on the "
-            "command line, or as task_file: and task_class: in --cfg; dispatch -h shows the usage)"
+            "TASK_FILE and TASK_CLASS are required (on the command line, or as task_file: and "
+            "task_class: in --cfg), or an operator package folder; dispatch -h shows the usage"
         )
     return inv.task_file, inv.task_class
 

@@ -31,6 +31,7 @@ from dispatcher.errors import UsageError
 from dispatcher.outputs import (
     Claimed,
     DoneElsewhere,
+    OutputOutsideRoot,
     claimed_all,
     clear_abandoned,
     is_staging_name,
@@ -39,15 +40,17 @@ from dispatcher.outputs import (
 from dispatcher.placeholders import MISSING, Placeholder, coerce
 from dispatcher.stage import Row, Stage
 from dispatcher.task import Item, Task
-from templates.decorators import TEMPLATE_KEYS, cpu_task
 from templates.input_modes import InputByGlob
-from templates.output_modes import OutputSameFormat
+from templates.output_modes import FinishWhenAllExist, OutputSameFormat
+from templates.runtime import Runtime
 
 PROGRAM = "program_package"
 SPEC = "operator.yaml"
 CLASSES = ("PreProcess", "Process", "PostProcess")
 ROOT_ARGS = ("obs_input_path", "obs_output_path")
 TYPES = ("str", "int", "float", "bool", "enum", "json")
+RESERVED = ("input", "output", "input_mode", "output_mode", "finish", "shard", "hard_shard")
+"""Mixin keys the adapter declares itself: no operator argument may take one."""
 
 
 # --- operator.yaml ---------------------------------------------------------------------------
@@ -117,7 +120,7 @@ def _argument(raw: Any, where: str) -> Argument:
     name = raw.get("name", raw.get("key"))
     if not isinstance(name, str) or not name.isidentifier():
         raise UsageError(f"{at}: argument name must be an identifier, got {name!r}")
-    if name in TEMPLATE_KEYS or name in ROOT_ARGS:
+    if name in RESERVED or name in ROOT_ARGS:
         raise UsageError(f"{at}: argument '{name}' is reserved (the input and output roots)")
     kind = str(raw.get("type", "str")).lower()
     if kind not in TYPES:
@@ -231,6 +234,82 @@ def operator_args(package: Package, mixin: Any) -> Args:
     values["obs_input_path"] = os.path.abspath(mixin["input"])
     values["obs_output_path"] = os.path.abspath(mixin["output"])
     return values
+
+
+# --- mode 1: one item per input file -------------------------------------------------------
+
+
+class PerFileHooks:
+    """The plan's hooks of a mode-1 package, answered by the template runtime: every file
+    under the input root is an item (sorted keys), done when its output exists (listings)."""
+
+    mixin: Any
+
+    def _runtime(self) -> Runtime:
+        runtime = self.__dict__.get("_dispatch_runtime")
+        if runtime is None:
+            runtime = self.__dict__["_dispatch_runtime"] = Runtime.from_mixin(self.mixin)
+        return runtime
+
+    def validate(self) -> list[str]:
+        problems = []
+        for name in ("input", "output"):
+            if not isinstance(self.mixin.get(name), str) or not self.mixin.get(name):
+                problems.append(f"mixin '{name}': expected a path, got {self.mixin.get(name)!r}")
+        modes = self.mixin["input_mode"].problems("input_mode")
+        problems += modes + self.mixin["output_mode"].problems("output_mode")
+        if problems:
+            return problems
+        runtime = self._runtime()
+        problems += runtime.input_mode.root_problems(runtime.input_value, runtime.input_root)
+        if os.path.exists(runtime.output_root) and not os.path.isdir(runtime.output_root):
+            problems.append(f"mixin 'output': output root {runtime.output_root} is not a folder")
+        return problems
+
+    def input_roots(self) -> list[str]:
+        return [self._runtime().input_root]
+
+    def output_roots(self) -> list[str]:
+        return [self._runtime().output_root]
+
+    def iter_items(self) -> list[Item]:
+        return self._runtime().items()
+
+    def executed_mask(self, items: Sequence[Item]) -> Iterator[bool]:
+        return self._runtime().done_mask(items)
+
+    def final_outputs(self, keys: Sequence[str]) -> Any:
+        return self._runtime().final_outputs(keys)
+
+    def leftovers(self, items: Sequence[Item]) -> list[str]:
+        return self._runtime().leftovers(items)
+
+    def item_payload(self, key: str, payload: Any) -> dict[str, Any]:
+        return self._runtime().kwargs(key, payload)
+
+    def failure_item(self, key: str, payload: Any) -> dict[str, Any]:
+        return self._runtime().describe(key, payload)
+
+    def item_source(self) -> str:
+        return f"under {self._runtime().input_value}"
+
+    def staged_outputs(self, key: str, remake: bool = False) -> Any:
+        return self._runtime().staged(key, remake)
+
+    def _final(self, key: str) -> str | None:
+        runtime = self._runtime()
+        try:
+            return runtime.output_mode.final(runtime.output_root, key)
+        except OutputOutsideRoot:
+            return None  # never staged: its item fails with the reason
+
+    def claim_outputs(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        return claimed_all([f for f in map(self._final, keys) if f is not None])
+
+    def clear_abandoned(self, key: str) -> None:
+        final = self._final(key)
+        if final is not None:
+            clear_abandoned(final)
 
 
 # --- mode 2: one item, a done marker beside the output root ----------------------------------
@@ -363,13 +442,15 @@ def _package_task(root: str, adapter: type[Stage]) -> type[Task]:
         "operators": classes,
     }
     if package.auto_loading:
-
-        def process(self: Any, input: str, output: str) -> None:
-            """Never called: the ModelArts stage runs the operator classes."""
-
-        namespace["process"] = process
-        base = type(package.name, (Task,), namespace)
-        built = cpu_task(input_mode=InputByGlob(), output_mode=OutputSameFormat(), **params)(base)
+        namespace["mixin"] = {
+            "input": Placeholder(str, help="input root (obs_input_path): a folder"),
+            "output": Placeholder(str, help="output root (obs_output_path)"),
+            "input_mode": InputByGlob(),
+            "output_mode": OutputSameFormat(),
+            "finish": FinishWhenAllExist(),
+            **params,
+        }
+        built = type(package.name, (PerFileHooks, Task), namespace)
     else:
         namespace["mixin"] = {
             "input": Placeholder(str, help="input root (obs_input_path)"),
