@@ -521,6 +521,9 @@ class ModelArtsStage(Stage):
 
     def setup(self, device: Any = None) -> None:
         self.device = device
+        # Every step handles DataFrames: import pandas once here, before a torch run forks
+        # its DataLoader workers, rather than in each worker on its first file.
+        import pandas  # noqa: F401
 
     def teardown(self) -> None:
         self._objects.clear()
