@@ -85,10 +85,12 @@ def _mixin_values(mixin: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return dict(mixin)
 
 
-def _task_place(task: str | tuple[str, str]) -> tuple[str, str]:
-    """(task file, class name) from `"file.py:Class"` or `(file, class)`."""
+def _task_place(task: str | tuple[str, str]) -> tuple[str, str | None]:
+    """(task file, class name) from `"file.py:Class"`, `(file, class)` or a package folder."""
     if isinstance(task, tuple) and len(task) == 2:
         return os.fspath(task[0]), str(task[1])
+    if isinstance(task, (str, os.PathLike)) and os.path.isdir(task):
+        return os.fspath(task), None  # an operator package: no class name
     if isinstance(task, (str, os.PathLike)):
         path, sep, name = os.fspath(task).rpartition(":")
         if sep and path and name:

@@ -2,7 +2,8 @@
 
 Reserved options are recognised anywhere on the line, by their exact spelling only (no
 abbreviation matching, so `-h`, `-hb` and `-hk` never swallow each other). Everything
-after TASK_FILE TASK_CLASS that is not reserved goes to the backbone and the task.
+after TASK_FILE TASK_CLASS (or an operator package's PACKAGE_DIR, which names no class)
+that is not reserved goes to the backbone and the task.
 
 Exit codes: 0 every item succeeded; 1 some item failed; 2 usage or configuration error;
 130 / 143 interrupted by SIGINT / SIGTERM.
@@ -35,6 +36,11 @@ def parse_command_line(argv: list[str]) -> Invocation:
     inv = Invocation(argv=list(argv))
     errors: list[str] = []
     positionals: list[str] = []
+
+    def placed() -> bool:
+        """Whether the task's place is complete: a file and a class, or a package folder."""
+        return len(positionals) >= 2 or (len(positionals) == 1 and os.path.isdir(positionals[0]))
+
     i = 0
     while i < len(argv):
         token = argv[i]
@@ -60,20 +66,16 @@ def parse_command_line(argv: list[str]) -> Invocation:
             items = [inline] if eq else []
             i += 1
             # Values run until the next option; before the task's place, only K=V tokens count.
-            while (
-                i < len(argv)
-                and not argv[i].startswith("-")
-                and ("=" in argv[i] or len(positionals) >= 2)
-            ):
+            while i < len(argv) and not argv[i].startswith("-") and ("=" in argv[i] or placed()):
                 items.append(argv[i])
                 i += 1
             if not items:
                 errors.append("--mixin expects at least one KEY=VALUE")
             inv.mixin.extend(items)
-        elif len(positionals) < 2 and not token.startswith("-"):
+        elif not placed() and not token.startswith("-"):
             positionals.append(token)
             i += 1
-        elif len(positionals) < 2:
+        elif not placed():
             # Only a close likeness: this may well be a task's option, put too early.
             hint = option_hint(name, cutoff=0.8)
             errors.append(
@@ -124,7 +126,8 @@ _USAGE_PARTS = [
     "[-hb]",
     "[-hk]",
     "[--version]",
-    "TASK_FILE TASK_CLASS",
+    "[--install]",
+    "(TASK_FILE TASK_CLASS | PACKAGE_DIR)",
     "[task and backbone options ...]",
 ]
 
@@ -166,6 +169,10 @@ def dispatcher_help() -> str:
             "TASK_CLASS",
             "the task class in it (both may instead come from --cfg: --print-config "
             "writes a file that reproduces the run)",
+        ),
+        _option_row(
+            "PACKAGE_DIR",
+            "instead of both: an operator package folder (NAME/program_package/process.py)",
         ),
         "",
         "reserved options:",

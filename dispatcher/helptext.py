@@ -14,7 +14,7 @@ from dispatcher.invocation import Invocation
 from dispatcher.loader import load_task_class
 from dispatcher.options import build_options
 from dispatcher.placeholders import MISSING, describe, describe_values, fill
-from dispatcher.preparation import require_task, stage_class, take_cfg_settings
+from dispatcher.preparation import names_task, require_task, stage_class, take_cfg_settings
 from dispatcher.results import PlanSummary
 from dispatcher.task import Task
 
@@ -31,12 +31,14 @@ def _options_help(actions: list[argparse.Action]) -> str:
 
 
 def task_help(inv: Invocation) -> str:
-    if inv.cfg and not (inv.task_file and inv.task_class):
+    if inv.cfg and not names_task(inv):
         take_cfg_settings(inv, load_layers(inv.cfg, None, []).run)
     task_file, class_name = require_task(inv)
     task_cls = load_task_class(task_file, class_name)
     options = build_options(None, task_cls)
-    lines = [f"usage: dispatch {task_file} {class_name} [options]"]
+    place = f"{task_file} {class_name}" if class_name else task_file
+    class_name = class_name or task_cls.__name__
+    lines = [f"usage: dispatch {place} [options]"]
     doc = (task_cls.__doc__ or "").strip()
     if doc:
         lines += ["", doc]
@@ -69,7 +71,7 @@ def _filled_quietly(task_cls: type[Task], inv: Invocation) -> Any:
 
 
 def backbone_help(inv: Invocation) -> str:
-    task_cls = load_task_class(*require_task(inv)) if inv.task_file and inv.task_class else None
+    task_cls = load_task_class(*require_task(inv)) if names_task(inv) else None
     lines = []
     if inv.backbone == registry.AUTO:
         lines += ["backbone 'auto': a torch task runs on 'torch', any other task on 'mp'."]

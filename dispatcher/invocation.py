@@ -45,6 +45,12 @@ RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
         "SECONDS",
         "on SIGINT/SIGTERM, how long in-flight items may finish (default 10)",
     ),
+    (
+        ("--install",),
+        None,
+        "run the operator package's install script once before the run (output in the log "
+        "directory)",
+    ),
     (("--print-config",), None, "print the resolved configuration as YAML and exit"),
     (("--debug",), None, "show tracebacks for configuration errors"),
     (("-h", "--help"), None, "show the task's help: its options and placeholders"),
@@ -71,6 +77,7 @@ class Invocation:
     log_dir: str = "dispatch-logs"
     grace: float = 10.0
     print_config: bool = False
+    install: bool = False
     debug: bool = False
     help: str | None = None
     rest: list[str] = field(default_factory=list)

@@ -40,9 +40,7 @@ def load_module(path: str) -> types.ModuleType:
     if not os.path.exists(path):
         raise UsageError(f"task file not found: {path}")
     if os.path.isdir(path):
-        raise UsageError(
-            f"task file {path} is a directory; operator packages are not supported by this version"
-        )
+        raise UsageError(f"task file {path} is a directory, not a Python file")
     if not path.endswith(".py"):
         raise UsageError(f"task file {path} is not a Python file (.py)")
     name = module_name_for(path)
@@ -86,11 +84,39 @@ def _task_classes(module: types.ModuleType) -> list[str]:
     )
 
 
-def load_task_class(path: str, class_name: str) -> type:
+def load_package_class(path: str) -> type:
+    """The task class of the operator package directory `path`, built by its adapter."""
+    from dispatcher.stage import adapter_for_path, package_layouts
+
+    adapter = adapter_for_path(path)
+    if adapter is None:
+        layouts = "; ".join(package_layouts())
+        raise UsageError(
+            f"{path} is a directory that no adapter runs as an operator package"
+            + (f" ({layouts})" if layouts else "")
+        )
+    return adapter.task_class_for_path(path)
+
+
+def load_task_class(path: str, class_name: str | None) -> type:
     """The task class run for `class_name` in `path`: the class itself for a task class,
-    or the one the adapter that claims it builds (the adapters decide, not the loader)."""
+    or the one the adapter that claims it builds (the adapters decide, not the loader).
+    A directory is an operator package: it has no class name."""
     from dispatcher.stage import adapter_for
 
+    if os.path.isdir(path):
+        if class_name:
+            raise UsageError(
+                f"{path} is an operator package directory: it takes no TASK_CLASS "
+                f"(got '{class_name}')"
+            )
+        obj = load_package_class(path)
+        if obj.__dict__.get("__dispatch_source__") is None:
+            obj.__dispatch_source__ = (os.path.realpath(path), None)
+            obj.__dispatch_restore__ = restore_task
+        return obj
+    if not class_name:
+        raise UsageError(f"TASK_CLASS is required after the task file {path}")
     module = load_module(path)
     obj = getattr(module, class_name, None)
     if obj is None:
@@ -113,7 +139,7 @@ def load_task_class(path: str, class_name: str) -> type:
     return obj
 
 
-def restore_task(path: str, class_name: str, state: dict[str, Any]) -> Any:
+def restore_task(path: str, class_name: str | None, state: dict[str, Any]) -> Any:
     """A task rebuilt in a worker: its class imported again from `path`, then its state."""
     cls = load_task_class(path, class_name)
     task = cls.__new__(cls)

@@ -75,6 +75,8 @@ class Request:
     log_dir: str = "dispatch-logs"
     grace: float = 10.0
     plan_only: bool = False
+    install: bool = False
+    """`--install`: run the package's install script once before the run."""
     keep_outcomes: bool = False
     argv: list[str] | None = None
     given: set[str] = dataclasses.field(default_factory=set)
@@ -111,11 +113,19 @@ class Prepared:
     config: dict[str, Any]
 
 
-def require_task(inv: Invocation | Request) -> tuple[str, str]:
+def names_task(inv: Invocation | Request) -> bool:
+    """Whether a task is named: a file and a class, or an operator package folder."""
+    return bool(inv.task_file and (inv.task_class or os.path.isdir(inv.task_file)))
+
+
+def require_task(inv: Invocation | Request) -> tuple[str, str | None]:
+    """(task file, class name); a package folder has no class name (None)."""
+    if inv.task_file and os.path.isdir(inv.task_file):
+        return inv.task_file, inv.task_class or None
     if not inv.task_file or not inv.task_class:
         raise UsageError(
             "TASK_FILE and TASK_CLASS are required (on the command line, or as task_file: and "
-            "task_class: in --cfg; dispatch -h shows the usage)"
+            "task_class: in --cfg), or an operator package folder; dispatch -h shows the usage"
         )
     return inv.task_file, inv.task_class
 
@@ -137,7 +147,7 @@ def take_cfg_settings(inv: Invocation | Request, settings: dict[str, Any]) -> No
     inv.force = inv.force or settings.get("force", False)
 
 
-def _task_class(request: Request) -> tuple[type[Task], str | None, str]:
+def _task_class(request: Request) -> tuple[type[Task], str | None, str | None]:
     """The task class, its file (None for a class from a module without one), its name."""
     if request.task_cls is not None:
         module = sys.modules.get(request.task_cls.__module__)
@@ -212,6 +222,8 @@ def prepare(request: Request | Invocation) -> Prepared:
     if unsharded:
         errors.add(unsharded)
     errors.raise_if_any()
+    if not inv.plan_only:
+        _install_step(stage_cls, task_cls, inv)
     backbone = backbone_cls(namespace_of(namespace, options.backbone_actions))
     config = {
         "task_file": os.path.abspath(task_file) if task_file else None,
@@ -247,6 +259,48 @@ def _options_for(
             file=sys.stderr,
         )
     return {k: v for k, v in layers.backbone.items() if k not in foreign}
+
+
+def _install_step(stage_cls: type[Stage], task_cls: type[Task], inv: Request) -> None:
+    """Run the package's install script when `--install` asks (once, before the run), or
+    say in one line that it exists and has not been run."""
+    script = stage_cls.install_script(task_cls)
+    if script is None:
+        if inv.install:
+            print(
+                f"dispatch: note: --install: {task_cls.__name__} has no install script",
+                file=sys.stderr,
+            )
+        return
+    import hashlib
+    import subprocess
+
+    with open(script, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()[:16]
+    folder = os.path.join(inv.log_dir, "install")
+    log = os.path.join(folder, f"{task_cls.__name__}-{digest}.log")
+    done = log + ".ok"
+    if not inv.install:
+        if not os.path.exists(done):
+            print(
+                f"dispatch: note: {script} has not been run (--install runs it once)",
+                file=sys.stderr,
+            )
+        return
+    os.makedirs(folder, exist_ok=True)
+    print(f"dispatch: running {script} (output in {log})", file=sys.stderr)
+    with open(log, "wb") as out:
+        code = subprocess.call(
+            ["bash", os.path.basename(script)],
+            cwd=os.path.dirname(script),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    if code != 0:
+        raise UsageError(f"{script} failed with exit code {code}; its output is in {log}")
+    with open(done, "w") as fh:
+        fh.write(script + "\n")
 
 
 def stage_class(task_cls: type[Task]) -> type[Stage]:

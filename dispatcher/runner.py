@@ -89,6 +89,7 @@ def run(inv: Invocation) -> int:
         return EXIT_OK
     request = request_from(inv)
     if inv.print_config:
+        request.plan_only = True  # nothing runs: no install script either
         prepared = prepare(request)
         import yaml
 
@@ -185,6 +186,8 @@ def execute(request: Request) -> RunResult:
             record["duplicate_keys"] = plan.duplicate_keys
         run_dir = _run_dir(request, task, prepared.shards)
         reporter = _open_reporter(request.log_dir, run_dir, plan, record)
+        # Where the task's own logs go (workers inherit it): never into an output root.
+        os.environ["DISPATCH_RUN_DIR"] = os.path.abspath(run_dir)
         reporter.remember_payloads(plan.pending, task.failure_item)
         if request.keep_outcomes:
             reporter.outcomes = []

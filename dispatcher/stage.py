@@ -31,6 +31,7 @@ from dispatcher.task import Item, Task
 ENTRY_POINT_GROUP = "dispatcher.adapters"
 BUILTIN: tuple[str, ...] = (
     "templates.adapters.torch_task:TorchTaskStage",
+    "templates.adapters.modelarts:ModelArtsStage",
     "templates.adapters.clearml:PreprocessStage",
     "templates.adapters.aiges:WrapperStage",
     "templates.adapters.task:TaskStage",
@@ -95,6 +96,26 @@ class Stage:
         returns the same class each time it is asked (workers rebuild tasks by it).
         """
         return obj
+
+    package_layout: ClassVar[str] = ""
+    """For an adapter that runs directories (operator packages): what such a directory
+    holds, for the message when no adapter claims one."""
+
+    @classmethod
+    def claims_path(cls, path: str) -> bool:
+        """Whether this adapter runs the directory `path` (an operator package)."""
+        return False
+
+    @classmethod
+    def task_class_for_path(cls, path: str) -> type[Task]:
+        """The `Task` class of the directory `path` (the same class each time; marked
+        `__dispatch_adapter__`). Malformed packages raise `UsageError`."""
+        raise NotImplementedError
+
+    @classmethod
+    def install_script(cls, task_cls: type[Task]) -> str | None:
+        """A script the task's package installs its dependencies with (run by `--install`)."""
+        return None
 
     @classmethod
     def problems(cls, task_cls: type[Task]) -> list[str]:
@@ -254,6 +275,19 @@ def adapter_for(obj: type) -> type[Stage] | None:
         if adapter.claims(obj):
             return adapter
     return None
+
+
+def adapter_for_path(path: str) -> type[Stage] | None:
+    """The adapter that runs the directory `path`, or None (built-ins first, then plugins)."""
+    for adapter in (*_builtin(), *_plugins()):
+        if adapter.claims_path(path):
+            return adapter
+    return None
+
+
+def package_layouts() -> list[str]:
+    """What each directory-running adapter expects of a package, for one error line."""
+    return [a.package_layout for a in (*_builtin(), *_plugins()) if a.package_layout]
 
 
 def stage_for(task: Task, force: bool = False) -> Stage:

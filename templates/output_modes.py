@@ -137,6 +137,40 @@ class _StagedFile(Staged):
 
 
 @dataclass
+class OutputSameFormat(OutputMode):
+    """One file per item in the input's own format: `a/b.jsonl` -> `OUT/a/b.jsonl` for a
+    name ending with one of `keep`, any other `a/c.png` -> `OUT/a/c.png` + `other_ext`.
+
+    For operators that return a table per input file (ModelArts mode 1).
+    """
+
+    keep: list[str] = field(default_factory=lambda: [".jsonl", ".csv", ".parquet"])
+    other_ext: str = ".jsonl"
+
+    def problems(self, where: str) -> list[str]:
+        out = []
+        keep = self.keep
+        if not isinstance(keep, list) or not all(isinstance(e, str) and e for e in keep):
+            out.append(f"mixin '{where}.keep': expected a list of extensions, got {keep!r}")
+        ext = self.other_ext
+        if not isinstance(ext, str) or not ext.startswith(".") or "/" in ext:
+            out.append(f"mixin '{where}.other_ext': expected an extension such as .jsonl")
+        return out
+
+    def relative_final(self, key: str) -> str:
+        lowered = key.lower()
+        if any(lowered.endswith(ext.lower()) for ext in self.keep):
+            return key
+        return key + self.other_ext
+
+    def done_paths(self, finish: Finish, key: str) -> list[str]:
+        return [self.relative_final(key)]
+
+    def stage_final(self, final: str) -> _StagedFile:
+        return _StagedFile(final)
+
+
+@dataclass
 class OutputSubfolder(OutputMode):
     """One folder per item (`OUT/<relative path>/`) holding named files.
 
