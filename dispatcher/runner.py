@@ -186,12 +186,10 @@ def execute(request: Request) -> RunResult:
             record["duplicate_keys"] = plan.duplicate_keys
         run_dir = _run_dir(request, task, prepared.shards)
         reporter = _open_reporter(request.log_dir, run_dir, plan, record)
-        # Where the task's own logs go (workers inherit it): never into an output root.
-        os.environ["DISPATCH_RUN_DIR"] = os.path.abspath(run_dir)
         reporter.remember_payloads(plan.pending, task.failure_item)
         if request.keep_outcomes:
             reporter.outcomes = []
-        stage.run_dir = run_dir
+        stage.run_dir = os.path.abspath(run_dir)  # where a task's own logs go, in every worker
         try:
             backbone.run(stage, plan.pending, reporter, stop)
         except BaseException as exc:

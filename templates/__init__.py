@@ -19,6 +19,7 @@ from templates.output_modes import (
     FinishWhenAllExist,
     FinishWhenExists,
     OutputPath,
+    OutputSameFormat,
     OutputSubfolder,
     OutputWithExtension,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "InputByGlob",
     "InputFromJsonl",
     "OutputPath",
+    "OutputSameFormat",
     "OutputSubfolder",
     "OutputWithExtension",
     "cpu_task",

@@ -117,16 +117,6 @@ class OutputWithExtension(OutputMode):
         return _StagedFile(final)
 
 
-@dataclass
-class OutputSamePath(OutputWithExtension):
-    """One file per item at the input's own relative path (`a/b.jsonl` -> `OUT/a/b.jsonl`)."""
-
-    ext: str = ""
-
-    def problems(self, where: str) -> list[str]:
-        return []
-
-
 class _StagedFile(Staged):
     """One staged file handed to `process` as `output` (a class: entered once per item)."""
 

@@ -31,7 +31,7 @@ from dispatcher.task import Task
 from templates.adapters.task import TaskStage
 from templates.hooks import template_class
 from templates.input_modes import InputJsonlFiles
-from templates.output_modes import OutputSamePath
+from templates.output_modes import OutputSameFormat
 
 METHODS = ("load", "preprocess", "process", "postprocess")
 SKIPPED = "skipped_rows.jsonl"
@@ -194,7 +194,7 @@ class PreprocessStage(TaskStage):
 
 @functools.cache
 def _task_class(operator: type) -> type[Task]:
-    built: Any = template_class(PreprocessTask, operator, InputJsonlFiles(), OutputSamePath())
+    built: Any = template_class(PreprocessTask, operator, InputJsonlFiles(), OutputSameFormat())
     built.operator_class = operator
     built.__dispatch_adapter__ = PreprocessStage
     return built

@@ -18,16 +18,14 @@ the dispatcher writes after Process returned, beside the output root (`done_mark
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
+import importlib
 import json
 import os
-import sys
 import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
-from dispatcher.errors import UsageError
 from dispatcher.outputs import (
     Claimed,
     DoneElsewhere,
@@ -37,204 +35,20 @@ from dispatcher.outputs import (
     is_staging_name,
     staged,
 )
-from dispatcher.placeholders import MISSING, Placeholder, coerce
+from dispatcher.placeholders import Placeholder
 from dispatcher.stage import Row, Stage
 from dispatcher.task import Item, Task
+from templates.adapters.modelarts_package import (
+    PROGRAM,
+    SPEC,
+    Package,
+    operator_args,
+    operator_classes,
+    read_package,
+)
 from templates.input_modes import InputByGlob
 from templates.output_modes import FinishWhenAllExist, OutputSameFormat
 from templates.runtime import Runtime
-
-PROGRAM = "program_package"
-SPEC = "operator.yaml"
-CLASSES = ("PreProcess", "Process", "PostProcess")
-ROOT_ARGS = ("obs_input_path", "obs_output_path")
-TYPES = ("str", "int", "float", "bool", "enum", "json")
-RESERVED = ("input", "output", "input_mode", "output_mode", "finish", "shard", "hard_shard")
-"""Mixin keys the adapter declares itself: no operator argument may take one."""
-
-
-# --- operator.yaml ---------------------------------------------------------------------------
-
-
-class _Mapping(dict):
-    """A YAML mapping that remembers its line, for `operator.yaml:LINE` messages."""
-
-    line = 0
-
-
-def _yaml_load(path: str) -> Any:
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def mapping(loader: Any, node: Any) -> _Mapping:
-        out = _Mapping(loader.construct_mapping(node, deep=True))
-        out.line = node.start_mark.line + 1
-        return out
-
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.load(fh, Loader=Loader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise UsageError(f"invalid {path}{line}: {exc.problem or exc}") from None
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from None
-
-
-def json_value(value: Any) -> Any:
-    """A `json` parameter: text is parsed as JSON; a YAML list or mapping is taken as it is."""
-    if isinstance(value, str):
-        return json.loads(value)
-    return value
-
-
-json_value.__name__ = "json"
-
-
-@dataclasses.dataclass(frozen=True)
-class Argument:
-    """One declared operator parameter, as ModelArts Workflow types them."""
-
-    name: str
-    type: str
-    default: Any
-    choices: tuple[Any, ...] | None
-    description: str
-
-    def placeholder(self) -> Placeholder:
-        """enum: its choices (any scalar type); json: parsed from text; the rest by type."""
-        kind = {"str": str, "int": int, "float": float, "bool": bool, "enum": None}
-        tp = json_value if self.type == "json" else kind[self.type]
-        choices = list(self.choices) if self.choices is not None else None
-        return Placeholder(tp, self.default, choices, self.description)
-
-
-def _argument(raw: Any, where: str) -> Argument:
-    if not isinstance(raw, dict):
-        raise UsageError(f"{where}: an argument is a mapping with name and type, got {raw!r}")
-    at = f"{where}:{raw.line}" if isinstance(raw, _Mapping) else where
-    name = raw.get("name", raw.get("key"))
-    if not isinstance(name, str) or not name.isidentifier():
-        raise UsageError(f"{at}: argument name must be an identifier, got {name!r}")
-    if name in RESERVED or name in ROOT_ARGS:
-        raise UsageError(f"{at}: argument '{name}' is reserved (the input and output roots)")
-    kind = str(raw.get("type", "str")).lower()
-    if kind not in TYPES:
-        raise UsageError(f"{at}: argument '{name}' has type {kind!r}; one of {', '.join(TYPES)}")
-    choices = raw.get("choices", raw.get("enum_list"))
-    if choices is not None and (not isinstance(choices, list) or not choices):
-        raise UsageError(f"{at}: argument '{name}': choices must be a non-empty list")
-    if kind == "enum" and choices is None:
-        raise UsageError(f"{at}: enum argument '{name}' needs choices (or enum_list)")
-    default = raw.get("default", MISSING)
-    if default is not MISSING and default is not None:
-        try:
-            default = coerce(default, json_value if kind == "json" else _PY[kind], MISSING)
-        except ValueError as exc:
-            raise UsageError(f"{at}: default of argument '{name}': {exc}") from None
-        if choices is not None and default not in choices:
-            raise UsageError(f"{at}: default of '{name}', {default!r}, is not one of {choices}")
-    return Argument(
-        name, kind, default, tuple(choices) if choices else None, str(raw.get("description", ""))
-    )
-
-
-_PY: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "enum": None}
-
-
-def read_spec(path: str) -> tuple[bool, tuple[Argument, ...], str]:
-    """(auto data loading, declared arguments, description) from `operator.yaml`."""
-    data = _yaml_load(path)
-    if data is None:
-        data = _Mapping()
-    if not isinstance(data, dict):
-        raise UsageError(f"invalid {path}:1: expected a mapping at the top level")
-    runtime = data.get("runtime")
-    auto = data.get("auto-data-loading")
-    if auto is None and isinstance(runtime, dict):
-        auto = runtime.get("auto-data-loading")
-    if auto is None:
-        auto = True
-    if not isinstance(auto, bool):
-        line = getattr(runtime if "auto-data-loading" not in data else data, "line", 1)
-        raise UsageError(f"invalid {path}:{line}: auto-data-loading must be true or false")
-    raw_args = data.get("arguments") or []
-    if not isinstance(raw_args, list):
-        raise UsageError(f"invalid {path}:{data.line}: arguments must be a list")
-    arguments = tuple(_argument(raw, path) for raw in raw_args)
-    names = [a.name for a in arguments]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise UsageError(f"invalid {path}: arguments declared twice: {', '.join(twice)}")
-    return auto, arguments, str(data.get("description", "") or "")
-
-
-# --- the package -----------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Package:
-    root: str
-    name: str
-    auto_loading: bool
-    arguments: tuple[Argument, ...]
-    description: str
-
-    @property
-    def code(self) -> str:
-        return os.path.join(self.root, PROGRAM, "process.py")
-
-    @property
-    def install_script(self) -> str | None:
-        path = os.path.join(self.root, PROGRAM, "install.sh")
-        return path if os.path.isfile(path) else None
-
-
-def read_package(path: str) -> Package:
-    root = os.path.realpath(path)
-    if not os.path.isdir(os.path.join(root, PROGRAM)):
-        raise UsageError(f"operator package {path} has no {PROGRAM}/ folder")
-    if not os.path.isfile(os.path.join(root, PROGRAM, "process.py")):
-        raise UsageError(f"operator package {path} has no {PROGRAM}/process.py")
-    spec = os.path.join(root, SPEC)
-    auto, arguments, description = read_spec(spec) if os.path.exists(spec) else (True, (), "")
-    return Package(root, os.path.basename(root), auto, arguments, description)
-
-
-def operator_classes(package: Package) -> dict[str, type]:
-    """PreProcess, Process, PostProcess from `process.py` (imported with the shims on the path)."""
-    from dispatcher.loader import load_module
-    from templates.adapters import shims
-
-    if shims.PATH not in sys.path:
-        sys.path.insert(0, shims.PATH)  # `import ma_utils`, `import moxing` as on the platform
-    module = load_module(package.code)
-    found = {n: getattr(module, n) for n in CLASSES if isinstance(getattr(module, n, None), type)}
-    if "Process" not in found:
-        raise UsageError(f"{package.code} defines no class Process")
-    return found
-
-
-class Args(dict):
-    """An operator's `args`: mapping access (`args["x"]`, `"x" in args`) and `args.x`."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
-def operator_args(package: Package, mixin: Any) -> Args:
-    values = Args({a.name: mixin[a.name] for a in package.arguments})
-    values["obs_input_path"] = os.path.abspath(mixin["input"])
-    values["obs_output_path"] = os.path.abspath(mixin["output"])
-    return values
-
 
 # --- mode 1: one item per input file -------------------------------------------------------
 
@@ -521,6 +335,9 @@ class ModelArtsStage(Stage):
 
     def setup(self, device: Any = None) -> None:
         self.device = device
+        if self.run_dir is not None:
+            # The module operator code imports as `ma_utils` (the shims are on sys.path).
+            importlib.import_module("ma_utils").RUN_DIR = self.run_dir
         # Every step handles DataFrames: import pandas once here, before a torch run forks
         # its DataLoader workers, rather than in each worker on its first file.
         import pandas  # noqa: F401

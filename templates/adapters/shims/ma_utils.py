@@ -2,8 +2,8 @@
 
 The log goes to `operator.log` in the run's log directory and its warnings to stderr, never
 into the output root. Operator modules ask for the logger at import, before the run's log
-directory exists, so the file is found when a record is written: `DISPATCH_RUN_DIR`, which
-the dispatcher sets before any worker starts.
+directory exists, so the file is found when a record is written: `RUN_DIR`, which the
+operator adapter sets in every worker when it sets up (records before that are dropped).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import os
 
 LOGGER_NAME = "modelarts.operator"
 LOG_FILE = "operator.log"
+RUN_DIR: str | None = None
+"""The run's log directory, set by the adapter in each worker before the operator runs."""
 
 
 class RunLogHandler(logging.Handler):
@@ -24,7 +26,7 @@ class RunLogHandler(logging.Handler):
         self._stream: object = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        run_dir = os.environ.get("DISPATCH_RUN_DIR")
+        run_dir = RUN_DIR
         if not run_dir:
             return
         path = os.path.join(run_dir, LOG_FILE)
