@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from dispatcher import records, sharding
 from dispatcher.errors import UsageError
 from dispatcher.execution import is_task_exit
-from dispatcher.helptext import backbone_help, print_plan, task_help
 from dispatcher.invocation import EXIT_OK, Invocation
 from dispatcher.outputs import is_inside, remove_leftovers
 from dispatcher.plan import Plan, make_plan
@@ -82,9 +81,13 @@ def _config_change(inv: Request, task: Task, prepared: Prepared) -> str | None:
 def run(inv: Invocation) -> int:
     """The command line's run: help and `--print-config` here, the rest through `execute`."""
     if inv.help == "task":
+        from dispatcher.helptext import task_help
+
         print(task_help(inv))
         return EXIT_OK
     if inv.help == "backbone":
+        from dispatcher.helptext import backbone_help
+
         print(backbone_help(inv))
         return EXIT_OK
     request = request_from(inv)
@@ -97,6 +100,8 @@ def run(inv: Invocation) -> int:
         return EXIT_OK
     result = execute(request)
     if result.plan is not None:
+        from dispatcher.helptext import print_plan
+
         print_plan(result.plan)
     return result.exit_code
 

@@ -31,12 +31,14 @@ from dispatcher.task import Item, Task
 ENTRY_POINT_GROUP = "dispatcher.adapters"
 BUILTIN: tuple[str, ...] = (
     "templates.adapters.torch_task:TorchTaskStage",
+    "templates.adapters.task:TaskStage",
     "templates.adapters.modelarts:ModelArtsStage",
     "templates.adapters.clearml:PreprocessStage",
     "templates.adapters.aiges:WrapperStage",
-    "templates.adapters.task:TaskStage",
 )
-"""Asked in this order: the first adapter that claims a class runs it."""
+"""Asked in this order, each imported only when asked: the first adapter that claims a
+class runs it. A `Task` subclass is claimed by the first two, so a task never imports an
+operator adapter, and a user's task that happens to be called `Preprocess` stays a task."""
 
 Row = Any
 """One loaded item, as `load` returns it."""
@@ -233,13 +235,16 @@ def _entry_points() -> list[Any]:
     return sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
 
 
+@functools.cache
 def _load(spec: str) -> type[Stage]:
     module_name, _, attr = spec.partition(":")
     return getattr(importlib.import_module(module_name), attr)
 
 
-def _builtin() -> tuple[type[Stage], ...]:
-    return tuple(_load(spec) for spec in BUILTIN)
+def _builtin() -> Iterator[type[Stage]]:
+    """The built-in adapters in order, each imported on first use."""
+    for spec in BUILTIN:
+        yield _load(spec)
 
 
 @functools.cache
