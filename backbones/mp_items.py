@@ -297,6 +297,16 @@ class ItemBook:
                 lost = len(chunk) == 1
                 error = f"WorkerDied: {describe_exit(exitcode)} while receiving this item"
                 self.isolate(chunk, error, w.crash_text())
+            elif self._batch_lost(w, chunk, finished, running):
+                # A batch is one call: which of its items killed the worker is unknown, so
+                # each goes out again alone and only the one that kills a worker fails.
+                w.chunks.popleft()
+                w.resolved = set()
+                for seq in chunk:
+                    self._clear_abandoned(self.items[seq][0], note)
+                error = f"WorkerDied: {describe_exit(exitcode)} while running this item"
+                self.isolate(chunk, error, w.crash_text())
+                lost = True  # an item's doing, not a barren worker
             else:
                 held = finished < len(chunk) and chunk[finished] == running
                 if held and running not in w.resolved:
@@ -310,17 +320,33 @@ class ItemBook:
         w.chunks.clear()
         return lost
 
-    def _lost_item(
-        self, w: PoolWorker, seq: int, exitcode: int | None, note: Callable[[str], None]
-    ) -> None:
-        """The item a worker was running when it died."""
-        key = self.items[seq][0]
+    def _batch_lost(self, w: PoolWorker, chunk: list[int], finished: int, running: int) -> bool:
+        """A batched stage's chunk (several items, one call) died of its own while running."""
+        return (
+            self.stage.batched
+            and len(chunk) > 1
+            and finished == 0
+            and running == chunk[0]
+            and not w.resolved
+            and w.kill_reason is None
+            and not w.retiring
+            and not self.halting
+        )
+
+    def _clear_abandoned(self, key: str, note: Callable[[str], None]) -> None:
         # A worker killed mid-item (SIGKILL after the grace period, the OOM killer) could
         # not remove its staging: do it now that it is reaped, unless a live run holds it.
         try:
             self.stage.clear_abandoned(key)
         except Exception as exc:
             note(f"could not remove what the killed attempt at {key} left: {exc}")
+
+    def _lost_item(
+        self, w: PoolWorker, seq: int, exitcode: int | None, note: Callable[[str], None]
+    ) -> None:
+        """The item a worker was running when it died."""
+        key = self.items[seq][0]
+        self._clear_abandoned(key, note)
         if w.kill_reason is not None:
             killed_seq, reason = w.kill_reason
             if reason is None or killed_seq != seq:

@@ -115,6 +115,14 @@ class Unclaimed:
 
 class NoModel(Upper):
     model_missing = True
+
+
+class Crashes(Upper):
+    def __call__(self, texts):
+        if "text 4" in texts:
+            import os, signal
+            os.kill(os.getpid(), signal.SIGKILL)  # a segfault in a decoder, the OOM killer
+        return super().__call__(texts)
 """
 
 
@@ -197,7 +205,7 @@ def test_a_class_no_adapter_claims_is_refused_naming_the_task_classes(adapter, t
     operator = write_file(tmp_path / "operator.py", OPERATOR)
     proc = run_dispatch(str(operator), "Unclaimed", cwd=tmp_path)
     assert proc.returncode == 2
-    assert "'Unclaimed' in" in proc.stderr and "(task classes there: NoModel, Upper)" in proc.stderr
+    assert "'Unclaimed' in" in proc.stderr and "(task classes there: Crashes, NoModel, Upper)" in proc.stderr
 
 
 @pytest.mark.slow
@@ -225,3 +233,29 @@ def test_a_stage_that_cannot_compute_stops_the_run_with_nothing_written(
     assert "load_model failed: the model is missing" in proc.stderr
     assert "not run 7" in proc.stderr, proc.stderr
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_batch_that_kills_its_worker_fails_only_the_item_that_does(adapter, texts, tmp_path):
+    operator = write_file(tmp_path / "operator.py", OPERATOR)
+    out = tmp_path / "out"
+    proc = run_dispatch(
+        str(operator),
+        "Crashes",
+        "--backbone",
+        "mp",
+        *BACKBONES["mp"],
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--mixin",
+        f"input={texts}",
+        f"output={out}",
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"t{i}.txt.json" for i in range(7) if i != 4
+    ]
+    assert "failed t4.txt: WorkerDied" in proc.stderr
+    assert "(6 ok, 1 failed)" in proc.stderr
