@@ -122,10 +122,17 @@ def render_script(
     job_name: str,
     options: Sequence[str] = (),
     parallel: int | None = None,
+    requeue_before: int | None = None,
     python: str = sys.executable,
 ) -> str:
-    """The batch script of one submission; `log_dir` and `cwd` absolute."""
+    """The batch script of one submission; `log_dir` and `cwd` absolute.
+
+    `requeue_before`: SLURM sends USR1 that many seconds before the time limit; the task
+    stops its dispatcher (SIGTERM: it writes its record) and requeues itself.
+    """
     logs = os.path.join(slurm_dir(log_dir), "%A_%a.out")
+    run = shlex.join([python, "-m", "dispatcher", *command])
+    run += ' --shard "$DISPATCH_SHARD_INDEX/$DISPATCH_SHARD_COUNT"'
     lines = [
         "#!/bin/bash",
         f"# Written by dispatch submit: shards {array_spec(chunk.shards)} of {count}, "
@@ -134,16 +141,49 @@ def render_script(
         f"#SBATCH --array={array_spec(chunk.ids, parallel)}",
         f"#SBATCH --output={logs}",
         f"#SBATCH --chdir={cwd}",
+    ]
+    if requeue_before is not None:
+        lines += ["#SBATCH --requeue", f"#SBATCH --signal=B:USR1@{requeue_before}"]
+    lines += [
         *(f"#SBATCH {option}" for option in options),
         "set -euo pipefail",
         f"export DISPATCH_SHARD_COUNT={count}",
         f"export DISPATCH_SHARD_INDEX=$(({chunk.offset} + SLURM_ARRAY_TASK_ID))",
-        # exec: the dispatcher is the batch script's process, so SLURM's SIGTERM reaches it.
-        "exec "
-        + shlex.join([python, "-m", "dispatcher", *command])
-        + ' --shard "$DISPATCH_SHARD_INDEX/$DISPATCH_SHARD_COUNT"',
     ]
+    if requeue_before is None:
+        # exec: the dispatcher is the batch script's process, so SLURM's SIGTERM reaches it.
+        lines.append(f"exec {run}")
+    else:
+        lines += requeue_lines(run)
     return "\n".join(lines) + "\n"
+
+
+def requeue_lines(run: str) -> list[str]:
+    """The dispatcher as this shell's child: the shell must live on to requeue the task.
+
+    USR1 (only this shell gets it, `B:`) stops the dispatcher with one SIGTERM and marks
+    the task for requeueing; SIGTERM (scancel, time limit, preemption: SLURM sends it to
+    every process of the job, the dispatcher included) is not passed on again, since a
+    second one would end the grace period at once.
+    """
+    return [
+        "requeue=0",
+        "trap 'requeue=1; kill -TERM \"$child\" 2>/dev/null || true' USR1",
+        "trap : TERM",
+        f"{run} &",
+        "child=$!",
+        "# A trap ends a wait early: wait again until the dispatcher itself has ended.",
+        'while kill -0 "$child" 2>/dev/null; do wait "$child" || true; done',
+        'code=0; wait "$child" || code=$?',
+        # JOB_TASK, never SLURM_JOB_ID: one task's job id may be the array's, whose requeue
+        # would requeue every task of the array.
+        'task="${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"',
+        'if [ "$requeue" = 1 ] && [ "$code" != 0 ]; then',
+        '  echo "dispatch submit: stopped before the time limit (exit $code): requeueing $task" >&2',
+        '  scontrol requeue "$task" || echo "dispatch submit: scontrol requeue $task failed" >&2',
+        "fi",
+        'exit "$code"',
+    ]
 
 
 def submit_parser() -> OwnParser:
@@ -155,6 +195,8 @@ def submit_parser() -> OwnParser:
     parser.add_argument("--sbatch-arg", action="append", default=[], metavar="ARG")
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--resubmit", action="store_true")
+    parser.add_argument("--requeue", action="store_true")
+    parser.add_argument("--requeue-before", type=positive_int, default=120, metavar="SECONDS")
     return parser
 
 
@@ -226,6 +268,7 @@ def main(argv: Sequence[str], parse: Parse) -> int:
             job_name=args.job_name or f"dispatch-{command.task_name}",
             options=sbatch_options(args),
             parallel=args.parallel,
+            requeue_before=args.requeue_before if args.requeue else None,
         )
         for chunk in chunks
     ]
