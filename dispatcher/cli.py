@@ -181,6 +181,9 @@ def dispatcher_help() -> str:
         lines.append(_option_row(", ".join(spellings) + (f" {meta}" if meta else ""), text))
     lines += [
         "",
+        "SLURM: dispatch submit --array N [options] -- COMMAND; dispatch status COMMAND",
+        "       (COMMAND: the task and its options as above; see dispatch submit -h)",
+        "",
         "exit codes: 0 all items succeeded, 1 some failed, 2 usage or configuration error,",
         "            130 / 143 interrupted by SIGINT / SIGTERM",
     ]

@@ -29,7 +29,7 @@ class OwnParser(argparse.ArgumentParser):
     """argparse whose mistakes are one `dispatch: error:` line and exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog.removeprefix('dispatch ')}: {message}")
 
 
 def positive_int(text: str) -> int:

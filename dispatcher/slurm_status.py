@@ -160,9 +160,16 @@ def resubmittable(command: Command, count: int) -> tuple[list[int], list[str]]:
 
 
 def status_parser() -> OwnParser:
-    parser = OwnParser(prog="status", add_help=False)
-    parser.add_argument("--array", type=positive_int, metavar="N")
-    parser.add_argument("--json", action="store_true")
+    parser = OwnParser(
+        prog="dispatch status",
+        usage="dispatch status [--array N] [--json] [--] TASK_FILE TASK_CLASS [dispatch options]",
+        description="Per shard: items, done and to run (from the outputs), the last run's "
+        "outcome and exit code (from its run record), the queue state (from squeue).",
+    )
+    parser.add_argument(
+        "--array", type=positive_int, metavar="N", help="shard count (default: the last submit's)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object, for scripts")
     return parser
 
 

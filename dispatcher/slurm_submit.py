@@ -187,16 +187,41 @@ def requeue_lines(run: str) -> list[str]:
 
 
 def submit_parser() -> OwnParser:
-    parser = OwnParser(prog="submit", add_help=False)
-    parser.add_argument("--array", type=positive_int, metavar="N", help="number of shards")
-    parser.add_argument("--parallel", type=positive_int, metavar="P")
-    for name in ("--partition", "--time", "--cpus-per-task", "--mem", "--gres", "--job-name"):
-        parser.add_argument(name)
-    parser.add_argument("--sbatch-arg", action="append", default=[], metavar="ARG")
-    parser.add_argument("--dry-run", action="store_true")
-    parser.add_argument("--resubmit", action="store_true")
-    parser.add_argument("--requeue", action="store_true")
-    parser.add_argument("--requeue-before", type=positive_int, default=120, metavar="SECONDS")
+    parser = OwnParser(
+        prog="dispatch submit",
+        usage="dispatch submit --array N [options] -- TASK_FILE TASK_CLASS [dispatch options]",
+        description="Check the dispatch command, write an sbatch array script (one shard per "
+        "array task, kept in LOG_DIR/slurm with one log per array task) and submit it.",
+    )
+    add = parser.add_argument
+    add("--array", type=positive_int, metavar="N", help="number of shards (--shard I/N)")
+    add("--parallel", type=positive_int, metavar="P", help="at most P array tasks at once (%%P)")
+    add("--partition", help="sbatch --partition")
+    add("--time", help="sbatch --time (time limit of each array task)")
+    add("--cpus-per-task", help="sbatch --cpus-per-task")
+    add("--mem", help="sbatch --mem")
+    add("--gres", help="sbatch --gres (for example gpu:1)")
+    add("--job-name", help="sbatch --job-name (default: dispatch-TASK_CLASS)")
+    add("--sbatch-arg", action="append", default=[], metavar="ARG", help="any sbatch option")
+    add("--dry-run", action="store_true", help="print the script(s); submit nothing")
+    add(
+        "--resubmit",
+        action="store_true",
+        help="only the shards with items to run and no task in the queue (N: the last "
+        "submission's unless --array)",
+    )
+    add(
+        "--requeue",
+        action="store_true",
+        help="before the time limit, stop and requeue the array task; it resumes its shard",
+    )
+    add(
+        "--requeue-before",
+        type=positive_int,
+        default=120,
+        metavar="SECONDS",
+        help="with --requeue: how long before the time limit SLURM warns (USR1; default 120)",
+    )
     return parser
 
 
