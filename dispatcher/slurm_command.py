@@ -75,6 +75,7 @@ class Command:
     shard_mode: str
     log_dir: str
     task_name: str
+    grace: float
 
     @property
     def output_roots(self) -> list[str]:
@@ -118,7 +119,8 @@ def prepare_command(words: list[str], parse: Parse, verb: str) -> Command:
         raise UsageError(*problems, *exc.messages) from None
     if problems:
         raise UsageError(*problems)
-    return Command(words, prepared, inv.shard_mode, inv.log_dir, type(prepared.task).__name__)
+    name = type(prepared.task).__name__
+    return Command(words, prepared, inv.shard_mode, inv.log_dir, name, float(inv.grace))
 
 
 def slurm_dir(log_dir: str) -> str:

@@ -9,6 +9,7 @@ what happened to each shard's last attempt.
 from __future__ import annotations
 
 import dataclasses
+import getpass
 import glob
 import json
 import os
@@ -110,7 +111,10 @@ def queued(command: Command, count: int) -> dict[int, str] | None:
         return None
     try:
         done = subprocess.run(
-            ["squeue", "-h", "-r", "-o", "%F|%K|%T"], capture_output=True, text=True, timeout=30
+            ["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%F|%K|%T"],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -262,6 +262,11 @@ def main(argv: Sequence[str], parse: Parse) -> int:
     if args.array is None and not args.resubmit:
         raise UsageError("submit: --array N (the number of shards) is required")
     command = prepare_command(words, parse, "submit")
+    if args.requeue and command.grace >= args.requeue_before:
+        raise UsageError(
+            f"submit: --grace {command.grace:g} must be shorter than --requeue-before "
+            f"{args.requeue_before}: the items in flight would still run at the time limit"
+        )
     count = args.array or remembered_count(command, "submit")
     shards = list(range(count))
     if args.resubmit:

@@ -205,8 +205,13 @@ def test_dry_run_prints_the_script_and_writes_nothing(tmp_path):
         (["--array", "4"], ["--shard", "1/4"], "--shard is chosen per array task"),
         (["--array", "4"], ["--backbone", "nope"], "unknown backbone 'nope'"),
         (["--array", "4", "--bogus"], [], "unrecognized arguments: --bogus"),
+        (
+            ["--array", "4", "--requeue", "--requeue-before", "30"],
+            ["--grace", "30"],
+            "--grace 30 must be shorter than --requeue-before 30",
+        ),
     ],
-    ids=["no-array", "zero", "mixin-typo", "own-shard", "backbone", "own-option"],
+    ids=["no-array", "zero", "mixin-typo", "own-shard", "backbone", "own-option", "grace"],
 )
 def test_configuration_errors_exit_2_before_anything_is_written(
     tmp_path, submit_args, extra, message
