@@ -107,12 +107,15 @@ def test_time_limit_warning_requeues_the_task_which_resumes_its_shard(tmp_path, 
         time.sleep(0.05)
     # The warning SLURM sends before the time limit, to the batch shell only.
     subprocess.run(["scancel", "--batch", "--signal=USR1", f"{job}_1"], check=True, timeout=30)
-    # SLURM holds a requeued job for a while (Reason=BeginTime); let it start now.
-    deadline = time.monotonic() + 60
-    while "Reason=BeginTime" not in _show(f"{job}_1"):
-        assert time.monotonic() < deadline, _show(f"{job}_1")
-        time.sleep(0.2)
-    subprocess.run(["scontrol", "update", f"JobId={job}_1", "StartTime=now"], timeout=30)
+    # SLURM holds a requeued job for a while (Reason=BeginTime): once it is pending again,
+    # let it start now (an update while the requeue is still completing does not hold).
+    deadline = time.monotonic() + 90
+    restarted = re.compile(r"JobState=(RUNNING|COMPLETED)\b.*\bRestarts=1\b", re.S)
+    while not restarted.search(shown := _show(f"{job}_1")):
+        assert time.monotonic() < deadline, shown
+        if "Restarts=1" in shown and "JobState=PENDING" in shown:
+            subprocess.run(["scontrol", "update", f"JobId={job}_1", "StartTime=now"], timeout=30)
+        time.sleep(0.5)
     wait_for(ids)
     assert "Restarts=0" in _show(f"{job}_0")  # only the warned task was requeued
     assert task_states(job) == {0: ("COMPLETED", 0), 1: ("COMPLETED", 0)}
