@@ -107,14 +107,20 @@ def test_time_limit_warning_requeues_the_task_which_resumes_its_shard(tmp_path, 
         time.sleep(0.05)
     # The warning SLURM sends before the time limit, to the batch shell only.
     subprocess.run(["scancel", "--batch", "--signal=USR1", f"{job}_1"], check=True, timeout=30)
-    # SLURM holds a requeued job for a while (Reason=BeginTime): once it is pending again,
-    # let it start now (an update while the requeue is still completing does not hold).
+    # SLURM holds a requeued job for a while (Reason=BeginTime). Released a few seconds
+    # after it is pending again: started within the second of its requeue, slurmd would
+    # refuse it (its credential revoked by the requeue), which is why SLURM holds it.
     deadline = time.monotonic() + 90
     restarted = re.compile(r"JobState=(RUNNING|COMPLETED)\b.*\bRestarts=1\b", re.S)
+    pending_since = None
     while not restarted.search(shown := _show(f"{job}_1")):
         assert time.monotonic() < deadline, shown
         if "Restarts=1" in shown and "JobState=PENDING" in shown:
-            subprocess.run(["scontrol", "update", f"JobId={job}_1", "StartTime=now"], timeout=30)
+            pending_since = pending_since or time.monotonic()
+            if time.monotonic() - pending_since > 3:
+                subprocess.run(
+                    ["scontrol", "update", f"JobId={job}_1", "StartTime=now"], timeout=30
+                )
         time.sleep(0.5)
     wait_for(ids)
     assert "Restarts=0" in _show(f"{job}_0")  # only the warned task was requeued
