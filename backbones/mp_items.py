@@ -20,6 +20,7 @@ from typing import Any
 
 from backbones import mp_worker as W
 from dispatcher.execution import Outcome, error_line
+from dispatcher.ledger import Retries
 from dispatcher.report import Reporter
 from dispatcher.signals import signal_name
 from dispatcher.stage import Stage
@@ -154,12 +155,11 @@ class ItemBook:
         self.stage = stage
         self.items = items
         self.reporter = reporter
-        self.retries = retries
+        self.retries = Retries(retries, reporter.note)
         self.workers = workers
         self.fixed_chunk = fixed_chunk
         self.max_tasks = max_tasks
         self.pending = ItemQueue(len(items))
-        self.attempts: dict[int, int] = {}
         self.suspects: set[int] = set()
         """Items of a chunk that could not be unpacked in a worker: sent one at a time."""
         self.mean_item: float | None = None
@@ -362,17 +362,9 @@ class ItemBook:
 
     def settle(self, seq: int, outcome: Outcome, retry: bool = True) -> None:
         """Record an item's final outcome, or queue it again while retries remain."""
-        if not outcome.ok:
-            tried = self.attempts.get(seq, 0)
-            if retry and tried < self.retries and not self.halting:
-                self.attempts[seq] = tried + 1
-                self.reporter.note(
-                    f"retrying {outcome.key} ({tried + 1}/{self.retries}): {outcome.error}"
-                )
-                self.pending.retry(seq)
-                return
-            if tried:
-                outcome.error = f"{outcome.error} (failed {tried + 1} attempts)"
+        if self.retries.again(seq, outcome, allowed=retry and not self.halting):
+            self.pending.retry(seq)
+            return
         self.reporter.record_outcome(outcome)
 
     def unstarted(self, seq: int) -> None:

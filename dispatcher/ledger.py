@@ -8,7 +8,7 @@ they come, and the item succeeds when every row did.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from dispatcher.execution import Outcome
@@ -18,6 +18,34 @@ if TYPE_CHECKING:
     from dispatcher.report import Reporter
 
 MAX_LISTED_ROW_FAILURES = 20
+
+
+class Retries:
+    """How often a failed item runs again (`--retries`), and how its last failure says so.
+
+    Every engine that retries asks this one policy; where the item goes meanwhile (a
+    queue, a later pass) is the engine's.
+    """
+
+    def __init__(self, limit: int, note: Callable[[str], None]) -> None:
+        self.limit = limit
+        self.note = note
+        self.tries: dict[int, int] = {}
+
+    def again(self, ref: int, outcome: Outcome, allowed: bool = True) -> bool:
+        """Whether the failed `outcome` of item `ref` runs once more (said in a note); once
+        no attempt is left (or none is `allowed`: a halting run), its error says how many
+        it had."""
+        if outcome.ok:
+            return False
+        tried = self.tries.get(ref, 0)
+        if allowed and tried < self.limit:
+            self.tries[ref] = tried + 1
+            self.note(f"retrying {outcome.key} ({tried + 1}/{self.limit}): {outcome.error}")
+            return True
+        if tried:
+            outcome.error = f"{outcome.error} (failed {tried + 1} attempts)"
+        return False
 
 
 class ItemLedger:
@@ -31,10 +59,9 @@ class ItemLedger:
     def __init__(self, items: Sequence[Item], reporter: Reporter, retries: int = 0) -> None:
         self.items = items
         self.reporter = reporter
-        self.retries = retries
+        self.retries = Retries(retries, reporter.note)
         self.lock = threading.Lock()
         self.recorded = [False] * len(items)
-        self.tries: dict[int, int] = {}
         self.again: list[int] = []
         self.closed = False
 
@@ -45,17 +72,9 @@ class ItemLedger:
         with self.lock:
             if self.closed or self.recorded[ref]:
                 return
-            if not outcome.ok:
-                tried = self.tries.get(ref, 0)
-                if tried < self.retries:
-                    self.tries[ref] = tried + 1
-                    self.again.append(ref)
-                    self.reporter.note(
-                        f"retrying {outcome.key} ({tried + 1}/{self.retries}): {outcome.error}"
-                    )
-                    return
-                if tried:
-                    outcome.error = f"{outcome.error} (failed {tried + 1} attempts)"
+            if self.retries.again(ref, outcome):
+                self.again.append(ref)
+                return
             self.recorded[ref] = True
             self.reporter.record_outcome(outcome)
 
