@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,22 @@ def tree(root: Path) -> dict[str, bytes]:
 @pytest.fixture
 def dispatch():
     return run_dispatch
+
+
+def _pip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@contextlib.contextmanager
+def installed_package(root: Path, dist: str) -> Iterator[None]:
+    """The throwaway package at `root` pip-installed (offline, no build isolation) into
+    this environment while the block runs, so its entry points are real; then removed."""
+    done = _pip("install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet", str(root))
+    assert done.returncode == 0, done.stderr
+    try:
+        yield
+    finally:
+        removed = _pip("uninstall", "--yes", "--quiet", dist)
+        assert removed.returncode == 0, removed.stderr

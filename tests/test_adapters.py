@@ -8,12 +8,10 @@ every backbone take it unchanged. `mp` hands it a chunk as one batch.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 
 import pytest
-from conftest import run_dispatch, write_file
+from conftest import installed_package, run_dispatch, write_file
 
 ADAPTER = '''
 """A test adapter: a callable over a list of texts, run in batches."""
@@ -126,12 +124,6 @@ class Crashes(Upper):
 """
 
 
-def _pip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=300
-    )
-
-
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory: pytest.TempPathFactory):
     suffix = uuid.uuid4().hex[:8]
@@ -139,15 +131,8 @@ def adapter(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("adapter")
     write_file(root / "pyproject.toml", PYPROJECT.format(dist=dist, module=module))
     write_file(root / f"{module}.py", ADAPTER)
-    installed = _pip(
-        "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet", str(root)
-    )
-    assert installed.returncode == 0, installed.stderr
-    try:
+    with installed_package(root, dist):
         yield module
-    finally:
-        removed = _pip("uninstall", "--yes", "--quiet", dist)
-        assert removed.returncode == 0, removed.stderr
 
 
 @pytest.fixture

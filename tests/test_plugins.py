@@ -7,12 +7,10 @@ The test builds a throwaway package in a temp dir, pip-installs it into this env
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
 
 import pytest
-from conftest import run_dispatch, write_file
+from conftest import installed_package, run_dispatch, write_file
 
 from backbones import registry
 
@@ -86,12 +84,6 @@ class Stamp(Task):
 """
 
 
-def _pip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pip", *args], capture_output=True, text=True, timeout=300
-    )
-
-
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory: pytest.TempPathFactory):
     suffix = uuid.uuid4().hex[:8]
@@ -100,15 +92,8 @@ def plugin(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("plugin")
     write_file(root / "pyproject.toml", PYPROJECT.format(dist=dist, name=name, module=module))
     write_file(root / f"{module}.py", PLUGIN.format(name=name))
-    installed = _pip(
-        "install", "--no-deps", "--no-build-isolation", "--no-index", "--quiet", str(root)
-    )
-    assert installed.returncode == 0, installed.stderr
-    try:
+    with installed_package(root, dist):
         yield name
-    finally:
-        removed = _pip("uninstall", "--yes", "--quiet", dist)
-        assert removed.returncode == 0, removed.stderr
 
 
 @pytest.mark.slow
