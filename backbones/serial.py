@@ -63,6 +63,10 @@ class SerialBackbone(Backbone):
             help="run a failed item up to N more times (default: 0)",
         )
 
+    @classmethod
+    def check_options(cls, options: argparse.Namespace) -> None:
+        torch_device.parse(getattr(options, "device", None) or "auto")
+
     def __init__(self, options: argparse.Namespace) -> None:
         super().__init__(options)
         self.device_choice: torch_device.DeviceChoice | None = None

@@ -104,6 +104,10 @@ class TorchBackbone(Backbone):
             "(default: 2)",
         )
 
+    @classmethod
+    def check_options(cls, options: argparse.Namespace) -> None:
+        torch_device.parse(getattr(options, "device", None) or "auto")
+
     def __init__(self, options: argparse.Namespace) -> None:
         super().__init__(options)
         self.device_choice = torch_device.resolve(getattr(options, "device", "auto") or "auto")

@@ -181,6 +181,9 @@ def dispatcher_help() -> str:
         lines.append(_option_row(", ".join(spellings) + (f" {meta}" if meta else ""), text))
     lines += [
         "",
+        "SLURM: dispatch submit --array N [options] -- COMMAND; dispatch status COMMAND",
+        "       (COMMAND: the task and its options as above; see dispatch submit -h)",
+        "",
         "exit codes: 0 all items succeeded, 1 some failed, 2 usage or configuration error,",
         "            130 / 143 interrupted by SIGINT / SIGTERM",
     ]
@@ -195,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     # nothing has been written yet. (SIGINT already raises KeyboardInterrupt.)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        if argv and argv[0] in _SLURM_VERBS and not os.path.exists(argv[0]):
+            return _slurm_verb(argv[0], argv[1:])
         inv = parse_command_line(argv)
         if inv.help == "version":
             print(f"shard-dispatch {__version__}")
@@ -223,6 +228,20 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
     sys.stdout.flush()
     return code
+
+
+_SLURM_VERBS = ("submit", "status")
+"""`dispatch submit ...` / `dispatch status ...` (a file of that name is still a task file)."""
+
+
+def _slurm_verb(verb: str, argv: list[str]) -> int:
+    if verb == "submit":
+        from dispatcher import slurm_submit
+
+        return slurm_submit.main(argv, parse_command_line)
+    from dispatcher import slurm_status
+
+    return slurm_status.main(argv, parse_command_line)
 
 
 def _wants_dispatcher_help(inv: Invocation) -> bool:

@@ -52,6 +52,14 @@ class Backbone:
         """Declare this backbone's command-line options (shown by `-hb`)."""
 
     @classmethod
+    def check_options(cls, options: argparse.Namespace) -> None:
+        """Check options as far as can be done without touching this machine's devices.
+
+        Used when a run is prepared to be submitted elsewhere (`dispatch submit`): a
+        login node without a GPU must accept `--device cuda`. Raise `UsageError`.
+        """
+
+    @classmethod
     def incompatibility(cls, stage_cls: type[Stage], task_cls: type[Task]) -> str | None:
         """Why this backbone cannot run `task_cls` (run by the adapter `stage_cls`), or None.
 

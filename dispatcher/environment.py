@@ -49,6 +49,20 @@ def slurm_array_task(env: Mapping[str, str] | None = None) -> str | None:
     return env.get("SLURM_ARRAY_TASK_ID") or None
 
 
+def slurm_job(env: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    """The SLURM array job and task this process runs as (`dispatch status` finds each
+    shard's record by them), or None outside an array task."""
+    env = os.environ if env is None else env
+    task = slurm_array_task(env)
+    if task is None:
+        return None
+    return {
+        "job": env.get("SLURM_JOB_ID", ""),
+        "array_job": env.get("SLURM_ARRAY_JOB_ID", ""),
+        "array_task": task,
+    }
+
+
 def _int(env: Mapping[str, str], name: str, default: int | None = None) -> int:
     raw = env.get(name)
     if raw is None or raw == "":

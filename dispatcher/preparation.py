@@ -78,6 +78,9 @@ class Request:
     install: bool = False
     """`--install`: run the package's install script once before the run."""
     keep_outcomes: bool = False
+    submitting: bool = False
+    """Prepared to be submitted elsewhere (`dispatch submit`): every check, but no device is
+    looked for and no install script is run; the backbone is not built."""
     argv: list[str] | None = None
     given: set[str] = dataclasses.field(default_factory=set)
 
@@ -108,7 +111,8 @@ def request_problems(request: Request) -> list[str]:
 class Prepared:
     task: Task
     stage: Stage
-    backbone: Backbone
+    backbone: Backbone | None
+    """None when the run is only being submitted (`Request.submitting`)."""
     shards: list[sharding.ShardSpec]
     config: dict[str, Any]
 
@@ -222,13 +226,18 @@ def prepare(request: Request | Invocation) -> Prepared:
     if unsharded:
         errors.add(unsharded)
     errors.raise_if_any()
-    if not inv.plan_only:
-        _install_step(stage_cls, task_cls, inv)
-    backbone = backbone_cls(namespace_of(namespace, options.backbone_actions))
+    backbone_options = namespace_of(namespace, options.backbone_actions)
+    backbone: Backbone | None = None
+    if inv.submitting:
+        backbone_cls.check_options(backbone_options)
+    else:
+        if not inv.plan_only:
+            _install_step(stage_cls, task_cls, inv)
+        backbone = backbone_cls(backbone_options)
     config = {
         "task_file": os.path.abspath(task_file) if task_file else None,
         "task_class": class_name,
-        "backbone": {"name": backbone_cls.name, "options": to_plain(vars(backbone.options))},
+        "backbone": {"name": backbone_cls.name, "options": to_plain(vars(backbone_options))},
         "task": to_plain(vars(task_args)),
         "mixin": to_plain(mixin),
         # Only the command line's shard: the task's own shards are in its mixin.

@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from dispatcher import records, sharding
+from dispatcher.environment import slurm_job
 from dispatcher.errors import UsageError
 from dispatcher.execution import is_task_exit
 from dispatcher.invocation import EXIT_OK, Invocation
@@ -29,7 +30,11 @@ if TYPE_CHECKING:
 def _run_dir(inv: Request, task: Task, shards: list[sharding.ShardSpec]) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tag = sharding.describe(shards).replace(" ", "").replace("/", "of").replace(">", "-")
-    return os.path.join(inv.log_dir, type(task).__name__, f"{stamp}-{tag}-{os.getpid()}")
+    # In a SLURM array task the job and array task ids name the run, so each array task's
+    # record is found next to its log (JOB_TASK.out); the process id keeps a requeued task's runs apart.
+    job = slurm_job()
+    where = f"{job['array_job']}_{job['array_task']}-{os.getpid()}" if job else str(os.getpid())
+    return os.path.join(inv.log_dir, type(task).__name__, f"{stamp}-{tag}-{where}")
 
 
 def _check_log_dir(log_dir: str, task: Task) -> None:
@@ -189,6 +194,8 @@ def execute(request: Request) -> RunResult:
         }
         if plan.duplicates:
             record["duplicate_keys"] = plan.duplicate_keys
+        if slurm_job():
+            record["slurm"] = slurm_job()
         run_dir = _run_dir(request, task, prepared.shards)
         reporter = _open_reporter(request.log_dir, run_dir, plan, record)
         reporter.remember_payloads(plan.pending, task.failure_item)

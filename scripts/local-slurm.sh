@@ -12,10 +12,12 @@
 #   LOCAL_SLURM_DIR       state, spool, logs and PID files   (default /tmp/local-slurm)
 #   LOCAL_SLURM_KILLWAIT  seconds from SIGTERM to SIGKILL    (default 30, SLURM's default)
 #   LOCAL_SLURM_MEM       node RealMemory in MB              (default 1024, capped at hardware)
+#   LOCAL_SLURM_MAX_ARRAY MaxArraySize: array ids 0..N-1     (default 1001, SLURM's default)
 set -euo pipefail
 
 BASE=${LOCAL_SLURM_DIR:-/tmp/local-slurm}
 KILLWAIT=${LOCAL_SLURM_KILLWAIT:-30}
+MAX_ARRAY=${LOCAL_SLURM_MAX_ARRAY:-1001}
 PARTITION=local
 NODE=$(hostname -s)
 PIDS=$BASE/run
@@ -134,6 +136,7 @@ SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=1
 ReturnToService=2
 KillWait=$KILLWAIT
+MaxArraySize=$MAX_ARRAY
 MailProg=/bin/true
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP

@@ -1,0 +1,216 @@
+"""`dispatch status`: per shard, items / done / to run, planned from the outputs, with the
+last run's outcome from its run record and the queue state from `squeue`.
+
+The counts come from the outputs alone, so they are right when records are missing (a
+task killed before writing one, a cleaned log directory); records and the queue only add
+what happened to each shard's last attempt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import glob
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from dispatcher.invocation import EXIT_OK
+from dispatcher.plan import make_plan
+from dispatcher.sharding import hash_bucket
+from dispatcher.slurm_command import (
+    Command,
+    OwnParser,
+    Parse,
+    positive_int,
+    prepare_command,
+    remembered_count,
+    split_command,
+    submissions,
+)
+
+
+@dataclasses.dataclass
+class ShardRow:
+    shard: int
+    items: int = 0
+    done: int = 0
+    outcome: str | None = None
+    """The last run record's outcome ('success', 'interrupted by SIGTERM', 'running', ...)."""
+    exit_code: int | None = None
+    job: str | None = None
+    """ARRAYJOB_TASK of the last run record, when it ran as a SLURM array task."""
+    record: str | None = None
+    queue: str | None = None
+    """PENDING, RUNNING, ... while an array task of this shard is in `squeue`."""
+
+    @property
+    def to_run(self) -> int:
+        return self.items - self.done
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "to_run": self.to_run}
+
+
+def shard_numbers(keys: Sequence[str], count: int, mode: str) -> list[int]:
+    """The `--shard I/count` each key (in sorted order) belongs to, as the run computes it."""
+    if mode == "index":
+        return [i % count for i in range(len(keys))]
+    return [hash_bucket(key, count) for key in keys]
+
+
+def count_shards(command: Command, count: int) -> list[ShardRow]:
+    """Items and done items of each shard: one plan over every item, one done check."""
+    stage = command.prepared.stage
+    plan = make_plan(stage, command.task_shards, force=True)
+    keys = [key for key, _ in plan.pending]
+    done = list(stage.done_mask(plan.pending))
+    rows = [ShardRow(i) for i in range(count)]
+    for shard, is_done in zip(shard_numbers(keys, count, command.shard_mode), done, strict=True):
+        rows[shard].items += 1
+        rows[shard].done += bool(is_done)
+    return rows
+
+
+_SHARD = re.compile(r"^(hash|index) (\d+)/(\d+)$")
+
+
+def last_records(command: Command, count: int) -> dict[int, tuple[str, dict[str, Any]]]:
+    """Each shard's newest run record over these outputs (run folders sort by time)."""
+    found: dict[int, tuple[str, dict[str, Any]]] = {}
+    pattern = os.path.join(command.log_dir, command.task_name, "*", "run.json")
+    for path in sorted(glob.glob(pattern)):
+        try:
+            with open(path, encoding="utf-8") as fh:
+                record = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict) or record.get("output_roots") != command.output_roots:
+            continue
+        match = _SHARD.match(str(record.get("config", {}).get("shard", "")))
+        if match and match[1] == command.shard_mode and int(match[3]) == count:
+            found[int(match[2])] = (path, record)
+    return found
+
+
+def queued(command: Command, count: int) -> dict[int, str] | None:
+    """Shard -> queue state of the array tasks of earlier submissions still in `squeue`;
+    None when squeue cannot be asked."""
+    offsets = {
+        str(job["job"]): int(job["offset"])
+        for record in submissions(command)
+        if record.get("shard_count") == count
+        for job in record.get("jobs", [])
+    }
+    if shutil.which("squeue") is None:
+        return None
+    try:
+        done = subprocess.run(
+            ["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%F|%K|%T"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    states: dict[int, str] = {}
+    for line in done.stdout.splitlines():
+        job, _, rest = line.strip().partition("|")
+        task, _, state = rest.partition("|")
+        if job in offsets and task.isdigit():
+            states[offsets[job] + int(task)] = state
+    return states
+
+
+def status_rows(command: Command, count: int) -> tuple[list[ShardRow], bool]:
+    """(rows, whether squeue answered)."""
+    rows = count_shards(command, count)
+    for shard, (path, record) in last_records(command, count).items():
+        row = rows[shard]
+        row.record, row.outcome, row.exit_code = (
+            path,
+            record.get("outcome"),
+            record.get("exit_code"),
+        )
+        slurm = record.get("slurm") or {}
+        if slurm:
+            row.job = f"{slurm.get('array_job')}_{slurm.get('array_task')}"
+    states = queued(command, count)
+    for shard, state in (states or {}).items():
+        if shard < count:
+            rows[shard].queue = state
+    return rows, states is not None
+
+
+def resubmittable(command: Command, count: int) -> tuple[list[int], list[str]]:
+    """(shards with items to run and no array task in the queue, notes on the others)."""
+    rows, _ = status_rows(command, count)
+    incomplete = [row for row in rows if row.to_run]
+    waiting = [row.shard for row in incomplete if row.queue]
+    notes = []
+    if waiting:
+        notes.append(
+            f"note: shards {', '.join(map(str, waiting))} are still queued or running: "
+            "not submitted again"
+        )
+    return [row.shard for row in incomplete if not row.queue], notes
+
+
+def status_parser() -> OwnParser:
+    parser = OwnParser(
+        prog="dispatch status",
+        usage="dispatch status [--array N] [--json] [--] TASK_FILE TASK_CLASS [dispatch options]",
+        description="Per shard: items, done and to run (from the outputs), the last run's "
+        "outcome and exit code (from its run record), the queue state (from squeue).",
+    )
+    parser.add_argument(
+        "--array", type=positive_int, metavar="N", help="shard count (default: the last submit's)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    return parser
+
+
+def _table(rows: list[ShardRow], squeue: bool) -> str:
+    head = f"{'shard':>5} {'items':>7} {'done':>7} {'to run':>7}  {'exit':>4}  {'job':<14} {'queue':<10} last run"
+    lines = [head]
+    for r in rows:
+        code = "-" if r.exit_code is None else str(r.exit_code)
+        queue = r.queue or ("-" if squeue else "?")
+        lines.append(
+            f"{r.shard:>5} {r.items:>7} {r.done:>7} {r.to_run:>7}  {code:>4}  "
+            f"{r.job or '-':<14} {queue:<10} {r.outcome or '(no record)'}"
+        )
+    items, done = sum(r.items for r in rows), sum(r.done for r in rows)
+    lines.append(f"{'total':>5} {items:>7} {done:>7} {items - done:>7}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str], parse: Parse) -> int:
+    """`dispatch status [--array N] [--json] [--] DISPATCH COMMAND`."""
+    parser = status_parser()
+    own, words = split_command(list(argv), parser)
+    args = parser.parse_args(own)
+    command = prepare_command(words, parse, "status")
+    count = args.array or remembered_count(command, "status")
+    rows, squeue = status_rows(command, count)
+    complete = sum(1 for r in rows if not r.to_run)
+    if args.json:
+        totals = {
+            "items": sum(r.items for r in rows),
+            "done": sum(r.done for r in rows),
+            "to_run": sum(r.to_run for r in rows),
+            "complete_shards": complete,
+        }
+        shown = {"shard_count": count, "shards": [r.as_dict() for r in rows], "totals": totals}
+        print(json.dumps(shown, indent=1))
+        return EXIT_OK
+    print(_table(rows, squeue))
+    print(f"{complete} of {count} shards complete", file=sys.stderr)
+    return EXIT_OK

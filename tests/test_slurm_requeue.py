@@ -1,0 +1,141 @@
+"""`dispatch submit --requeue`: the time-limit warning (USR1) stops the dispatcher, which
+writes its record, and the array task requeues itself and resumes its shard."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_slurm_submit import (
+    clean_env,
+    journal,
+    needs_cluster,
+    outputs,
+    stamp_command,
+    submit,
+    task_states,
+    wait_for,
+)
+
+from dispatcher.slurm_submit import render_script, split_shards
+
+
+@pytest.fixture
+def jobs():
+    """Job ids a test submitted; whatever is left is cancelled at the end."""
+    submitted: list[str] = []
+    yield submitted
+    if submitted:
+        subprocess.run(["scancel", *submitted], capture_output=True, timeout=30)
+
+
+def _script(tmp_path: Path, items: int, delay: float) -> Path:
+    command = stamp_command(tmp_path, items, delay)
+    text = render_script(
+        split_shards([0], 1001)[0], 1, command, log_dir=str(tmp_path / "logs"),
+        cwd=str(tmp_path), job_name="t", requeue_before=60,
+    )  # fmt: skip
+    assert "#SBATCH --requeue\n#SBATCH --signal=B:USR1@60\n" in text
+    path = tmp_path / "job.sh"
+    path.write_text(text)
+    return path
+
+
+def _start(path: Path, tmp_path: Path) -> subprocess.Popen[str]:
+    env = clean_env()
+    env.update(SLURM_ARRAY_JOB_ID="4242420", SLURM_JOB_ID="4242421", SLURM_ARRAY_TASK_ID="0")
+    return subprocess.Popen(
+        ["bash", str(path)], env=env, cwd=tmp_path, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+
+
+def _wait_for_items(tmp_path: Path, n: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 60
+    while len(journal(tmp_path)) < n:
+        assert proc.poll() is None and time.monotonic() < deadline, "the job did not start"
+        time.sleep(0.05)
+
+
+def _record(tmp_path: Path) -> dict:
+    (run,) = (tmp_path / "logs" / "Stamp").iterdir()
+    return json.loads((run / "run.json").read_text())
+
+
+def test_usr1_stops_the_dispatcher_with_its_record_and_asks_for_a_requeue(tmp_path):
+    proc = _start(_script(tmp_path, 40, 0.2), tmp_path)
+    _wait_for_items(tmp_path, 1, proc)
+    os.kill(proc.pid, signal.SIGUSR1)  # what --signal=B:USR1 does: the batch shell only
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "requeueing 4242420_0" in err
+    record = _record(tmp_path)
+    assert record["exit_code"] == 143 and record["outcome"] == "interrupted by SIGTERM"
+    assert 1 <= len(outputs(tmp_path)) < 40
+
+
+def test_sigterm_to_the_whole_job_stops_it_once_without_requeue(tmp_path):
+    """scancel: every process gets SIGTERM; the shell does not send a second one."""
+    proc = _start(_script(tmp_path, 40, 0.5), tmp_path)
+    _wait_for_items(tmp_path, 1, proc)
+    os.killpg(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "requeueing" not in err
+    # One signal: the grace period let the item in flight finish (a second would abandon it).
+    assert "abandon" not in err.lower(), err
+    assert _record(tmp_path)["exit_code"] == 143
+
+
+@pytest.mark.slow
+@needs_cluster
+def test_time_limit_warning_requeues_the_task_which_resumes_its_shard(tmp_path, jobs):
+    items = 60
+    command = stamp_command(tmp_path, items, delay=0.1)
+    ids, done = submit(tmp_path, "--array", "2", "--requeue", "--time", "5", "--", *command)
+    jobs.extend(ids)
+    (job,) = ids
+    deadline = time.monotonic() + 60
+    while not [r for r in journal(tmp_path) if r["task"] == "1"]:
+        assert time.monotonic() < deadline, "array task 1 never committed an item"
+        time.sleep(0.05)
+    # The warning SLURM sends before the time limit, to the batch shell only.
+    subprocess.run(["scancel", "--batch", "--signal=USR1", f"{job}_1"], check=True, timeout=30)
+    # SLURM holds a requeued job for a while (Reason=BeginTime). Released a few seconds
+    # after it is pending again: started within the second of its requeue, slurmd would
+    # refuse it (its credential revoked by the requeue), which is why SLURM holds it.
+    deadline = time.monotonic() + 90
+    restarted = re.compile(r"JobState=(RUNNING|COMPLETED)\b.*\bRestarts=1\b", re.S)
+    pending_since = None
+    while not restarted.search(shown := _show(f"{job}_1")):
+        assert time.monotonic() < deadline, shown
+        if "Restarts=1" in shown and "JobState=PENDING" in shown:
+            pending_since = pending_since or time.monotonic()
+            if time.monotonic() - pending_since > 3:
+                subprocess.run(
+                    ["scontrol", "update", f"JobId={job}_1", "StartTime=now"], timeout=30
+                )
+        time.sleep(0.5)
+    wait_for(ids)
+    assert "Restarts=0" in _show(f"{job}_0")  # only the warned task was requeued
+    assert task_states(job) == {0: ("COMPLETED", 0), 1: ("COMPLETED", 0)}
+    names = sorted(f"item-{i:03d}" for i in range(items))
+    assert sorted(outputs(tmp_path)) == names
+    assert sorted(r["name"] for r in journal(tmp_path)) == names, "an item was processed twice"
+    runs = sorted((tmp_path / "logs" / "Stamp").glob(f"*-hash1of2-{job}_1-*/run.json"))
+    records = [json.loads(p.read_text()) for p in runs]
+    assert [r["exit_code"] for r in records] == [143, 0], records
+    assert records[1]["counts"]["skipped"] >= 1  # the requeued task resumed its shard
+    assert re.search(r"Restarts=1\b", _show(f"{job}_1"))
+
+
+def _show(job: str) -> str:
+    return subprocess.run(
+        ["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30
+    ).stdout
