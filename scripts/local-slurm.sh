@@ -168,6 +168,12 @@ start_slurmctld() {
   controller_up || die "slurmctld does not answer scontrol ping"
   if [ "$CONFIG_CHANGED" = 1 ]; then
     scontrol reconfigure
+    # reconfigure returns before the controller uses the new file: wait until it does,
+    # so a submission right after start sees the new limits.
+    for _ in $(seq 100); do
+      scontrol show config 2>/dev/null | grep -Eq "^MaxArraySize +=  *$MAX_ARRAY\$" && break
+      sleep 0.1
+    done
     say "slurm.conf changed: controller reconfigured"
   fi
   lap "start slurmctld"
