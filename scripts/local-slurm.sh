@@ -159,23 +159,33 @@ start_munged() {
   lap "start munged"
 }
 
+controller_max_array() {
+  scontrol show config 2>/dev/null | sed -n 's/^MaxArraySize *= *\([0-9]*\).*/\1/p'
+}
+
+wait_controller() {
+  for _ in $(seq 150); do controller_up && break; sleep 0.2; done
+  controller_up || die "slurmctld does not answer scontrol ping"
+}
+
 start_slurmctld() {
   if ! running "$PIDS/slurmctld.pid" slurmctld; then
     slurmctld -c || die "slurmctld failed to start" # -c: forget jobs of an earlier cluster
     CONFIG_CHANGED=0
   fi
-  for _ in $(seq 150); do controller_up && break; sleep 0.2; done
-  controller_up || die "slurmctld does not answer scontrol ping"
+  wait_controller
   if [ "$CONFIG_CHANGED" = 1 ]; then
-    scontrol reconfigure
-    # reconfigure returns before the controller uses the new file: wait until it does,
-    # so a submission right after start sees the new limits.
-    for _ in $(seq 100); do
-      scontrol show config 2>/dev/null | grep -Eq "^MaxArraySize +=  *$MAX_ARRAY\$" && break
-      sleep 0.1
-    done
-    say "slurm.conf changed: controller reconfigured"
+    # Not `scontrol reconfigure`: a running controller applies some limits (MaxArraySize)
+    # only seconds after it returns, so a submission right after start saw the old ones.
+    # A restart reads the new file before it answers; without -c it keeps its jobs.
+    stop_daemon "$PIDS/slurmctld.pid" slurmctld >/dev/null
+    slurmctld || die "slurmctld failed to restart"
+    wait_controller
+    say "slurm.conf changed: controller restarted"
   fi
+  local seen
+  seen=$(controller_max_array)
+  [ "$seen" = "$MAX_ARRAY" ] || die "the controller has MaxArraySize=${seen:-?}, not $MAX_ARRAY"
   lap "start slurmctld"
 }
 
