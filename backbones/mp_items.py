@@ -42,15 +42,15 @@ _SIGNAL_HINTS = {
 }
 
 
-def describe_exit(exitcode: int | None) -> str:
+def describe_exit(exitcode: int | None, who: str = "worker process") -> str:
     """A worker's death in words, for the failure record of the item it held."""
     if exitcode is None:
-        return "worker process vanished"
+        return f"{who} vanished"
     if exitcode < 0:
         sig = -exitcode
         hint = _SIGNAL_HINTS.get(sig)  # type: ignore[call-overload]
-        return f"worker process died of {signal_name(sig)}" + (f" ({hint})" if hint else "")
-    return f"worker process exited with code {exitcode}"
+        return f"{who} died of {signal_name(sig)}" + (f" ({hint})" if hint else "")
+    return f"{who} exited with code {exitcode}"
 
 
 class ItemQueue:

@@ -62,19 +62,44 @@ class Spawner:
 
     def start(self, stage: Stage, live: list[PoolWorker]) -> PoolWorker:
         """A started worker running `stage` (raises when the process cannot start)."""
+        process, conn, state, crash_log = self.launch(
+            W.worker_main,
+            (stage,),
+            [w.conn for w in live],
+            W.STATE_SLOTS,
+            "dispatch-mp",
+            initial=((W.RUNNING, W.IDLE),),
+        )
+        return PoolWorker(process, conn, state, crash_log)
+
+    def launch(
+        self,
+        target: Any,
+        head: tuple[Any, ...],
+        live: list[Any],
+        slots: int,
+        name: str,
+        initial: tuple[tuple[int, float], ...] = (),
+    ) -> tuple[Any, Any, Any, str]:
+        """Start `target(*head, conn, state, parent pid, inherited fds, crash log)`:
+        its process, the parent's end of its pipe, the shared state array (`slots`
+        doubles, zero but for `initial`'s (slot, value) pairs) and its crash log path.
+        `live` are the pipes of the processes already running, which a forked child must
+        close."""
         parent_conn, child_conn = self.ctx.Pipe(duplex=True)
-        state = self.ctx.RawArray("d", W.STATE_SLOTS)
-        state[W.RUNNING] = W.IDLE
+        state = self.ctx.RawArray("d", slots)
+        for slot, value in initial:
+            state[slot] = value
         number = next(self.numbers)
         crash_log = os.path.join(self.tmpdir, f"worker-{number}.crash")
         inherited: list[int] = []
         if self.method == "fork":
-            inherited = [w.conn.fileno() for w in live]
+            inherited = [conn.fileno() for conn in live]
             inherited.append(parent_conn.fileno())
         process = self.ctx.Process(
-            target=W.worker_main,
-            args=(stage, child_conn, state, os.getpid(), inherited, crash_log),
-            name=f"dispatch-mp-{number}",
+            target=target,
+            args=(*head, child_conn, state, os.getpid(), inherited, crash_log),
+            name=f"{name}-{number}",
             daemon=False,  # tasks may start processes of their own
         )
         try:
@@ -86,7 +111,7 @@ class Spawner:
             child_conn.close()
             raise
         child_conn.close()
-        return PoolWorker(process, parent_conn, state, crash_log)
+        return process, parent_conn, state, crash_log
 
     def _prepare_start(self) -> None:
         if self.method == "fork":
@@ -104,8 +129,9 @@ class Spawner:
             resource_tracker.ensure_running()
 
     @staticmethod
-    def release(w: PoolWorker) -> None:
-        """Forget a dead worker: its pipe, its process handle (sentinel) and its crash log."""
+    def release(w: Any) -> None:
+        """Forget a dead worker (anything with `conn`, `process` and `crash_log`): its pipe,
+        its process handle (sentinel) and its crash log."""
         with contextlib.suppress(OSError):
             w.conn.close()
         with contextlib.suppress(ValueError):  # still running: left to the garbage collector

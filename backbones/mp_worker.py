@@ -22,6 +22,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -43,9 +44,12 @@ class Abandoned(ControlFlow):
     """Raised inside a worker that the parent is stopping; unwinds staged outputs."""
 
 
-def _sigterm_handler(state: Any, crash_file: Any, parent: _Parent) -> Any:
+def abandon_on_sigterm(asked: Callable[[], Any], crash_file: Any, parent: ParentWatch) -> Any:
+    """A SIGTERM handler: abandon the work in hand (raise `Abandoned`) when the parent
+    `asked` for it or is gone; otherwise the signal is the parent's to act on."""
+
     def handler(signum: int, frame: object) -> None:
-        if state[ABORT] or not parent.alive():
+        if asked() or not parent.alive():
             # Where the item was stuck: filed with a timed-out item's failure.
             with contextlib.suppress(Exception):
                 faulthandler.dump_traceback(file=crash_file, all_threads=False)
@@ -54,7 +58,7 @@ def _sigterm_handler(state: Any, crash_file: Any, parent: _Parent) -> Any:
     return handler
 
 
-class _Parent:
+class ParentWatch:
     """Whether the dispatching process is still there (a worker never outlives it for long)."""
 
     def __init__(self, pid: int) -> None:
@@ -83,7 +87,7 @@ class _Parent:
             libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
 
 
-def _receive(conn: Connection, parent: _Parent) -> Any:
+def _receive(conn: Connection, parent: ParentWatch) -> Any:
     """The next message from the parent; None when told to stop or the parent is gone."""
     while not conn.poll(PARENT_CHECK_SECONDS):
         if not parent.alive():
@@ -134,7 +138,7 @@ def _run_chunk(stage: Stage, chunk: list[tuple[int, Any]], state: Any, conn: Con
     return ran
 
 
-def _serve(stage: Stage, conn: Connection, state: Any, parent: _Parent) -> None:
+def _serve(stage: Stage, conn: Connection, state: Any, parent: ParentWatch) -> None:
     try:
         stage.setup()
     except ControlFlow:
@@ -193,10 +197,10 @@ def worker_main(
     for fd in inherited_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
-    parent = _Parent(parent_pid)
+    parent = ParentWatch(parent_pid)
     with open(crash_log, "w", encoding="utf-8") as crash_file:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, _sigterm_handler(state, crash_file, parent))
+        signal.signal(signal.SIGTERM, abandon_on_sigterm(lambda: state[ABORT], crash_file, parent))
         parent.signal_me_on_death()
         unblock_stop_signals()
         if not parent.alive():

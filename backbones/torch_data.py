@@ -138,17 +138,26 @@ class _QuietWorker:
             self.inner(worker_id)
 
 
-def make_loader(dataset: Any, settings: LoaderSettings, collate: Callable[..., Any]) -> DataLoader:
+def make_loader(
+    dataset: Any,
+    settings: LoaderSettings,
+    collate: Callable[..., Any],
+    batch_sampler: Any = None,
+) -> DataLoader:
+    """A DataLoader over `dataset` in order; `batch_sampler` (which then makes the batches)
+    for a stream fed while it runs."""
     extra: dict[str, Any] = {}
     if settings.num_workers > 0:
         extra["prefetch_factor"] = settings.prefetch_factor
         extra["worker_init_fn"] = quiet_worker()
     if settings.pin_memory and settings.pin_memory_device:
         extra["pin_memory_device"] = settings.pin_memory_device
+    if batch_sampler is not None:
+        extra["batch_sampler"] = batch_sampler
+    else:
+        extra.update(batch_size=settings.batch_size, shuffle=False)
     return DataLoader(
         dataset,
-        batch_size=settings.batch_size,
-        shuffle=False,
         num_workers=settings.num_workers,
         collate_fn=collate,
         pin_memory=settings.pin_memory,

@@ -17,6 +17,8 @@ from dispatcher.errors import UsageError
 
 KINDS = ("cuda", "npu", "mps", "cpu")
 _SPEC = re.compile(r"^(auto|cpu|mps|cuda|npu)(?::(\d+))?$")
+_LIST_TERM = re.compile(r"^(cpu|cuda|npu)(?::(all|\d+)(?:-(\d+))?)?$")
+DEVICES_FORMS = "cuda:0,cuda:1 / cuda:all / npu:0-7 / cpu,cpu"
 
 
 @dataclass(frozen=True)
@@ -113,10 +115,75 @@ def resolve(spec: str) -> DeviceChoice:
     return DeviceChoice(kind, index)
 
 
+def parse_list(spec: str) -> list[tuple[str, int | None, int | None]]:
+    """`--devices`: terms of (kind, first, last) with last None for one device and first
+    None for `all`; checked without touching a device (a login node submits for a GPU
+    node). One kind per run; a cuda or npu device listed twice is refused (cpu may repeat:
+    several simulated devices)."""
+    terms: list[tuple[str, int | None, int | None]] = []
+    for raw in spec.split(","):
+        text = raw.strip().lower()
+        match = _LIST_TERM.match(text)
+        if match is None:
+            raise UsageError(f"--devices expects a list like {DEVICES_FORMS}, got '{spec}'")
+        kind, first, last = match.groups()
+        if kind == "cpu" and first is not None:
+            raise UsageError(f"--devices: '{raw.strip()}': cpu takes no index (repeat it: cpu,cpu)")
+        if first == "all" and last is not None:
+            raise UsageError(f"--devices: '{raw.strip()}' is not a range (cuda:all or cuda:0-3)")
+        if first is None and kind != "cpu":
+            first = "0"
+        low = None if first in (None, "all") else int(first)
+        high = low if last is None else int(last)
+        if low is not None and high is not None and high < low:
+            raise UsageError(f"--devices: '{raw.strip()}' is an empty range")
+        terms.append((kind, low if first != "all" else None, high if first != "all" else None))
+    kinds = {kind for kind, _, _ in terms}
+    if len(kinds) > 1:
+        raise UsageError(f"--devices: one kind of device per run, got {', '.join(sorted(kinds))}")
+    return terms
+
+
+def resolve_list(spec: str) -> list[DeviceChoice]:
+    """The devices `--devices` names, each checked to exist, in the order given."""
+    terms = parse_list(spec)
+    kind = terms[0][0]
+    torch = _import_torch()
+    if kind == "cpu":
+        return [DeviceChoice("cpu") for _ in terms]
+    if kind == "npu":
+        import_torch_npu()
+    available = _count(torch, kind)
+    if not available:
+        raise UsageError(f"--devices {spec}: no {kind} device is available to this process")
+    indices: list[int] = []
+    for _, low, high in terms:
+        if low is None or high is None:
+            indices.extend(range(available))
+        else:
+            if high >= available:
+                raise UsageError(
+                    f"--devices {spec}: only {available} {kind} device(s) visible "
+                    f"(indices 0-{available - 1})"
+                )
+            indices.extend(range(low, high + 1))
+    repeated = sorted({i for i in indices if indices.count(i) > 1})
+    if repeated:
+        named = ", ".join(f"{kind}:{i}" for i in repeated)
+        raise UsageError(f"--devices {spec}: {named} listed more than once")
+    return [DeviceChoice(kind, i) for i in indices]
+
+
 def activate(choice: DeviceChoice) -> Any:
-    """Make `choice` the current device of its kind and return the torch.device."""
+    """Make `choice` the current device of its kind and return the torch.device.
+
+    torch_npu is imported first on an npu (it registers `torch.npu`), as a spawned device
+    process must before its first NPU call.
+    """
     import torch
 
+    if choice.type == "npu":
+        import_torch_npu()
     if choice.type in ("cuda", "npu") and choice.index is not None:
         getattr(torch, choice.type).set_device(choice.index)
     return torch.device(choice.name)

@@ -222,7 +222,7 @@ import torch
 torch.utils.rename_privateuse1_backend("npu")
 npu = types.ModuleType("torch.npu")
 npu.is_available = lambda: True
-npu.device_count = lambda: 1
+npu.device_count = lambda: int(os.environ.get("FAKE_NPU_COUNT", "1"))
 
 def set_device(index):
     with open(os.environ["FAKE_NPU_LOG"], "a") as fh:

@@ -1,0 +1,420 @@
+"""`--devices`: every device of a node in one run, one process per device, fed from one queue.
+
+The parent keeps the plan's pending items in one queue and sends each device process a
+batch at a time, a few batches ahead of what it has finished (enough to keep its
+DataLoader busy), and more whenever it asks: a device that finishes early takes more
+work, so a slow device or a few long items never leave the others idle, and nothing is
+split up front. The parent alone records outcomes and decides retries: one progress bar,
+one summary, one run record, with each device's counts and throughput in it.
+
+A device process that dies (a CUDA error, the OOM killer, a segfault) fails the items its
+loader had taken; those still waiting in its buffer go back to the queue. It is restarted
+once on the same device; after a second death the device is dropped and the run goes on
+on the others. On SIGINT/SIGTERM no device takes new batches, the batches in flight get
+the grace period, then the device processes are stopped as `mp` stops its workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import pickle
+import signal
+import time
+from dataclasses import dataclass, field
+from multiprocessing import connection
+from typing import Any
+
+from backbones import torch_device_process as D
+from backbones.mp_items import ItemQueue, describe_exit
+from backbones.mp_spawn import Spawner
+from backbones.torch_device import DeviceChoice
+from backbones.torch_feed import DRAIN
+from dispatcher.execution import Outcome, error_line
+from dispatcher.ledger import Retries
+from dispatcher.report import Reporter
+from dispatcher.signals import StopSignal
+from dispatcher.stage import Stage
+from dispatcher.task import Item
+
+POLL_SECONDS = 0.2
+TERM_WAIT_SECONDS = 2.0
+"""After SIGTERM, how long a device process has to unwind before SIGKILL."""
+STARTS_PER_DEVICE = 2
+"""A device's process is started at most this often: the first time and one restart."""
+BATCHES_AHEAD_MARGIN = 3
+"""Batches sent beyond what the loader, the compute and the postprocessing queue hold."""
+
+
+@dataclass
+class Device:
+    """One device of the run and what it did, across its process's restarts."""
+
+    choice: DeviceChoice
+    name: str
+    starts: int = 0
+    dropped: bool = False
+    succeeded: int = 0
+    failed: int = 0
+    ready_at: float | None = None
+    last_at: float | None = None
+
+    def summary(self) -> dict[str, Any]:
+        busy = (self.last_at or 0.0) - (self.ready_at or 0.0)
+        done = self.succeeded + self.failed
+        return {
+            "device": self.name,
+            "items": done,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "items_per_second": round(done / busy, 3) if busy > 0 else None,
+            "restarts": max(0, self.starts - 1),
+            "dropped": self.dropped,
+        }
+
+
+@dataclass
+class DeviceProcess:
+    """The parent's view of one device process."""
+
+    device: Device
+    process: Any
+    conn: Any
+    state: Any
+    crash_log: str
+    ready: bool = False
+    held: dict[int, int] = field(default_factory=dict)
+    """Items sent and not settled: plan position -> how many items were sent before it."""
+    sent: int = 0
+    hungry: bool = False
+    finishing: bool = False
+    killing: bool = False
+    kill_at: float | None = None
+
+    def signal(self, signum: int) -> None:
+        with contextlib.suppress(ProcessLookupError, ValueError, AttributeError):
+            self.process.kill() if signum == signal.SIGKILL else self.process.terminate()
+
+
+def device_names(choices: list[DeviceChoice]) -> list[str]:
+    """Names for the run's devices; repeated cpus are told apart (cpu#0, cpu#1)."""
+    if len(choices) > 1 and all(choice.type == "cpu" for choice in choices):
+        return [f"cpu#{i}" for i in range(len(choices))]
+    return [choice.name for choice in choices]
+
+
+def start_method(choices: list[DeviceChoice]) -> str:
+    """fork for cpus; spawn for accelerators (CUDA and NPU cannot be used after a fork)."""
+    return "fork" if all(choice.type == "cpu" for choice in choices) else "spawn"
+
+
+class DevicePool:
+    """Feeds every device process from one queue; settles every item exactly once."""
+
+    def __init__(
+        self,
+        options: argparse.Namespace,
+        choices: list[DeviceChoice],
+        stage: Stage,
+        items: list[Item],
+        reporter: Reporter,
+        stop: StopSignal,
+    ) -> None:
+        self.options = options
+        self.stage = stage
+        self.items = items
+        self.reporter = reporter
+        self.stop = stop
+        self.devices = [Device(c, n) for c, n in zip(choices, device_names(choices), strict=True)]
+        self.queue = ItemQueue(len(items))
+        self.retries = Retries(getattr(options, "retries", 0) or 0, reporter.note)
+        self.batch = int(options.batch_size)
+        loading = max(1, int(options.num_workers)) * int(options.prefetch_factor)
+        queued = int(options.postprocess_queue)
+        self.window = self.batch * (loading + queued + BATCHES_AHEAD_MARGIN)
+        method = getattr(options, "start_method", None) or start_method(choices)
+        self.spawner = Spawner(multiprocessing.get_context(method))
+        self.live: list[DeviceProcess] = []
+        self.halting = False
+        self.deadline_sent: float | None = None
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        names = ", ".join(d.name for d in self.devices)
+        self.reporter.note(
+            f"torch: {len(self.items)} items on {len(self.devices)} devices ({names}; "
+            f"{self.spawner.method}, {self.options.num_workers} loader workers each)"
+        )
+        try:
+            for device in self.devices:
+                if not self._start(device):
+                    break
+            self._loop()
+        finally:
+            self._shutdown()
+            self.spawner.close()
+            self._summarize()
+
+    def _loop(self) -> None:
+        while True:
+            if self.stop.is_set():
+                self._halt()
+            if not self.halting:
+                if not self.queue and not any(p.held for p in self.live):
+                    return
+                self._feed()
+            else:
+                if not self.live:
+                    return
+                self._kill_past_deadline()
+            self._check_timers()
+            self.reporter.tick()
+            self._wait()
+
+    def _halt(self) -> None:
+        """No new batches; in-flight ones finish (within a signal's grace period)."""
+        self.halting = True
+        deadline = self.stop.deadline()
+        if deadline == self.deadline_sent and all(p.state[D.HALT] for p in self.live):
+            return
+        self.deadline_sent = deadline
+        for p in self.live:
+            p.state[D.DEADLINE] = deadline or 0.0
+            p.state[D.HALT] = 1
+
+    def _abort(self, error: str, tb: str | None = None) -> None:
+        self.reporter.abort(error, tb)
+        self._halt()
+
+    # --- device processes -----------------------------------------------------------------
+
+    def _start(self, device: Device) -> bool:
+        device.starts += 1
+        try:
+            process, conn, state, crash_log = self.spawner.launch(
+                D.device_main,
+                (self.stage, device.name, device.choice, self.options),
+                [p.conn for p in self.live],
+                D.STATE_SLOTS,
+                "dispatch-device",
+            )
+        except Exception as exc:
+            self._abort(f"could not start the {device.name} device process: {error_line(exc)}")
+            return False
+        self.live.append(DeviceProcess(device, process, conn, state, crash_log))
+        return True
+
+    def _send(self, p: DeviceProcess, message: tuple[Any, ...] | None) -> None:
+        # If it died, its sentinel says so and its items are settled then.
+        with contextlib.suppress(OSError):
+            p.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def _feed(self) -> None:
+        for p in self.live:
+            if not p.ready or p.finishing or p.killing:
+                continue
+            while self.queue and (p.hungry or len(p.held) < self.window):
+                self._send_batch(p, self.queue.take(self.batch))
+                p.hungry = False
+            if p.hungry and not self.queue:
+                self._send(p, (DRAIN,))
+                p.hungry = False
+
+    def _send_batch(self, p: DeviceProcess, seqs: list[int]) -> None:
+        items = [self.items[seq] for seq in seqs]
+        try:
+            data = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            seqs, items = self._drop_unpicklable(seqs)
+            if not seqs:
+                return
+            data = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+        for seq in seqs:
+            p.held[seq] = p.sent
+            p.sent += 1
+        self._send(p, ("chunk", seqs, data))
+
+    def _drop_unpicklable(self, seqs: list[int]) -> tuple[list[int], list[Item]]:
+        keep: list[int] = []
+        for seq in seqs:
+            try:
+                pickle.dumps(self.items[seq], protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                error = f"item cannot be sent to a device process: {error_line(exc)}"
+                self._settle(seq, Outcome(self.items[seq][0], False, error), retry=False)
+            else:
+                keep.append(seq)
+        return keep, [self.items[seq] for seq in keep]
+
+    # --- events ---------------------------------------------------------------------------
+
+    def _wait(self) -> None:
+        if not self.live:
+            return
+        by_conn = {id(p.conn): p for p in self.live}
+        by_sentinel = {p.process.sentinel: p for p in self.live}
+        for ready in connection.wait([p.conn for p in self.live] + list(by_sentinel), POLL_SECONDS):
+            if isinstance(ready, int):
+                p = by_sentinel[ready]
+                if p in self.live:
+                    self._drain(p)
+                    self._on_death(p)
+            else:
+                p = by_conn[id(ready)]
+                if p in self.live:
+                    self._drain(p)
+
+    def _drain(self, p: DeviceProcess) -> None:
+        while True:
+            try:
+                if not p.conn.poll():
+                    return
+                message = pickle.loads(p.conn.recv_bytes())
+            except Exception:  # EOF or a closed pipe: the sentinel tells the rest
+                return
+            self._on_message(p, message)
+
+    def _on_message(self, p: DeviceProcess, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        device = p.device
+        if kind == "settled":
+            _, ok, elsewhere, failures = message
+            device.last_at = time.monotonic()
+            for seq in ok + elsewhere + [f[0] for f in failures]:
+                p.held.pop(seq, None)
+            device.succeeded += len(ok)
+            device.failed += len(failures)
+            self.reporter.record_successes([self.items[seq][0] for seq in ok])
+            for seq in elsewhere:
+                self.reporter.record_outcome(Outcome(self.items[seq][0], True, elsewhere=True))
+            for seq, error, tb in failures:
+                self._settle(seq, Outcome(self.items[seq][0], False, error, tb))
+        elif kind == "hungry":
+            p.hungry = True
+        elif kind == "ready":
+            p.ready = True
+            device.ready_at = device.ready_at or time.monotonic()
+        elif kind == "note":
+            self.reporter.note(f"{device.name}: {message[1]}")
+        elif kind == "unreadable":
+            _, seqs, error, tb = message
+            for seq in seqs:
+                p.held.pop(seq, None)
+                self._settle(seq, Outcome(self.items[seq][0], False, error, tb), retry=False)
+        elif kind == "abort":
+            _, error, tb = message
+            self._abort(f"{device.name}: {error}", tb)
+
+    def _settle(self, seq: int, outcome: Outcome, retry: bool = True) -> None:
+        """Record an item's final outcome, or queue it again while retries remain."""
+        if self.retries.again(seq, outcome, allowed=retry and not self.halting):
+            self.queue.retry(seq)
+            return
+        self.reporter.record_outcome(outcome)
+
+    def _on_death(self, p: DeviceProcess) -> None:
+        p.process.join(0.5)
+        exitcode = p.process.exitcode
+        device = p.device
+        self.live.remove(p)
+        taken = int(p.state[D.TAKEN])
+        started = [seq for seq, n in p.held.items() if n < taken]
+        waiting = [seq for seq, n in p.held.items() if n >= taken]
+        p.held.clear()
+        for seq in started:
+            self._clear_abandoned(self.items[seq][0])
+        try:
+            if p.finishing or p.killing or self.halting:
+                if p.finishing and exitcode:
+                    self.reporter.note(
+                        f"{device.name}: {describe_exit(exitcode, 'device process')}"
+                    )
+                return  # stopped, or stopping: what it held is not run
+            what = describe_exit(exitcode, f"the {device.name} device process")
+            device.failed += len(started)
+            for seq in started:
+                error = f"WorkerDied: {what} while running this item"
+                self._settle(seq, Outcome(self.items[seq][0], False, error, crash_text(p)))
+            for seq in waiting:
+                self.queue.give_back(seq)
+            lost = f"; {len(started)} item(s) it had taken failed" if started else ""
+            if device.starts < STARTS_PER_DEVICE:
+                self.reporter.note(f"{what}{lost}; restarting it")
+                self._start(device)
+                return
+            device.dropped = True
+            self.reporter.note(f"{what} again{lost}; {device.name} is dropped from the run")
+            if not any(not d.dropped for d in self.devices):
+                self._abort(f"every device was dropped; the last: {what}", crash_text(p))
+        finally:
+            self.spawner.release(p)
+
+    def _clear_abandoned(self, key: str) -> None:
+        # A process killed mid-item could not remove its staging: do it now it is reaped.
+        try:
+            self.stage.clear_abandoned(key)
+        except Exception as exc:
+            self.reporter.note(f"could not remove what the killed attempt at {key} left: {exc}")
+
+    # --- stopping -------------------------------------------------------------------------
+
+    def _kill(self, p: DeviceProcess) -> None:
+        """Abandon a device's work now: SIGTERM raises in it (staging removed), SIGKILL follows."""
+        p.killing = True
+        p.state[D.ABORT] = 1
+        p.signal(signal.SIGTERM)
+        p.kill_at = time.monotonic() + TERM_WAIT_SECONDS
+
+    def _kill_past_deadline(self) -> None:
+        deadline = self.stop.deadline()
+        if deadline is not None and time.monotonic() >= deadline:
+            for p in self.live:
+                if not p.killing:
+                    self._kill(p)
+
+    def _check_timers(self) -> None:
+        now = time.monotonic()
+        for p in self.live:
+            if p.kill_at is not None and now >= p.kill_at:
+                p.signal(signal.SIGKILL)
+                p.kill_at = None
+
+    def _shutdown(self) -> None:
+        """Tell idle device processes there is no more work; stop the rest; never wait forever."""
+        for p in self.live:
+            if p.held and not self.halting:
+                self._kill(p)  # only after an error in this loop
+            elif not p.finishing:
+                p.finishing = True
+                self._send(p, None)
+        while self.live:
+            if self.stop.is_set():
+                self._halt()
+            self._kill_past_deadline()
+            self._check_timers()
+            self._wait()
+
+    def _summarize(self) -> None:
+        """Each device's share, in the summary and the run record."""
+        summaries = [d.summary() for d in self.devices]
+        self.reporter.record["devices"] = summaries
+        for s in summaries:
+            rate = s["items_per_second"]
+            speed = f", {rate:.1f} items/s" if rate else ""
+            extra = " (dropped)" if s["dropped"] else ""
+            restarts = f", restarted {s['restarts']}x" if s["restarts"] else ""
+            self.reporter.note(
+                f"{s['device']}: {s['items']} items ({s['failed']} failed){speed}{restarts}{extra}"
+            )
+
+
+def crash_text(p: DeviceProcess) -> str | None:
+    """What the process's fault handler wrote (a segfault's traceback), if anything."""
+    try:
+        with open(p.crash_log, encoding="utf-8", errors="replace") as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    return text or None

@@ -1,0 +1,359 @@
+"""`--backbone torch --devices ...`: one process per device, fed from one queue.
+
+On the CPU, `cpu,cpu,cpu` stands for three devices; a task slows one of them down by
+its name (`DISPATCH_DEVICE`), so dynamic balancing shows in who did how much.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import run_dispatch, write_file
+
+torch = pytest.importorskip("torch")
+
+TASKS = '''
+import json, os, signal, time
+import torch
+from dispatcher import Placeholder, TorchTask, atomic_write
+
+
+class Uneven(TorchTask):
+    """Items of uneven cost (every 5th is 4x); the device named `slow` is `factor`x slower."""
+
+    mixin = {
+        "output": Placeholder(str),
+        "n": Placeholder(int, default=60),
+        "cost": Placeholder(float, default=0.004),
+        "slow": Placeholder(str, default="-"),
+        "factor": Placeholder(float, default=4.0),
+        "fail": Placeholder(str, default="-"),
+        "crash_setup": Placeholder(str, default="-"),
+        "kill_on": Placeholder(str, default="-"),
+    }
+
+    def journal(self, text):
+        with open(self.mixin.output.rstrip("/") + ".journal", "a") as fh:
+            fh.write(text + "\\n")
+
+    def setup(self):
+        self.me = os.environ.get("DISPATCH_DEVICE", "?")
+        if self.me == self.mixin.crash_setup:
+            raise RuntimeError(f"no memory left on {self.me}")
+
+    def load_model(self, device):
+        self.journal(f"model {self.me} {os.getpid()} {device}")
+
+    def generate_tasks(self):
+        return [{"name": f"i{i:04d}", "value": i} for i in range(self.mixin.n)]
+
+    def item_key(self, item):
+        return item["name"]
+
+    def out(self, name):
+        return os.path.join(self.mixin.output, name + ".json")
+
+    def is_each_executed(self, name, value):
+        return os.path.exists(self.out(name))
+
+    def load_data(self, name, value):
+        return {"x": torch.tensor([float(value)])}
+
+    def inference(self, device, batch_size, name, x, **batch):
+        if self.mixin.fail in name:
+            raise RuntimeError("inference exploded")
+        if self.me.startswith(self.mixin.kill_on):
+            os.kill(os.getpid(), signal.SIGKILL)
+        units = sum(4 if int(n[1:]) % 5 == 0 else 1 for n in name)
+        factor = self.mixin.factor if self.me == self.mixin.slow else 1.0
+        time.sleep(self.mixin.cost * units * factor)
+        for n in name:
+            self.journal(f"ran {n} {self.me} {os.getpid()}")
+        return x * 2
+
+    def postprocess_each(self, batch_idx, batch_size, name, value, x, result):
+        with atomic_write(self.out(name)) as tmp, open(tmp, "w") as fh:
+            json.dump({"name": name, "y": result.item(), "device": self.me,
+                       "pid": os.getpid()}, fh)
+'''
+
+
+@pytest.fixture
+def tasks(tmp_path: Path) -> Path:
+    return write_file(tmp_path / "device_tasks.py", TASKS)
+
+
+def devices_args(out: Path, devices: str = "cpu,cpu,cpu", *extra: str, mixin=()) -> list[str]:
+    return [
+        "Uneven", "--backbone", "torch", "--devices", devices, "--batch-size", "2",
+        "--num-workers", "1", *extra, "--mixin", f"output={out}", *mixin,
+    ]  # fmt: skip
+
+
+def run_devices(tasks: Path, out: Path, *extra: str, devices="cpu,cpu,cpu", mixin=()):
+    return run_dispatch(tasks, *devices_args(out, devices, *extra, mixin=mixin), cwd=tasks.parent)
+
+
+def outputs(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+
+
+def journal(out: Path, kind: str) -> list[list[str]]:
+    path = Path(str(out) + ".journal")
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [line.split()[1:] for line in lines if line.startswith(kind + " ")]
+
+
+def record(tmp_path: Path) -> dict:
+    runs = sorted(
+        (tmp_path / "dispatch-logs" / "Uneven").iterdir(), key=lambda p: p.stat().st_mtime
+    )
+    return json.loads((runs[-1] / "run.json").read_text())
+
+
+def failures(tmp_path: Path) -> dict[str, str]:
+    runs = sorted(
+        (tmp_path / "dispatch-logs" / "Uneven").iterdir(), key=lambda p: p.stat().st_mtime
+    )
+    path = runs[-1] / "failures.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return {row["key"]: row["error"] for row in rows}
+
+
+def names(n: int) -> set[str]:
+    return {f"i{i:04d}" for i in range(n)}
+
+
+def test_every_item_once_and_the_fast_devices_take_more(tasks, tmp_path):
+    out = tmp_path / "out"
+    done = run_devices(tasks, out, mixin=["n=120", "slow=cpu#0", "factor=5"])
+    assert done.returncode == 0, done.stderr
+    made = outputs(out)
+    assert set(made) == names(120)
+    ran = [name for name, *_ in journal(out, "ran")]
+    assert sorted(ran) == sorted(names(120)), "an item was computed twice or not at all"
+    by_device = collections.Counter(v["device"] for v in made.values())
+    assert set(by_device) == {"cpu#0", "cpu#1", "cpu#2"}
+    assert by_device["cpu#0"] < min(by_device["cpu#1"], by_device["cpu#2"]), by_device
+    # One model per device, each in its own process; one summary and one record.
+    models = journal(out, "model")
+    assert sorted(m[0] for m in models) == ["cpu#0", "cpu#1", "cpu#2"]
+    assert len({m[1] for m in models}) == 3
+    assert done.stderr.count("dispatch: found 120") == 1
+    rec = record(tmp_path)
+    assert rec["counts"]["succeeded"] == 120
+    devices = {d["device"]: d for d in rec["devices"]}
+    assert {k: v["items"] for k, v in devices.items()} == dict(by_device)
+    assert all(d["items_per_second"] > 0 and d["restarts"] == 0 for d in devices.values())
+    assert rec["config"]["backbone"]["options"]["devices"] == "cpu,cpu,cpu"
+    assert rec["config"]["backbone"]["options"]["start_method"] == "fork"
+    # A rerun finds everything done and starts no device.
+    again = run_devices(tasks, out, mixin=["n=120"])
+    assert again.returncode == 0, again.stderr
+    assert "nothing to do: 120 items in this shard, all done" in again.stderr
+    assert len(journal(out, "model")) == 3
+
+
+def test_a_failing_item_fails_alone_and_is_retried(tasks, tmp_path):
+    out = tmp_path / "out"
+    done = run_devices(tasks, out, "--retries", "1", mixin=["n=30", "fail=i0007"])
+    assert done.returncode == 1, done.stderr
+    assert failures(tmp_path).keys() == {"i0006", "i0007"}  # batch-mates: one inference call
+    assert all("(failed 2 attempts)" in e for e in failures(tmp_path).values())
+    assert set(outputs(out)) == names(30) - {"i0006", "i0007"}
+    assert "retrying i0007 (1/1)" in done.stderr
+
+
+def _start(tasks: Path, out: Path, *extra: str, mixin=()) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.pop("SLURM_ARRAY_TASK_ID", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", str(tasks), *devices_args(out, "cpu,cpu,cpu", *extra,
+                                                                         mixin=mixin)],
+        cwd=tasks.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _wait_for_outputs(proc: subprocess.Popen, out: Path, count: int) -> dict[str, dict]:
+    deadline = time.monotonic() + 60
+    while True:
+        made = outputs(out) if out.exists() else {}
+        if len(made) >= count:
+            return made
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+
+
+def test_a_killed_device_process_fails_only_its_items_and_is_restarted(tasks, tmp_path):
+    out = tmp_path / "out"
+    n = 240
+    proc = _start(tasks, out, mixin=[f"n={n}", "cost=0.01"])
+    made = _wait_for_outputs(proc, out, 12)
+    victim = next(v for v in made.values() if v["device"] == "cpu#1")["pid"]
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=120)
+    failed = failures(tmp_path)
+    assert proc.returncode == (1 if failed else 0), stderr
+    assert all(
+        e.startswith("WorkerDied: the cpu#1 device process died of SIGKILL")
+        for e in failed.values()
+    )
+    assert len(failed) <= 2 * (1 * 2 + 2 + 3)  # at most what it held: its window of batches
+    made = outputs(out)
+    assert set(made) | set(failed) == names(n) and not set(made) & set(failed)
+    assert "cpu#1 device process died of SIGKILL" in stderr and "restarting it" in stderr
+    rec = record(tmp_path)
+    devices = {d["device"]: d for d in rec["devices"]}
+    assert devices["cpu#1"]["restarts"] == 1 and not devices["cpu#1"]["dropped"]
+    # The restarted process took work again: a second model on cpu#1.
+    assert [m[0] for m in journal(out, "model")].count("cpu#1") == 2
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    rerun = run_devices(tasks, out, mixin=[f"n={n}", "cost=0.001"])
+    assert rerun.returncode == 0, rerun.stderr
+    assert set(outputs(out)) == names(n)
+    assert f"skipped {n - len(failed)}, ran {len(failed)}" in rerun.stderr
+
+
+def test_a_device_whose_process_dies_twice_is_dropped_and_the_run_goes_on(tasks, tmp_path):
+    out = tmp_path / "out"
+    done = run_devices(tasks, out, mixin=["n=60", "kill_on=cpu#2"])
+    assert done.returncode == 1, done.stderr
+    assert "cpu#2 is dropped from the run" in done.stderr
+    failed = failures(tmp_path)
+    assert failed and all("cpu#2 device process died of SIGKILL" in e for e in failed.values())
+    assert set(outputs(out)) == names(60) - set(failed)
+    assert {v["device"] for v in outputs(out).values()} == {"cpu#0", "cpu#1"}
+    rec = record(tmp_path)
+    devices = {d["device"]: d for d in rec["devices"]}
+    assert devices["cpu#2"]["dropped"] and devices["cpu#2"]["restarts"] == 1
+
+
+def test_every_device_dropped_aborts_the_run_and_a_rerun_completes(tasks, tmp_path):
+    out = tmp_path / "out"
+    lone = run_devices(tasks, out, devices="cpu", mixin=["n=10", "kill_on=cpu#"])
+    assert lone.returncode == 0, lone.stderr  # a lone cpu is named `cpu`, not `cpu#0`
+    out = tmp_path / "out2"
+    done = run_devices(tasks, out, devices="cpu,cpu", mixin=["n=40", "kill_on=cpu#"])
+    assert done.returncode == 1, done.stderr
+    assert "cpu#0 is dropped" in done.stderr and "cpu#1 is dropped" in done.stderr
+    assert "error: every device was dropped" in done.stderr
+    assert not outputs(out)
+    rerun = run_devices(tasks, out, devices="cpu,cpu", mixin=["n=40"])
+    assert rerun.returncode == 0, rerun.stderr
+    assert set(outputs(out)) == names(40)
+
+
+def test_a_setup_failure_on_one_device_aborts_with_exit_1(tasks, tmp_path):
+    out = tmp_path / "out"
+    done = run_devices(tasks, out, mixin=["n=20", "crash_setup=cpu#1"])
+    assert done.returncode == 1, done.stderr
+    assert "cpu#1: task setup failed: RuntimeError: no memory left on cpu#1" in done.stderr
+
+
+def test_sigterm_stops_every_device_with_143_and_a_rerun_completes(tasks, tmp_path):
+    out = tmp_path / "out"
+    n = 300
+    proc = _start(tasks, out, mixin=[f"n={n}", "cost=0.02"])
+    _wait_for_outputs(proc, out, 6)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    made = outputs(out)  # every file present is complete JSON
+    assert 6 <= len(made) < n
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    rerun = run_devices(tasks, out, mixin=[f"n={n}", "cost=0.0"])
+    assert rerun.returncode == 0, rerun.stderr
+    assert set(outputs(out)) == names(n)
+    assert f"skipped {len(made)}, ran {n - len(made)}" in rerun.stderr
+    ran = [name for name, *_ in journal(out, "ran")]
+    assert len(ran) >= n and set(ran) == names(n)
+
+
+def test_spawned_device_processes(tasks, tmp_path):
+    out = tmp_path / "out"
+    done = run_devices(tasks, out, "--start-method", "spawn", devices="cpu,cpu", mixin=["n=20"])
+    assert done.returncode == 0, done.stderr
+    assert set(outputs(out)) == names(20)
+    assert "spawn" in done.stderr
+
+
+def test_shards_compose_with_devices(tasks, tmp_path):
+    out = tmp_path / "out"
+    for shard in ("0/2", "1/2"):
+        done = run_devices(tasks, out, "--shard", shard, mixin=["n=40"])
+        assert done.returncode == 0, done.stderr
+    assert set(outputs(out)) == names(40)
+    assert sorted(name for name, *_ in journal(out, "ran")) == sorted(names(40))
+
+
+@pytest.mark.parametrize(
+    "devices, message",
+    [
+        ("gpu", "--devices expects a list like"),
+        ("cuda:0,cpu", "one kind of device per run"),
+        ("cpu:1", "cpu takes no index"),
+        ("cuda:3-1", "is an empty range"),
+        ("cuda:all", "no cuda device is available"),
+    ],
+)
+def test_bad_device_lists_are_one_line_usage_errors(tasks, tmp_path, devices, message):
+    if devices == "cuda:all" and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    out = tmp_path / "out"
+    done = run_devices(tasks, out, devices=devices, mixin=["n=5"])
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not out.exists()
+
+
+def test_device_and_devices_together_are_refused(tasks, tmp_path):
+    done = run_devices(tasks, tmp_path / "out", "--device", "cpu", mixin=["n=5"])
+    assert done.returncode == 2
+    assert "--device and --devices: give one" in done.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_all(tasks, tmp_path):
+    out = tmp_path / "out"
+    done = run_devices(tasks, out, devices="cuda:all", mixin=["n=200"])
+    assert done.returncode == 0, done.stderr
+    assert set(outputs(out)) == names(200)
+    count = torch.cuda.device_count()
+    assert {v["device"] for v in outputs(out).values()} <= {f"cuda:{i}" for i in range(count)}
+
+
+def test_npu_all_with_a_stand_in_torch_npu_spawns_one_process_per_npu(tmp_path):
+    from test_backbone_torch import FAKE_TORCH_NPU
+    from test_backbone_torch import TASKS as TORCH_TASKS
+
+    tasks = write_file(tmp_path / "torch_tasks.py", TORCH_TASKS)
+    fake = write_file(tmp_path / "fake" / "torch_npu" / "__init__.py", FAKE_TORCH_NPU)
+    log = tmp_path / "npu.log"
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(fake.parent.parent), os.environ.get("PYTHONPATH", "")]),
+        "FAKE_NPU_LOG": str(log),
+        "FAKE_NPU_COUNT": "2",
+    }
+    out = tmp_path / "out"
+    done = run_dispatch(
+        tasks, "Strings", "--backbone", "torch", "--devices", "npu:all", "--num-workers", "0",
+        "--batch-size", "2", "--mixin", f"output={out}", "n=24", cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    made = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert set(made) == {f"s{i}" for i in range(24)}
+    assert {v["y"].split("@")[1] for v in made.values()} <= {"npu:0", "npu:1"}
+    assert sorted(log.read_text().splitlines()) == ["set_device 0", "set_device 1"]
+    record = json.loads(next((tmp_path / "dispatch-logs").rglob("run.json")).read_text())
+    options = record["config"]["backbone"]["options"]
+    assert options["devices"] == "npu:0,npu:1" and options["start_method"] == "spawn"
+    assert options["pin_memory"] is True
