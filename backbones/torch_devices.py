@@ -45,6 +45,8 @@ STARTS_PER_DEVICE = 2
 """A device's process is started at most this often: the first time and one restart."""
 BATCHES_AHEAD_MARGIN = 3
 """Batches sent beyond what the loader, the compute and the postprocessing queue hold."""
+RATE_AFTER_ITEMS = 32
+"""A device's speed counts in how much it is sent ahead once it has settled this many."""
 
 
 @dataclass
@@ -59,6 +61,14 @@ class Device:
     failed: int = 0
     ready_at: float | None = None
     last_at: float | None = None
+
+    def rate(self) -> float:
+        """Items per second since it was ready (0 until it settled a few batches)."""
+        done = self.succeeded + self.failed
+        if done < RATE_AFTER_ITEMS or self.ready_at is None or self.last_at is None:
+            return 0.0
+        busy = self.last_at - self.ready_at
+        return done / busy if busy > 0 else 0.0
 
     def summary(self) -> dict[str, Any]:
         busy = (self.last_at or 0.0) - (self.ready_at or 0.0)
@@ -133,6 +143,8 @@ class DevicePool:
         loading = max(1, int(options.num_workers)) * int(options.prefetch_factor)
         queued = int(options.postprocess_queue)
         self.window = self.batch * (loading + queued + BATCHES_AHEAD_MARGIN)
+        self.least_window = self.batch * (loading + 1)
+        """What a device's loader and compute hold at once: never sent less ahead."""
         method = getattr(options, "start_method", None) or start_method(choices)
         self.spawner = Spawner(multiprocessing.get_context(method))
         self.live: list[DeviceProcess] = []
@@ -211,11 +223,24 @@ class DevicePool:
         with contextlib.suppress(OSError):
             p.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
+    def _windows(self) -> dict[int, int]:
+        """Items each device may hold, by its speed: a slow device keeps fewer waiting in its
+        buffer, so the last items go to whichever device frees up first."""
+        rates = {id(p): p.device.rate() for p in self.live}
+        fastest = max((r for r in rates.values() if r), default=0.0)
+        windows = {}
+        for p in self.live:
+            rate = rates[id(p)]
+            share = rate / fastest if rate and fastest else 1.0
+            windows[id(p)] = max(self.least_window, round(self.window * share))
+        return windows
+
     def _feed(self) -> None:
+        windows = self._windows()
         for p in self.live:
             if not p.ready or p.finishing or p.killing:
                 continue
-            while self.queue and (p.hungry or len(p.held) < self.window):
+            while self.queue and (p.hungry or len(p.held) < windows[id(p)]):
                 self._send_batch(p, self.queue.take(self.batch))
                 p.hungry = False
             if p.hungry and not self.queue:
