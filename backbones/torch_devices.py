@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import multiprocessing
 import pickle
 import signal
@@ -228,11 +229,16 @@ class DevicePool:
         buffer, so the last items go to whichever device frees up first."""
         rates = {id(p): p.device.rate() for p in self.live}
         fastest = max((r for r in rates.values() if r), default=0.0)
+        # Never more than an even share of what is left: a small run, or its end, is not
+        # taken whole by the device that was ready first.
+        left = len(self.queue) + sum(len(p.held) for p in self.live)
+        even = max(self.batch, math.ceil(left / max(1, len(self.live))))
         windows = {}
         for p in self.live:
             rate = rates[id(p)]
             share = rate / fastest if rate and fastest else 1.0
-            windows[id(p)] = max(self.least_window, round(self.window * share))
+            window = max(self.least_window, round(self.window * share))
+            windows[id(p)] = min(window, even)
         return windows
 
     def _feed(self) -> None:

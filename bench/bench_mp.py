@@ -245,7 +245,10 @@ def main() -> None:
         split_code = PLAIN_SPLIT.format(part=part, n=args.processes)
         rows = [
             ("plain single-process loop", [sys.executable, "-c", plain_code]),
-            (f"plain loop split over {args.processes} processes", [sys.executable, "-c", split_code]),
+            (
+                f"plain loop split over {args.processes} processes",
+                [sys.executable, "-c", split_code],
+            ),
             ("dispatch --backbone mp (template task)", template),
         ]
         if not args.template_only:

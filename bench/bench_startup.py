@@ -1,6 +1,6 @@
 """Median wall time of `dispatch -hk` (start-up cost paid by every command).
 
-    python bench/bench_startup.py [runs]
+python bench/bench_startup.py [runs]
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ def main() -> None:
         start = time.perf_counter()
         subprocess.run([sys.executable, "-c", "pass"], capture_output=True, check=True)
         bare.append(time.perf_counter() - start)
-    print(f"dispatch -hk: median {statistics.median(times):.3f} s over {runs} runs "
-          f"(min {min(times):.3f} s); bare python start-up median {statistics.median(bare):.3f} s")
+    print(
+        f"dispatch -hk: median {statistics.median(times):.3f} s over {runs} runs "
+        f"(min {min(times):.3f} s); bare python start-up median {statistics.median(bare):.3f} s"
+    )
 
 
 if __name__ == "__main__":
