@@ -18,22 +18,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import multiprocessing
 import pickle
 import signal
 import time
-from dataclasses import dataclass, field
 from multiprocessing import connection
 from typing import Any
 
 from backbones import torch_device_process as D
-from backbones.mp_items import ItemQueue, describe_exit
+from backbones.mp_items import describe_exit
 from backbones.mp_spawn import Spawner
 from backbones.torch_device import DeviceChoice
+from backbones.torch_device_items import Device, DeviceItems, DeviceProcess, crash_text
 from backbones.torch_feed import DRAIN
-from dispatcher.execution import Outcome, error_line
-from dispatcher.ledger import Retries
+from dispatcher.execution import error_line
 from dispatcher.report import Reporter
 from dispatcher.signals import StopSignal
 from dispatcher.stage import Stage
@@ -44,68 +42,6 @@ TERM_WAIT_SECONDS = 2.0
 """After SIGTERM, how long a device process has to unwind before SIGKILL."""
 STARTS_PER_DEVICE = 2
 """A device's process is started at most this often: the first time and one restart."""
-BATCHES_AHEAD_MARGIN = 3
-"""Batches sent beyond what the loader, the compute and the postprocessing queue hold."""
-RATE_AFTER_ITEMS = 32
-"""A device's speed counts in how much it is sent ahead once it has settled this many."""
-
-
-@dataclass
-class Device:
-    """One device of the run and what it did, across its process's restarts."""
-
-    choice: DeviceChoice
-    name: str
-    starts: int = 0
-    dropped: bool = False
-    succeeded: int = 0
-    failed: int = 0
-    ready_at: float | None = None
-    last_at: float | None = None
-
-    def rate(self) -> float:
-        """Items per second since it was ready (0 until it settled a few batches)."""
-        done = self.succeeded + self.failed
-        if done < RATE_AFTER_ITEMS or self.ready_at is None or self.last_at is None:
-            return 0.0
-        busy = self.last_at - self.ready_at
-        return done / busy if busy > 0 else 0.0
-
-    def summary(self) -> dict[str, Any]:
-        busy = (self.last_at or 0.0) - (self.ready_at or 0.0)
-        done = self.succeeded + self.failed
-        return {
-            "device": self.name,
-            "items": done,
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "items_per_second": round(done / busy, 3) if busy > 0 else None,
-            "restarts": max(0, self.starts - 1),
-            "dropped": self.dropped,
-        }
-
-
-@dataclass
-class DeviceProcess:
-    """The parent's view of one device process."""
-
-    device: Device
-    process: Any
-    conn: Any
-    state: Any
-    crash_log: str
-    ready: bool = False
-    held: dict[int, int] = field(default_factory=dict)
-    """Items sent and not settled: plan position -> how many items were sent before it."""
-    sent: int = 0
-    hungry: bool = False
-    finishing: bool = False
-    killing: bool = False
-    kill_at: float | None = None
-
-    def signal(self, signum: int) -> None:
-        with contextlib.suppress(ProcessLookupError, ValueError, AttributeError):
-            self.process.kill() if signum == signal.SIGKILL else self.process.terminate()
 
 
 def device_names(choices: list[DeviceChoice]) -> list[str]:
@@ -138,18 +74,19 @@ class DevicePool:
         self.reporter = reporter
         self.stop = stop
         self.devices = [Device(c, n) for c, n in zip(choices, device_names(choices), strict=True)]
-        self.queue = ItemQueue(len(items))
-        self.retries = Retries(getattr(options, "retries", 0) or 0, reporter.note)
-        self.batch = int(options.batch_size)
         loading = max(1, int(options.num_workers)) * int(options.prefetch_factor)
-        queued = int(options.postprocess_queue)
-        self.window = self.batch * (loading + queued + BATCHES_AHEAD_MARGIN)
-        self.least_window = self.batch * (loading + 1)
-        """What a device's loader and compute hold at once: never sent less ahead."""
+        self.book = DeviceItems(
+            stage,
+            items,
+            reporter,
+            getattr(options, "retries", 0) or 0,
+            int(options.batch_size),
+            ahead=loading + int(options.postprocess_queue),
+            least=loading + 1,
+        )
         method = getattr(options, "start_method", None) or start_method(choices)
         self.spawner = Spawner(multiprocessing.get_context(method))
         self.live: list[DeviceProcess] = []
-        self.halting = False
         self.deadline_sent: float | None = None
 
     # --- the loop -------------------------------------------------------------------------
@@ -174,8 +111,8 @@ class DevicePool:
         while True:
             if self.stop.is_set():
                 self._halt()
-            if not self.halting:
-                if not self.queue and not any(p.held for p in self.live):
+            if not self.book.halting:
+                if self.book.all_settled(self.live):
                     return
                 self._feed()
             else:
@@ -188,7 +125,7 @@ class DevicePool:
 
     def _halt(self) -> None:
         """No new batches; in-flight ones finish (within a signal's grace period)."""
-        self.halting = True
+        self.book.halting = True
         deadline = self.stop.deadline()
         if deadline == self.deadline_sent and all(p.state[D.HALT] for p in self.live):
             return
@@ -224,60 +161,19 @@ class DevicePool:
         with contextlib.suppress(OSError):
             p.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
-    def _windows(self) -> dict[int, int]:
-        """Items each device may hold, by its speed: a slow device keeps fewer waiting in its
-        buffer, so the last items go to whichever device frees up first."""
-        rates = {id(p): p.device.rate() for p in self.live}
-        fastest = max((r for r in rates.values() if r), default=0.0)
-        # Never more than an even share of what is left: a small run, or its end, is not
-        # taken whole by the device that was ready first.
-        left = len(self.queue) + sum(len(p.held) for p in self.live)
-        even = max(self.batch, math.ceil(left / max(1, len(self.live))))
-        windows = {}
-        for p in self.live:
-            rate = rates[id(p)]
-            share = rate / fastest if rate and fastest else 1.0
-            window = max(self.least_window, round(self.window * share))
-            windows[id(p)] = min(window, even)
-        return windows
-
     def _feed(self) -> None:
-        windows = self._windows()
+        windows = self.book.windows(self.live)
         for p in self.live:
             if not p.ready or p.finishing or p.killing:
                 continue
-            while self.queue and (p.hungry or len(p.held) < windows[id(p)]):
-                self._send_batch(p, self.queue.take(self.batch))
+            while self.book.queue and (p.hungry or len(p.held) < windows[id(p)]):
+                message = self.book.next_batch(p)
+                if message is not None:
+                    self._send(p, message)
                 p.hungry = False
-            if p.hungry and not self.queue:
+            if p.hungry and not self.book.queue:
                 self._send(p, (DRAIN,))
                 p.hungry = False
-
-    def _send_batch(self, p: DeviceProcess, seqs: list[int]) -> None:
-        items = [self.items[seq] for seq in seqs]
-        try:
-            data = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            seqs, items = self._drop_unpicklable(seqs)
-            if not seqs:
-                return
-            data = pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
-        for seq in seqs:
-            p.held[seq] = p.sent
-            p.sent += 1
-        self._send(p, ("chunk", seqs, data))
-
-    def _drop_unpicklable(self, seqs: list[int]) -> tuple[list[int], list[Item]]:
-        keep: list[int] = []
-        for seq in seqs:
-            try:
-                pickle.dumps(self.items[seq], protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as exc:
-                error = f"item cannot be sent to a device process: {error_line(exc)}"
-                self._settle(seq, Outcome(self.items[seq][0], False, error), retry=False)
-            else:
-                keep.append(seq)
-        return keep, [self.items[seq] for seq in keep]
 
     # --- events ---------------------------------------------------------------------------
 
@@ -311,17 +207,7 @@ class DevicePool:
         kind = message[0]
         device = p.device
         if kind == "settled":
-            _, ok, elsewhere, failures = message
-            device.last_at = time.monotonic()
-            for seq in ok + elsewhere + [f[0] for f in failures]:
-                p.held.pop(seq, None)
-            device.succeeded += len(ok)
-            device.failed += len(failures)
-            self.reporter.record_successes([self.items[seq][0] for seq in ok])
-            for seq in elsewhere:
-                self.reporter.record_outcome(Outcome(self.items[seq][0], True, elsewhere=True))
-            for seq, error, tb in failures:
-                self._settle(seq, Outcome(self.items[seq][0], False, error, tb))
+            self.book.settled(p, *message[1:])
         elif kind == "hungry":
             p.hungry = True
         elif kind == "ready":
@@ -330,47 +216,27 @@ class DevicePool:
         elif kind == "note":
             self.reporter.note(f"{device.name}: {message[1]}")
         elif kind == "unreadable":
-            _, seqs, error, tb = message
-            for seq in seqs:
-                p.held.pop(seq, None)
-                self._settle(seq, Outcome(self.items[seq][0], False, error, tb), retry=False)
+            self.book.unreadable(p, *message[1:])
         elif kind == "abort":
             _, error, tb = message
             self._abort(f"{device.name}: {error}", tb)
-
-    def _settle(self, seq: int, outcome: Outcome, retry: bool = True) -> None:
-        """Record an item's final outcome, or queue it again while retries remain."""
-        if self.retries.again(seq, outcome, allowed=retry and not self.halting):
-            self.queue.retry(seq)
-            return
-        self.reporter.record_outcome(outcome)
 
     def _on_death(self, p: DeviceProcess) -> None:
         p.process.join(0.5)
         exitcode = p.process.exitcode
         device = p.device
         self.live.remove(p)
-        taken = int(p.state[D.TAKEN])
-        started = [seq for seq, n in p.held.items() if n < taken]
-        waiting = [seq for seq, n in p.held.items() if n >= taken]
-        p.held.clear()
-        for seq in started:
-            self._clear_abandoned(self.items[seq][0])
         try:
-            if p.finishing or p.killing or self.halting:
+            if p.finishing or p.killing or self.book.halting:
+                self.book.settle_dead(p, None)  # stopped, or stopping: not run
                 if p.finishing and exitcode:
                     self.reporter.note(
                         f"{device.name}: {describe_exit(exitcode, 'device process')}"
                     )
-                return  # stopped, or stopping: what it held is not run
+                return
             what = describe_exit(exitcode, f"the {device.name} device process")
-            device.failed += len(started)
-            for seq in started:
-                error = f"WorkerDied: {what} while running this item"
-                self._settle(seq, Outcome(self.items[seq][0], False, error, crash_text(p)))
-            for seq in waiting:
-                self.queue.give_back(seq)
-            lost = f"; {len(started)} item(s) it had taken failed" if started else ""
+            failed = self.book.settle_dead(p, what)
+            lost = f"; {failed} item(s) it had taken failed" if failed else ""
             if device.starts < STARTS_PER_DEVICE:
                 self.reporter.note(f"{what}{lost}; restarting it")
                 self._start(device)
@@ -381,13 +247,6 @@ class DevicePool:
                 self._abort(f"every device was dropped; the last: {what}", crash_text(p))
         finally:
             self.spawner.release(p)
-
-    def _clear_abandoned(self, key: str) -> None:
-        # A process killed mid-item could not remove its staging: do it now it is reaped.
-        try:
-            self.stage.clear_abandoned(key)
-        except Exception as exc:
-            self.reporter.note(f"could not remove what the killed attempt at {key} left: {exc}")
 
     # --- stopping -------------------------------------------------------------------------
 
@@ -415,7 +274,7 @@ class DevicePool:
     def _shutdown(self) -> None:
         """Tell idle device processes there is no more work; stop the rest; never wait forever."""
         for p in self.live:
-            if p.held and not self.halting:
+            if p.held and not self.book.halting:
                 self._kill(p)  # only after an error in this loop
             elif not p.finishing:
                 p.finishing = True
@@ -439,13 +298,3 @@ class DevicePool:
             self.reporter.note(
                 f"{s['device']}: {s['items']} items ({s['failed']} failed){speed}{restarts}{extra}"
             )
-
-
-def crash_text(p: DeviceProcess) -> str | None:
-    """What the process's fault handler wrote (a segfault's traceback), if anything."""
-    try:
-        with open(p.crash_log, encoding="utf-8", errors="replace") as fh:
-            text = fh.read().strip()
-    except OSError:
-        return None
-    return text or None

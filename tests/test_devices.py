@@ -296,31 +296,25 @@ def test_shards_compose_with_devices(tasks, tmp_path):
     assert sorted(name for name, *_ in journal(out, "ran")) == sorted(names(40))
 
 
-@pytest.mark.parametrize(
-    "devices, message",
-    [
+def test_bad_device_lists_are_one_line_usage_errors(tasks, tmp_path, capsys):
+    from dispatcher.cli import main
+
+    out = tmp_path / "out"
+    cases = [
         ("gpu", "--devices expects a list like"),
         ("cuda:0,cpu", "one kind of device per run"),
         ("cpu:1", "cpu takes no index"),
         ("cuda:3-1", "is an empty range"),
-        ("cuda:all", "no cuda device is available"),
-    ],
-)
-def test_bad_device_lists_are_one_line_usage_errors(tasks, tmp_path, devices, message):
-    if devices == "cuda:all" and torch.cuda.is_available():
-        pytest.skip("this machine has a CUDA device")
-    out = tmp_path / "out"
-    done = run_devices(tasks, out, devices=devices, mixin=["n=5"])
-    assert done.returncode == 2, done.stderr
-    assert message in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert not out.exists()
-
-
-def test_device_and_devices_together_are_refused(tasks, tmp_path):
-    done = run_devices(tasks, tmp_path / "out", "--device", "cpu", mixin=["n=5"])
-    assert done.returncode == 2
-    assert "--device and --devices: give one" in done.stderr
+    ]
+    if not torch.cuda.is_available():
+        cases.append(("cuda:all", "no cuda device is available"))
+    for devices, message in cases:
+        assert main([str(tasks), *devices_args(out, devices, mixin=["n=5"])]) == 2, devices
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (devices, err)
+    assert main([str(tasks), *devices_args(out, "cpu", "--device", "cpu", mixin=["n=5"])]) == 2
+    assert "--device and --devices: give one" in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "dispatch-logs").exists()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
