@@ -19,6 +19,7 @@ BASE=${LOCAL_SLURM_DIR:-/tmp/local-slurm}
 KILLWAIT=${LOCAL_SLURM_KILLWAIT:-30}
 MAX_ARRAY=${LOCAL_SLURM_MAX_ARRAY:-1001}
 PARTITION=local
+URGENT=urgent # a job here preempts (requeues) jobs of $PARTITION: preemption, for real
 NODE=$(hostname -s)
 PIDS=$BASE/run
 LOGS=$BASE/log
@@ -110,6 +111,7 @@ write_config() {
   # name lookup. ReturnToService=2: a node that was down comes back when slurmd answers.
   # sched_interval=1: pending array tasks start within a second of a free CPU instead of
   # waiting for the next event (a 4-task array on 2 CPUs: about 2 s instead of 5-6 s).
+  # A job in the `urgent` partition preempts jobs of `local`, which SLURM requeues.
   cat >"$BASE/slurm.conf.new" <<EOF
 # Written by scripts/local-slurm.sh; rewritten on every start.
 ClusterName=local
@@ -138,8 +140,11 @@ ReturnToService=2
 KillWait=$KILLWAIT
 MaxArraySize=$MAX_ARRAY
 MailProg=/bin/true
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP PriorityTier=1
+PartitionName=$URGENT Nodes=$NODE MaxTime=INFINITE State=UP PriorityTier=10
 EOF
   CONFIG_CHANGED=0
   cmp -s "$BASE/slurm.conf.new" /etc/slurm/slurm.conf || CONFIG_CHANGED=1
@@ -245,6 +250,7 @@ cmd_stop() {
   # Jobs first, while the controller is up: their slurmstepd processes outlive slurmd.
   if controller_up && [ -n "$(squeue -h -o %i 2>/dev/null)" ]; then
     scancel --partition="$PARTITION" 2>/dev/null || true
+    scancel --partition="$URGENT" 2>/dev/null || true
     local wait_s
     wait_s=$(scontrol show config 2>/dev/null | sed -n 's/^KillWait *= *\([0-9]*\).*/\1/p')
     for _ in $(seq $(((${wait_s:-30} + 15) * 5))); do

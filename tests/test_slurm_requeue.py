@@ -139,3 +139,55 @@ def _show(job: str) -> str:
     return subprocess.run(
         ["scontrol", "show", "job", job], capture_output=True, text=True, timeout=30
     ).stdout
+
+
+def _urgent_partition() -> bool:
+    shown = subprocess.run(
+        ["scontrol", "show", "partition", "urgent"], capture_output=True, text=True, timeout=30
+    )
+    return shown.returncode == 0 and "PriorityTier=10" in shown.stdout
+
+
+@pytest.mark.slow
+@needs_cluster
+def test_a_preempted_task_is_requeued_and_resumes_its_shard(tmp_path, jobs):
+    """A job in the local cluster's `urgent` partition preempts ours (PreemptMode=REQUEUE):
+    SIGTERM, the record written, SLURM requeues the task, which resumes its shard."""
+    if not _urgent_partition():
+        pytest.skip("the cluster has no preempting `urgent` partition (scripts/local-slurm.sh)")
+    items = 40
+    command = stamp_command(tmp_path, items, delay=0.2)
+    ids, _ = submit(tmp_path, "--array", "1", "--requeue", "--time", "5", "--", *command)
+    jobs.extend(ids)
+    (job,) = ids
+    deadline = time.monotonic() + 60
+    while not journal(tmp_path):
+        assert time.monotonic() < deadline, "the array task never committed an item"
+        time.sleep(0.05)
+    cpus = os.cpu_count() or 1
+    urgent = subprocess.run(
+        ["sbatch", "--parsable", "--partition=urgent", f"--cpus-per-task={cpus}",
+         f"--output={tmp_path / 'urgent.out'}", "--wrap=sleep 2"],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.strip()  # fmt: skip
+    jobs.append(urgent)
+    wait_for([urgent], timeout=120)
+    deadline = time.monotonic() + 120
+    restarted = re.compile(r"JobState=(RUNNING|COMPLETED)\b.*\bRestarts=1\b", re.S)
+    pending_since = None
+    while not restarted.search(shown := _show(f"{job}_0")):
+        assert time.monotonic() < deadline, shown
+        if "Restarts=1" in shown and "JobState=PENDING" in shown:
+            pending_since = pending_since or time.monotonic()
+            if time.monotonic() - pending_since > 3:  # released from BeginTime, as above
+                subprocess.run(["scontrol", "update", f"JobId={job}_0", "StartTime=now"], timeout=30)
+        time.sleep(0.5)
+    wait_for(ids)
+    assert task_states(job) == {0: ("COMPLETED", 0)}
+    names = sorted(f"item-{i:03d}" for i in range(items))
+    assert sorted(outputs(tmp_path)) == names
+    assert sorted(r["name"] for r in journal(tmp_path)) == names, "an item was processed twice"
+    runs = sorted((tmp_path / "logs" / "Stamp").glob(f"*-{job}_0-*/run.json"))
+    records = [json.loads(p.read_text()) for p in runs]
+    assert [r["exit_code"] for r in records] == [143, 0], records
+    assert records[1]["counts"]["skipped"] >= 1
