@@ -353,3 +353,14 @@ def test_npu_all_with_a_stand_in_torch_npu_spawns_one_process_per_npu(tmp_path):
     options = record["config"]["backbone"]["options"]
     assert options["devices"] == "npu:0,npu:1" and options["start_method"] == "spawn"
     assert options["pin_memory"] is True
+
+
+def test_a_device_list_is_submittable_from_a_node_without_those_devices(tasks, tmp_path):
+    out = tmp_path / "out"
+    args = devices_args(out, "cuda:all", mixin=["n=5"])
+    done = run_dispatch("submit", "--array", "2", "--dry-run", "--", tasks, *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "--devices cuda:all" in done.stdout
+    bad = devices_args(out, "cuda:x", mixin=["n=5"])
+    done = run_dispatch("submit", "--array", "2", "--dry-run", "--", tasks, *bad, cwd=tmp_path)
+    assert done.returncode == 2 and "--devices expects a list like" in done.stderr
