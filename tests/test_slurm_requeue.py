@@ -180,7 +180,9 @@ def test_a_preempted_task_is_requeued_and_resumes_its_shard(tmp_path, jobs):
         if "Restarts=1" in shown and "JobState=PENDING" in shown:
             pending_since = pending_since or time.monotonic()
             if time.monotonic() - pending_since > 3:  # released from BeginTime, as above
-                subprocess.run(["scontrol", "update", f"JobId={job}_0", "StartTime=now"], timeout=30)
+                subprocess.run(
+                    ["scontrol", "update", f"JobId={job}_0", "StartTime=now"], timeout=30
+                )
         time.sleep(0.5)
     wait_for(ids)
     assert task_states(job) == {0: ("COMPLETED", 0)}
