@@ -392,12 +392,12 @@ def test_after_sigterm_no_thread_of_the_torch_run_is_left_at_exit(tmp_path):
 def test_sigterm_at_random_moments_of_a_torch_run_always_exits_143(tmp_path):
     """SIGTERM mid-run (DataLoader workers, fetch and postprocessing threads all busy).
 
-    DISPATCH_SIGTERM_LOOPS sets the number of runs (default 10, to keep the suite short; 100
+    DISPATCH_SIGTERM_LOOPS sets the number of runs (default 5, to keep the suite short; 100
     for a measurement).
     """
     pytest.importorskip("torch")
     task = write_file(tmp_path / "busy.py", BUSY)
-    loops = int(os.environ.get("DISPATCH_SIGTERM_LOOPS", "10"))
+    loops = int(os.environ.get("DISPATCH_SIGTERM_LOOPS", "5"))
     rng = random.Random(int(os.environ.get("DISPATCH_SIGTERM_SEED", "0")))
     codes: dict[int, int] = {}
     seconds: list[float] = []
