@@ -53,6 +53,25 @@ def describe_exit(exitcode: int | None, who: str = "worker process") -> str:
     return f"{who} exited with code {exitcode}"
 
 
+def read_crash_log(path: str) -> str | None:
+    """What a child's fault handler wrote (a segfault's traceback), if anything."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def clear_abandoned(stage: Stage, key: str, note: Callable[[str], None]) -> None:
+    """A child killed mid-item (SIGKILL after the grace period, the OOM killer) could not
+    remove its staging: do it once it is reaped, unless a live run holds the item."""
+    try:
+        stage.clear_abandoned(key)
+    except Exception as exc:
+        note(f"could not remove what the killed attempt at {key} left: {exc}")
+
+
 class ItemQueue:
     """Items still to send, by index: returned ones first, then in order, then retries.
 
@@ -130,13 +149,7 @@ class PoolWorker:
             os.kill(self.pid, signum)
 
     def crash_text(self) -> str | None:
-        """What the worker's fault handler wrote (a segfault's traceback), if anything."""
-        try:
-            with open(self.crash_log, encoding="utf-8", errors="replace") as fh:
-                text = fh.read().strip()
-        except OSError:
-            return None
-        return text or None
+        return read_crash_log(self.crash_log)
 
 
 class ItemBook:
@@ -303,7 +316,7 @@ class ItemBook:
                 w.chunks.popleft()
                 w.resolved = set()
                 for seq in chunk:
-                    self._clear_abandoned(self.items[seq][0], note)
+                    clear_abandoned(self.stage, self.items[seq][0], note)
                 error = f"WorkerDied: {describe_exit(exitcode)} while running this item"
                 self.isolate(chunk, error, w.crash_text())
                 lost = True  # an item's doing, not a barren worker
@@ -333,20 +346,12 @@ class ItemBook:
             and not self.halting
         )
 
-    def _clear_abandoned(self, key: str, note: Callable[[str], None]) -> None:
-        # A worker killed mid-item (SIGKILL after the grace period, the OOM killer) could
-        # not remove its staging: do it now that it is reaped, unless a live run holds it.
-        try:
-            self.stage.clear_abandoned(key)
-        except Exception as exc:
-            note(f"could not remove what the killed attempt at {key} left: {exc}")
-
     def _lost_item(
         self, w: PoolWorker, seq: int, exitcode: int | None, note: Callable[[str], None]
     ) -> None:
         """The item a worker was running when it died."""
         key = self.items[seq][0]
-        self._clear_abandoned(key, note)
+        clear_abandoned(self.stage, key, note)
         if w.kill_reason is not None:
             killed_seq, reason = w.kill_reason
             if reason is None or killed_seq != seq:

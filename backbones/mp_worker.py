@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -192,23 +192,38 @@ def worker_main(
     crash_log: str,
 ) -> None:
     """Entry point of a worker process (started with SIGINT/SIGTERM blocked)."""
-    # Under fork, the parent's ends of other workers' pipes were inherited: close them, so
-    # that each pipe reports EOF when the parent goes away.
+    with supervised(parent_pid, inherited_fds, crash_log, lambda: state[ABORT]) as parent:
+        if parent is not None:
+            _serve(stage, conn, state, parent)
+
+
+@contextlib.contextmanager
+def supervised(
+    parent_pid: int, inherited_fds: list[int], crash_log: str, abandon: Callable[[], Any]
+) -> Iterator[ParentWatch | None]:
+    """The body of a child the parent supervises (an `mp` worker, a device process):
+    signals left to the parent, SIGTERM abandoning the work once `abandon()` says so (or
+    the parent is gone), a segfault's traceback in `crash_log`. Yields None when the
+    parent is already gone; the parent stopping it or going away ends the body quietly.
+    """
+    # Under fork, the parent's ends of other children's pipes were inherited: close them,
+    # so that each pipe reports EOF when the parent goes away.
     for fd in inherited_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
     parent = ParentWatch(parent_pid)
     with open(crash_log, "w", encoding="utf-8") as crash_file:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, abandon_on_sigterm(lambda: state[ABORT], crash_file, parent))
+        signal.signal(signal.SIGTERM, abandon_on_sigterm(abandon, crash_file, parent))
         parent.signal_me_on_death()
         unblock_stop_signals()
         if not parent.alive():
+            yield None
             return
         # A segfault's Python traceback goes here; the parent files it with the item.
         faulthandler.enable(file=crash_file, all_threads=False)
         try:
-            _serve(stage, conn, state, parent)
+            yield parent
         except (Abandoned, BrokenPipeError, EOFError):
             pass
         finally:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backbones import torch_device_process as D
-from backbones.mp_items import ItemQueue
+from backbones.mp_items import ItemQueue, clear_abandoned, read_crash_log
 from backbones.torch_device import DeviceChoice
 from dispatcher.execution import Outcome, error_line
 from dispatcher.ledger import Retries
@@ -89,13 +89,7 @@ class DeviceProcess:
 
 
 def crash_text(p: DeviceProcess) -> str | None:
-    """What the process's fault handler wrote (a segfault's traceback), if anything."""
-    try:
-        with open(p.crash_log, encoding="utf-8", errors="replace") as fh:
-            text = fh.read().strip()
-    except OSError:
-        return None
-    return text or None
+    return read_crash_log(p.crash_log)
 
 
 class DeviceItems:
@@ -222,7 +216,7 @@ class DeviceItems:
         waiting = [seq for seq, n in p.held.items() if n >= taken]
         p.held.clear()
         for seq in started:
-            self._clear_abandoned(self.items[seq][0])
+            clear_abandoned(self.stage, self.items[seq][0], self.reporter.note)
         if what is None:
             return 0
         p.device.failed += len(started)
@@ -234,10 +228,3 @@ class DeviceItems:
             for seq in waiting:
                 self.queue.give_back(seq)
         return len(started)
-
-    def _clear_abandoned(self, key: str) -> None:
-        # A process killed mid-item could not remove its staging: do it now it is reaped.
-        try:
-            self.stage.clear_abandoned(key)
-        except Exception as exc:
-            self.reporter.note(f"could not remove what the killed attempt at {key} left: {exc}")

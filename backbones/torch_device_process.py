@@ -12,19 +12,15 @@ grace period is over.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import faulthandler
 import os
 import pickle
-import signal
 import threading
 from typing import Any
 
-from backbones.mp_worker import Abandoned, ParentWatch, abandon_on_sigterm
+from backbones.mp_worker import supervised
 from backbones.torch_device import DeviceChoice
 from backbones.torch_run import TorchRun
 from dispatcher.execution import Outcome
-from dispatcher.signals import unblock_stop_signals
 from dispatcher.stage import Stage
 
 # Slots of the shared state array (doubles). TAKEN is written by the device process (how
@@ -191,18 +187,9 @@ def device_main(
 
     os.environ["DISPATCH_DEVICE"] = name
 
-    for fd in inherited_fds:  # the other processes' pipes, inherited by fork
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    parent = ParentWatch(parent_pid)
-    with open(crash_log, "w", encoding="utf-8") as crash_file:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, abandon_on_sigterm(lambda: state[ABORT], crash_file, parent))
-        parent.signal_me_on_death()
-        unblock_stop_signals()
-        if not parent.alive():
+    with supervised(parent_pid, inherited_fds, crash_log, lambda: state[ABORT]) as parent:
+        if parent is None:
             return
-        faulthandler.enable(file=crash_file, all_threads=False)
         link = Link(conn)
 
         def count_taken(n: int) -> None:
@@ -210,9 +197,4 @@ def device_main(
 
         feed = Feed(conn, link.send, count_taken)
         feed.start()
-        try:
-            DeviceRun(options, choice, stage, feed, link, RemoteStop(state)).run()
-        except (Abandoned, BrokenPipeError, EOFError):
-            pass
-        finally:
-            faulthandler.disable()
+        DeviceRun(options, choice, stage, feed, link, RemoteStop(state)).run()
