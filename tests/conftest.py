@@ -39,6 +39,15 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture
+def jobs():
+    """Job ids a test submitted; whatever is left is cancelled at the end."""
+    submitted: list[str] = []
+    yield submitted
+    if submitted:
+        subprocess.run(["scancel", *submitted], capture_output=True, timeout=30)
+
+
+@pytest.fixture
 def dispatch():
     return run_dispatch
 

@@ -26,15 +26,6 @@ from test_slurm_submit import (
 from dispatcher.slurm_submit import render_script, split_shards
 
 
-@pytest.fixture
-def jobs():
-    """Job ids a test submitted; whatever is left is cancelled at the end."""
-    submitted: list[str] = []
-    yield submitted
-    if submitted:
-        subprocess.run(["scancel", *submitted], capture_output=True, timeout=30)
-
-
 def _script(tmp_path: Path, items: int, delay: float) -> Path:
     command = stamp_command(tmp_path, items, delay)
     text = render_script(
@@ -107,21 +98,7 @@ def test_time_limit_warning_requeues_the_task_which_resumes_its_shard(tmp_path, 
         time.sleep(0.05)
     # The warning SLURM sends before the time limit, to the batch shell only.
     subprocess.run(["scancel", "--batch", "--signal=USR1", f"{job}_1"], check=True, timeout=30)
-    # SLURM holds a requeued job for a while (Reason=BeginTime). Released a few seconds
-    # after it is pending again: started within the second of its requeue, slurmd would
-    # refuse it (its credential revoked by the requeue), which is why SLURM holds it.
-    deadline = time.monotonic() + 90
-    restarted = re.compile(r"JobState=(RUNNING|COMPLETED)\b.*\bRestarts=1\b", re.S)
-    pending_since = None
-    while not restarted.search(shown := _show(f"{job}_1")):
-        assert time.monotonic() < deadline, shown
-        if "Restarts=1" in shown and "JobState=PENDING" in shown:
-            pending_since = pending_since or time.monotonic()
-            if time.monotonic() - pending_since > 3:
-                subprocess.run(
-                    ["scontrol", "update", f"JobId={job}_1", "StartTime=now"], timeout=30
-                )
-        time.sleep(0.5)
+    _wait_until_restarted(f"{job}_1", timeout=90)
     wait_for(ids)
     assert "Restarts=0" in _show(f"{job}_0")  # only the warned task was requeued
     assert task_states(job) == {0: ("COMPLETED", 0), 1: ("COMPLETED", 0)}
@@ -133,6 +110,25 @@ def test_time_limit_warning_requeues_the_task_which_resumes_its_shard(tmp_path, 
     assert [r["exit_code"] for r in records] == [143, 0], records
     assert records[1]["counts"]["skipped"] >= 1  # the requeued task resumed its shard
     assert re.search(r"Restarts=1\b", _show(f"{job}_1"))
+
+
+def _wait_until_restarted(task: str, timeout: float) -> None:
+    """Until the requeued array task `task` runs again (or has finished).
+
+    SLURM holds a requeued job for a while (Reason=BeginTime). Released a few seconds
+    after it is pending again: started within the second of its requeue, slurmd would
+    refuse it (its credential revoked by the requeue), which is why SLURM holds it.
+    """
+    deadline = time.monotonic() + timeout
+    restarted = re.compile(r"JobState=(RUNNING|COMPLETED)\b.*\bRestarts=1\b", re.S)
+    pending_since = None
+    while not restarted.search(shown := _show(task)):
+        assert time.monotonic() < deadline, shown
+        if "Restarts=1" in shown and "JobState=PENDING" in shown:
+            pending_since = pending_since or time.monotonic()
+            if time.monotonic() - pending_since > 3:
+                subprocess.run(["scontrol", "update", f"JobId={task}", "StartTime=now"], timeout=30)
+        time.sleep(0.5)
 
 
 def _show(job: str) -> str:
@@ -172,18 +168,7 @@ def test_a_preempted_task_is_requeued_and_resumes_its_shard(tmp_path, jobs):
     ).stdout.strip()  # fmt: skip
     jobs.append(urgent)
     wait_for([urgent], timeout=120)
-    deadline = time.monotonic() + 120
-    restarted = re.compile(r"JobState=(RUNNING|COMPLETED)\b.*\bRestarts=1\b", re.S)
-    pending_since = None
-    while not restarted.search(shown := _show(f"{job}_0")):
-        assert time.monotonic() < deadline, shown
-        if "Restarts=1" in shown and "JobState=PENDING" in shown:
-            pending_since = pending_since or time.monotonic()
-            if time.monotonic() - pending_since > 3:  # released from BeginTime, as above
-                subprocess.run(
-                    ["scontrol", "update", f"JobId={job}_0", "StartTime=now"], timeout=30
-                )
-        time.sleep(0.5)
+    _wait_until_restarted(f"{job}_0", timeout=120)
     wait_for(ids)
     assert task_states(job) == {0: ("COMPLETED", 0)}
     names = sorted(f"item-{i:03d}" for i in range(items))

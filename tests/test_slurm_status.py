@@ -24,15 +24,6 @@ from test_slurm_submit import (
 from dispatcher.sharding import hash_bucket
 
 
-@pytest.fixture
-def jobs():
-    """Job ids a test submitted; whatever is left is cancelled at the end."""
-    submitted: list[str] = []
-    yield submitted
-    if submitted:
-        subprocess.run(["scancel", *submitted], capture_output=True, timeout=30)
-
-
 def sizes(items: int, count: int) -> list[int]:
     return [
         sum(hash_bucket(f"item-{i:03d}", count) == s for i in range(items)) for s in range(count)

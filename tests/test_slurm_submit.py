@@ -326,15 +326,6 @@ def task_states(job: str) -> dict[int, tuple[str, int]]:
     return states
 
 
-@pytest.fixture
-def jobs():
-    """Job ids a test submitted; whatever is left is cancelled at the end."""
-    submitted: list[str] = []
-    yield submitted
-    if submitted:
-        subprocess.run(["scancel", *submitted], capture_output=True, timeout=30)
-
-
 @pytest.mark.slow
 @needs_cluster
 def test_submit_runs_every_shard_once(tmp_path, jobs):
