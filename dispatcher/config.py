@@ -13,17 +13,19 @@ without importing OmegaConf (it costs more than the rest of a rerun's start-up).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import ErrorList, UsageError, did_you_mean
 
 CFG_SECTIONS = ("task", "backbone", "mixin")
 RUN_KEYS = ("task_file", "task_class", "shard", "force")
+
+if TYPE_CHECKING:
+    import yaml
 
 
 @dataclass
@@ -40,16 +42,16 @@ class LayeredConfig:
     placeholder takes the text, any other type the YAML value."""
 
 
-def _read_yaml(
-    path: str, what: str, errors: ErrorList, loader: type[yaml.SafeLoader]
-) -> dict[str, Any]:
-    """A YAML mapping; `loader` types its scalars (as OmegaConf does, or as typed text)."""
+def _read_yaml(path: str, what: str, errors: ErrorList, kind: str) -> dict[str, Any]:
+    """A YAML mapping; the loader `kind` types its scalars (as OmegaConf does, or as text)."""
+    import yaml
+
     if not os.path.isfile(path):
         errors.add(f"{what} file not found: {path}")
         return {}
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.load(fh, Loader=loader)
+            data = yaml.load(fh, Loader=_loader(kind))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path
@@ -108,28 +110,80 @@ _YAML_FLOAT = re.compile(  # YAML 1.2 floats: `1e3` and `1_000.5` are numbers
 )
 
 
-class _MixinValueLoader(yaml.SafeLoader):
-    """Types a `--mixin` value, or a YAML file's, the way OmegaConf's YAML loader does."""
+# The two loaders, built on first use: a command line of plain words and paths never
+# imports YAML (`_is_own_text`).
+TYPED, TEXT = "typed", "text"
 
 
-_MixinValueLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float", _YAML_FLOAT, list("-+0123456789.")
+@functools.cache
+def _loader(kind: str) -> type[yaml.SafeLoader]:
+    """`typed`: types a `--mixin` value, or a YAML file's, the way OmegaConf's YAML loader
+    does. `text`: reads every plain scalar as the text it was written as (only `null`,
+    `~` and an empty value stay None), so the declared type, not YAML, decides what
+    `0123` is."""
+    import yaml
+
+    if kind == TYPED:
+        loader = type("_MixinValueLoader", (yaml.SafeLoader,), {})
+        loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_FLOAT, list("-+0123456789."))
+        keep = lambda tag: tag != "tag:yaml.org,2002:timestamp"  # noqa: E731
+    else:
+        loader = type("_TextLoader", (yaml.SafeLoader,), {})
+        keep = lambda tag: tag == "tag:yaml.org,2002:null"  # noqa: E731
+    loader.yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if keep(tag)]
+        for first, resolvers in loader.yaml_implicit_resolvers.items()
+    }
+    return loader
+
+
+_OWN_TEXT = re.compile(r"[A-Za-z_/][A-Za-z0-9_./-]*")
+_KEYWORDS = frozenset(
+    [
+        "yes",
+        "Yes",
+        "YES",
+        "no",
+        "No",
+        "NO",
+        "true",
+        "True",
+        "TRUE",
+        "false",
+        "False",
+        "FALSE",
+        "on",
+        "On",
+        "ON",
+        "off",
+        "Off",
+        "OFF",
+        "null",
+        "Null",
+        "NULL",
+    ]
 )
-_MixinValueLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in _MixinValueLoader.yaml_implicit_resolvers.items()
-}
+"""Plain scalars YAML reads as text under either loader: no indicator, space, `:` or `#`,
+a first character that starts no number, date or `~`, and not one of the words of
+YAML 1.1's booleans and null. Paths and words, read without importing YAML."""
 
 
-class _TextLoader(yaml.SafeLoader):
-    """Reads every plain scalar as the text it was written as (only `null`, `~` and an
-    empty value stay None), so the declared type, not YAML, decides what `0123` is."""
+def _is_own_text(text: str) -> bool:
+    return _OWN_TEXT.fullmatch(text) is not None and text not in _KEYWORDS
 
 
-_TextLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag == "tag:yaml.org,2002:null"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+def _load_value(text: str, kind: str) -> Any:
+    """One `--mixin` value, as the loader `kind` types it (an empty value is None)."""
+    if _is_own_text(text):
+        return text
+    if not text.strip():
+        return None
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_loader(kind))
+    except yaml.YAMLError as exc:
+        raise ValueError(getattr(exc, "problem", None) or str(exc).splitlines()[0]) from None
 
 
 def _text_dotlist(items: list[str]) -> dict[str, Any]:
@@ -139,7 +193,7 @@ def _text_dotlist(items: list[str]) -> dict[str, Any]:
     conf = OmegaConf.create({})
     for item in items:
         key, text = item.split("=", 1)
-        value = yaml.load(text, Loader=_TextLoader) if text.strip() else None
+        value = _load_value(text, TEXT)
         OmegaConf.update(conf, key, value, merge=True)
     return OmegaConf.to_container(conf, resolve=False)  # type: ignore[return-value]
 
@@ -155,17 +209,14 @@ def _is_plain_dotlist(items: list[str]) -> bool:
     return len(set(keys)) == len(keys) and not prefixes & set(keys)
 
 
-def _plain_dotlist(
-    items: list[str], errors: ErrorList, loader: type[yaml.SafeLoader] = _MixinValueLoader
-) -> dict[str, Any]:
+def _plain_dotlist(items: list[str], errors: ErrorList, kind: str = TYPED) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for item in items:
         key, text = item.split("=", 1)
         try:
-            value = yaml.load(text, Loader=loader) if text.strip() else None
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            errors.add(f"--mixin item '{item}' cannot be parsed: {problem}")
+            value = _load_value(text, kind)
+        except ValueError as exc:
+            errors.add(f"--mixin item '{item}' cannot be parsed: {exc}")
             continue
         *parents, last = key.split(".")
         node = tree
@@ -225,14 +276,15 @@ def load_layers(
     if not cfg_path and not mixin_cfg_path and _is_plain_dotlist(items):
         mixin = _plain_dotlist(items, errors)
         errors.raise_if_any()
-        layers = LayeredConfig(mixin=mixin, mixin_text=_plain_dotlist(items, errors, _TextLoader))
+        layers = LayeredConfig(mixin=mixin, mixin_text=_plain_dotlist(items, errors, TEXT))
         return _with_values(layers, mixin_values)
 
+    import yaml
     from omegaconf.errors import OmegaConfBaseException
 
     cfg: dict[str, Any] = {}
     if cfg_path:
-        cfg = _read_yaml(cfg_path, "--cfg", errors, _MixinValueLoader)
+        cfg = _read_yaml(cfg_path, "--cfg", errors, TYPED)
         for key in cfg:
             if key not in CFG_SECTIONS + RUN_KEYS:
                 hint = did_you_mean(str(key), CFG_SECTIONS + RUN_KEYS)
@@ -244,11 +296,7 @@ def load_layers(
         for key in CFG_SECTIONS:
             if cfg.get(key) is not None and not isinstance(cfg[key], dict):
                 errors.add(f"--cfg {cfg_path}: section '{key}' must be a mapping")
-    mixin_file = (
-        _read_yaml(mixin_cfg_path, "--mixin-cfg", errors, _MixinValueLoader)
-        if mixin_cfg_path
-        else {}
-    )
+    mixin_file = _read_yaml(mixin_cfg_path, "--mixin-cfg", errors, TYPED) if mixin_cfg_path else {}
     dotlist = _omegaconf_dotlist(items, errors)
     errors.raise_if_any()
 
@@ -256,11 +304,9 @@ def load_layers(
     texts: dict[str, Any] = {}
     try:  # the same layers read as typed; any problem was reported by the typed pass
         ignored = ErrorList()
-        cfg_text = _read_yaml(cfg_path, "--cfg", ignored, _TextLoader) if cfg_path else {}
+        cfg_text = _read_yaml(cfg_path, "--cfg", ignored, TEXT) if cfg_path else {}
         file_text = (
-            _read_yaml(mixin_cfg_path, "--mixin-cfg", ignored, _TextLoader)
-            if mixin_cfg_path
-            else {}
+            _read_yaml(mixin_cfg_path, "--mixin-cfg", ignored, TEXT) if mixin_cfg_path else {}
         )
         texts = _merge(cfg_text, file_text, _text_dotlist(items), cfg_path, mixin_cfg_path)
     except (OmegaConfBaseException, UsageError, yaml.YAMLError, ValueError, TypeError):

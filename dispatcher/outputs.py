@@ -17,7 +17,6 @@ import contextlib
 import functools
 import itertools
 import os
-import secrets
 import shutil
 import stat
 from collections.abc import Iterable, Iterator, Sequence
@@ -64,7 +63,7 @@ def _new_token_prefix() -> None:
     # Drawn once per process (again in a forked child, which must not repeat its parent's
     # names), so an attempt's name costs no system call: process id, random hex, counter.
     global _token_prefix, _token_count
-    _token_prefix = f"{os.getpid()}-{secrets.token_hex(4)}"
+    _token_prefix = f"{os.getpid()}-{os.urandom(4).hex()}"
     _token_count = itertools.count()
 
 

@@ -241,6 +241,7 @@ VALUE_TEXTS = st.one_of(
     st.integers(-10**6, 10**6).map(str),
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
     st.text(alphabet="abc019._-/", max_size=8),
+    st.from_regex(r"[A-Za-z_/~.<=-][A-Za-z0-9_./-]{0,7}", fullmatch=True),  # words, paths, Yes, off
 )
 KEYS_ = st.lists(st.from_regex(r"[a-z_][a-z0-9_-]{0,5}(\.[a-z0-9_]{1,4}){0,2}", fullmatch=True),
                  min_size=1, max_size=4, unique=True)
@@ -262,6 +263,29 @@ def test_plain_mixin_items_are_typed_exactly_as_omegaconf_types_them(keys, value
         assert plain == omega and repr(plain) == repr(omega), items
 
 
+@settings(max_examples=500, deadline=None)
+@given(text=st.from_regex(r"[A-Za-z0-9_/~.<=+-][A-Za-z0-9_./:# -]{0,7}", fullmatch=True))
+def test_a_value_read_as_its_own_text_is_what_yaml_reads_under_both_loaders(text):
+    import yaml
+
+    from dispatcher import config
+
+    if config._is_own_text(text):
+        for kind in (config.TYPED, config.TEXT):
+            assert yaml.load(text, Loader=config._loader(kind)) == text, (text, kind)
+
+
+def test_a_command_line_of_paths_and_words_does_not_import_yaml():
+    import subprocess
+    import sys
+
+    code = ("import sys; from dispatcher.config import load_layers; "
+            "c = load_layers(None, None, ['input=/data/raw', 'output=out/x', 'case=lower']); "
+            "print(c.mixin, 'yaml' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "{'input': '/data/raw', 'output': 'out/x', 'case': 'lower'} False"
+
+
 def test_a_plain_mixin_command_line_does_not_import_omegaconf():
     import subprocess
     import sys
@@ -274,6 +298,17 @@ def test_a_plain_mixin_command_line_does_not_import_omegaconf():
     code = code.replace("'a.b=[1,2]'", "'a.b=${mixin.input}'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "{'input': '/x', 'n': 1000.0, 'a': {'b': '/x'}} True"
+
+
+_REFUSED = object()
+
+
+def _filled_str_or_refused(mixin_cfg, items):
+    """`_filled_str` of the layers, or (_REFUSED, messages) when they are refused."""
+    try:
+        return _filled_str(load_layers(None, mixin_cfg, items))
+    except UsageError as exc:
+        return (_REFUSED, exc.messages)
 
 
 def _filled_str(layers):
@@ -294,9 +329,13 @@ def test_a_str_placeholder_takes_the_typed_text_on_every_path(tmp_path_factory, 
     empty = tmp_path_factory.mktemp("cfg") / "empty.yaml"
     empty.write_text("")
     items = [f"x={value}", f"n={value}"]
-    plain = _filled_str(load_layers(None, None, items))
-    merged = _filled_str(load_layers(None, str(empty), items))
+    plain = _filled_str_or_refused(None, items)
+    merged = _filled_str_or_refused(str(empty), items)
     assert plain == merged, (value, plain, merged)
+    if plain[0] is _REFUSED:
+        with pytest.raises(Exception):  # noqa: B017 - any error: OmegaConf refuses it too
+            OmegaConf.from_dotlist([f"x={value}"])
+        return
     try:
         typed = OmegaConf.to_container(OmegaConf.from_dotlist([f"x={value}"]))["x"]
     except Exception:
