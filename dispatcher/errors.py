@@ -1,7 +1,9 @@
-"""Errors that end a run before any item starts (exit code 2).
+"""Errors that are the user's to fix (exit code 2).
 
-Configuration problems are collected and reported together, one line each, so a user
-fixes them in one round instead of discovering them one run at a time.
+Configuration problems end a run before any item starts; they are collected and reported
+together, one line each, so a user fixes them in one round instead of discovering them one
+run at a time. An item's input that cannot be read (`InputError`) is found only where the
+item loads, so the run goes on and names every such input at its end.
 """
 
 from __future__ import annotations
@@ -19,6 +21,17 @@ class UsageError(Exception):
     def __init__(self, *messages: str) -> None:
         self.messages = [m for m in messages if m]
         super().__init__("\n".join(self.messages))
+
+
+class InputError(ValueError):
+    """An item's input is malformed (a JSONL line that is not a JSON object, a CSV that
+    does not parse): its data is at fault, not the task. Raised where the item loads, with
+    a message that names the place (`FILE:LINE: ...`).
+
+    The item fails without retries and writes nothing; the other items still run (one
+    pass names every bad input, as reading them all before the run would cost a second
+    pass over the data); the run then exits 2 with one `dispatch: error:` line each.
+    """
 
 
 def did_you_mean(word: str, candidates: Iterable[str], cutoff: float = 0.6) -> str:

@@ -14,7 +14,6 @@ import errno
 import json
 import os
 import platform
-import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -22,8 +21,10 @@ from typing import Any, TextIO
 
 from dispatcher import statistics
 from dispatcher.execution import Outcome, error_line, is_task_exit
+from dispatcher.invocation import EXIT_USAGE
 from dispatcher.outputs import atomic_write
 from dispatcher.signals import signal_exit_code, signal_name
+from dispatcher.summary import SHOWN_FAILURES, SHOWN_INPUT_ERRORS, Named, summary_lines
 
 DEFAULT_LOG_INTERVAL = 15.0
 """Seconds between progress lines when stderr is not a terminal (SLURM log files)."""
@@ -33,17 +34,21 @@ def _now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+_VERSIONED = (("torch", "torch"), ("torch-npu", "torch_npu"), ("pandas", "pandas"),
+              ("av", "av"), ("omegaconf", "omegaconf"))  # fmt: skip
+"""(distribution, module) whose version a run records when the run imported it."""
+
+
 def _versions() -> dict[str, str]:
-    from importlib import metadata
+    """The versions a run's outcome may depend on, read off the modules already imported
+    (`importlib.metadata` would cost more than the rest of a rerun's record)."""
+    from dispatcher import __version__
 
     versions = {"python": platform.python_version(), "platform": _platform()}
-    for dist in ("shard-dispatch", "torch", "torch-npu", "pandas", "av", "omegaconf"):
-        module = {"shard-dispatch": "dispatcher", "torch-npu": "torch_npu"}.get(dist, dist)
-        if dist == "shard-dispatch" or module in sys.modules:
-            try:
-                versions[dist] = metadata.version(dist)
-            except metadata.PackageNotFoundError:
-                versions[dist] = "unknown"
+    versions["shard-dispatch"] = __version__
+    for dist, module in _VERSIONED:
+        if module in sys.modules:
+            versions[dist] = str(getattr(sys.modules[module], "__version__", "unknown"))
     return versions
 
 
@@ -73,10 +78,6 @@ def _duration(seconds: float) -> str:
         return f"{minutes}m{seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
-
-
-SHOWN_FAILURES = 5
-"""How many failed items the summary names; failures.jsonl has them all."""
 
 
 class Progress:
@@ -187,10 +188,14 @@ class Reporter:
         self._describe: Callable[[str, Any], Any] | None = None
         self.log_fault: str | None = None
         self.failures_not_written = 0
-        self._first_failures: list[str] = []
+        self.failures = Named(SHOWN_FAILURES)
+        """Failed items (their first few lines), malformed inputs aside."""
+        self.input_errors = Named(SHOWN_INPUT_ERRORS)
+        """Items whose input is malformed (`errors.InputError`): the run exits 2."""
+        self.custom: dict[str, Any] = {}
         self.started = time.monotonic()
         self.record["start"] = _now()
-        self.record["host"] = socket.gethostname()
+        self.record["host"] = os.uname().nodename
         self.record["pid"] = os.getpid()
         self.record["versions"] = _versions()
         self.record["outcome"] = "running"
@@ -221,8 +226,11 @@ class Reporter:
         else:
             self.failed += 1
             self._write_failure(outcome.key, outcome.error, outcome.traceback)
-            if len(self._first_failures) < SHOWN_FAILURES:
-                self._first_failures.append(f"{outcome.key}: {outcome.error}")
+            malformed = outcome.input_error
+            if malformed is not None:
+                self.input_errors.add(malformed)
+            else:
+                self.failures.add(f"{outcome.key}: {outcome.error}")
         self.progress.update(self.ran + self.elsewhere, self.failed)
 
     def record_successes(self, keys: Sequence[str]) -> None:
@@ -332,10 +340,14 @@ class Reporter:
         )
         if self.elsewhere:
             counts["made_elsewhere"] = self.elsewhere
+        if self.input_errors.count:
+            counts["input_errors"] = self.input_errors.count
         if signum is not None:
             code, outcome = signal_exit_code(signum), f"interrupted by {signal_name(signum)}"
         elif self.aborted is not None:
             code, outcome = 1, f"aborted: {self.aborted}"
+        elif self.input_errors.count:
+            code, outcome = EXIT_USAGE, "malformed input"
         elif self.failed:
             code, outcome = 1, "some items failed"
         else:
@@ -353,36 +365,10 @@ class Reporter:
                 "error": self.log_fault,
                 "failures_not_written": self.failures_not_written,
             }
-        custom = self._statistics()
+        self.custom = self._statistics()
         record_error = self._try_write_record()
-        rate = self.ran / wall if wall > 0 else 0.0
-        not_run = f", not run {counts['not_run']}" if counts["not_run"] else ""
-        if self.elsewhere:
-            not_run = f", {self.elsewhere} made by another run{not_run}"
-        print(
-            f"dispatch: found {counts.get('found', '?')}, in shard {counts.get('in_shard', '?')}, "
-            f"skipped {counts.get('skipped', '?')}, ran {self.ran} ({self.succeeded} ok, "
-            f"{self.failed} failed){not_run}, {wall:.2f}s, {rate:.1f} items/s — {outcome}",
-            file=self.stream,
-        )
-        for line in self._notes(counts):
-            print(f"dispatch: {line}", file=self.stream)
-        for line in statistics.describe(custom):
-            print(f"dispatch: statistics: {line}", file=self.stream)
-        for line in self._first_failures:
-            print(f"dispatch: failed {line}", file=self.stream)
-        if self.failed > len(self._first_failures):
-            print(
-                f"dispatch: ... and {self.failed - len(self._first_failures)} more",
-                file=self.stream,
-            )
-        if self.failed or self.aborted:
-            print(f"dispatch: failures listed in {self.failures_path}", file=self.stream)
-        if signum is not None:
-            print(
-                "dispatch: run the same command again to finish the remaining items",
-                file=self.stream,
-            )
+        for line in summary_lines(self, counts, outcome, wall, signum is not None):
+            print(line, file=self.stream)
         if record_error is None:
             print(f"dispatch: run record {self.record_path}", file=self.stream, flush=True)
         else:
@@ -404,22 +390,6 @@ class Reporter:
         if custom:
             self.record["statistics"] = custom
         return custom
-
-    def _notes(self, counts: dict[str, Any]) -> list[str]:
-        """Summary lines about items the counts alone would hide."""
-        notes = []
-        if counts.get("duplicates"):
-            keys = ", ".join(map(str, self.record.get("duplicate_keys", [])))
-            notes.append(
-                f"{counts['duplicates']} duplicate items ran once (same key as an earlier "
-                f"item: {keys})"
-            )
-        if self.failures_not_written:
-            notes.append(
-                f"{self.failures_not_written} failure(s) could not be written to "
-                f"{self.failures_path}"
-            )
-        return notes
 
 
 def append_line(fd: int, line: bytes) -> None:

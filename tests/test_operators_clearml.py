@@ -289,6 +289,28 @@ def test_skip_failed_rows_leaves_them_out_and_lists_each(tmp_path):
     assert stats["_skipped_rows"]["sum"] == 1
 
 
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_line_that_is_not_json_is_malformed_input_unless_rows_are_skipped(tmp_path, skip):
+    op = write_file(tmp_path / "op.py", OPERATORS)
+    data, out, logs = _inputs(tmp_path), tmp_path / "out", tmp_path / "logs"
+    bad = data / "sub" / "b.jsonl"
+    bad.write_text(bad.read_text().replace('{"n": 2}', '{"n": 2'))
+    extra = ["skip_failed_rows=true"] if skip else []
+    proc = run_dispatch(
+        op, "Preprocess", "--backbone", "mp", "--num-process", "2", "--retries", "1",
+        "--log-dir", logs, "--mixin", f"input={data}", f"output={out}", *extra, cwd=tmp_path,
+    )  # fmt: skip
+    if skip:
+        assert proc.returncode == 0, proc.stderr
+        assert [r["n"] for r in _rows(out / "sub" / "b.jsonl")] == [0, 1, 3]
+        return
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("dispatch: error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"dispatch: error: {bad}:3: not a JSON row")
+    assert "retrying" not in proc.stderr
+    assert sorted(tree(out)) == ["a.jsonl"]
+
+
 def test_send_request_says_it_is_not_available_in_batch_mode(tmp_path):
     op = write_file(tmp_path / "op.py", SENDER)
     data, out, logs = _inputs(tmp_path), tmp_path / "out", tmp_path / "logs"

@@ -266,18 +266,68 @@ def test_each_class_runs_where_its_backbone_places_that_step(backbone, tmp_path)
 BAD_ROWS = '{"text": "ok"}\n{"text": broken\n'
 
 
-def test_an_unreadable_row_fails_its_file_naming_file_and_line(tmp_path):
+def _run_record(logs: Path) -> dict:
+    (record,) = logs.rglob("run.json")
+    return json.loads(record.read_text())
+
+
+@pytest.mark.parametrize("backbone", ["serial", "mp", "torch"])
+def test_an_unreadable_row_is_malformed_input_exit_2_naming_file_and_line(tmp_path, backbone):
+    """The bad file writes nothing and is not retried, the good one is made, the run exits
+    2 with one error line naming file:line; fixed, a rerun makes only the bad file."""
     data = tmp_path / "in"
     write_file(data / "good.jsonl", '{"text": "a b"}\n')
     write_file(data / "bad.jsonl", BAD_ROWS)
-    out = tmp_path / "out"
+    out, logs = tmp_path / "out", tmp_path / "l"
+    options = ["--device", "cpu", "--num-workers", "1"] if backbone == "torch" else []
+    command = [
+        str(OPERATORS / "text_clean"), "--backbone", backbone, *options, "--retries", "2",
+        "--log-dir", str(logs), "--mixin", f"input={data}", f"output={out}",
+    ]  # fmt: skip
+    proc = run_dispatch(*command, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("dispatch: error:")]
+    assert errors == [
+        f"dispatch: error: {data / 'bad.jsonl'}:2: not a JSON row: "
+        "Expecting value: line 1 column 10 (char 9)"
+    ], proc.stderr
+    assert "retrying" not in proc.stderr and "Traceback" not in proc.stderr
+    assert sorted(_outputs(out)) == ["good.jsonl"]  # nothing of bad.jsonl, no staging left
+    record = _run_record(logs)
+    assert record["exit_code"] == 2 and record["outcome"] == "malformed input"
+    assert record["counts"]["input_errors"] == 1 and record["counts"]["succeeded"] == 1
+
+    write_file(data / "bad.jsonl", '{"text": "ok"}\n{"text": "fixed"}\n')
+    shutil.rmtree(logs)
+    again = run_dispatch(*command, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert _run_record(logs)["counts"]["ran"] == 1
+    assert sorted(_outputs(out)) == ["bad.jsonl", "good.jsonl"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("bad.csv", b"a,b\n1,2\n1,2,3\n", "bad.csv: not a CSV table: Error tokenizing data. "
+         "C error: Expected 2 fields in line 3, saw 3"),
+        ("bad.parquet", b"PAR1 not parquet at all", "bad.parquet: not a Parquet file: "),
+        ("bad.jsonl", b'{"text": "ok"}\n{"text": "\xff"}\n', "bad.jsonl:2: not UTF-8 text: "
+         "invalid start byte"),
+        ("bad.jsonl", b'{"text": "ok"}\n[1, 2]\n', "bad.jsonl:2: expected a JSON object, got [1, 2]"),
+    ],
+)  # fmt: skip
+def test_every_unreadable_table_is_malformed_input(tmp_path, name, content, message):
+    data, out = tmp_path / "in", tmp_path / "out"
+    data.mkdir()
+    (data / name).write_bytes(content)
     proc = run_dispatch(
-        str(OPERATORS / "text_clean"), "--backbone", "serial", "--log-dir", str(tmp_path / "l"),
+        str(_package(tmp_path)),
+        "--backbone", "serial", "--log-dir", str(tmp_path / "l"),
         "--mixin", f"input={data}", f"output={out}", cwd=tmp_path,
     )  # fmt: skip
-    assert proc.returncode == 1
-    assert f"{data / 'bad.jsonl'}:2: not a JSON row" in proc.stderr
-    assert sorted(_outputs(out)) == ["good.jsonl"]
+    assert proc.returncode == 2, proc.stderr
+    assert f"dispatch: error: {data / message}" in proc.stderr, proc.stderr
+    assert _outputs(out) == {}
 
 
 IDENTITY = (

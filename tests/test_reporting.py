@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import io
 import json
 import os
 import pty
 import re
+import socket
 import struct
 import subprocess
 import sys
@@ -112,7 +114,9 @@ def test_summary_failures_and_run_record_for_every_backbone(task, tmp_path, back
     }
     assert record["outcome"] == "some items failed" and record["exit_code"] == 1
     assert record["versions"]["python"] == ".".join(map(str, sys.version_info[:3]))
-    assert "shard-dispatch" in record["versions"]
+    # The package's own version is the installed distribution's (one version, two places).
+    assert record["versions"]["shard-dispatch"] == importlib.metadata.version("shard-dispatch")
+    assert record["host"] == socket.gethostname()
     assert record["start"] <= record["end"]
     assert record["wall_seconds"] >= 0 and record["items_per_second"] > 0
     assert record["pid"] > 0 and record["host"]

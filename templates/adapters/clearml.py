@@ -9,7 +9,8 @@ row per input row, in order, at the same relative path under the output root, co
 atomically. `fn` is the statistics collector (`dict.update` of the request's values, as the
 engine's); the values are aggregated per key into the run's summary and `run.json`.
 
-A missing method is the identity. A row that raises fails its file, naming the line;
+A missing method is the identity. A row that raises fails its file, naming the line; a
+line that is not JSON is malformed input (`InputError`: the run exits 2 naming it).
 `--mixin skip_failed_rows=true` instead leaves such rows out of the output and lists each
 one in the run directory (`skipped_rows.jsonl`).
 """
@@ -24,6 +25,7 @@ import traceback
 from typing import Any
 
 from dispatcher import statistics
+from dispatcher.errors import InputError
 from dispatcher.execution import error_line
 from dispatcher.placeholders import Placeholder
 from dispatcher.stage import Row
@@ -136,16 +138,21 @@ class PreprocessTask(Task):
                     continue
                 custom: dict[str, Any] = {}
                 try:
-                    try:
-                        body = decode(line)
-                    except ValueError as exc:
-                        raise ValueError(f"not valid JSON ({exc})") from None
-                    text = encode(operator(body, custom.update))
-                except Exception as exc:
-                    where = f"{input}:{lineno}"
+                    body = decode(line)
+                    problem = None
+                except ValueError as exc:  # the data is at fault, not the operator
                     if not skip:
-                        raise RowFailed(f"{where}: {error_line(exc)}") from exc
-                    _record_skipped(run_dir, where, exc)
+                        raise InputError(f"{input}:{lineno}: not a JSON row: {exc}") from None
+                    problem = ValueError(f"not valid JSON ({exc})")
+                if problem is None:
+                    try:
+                        text = encode(operator(body, custom.update))
+                    except Exception as exc:
+                        if not skip:
+                            raise RowFailed(f"{input}:{lineno}: {error_line(exc)}") from exc
+                        problem = exc
+                if problem is not None:
+                    _record_skipped(run_dir, f"{input}:{lineno}", problem)
                     stats.add({"_skipped_rows": 1})
                     continue
                 dst.write(text)
@@ -159,7 +166,11 @@ def _record_skipped(run_dir: str | None, where: str, exc: BaseException) -> None
     if run_dir is None:
         return
     line = json.dumps(
-        {"row": where, "error": error_line(exc), "traceback": traceback.format_exc()}
+        {
+            "row": where,
+            "error": error_line(exc),
+            "traceback": "".join(traceback.format_exception(exc)),
+        }
     ).encode()
     fd = os.open(os.path.join(run_dir, SKIPPED), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:

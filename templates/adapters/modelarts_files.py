@@ -13,6 +13,8 @@ import json
 import os
 from typing import Any
 
+from dispatcher.errors import InputError
+
 TABLE_FORMATS = (".jsonl", ".csv", ".parquet")
 """Inputs read as tables of rows and written back in the same format."""
 RAW_OUTPUT_EXT = ".jsonl"
@@ -32,24 +34,35 @@ def output_name(key: str) -> str:
     return key if file_format(key) != "raw" else key + RAW_OUTPUT_EXT
 
 
-class UnreadableRow(ValueError):
-    """A JSONL line that is not a JSON object: names the file and line."""
-
-
 def _jsonl_rows(path: str) -> list[dict[str, Any]]:
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise UnreadableRow(f"{path}:{number}: not a JSON row: {exc}") from None
-            if not isinstance(row, dict):
-                raise UnreadableRow(f"{path}:{number}: expected a JSON object, got {row!r:.60}")
-            rows.append(row)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise InputError(f"{path}:{number}: not a JSON row: {exc}") from None
+                if not isinstance(row, dict):
+                    raise InputError(f"{path}:{number}: expected a JSON object, got {row!r:.60}")
+                rows.append(row)
+    except UnicodeDecodeError as exc:  # text is decoded by the block: find its line
+        raise InputError(
+            f"{path}:{_undecodable_line(path)}: not UTF-8 text: {exc.reason}"
+        ) from None
     return rows
+
+
+def _undecodable_line(path: str) -> int:
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 def read_frame(path: str, key: str) -> Any:
@@ -62,13 +75,26 @@ def read_frame(path: str, key: str) -> Any:
     if kind == ".csv":
         if os.path.getsize(path) == 0:
             return pd.DataFrame()
-        return pd.read_csv(path)
+        try:
+            return pd.read_csv(path)
+        except (pd.errors.ParserError, UnicodeDecodeError) as exc:  # the bytes, not pandas
+            raise InputError(f"{path}: not a CSV table: {_first_line(exc)}") from None
     if kind == ".parquet":
-        frame = pd.read_parquet(path)
+        import pyarrow as pa
+
+        try:
+            frame = pd.read_parquet(path)
+        except pa.ArrowInvalid as exc:  # the bytes are no Parquet (not a missing engine)
+            raise InputError(f"{path}: not a Parquet file: {_first_line(exc)}") from None
         frame["file_path"] = path
         frame["file_name"] = key
         return frame
     return pd.DataFrame({"file_path": [path], "file_name": [key]})
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def write_frame(frame: Any, path: str, key: str) -> None:

@@ -1,0 +1,97 @@
+"""Malformed input (`dispatcher.InputError`): the item writes nothing and is not retried,
+the other items run, and the run exits 2 naming each bad input, on every backbone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_dispatch, write_file
+
+TASK = """
+import json, os
+from dispatcher import InputError, Task, atomic_write
+
+
+class Rows(Task):
+    mixin = {"n": 30, "out": "out", "bad": "", "boom": ""}
+
+    def generate_tasks(self):
+        return [{"i": i} for i in range(self.mixin.n)]
+
+    def is_executed(self, i):
+        return os.path.exists(os.path.join(self.mixin.out, f"{i}.json"))
+
+    def process(self, i):
+        if str(i) in str(self.mixin.bad).split("+"):
+            raise InputError(f"rows.jsonl:{i + 1}: not a JSON row")
+        if str(i) in str(self.mixin.boom).split("+"):
+            raise RuntimeError(f"boom {i}")
+        with atomic_write(os.path.join(self.mixin.out, f"{i}.json")) as tmp:
+            with open(tmp, "w") as fh:
+                json.dump(i, fh)
+"""
+
+
+def _run(tmp_path: Path, backbone: str, *mixin: str):
+    task = write_file(tmp_path / "rows.py", TASK)
+    options = {"serial": [], "mp": ["--num-process", "2"], "torch": ["--device", "cpu"]}[backbone]
+    return run_dispatch(
+        task, "Rows", "--backbone", backbone, *options, "--retries", "2",
+        "--log-dir", tmp_path / "logs", "--mixin", f"out={tmp_path / 'out'}", *mixin,
+        cwd=tmp_path,
+    )  # fmt: skip
+
+
+def _record(tmp_path: Path) -> dict:
+    records = sorted((tmp_path / "logs").rglob("run.json"))
+    return json.loads(records[-1].read_text())
+
+
+@pytest.mark.parametrize("backbone", ["serial", "mp", "torch"])
+def test_malformed_inputs_exit_2_after_the_other_items_ran(tmp_path, backbone):
+    proc = _run(tmp_path, backbone, "bad=3+17", "boom=5")
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("dispatch: error:")]
+    assert sorted(errors) == [
+        "dispatch: error: rows.jsonl:18: not a JSON row",
+        "dispatch: error: rows.jsonl:4: not a JSON row",
+    ]
+    # The task's own failure is retried and listed as a failure; the bad inputs are not.
+    assert 'retrying {"i":5} (1/2)' in proc.stderr and 'retrying {"i":3}' not in proc.stderr
+    assert 'dispatch: failed {"i":5}: RuntimeError: boom 5 (failed 3 attempts)' in proc.stderr
+    made = sorted(int(p.stem) for p in (tmp_path / "out").iterdir())
+    assert made == [i for i in range(30) if i not in (3, 5, 17)]
+    record = _record(tmp_path)
+    assert record["exit_code"] == 2 and record["outcome"] == "malformed input"
+    assert record["counts"]["input_errors"] == 2 and record["counts"]["failed"] == 3
+    failures = [
+        json.loads(line) for line in next((tmp_path / "logs").rglob("failures.jsonl")).open()
+    ]
+    assert sorted(f["item"]["i"] for f in failures) == [3, 5, 17]
+
+
+def test_many_malformed_inputs_are_named_up_to_twenty_and_counted(tmp_path):
+    proc = _run(tmp_path, "serial", "bad=" + "+".join(map(str, range(25))))
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("dispatch: error:")]
+    assert len(errors) == 20
+    assert "dispatch: ... and 5 more malformed inputs" in proc.stderr
+    assert _record(tmp_path)["counts"]["input_errors"] == 25
+
+
+def test_python_callers_see_exit_code_2(tmp_path):
+    import subprocess
+    import sys
+
+    task, out, logs = write_file(tmp_path / "rows.py", TASK), tmp_path / "out", tmp_path / "logs"
+    code = (
+        f"import dispatcher; r = dispatcher.run(({str(task)!r}, 'Rows'), "
+        f"{{'out': {str(out)!r}, 'n': 4, 'bad': '2'}}, backbone='serial', log_dir={str(logs)!r}); "
+        "print(r.exit_code, r.ok)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert proc.stdout.split() == ["2", "False"], proc.stderr
