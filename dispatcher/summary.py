@@ -7,12 +7,9 @@ run is in one place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from dispatcher import statistics
-
-if TYPE_CHECKING:
-    from dispatcher.report import Reporter
 
 SHOWN_FAILURES = 5
 """How many failed items the summary names; failures.jsonl has them all."""
@@ -34,8 +31,26 @@ class Named:
             self.lines.append(line)
 
 
+class Counted(Protocol):
+    """What the summary reads of a finished run (the `Reporter` that counted it)."""
+
+    record: dict[str, Any]
+    succeeded: int
+    failed: int
+    elsewhere: int
+    aborted: str | None
+    failures: Named
+    input_errors: Named
+    failures_path: str
+    failures_not_written: int
+    custom: dict[str, Any]
+
+    @property
+    def ran(self) -> int: ...
+
+
 def summary_lines(
-    end: Reporter, counts: dict[str, Any], outcome: str, wall: float, interrupted: bool
+    end: Counted, counts: dict[str, Any], outcome: str, wall: float, interrupted: bool
 ) -> list[str]:
     """The summary of the finished run `end` counted, one string per line, each
     beginning `dispatch: `."""
@@ -69,7 +84,7 @@ def summary_lines(
     return [f"dispatch: {line}" for line in lines]
 
 
-def _notes(end: Reporter, counts: dict[str, Any]) -> list[str]:
+def _notes(end: Counted, counts: dict[str, Any]) -> list[str]:
     """Lines about items the counts alone would hide."""
     notes = []
     if counts.get("duplicates"):

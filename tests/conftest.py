@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -25,6 +26,14 @@ def run_dispatch(*args: str, cwd: str | os.PathLike[str] | None = None, env: dic
         [sys.executable, "-m", "dispatcher", *map(str, args)],
         cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def backbone_params(names) -> list:
+    """Backbone names as test parameters; `torch` skips where torch is not installed (as
+    under scripts/pandas-floor.sh), so the rest of a file still runs there."""
+    no_torch = importlib.util.find_spec("torch") is None
+    skip = pytest.mark.skipif(no_torch, reason="needs torch")
+    return [pytest.param(n, marks=skip) if n == "torch" else n for n in names]
 
 
 def write_file(path: Path, text: str) -> Path:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, tree, write_file
+from conftest import REPO, backbone_params, run_dispatch, tree, write_file
 
 EXAMPLE = REPO / "tasks" / "operators" / "aiges_example"
 REQUESTS = EXAMPLE / "data" / "requests.jsonl"
@@ -70,7 +70,7 @@ BACKBONES = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone", list(BACKBONES))
+@pytest.mark.parametrize("backbone", backbone_params(BACKBONES))
 def test_the_example_writes_a_folder_per_row_and_reruns_nothing(tmp_path, backbone):
     out, logs = tmp_path / "out", tmp_path / "logs"
     args = _args(out, logs, "--backbone", backbone, *BACKBONES[backbone])

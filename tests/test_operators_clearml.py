@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, tree, write_file
+from conftest import REPO, backbone_params, run_dispatch, tree, write_file
 
 EXAMPLE = REPO / "tasks" / "operators" / "clearml_example"
 
@@ -70,7 +70,7 @@ BACKBONES = {
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone", list(BACKBONES))
+@pytest.mark.parametrize("backbone", backbone_params(BACKBONES))
 def test_the_example_writes_one_row_per_input_row_and_reruns_nothing(tmp_path, backbone):
     out, logs = tmp_path / "out", tmp_path / "logs"
     args = _example_args(out, logs, "--backbone", backbone, *BACKBONES[backbone])

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, tree, write_file
+from conftest import REPO, backbone_params, run_dispatch, tree, write_file
 
 OPERATORS = REPO / "tasks" / "operators"
 
@@ -140,11 +140,9 @@ def _check_example_outputs(package: str, src: Path, out: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone", ["mp", "torch"])
+@pytest.mark.parametrize("backbone", backbone_params(["mp", "torch"]))
 @pytest.mark.parametrize("package", list(EXAMPLES))
 def test_example_outputs_are_right_on_every_backbone(package, backbone, tmp_path):
-    if backbone == "torch":
-        pytest.importorskip("torch")
     make, _, _ = EXAMPLES[package]
     src, out = make(tmp_path / "in"), tmp_path / "out"
     command = _command(package, src, out, tmp_path / "logs")
@@ -238,7 +236,7 @@ def _placement_package(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone", ["serial", "mp", "torch"])
+@pytest.mark.parametrize("backbone", backbone_params(["serial", "mp", "torch"]))
 def test_each_class_runs_where_its_backbone_places_that_step(backbone, tmp_path):
     package = _placement_package(tmp_path)
     out = tmp_path / "out"
@@ -271,7 +269,7 @@ def _run_record(logs: Path) -> dict:
     return json.loads(record.read_text())
 
 
-@pytest.mark.parametrize("backbone", ["serial", "mp", "torch"])
+@pytest.mark.parametrize("backbone", backbone_params(["serial", "mp", "torch"]))
 def test_an_unreadable_row_is_malformed_input_exit_2_naming_file_and_line(tmp_path, backbone):
     """The bad file writes nothing and is not retried, the good one is made, the run exits
     2 with one error line naming file:line; fixed, a rerun makes only the bad file."""
