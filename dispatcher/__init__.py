@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dispatcher.errors import InputError, UsageError
+from dispatcher.errors import MalformedInput, UsageError
 from dispatcher.outputs import atomic_write
 from dispatcher.placeholders import MIXIN_PLACEHOLDER, Mixin, Placeholder
 from dispatcher.sharding import HashShard, IndexShard
@@ -14,7 +14,7 @@ __all__ = [
     "MIXIN_PLACEHOLDER",
     "HashShard",
     "IndexShard",
-    "InputError",
+    "MalformedInput",
     "Mixin",
     "Placeholder",
     "RunResult",

@@ -2,7 +2,7 @@
 
 Configuration problems end a run before any item starts; they are collected and reported
 together, one line each, so a user fixes them in one round instead of discovering them one
-run at a time. An item's input that cannot be read (`InputError`) is found only where the
+run at a time. An item's input that cannot be read (`MalformedInput`) is found only where the
 item loads, so the run goes on and names every such input at its end.
 """
 
@@ -23,7 +23,7 @@ class UsageError(Exception):
         super().__init__("\n".join(self.messages))
 
 
-class InputError(ValueError):
+class MalformedInput(ValueError):
     """An item's input is malformed (a JSONL line that is not a JSON object, a CSV that
     does not parse): its data is at fault, not the task. Raised where the item loads, with
     a message that names the place (`FILE:LINE: ...`).

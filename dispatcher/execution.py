@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from dispatcher.errors import InputError
+from dispatcher.errors import MalformedInput
 from dispatcher.outputs import DoneElsewhere
 from dispatcher.plan import pending_rows
 from dispatcher.signals import ControlFlow
@@ -38,15 +38,15 @@ class Outcome:
     """Completed by another run since the plan looked (ok, but not made here)."""
 
     @property
-    def input_error(self) -> str | None:
-        """What is malformed in the item's input (an `InputError`'s message), else None.
+    def malformed(self) -> str | None:
+        """What is malformed in the item's input (a `MalformedInput`'s message), else None.
         Told by the error line, since that is what comes back from every engine's workers."""
-        if self.ok or not self.error or not self.error.startswith(_INPUT_ERROR):
+        if self.ok or not self.error or not self.error.startswith(_MALFORMED):
             return None
-        return self.error[len(_INPUT_ERROR) :]
+        return self.error[len(_MALFORMED) :]
 
 
-_INPUT_ERROR = f"{InputError.__name__}: "
+_MALFORMED = f"{MalformedInput.__name__}: "
 
 
 def error_line(exc: BaseException) -> str:

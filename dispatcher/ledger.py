@@ -36,7 +36,7 @@ class Retries:
         """Whether the failed `outcome` of item `ref` runs once more (said in a note); once
         no attempt is left (or none is `allowed`: a halting run), its error says how many
         it had."""
-        if outcome.ok or outcome.input_error:
+        if outcome.ok or outcome.malformed:
             return False  # malformed data reads the same way every time
         tried = self.tries.get(ref, 0)
         if allowed and tried < self.limit:

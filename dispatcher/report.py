@@ -24,7 +24,7 @@ from dispatcher.execution import Outcome, error_line, is_task_exit
 from dispatcher.invocation import EXIT_USAGE
 from dispatcher.outputs import atomic_write
 from dispatcher.signals import signal_exit_code, signal_name
-from dispatcher.summary import SHOWN_FAILURES, SHOWN_INPUT_ERRORS, Named, summary_lines
+from dispatcher.summary import SHOWN_FAILURES, SHOWN_MALFORMED, Named, summary_lines
 
 DEFAULT_LOG_INTERVAL = 15.0
 """Seconds between progress lines when stderr is not a terminal (SLURM log files)."""
@@ -190,8 +190,8 @@ class Reporter:
         self.failures_not_written = 0
         self.failures = Named(SHOWN_FAILURES)
         """Failed items (their first few lines), malformed inputs aside."""
-        self.input_errors = Named(SHOWN_INPUT_ERRORS)
-        """Items whose input is malformed (`errors.InputError`): the run exits 2."""
+        self.malformed_inputs = Named(SHOWN_MALFORMED)
+        """Items whose input is malformed (`errors.MalformedInput`): the run exits 2."""
         self.custom: dict[str, Any] = {}
         self.started = time.monotonic()
         self.record["start"] = _now()
@@ -226,9 +226,9 @@ class Reporter:
         else:
             self.failed += 1
             self._write_failure(outcome.key, outcome.error, outcome.traceback)
-            malformed = outcome.input_error
+            malformed = outcome.malformed
             if malformed is not None:
-                self.input_errors.add(malformed)
+                self.malformed_inputs.add(malformed)
             else:
                 self.failures.add(f"{outcome.key}: {outcome.error}")
         self.progress.update(self.ran + self.elsewhere, self.failed)
@@ -340,13 +340,13 @@ class Reporter:
         )
         if self.elsewhere:
             counts["made_elsewhere"] = self.elsewhere
-        if self.input_errors.count:
-            counts["input_errors"] = self.input_errors.count
+        if self.malformed_inputs.count:
+            counts["malformed_inputs"] = self.malformed_inputs.count
         if signum is not None:
             code, outcome = signal_exit_code(signum), f"interrupted by {signal_name(signum)}"
         elif self.aborted is not None:
             code, outcome = 1, f"aborted: {self.aborted}"
-        elif self.input_errors.count:
+        elif self.malformed_inputs.count:
             code, outcome = EXIT_USAGE, "malformed input"
         elif self.failed:
             code, outcome = 1, "some items failed"

@@ -13,7 +13,7 @@ from dispatcher import statistics
 
 SHOWN_FAILURES = 5
 """How many failed items the summary names; failures.jsonl has them all."""
-SHOWN_INPUT_ERRORS = 20
+SHOWN_MALFORMED = 20
 """How many malformed inputs the summary names, one `error:` line each."""
 
 
@@ -40,7 +40,7 @@ class Counted(Protocol):
     elsewhere: int
     aborted: str | None
     failures: Named
-    input_errors: Named
+    malformed_inputs: Named
     failures_path: str
     failures_not_written: int
     custom: dict[str, Any]
@@ -68,13 +68,13 @@ def summary_lines(
     lines += [f"failed {line}" for line in end.failures.lines]
     if end.failures.count > len(end.failures.lines):
         lines.append(f"... and {end.failures.count - len(end.failures.lines)} more")
-    lines += [f"error: {line}" for line in end.input_errors.lines]
-    if end.input_errors.count > len(end.input_errors.lines):
-        more = end.input_errors.count - len(end.input_errors.lines)
+    lines += [f"error: {line}" for line in end.malformed_inputs.lines]
+    if end.malformed_inputs.count > len(end.malformed_inputs.lines):
+        more = end.malformed_inputs.count - len(end.malformed_inputs.lines)
         lines.append(f"... and {more} more malformed inputs")
     if end.failed or end.aborted:
         lines.append(f"failures listed in {end.failures_path}")
-    if end.input_errors.count:
+    if end.malformed_inputs.count:
         lines.append(
             "fix or remove the malformed inputs and run the same command again: "
             "only what is missing is made"

@@ -293,7 +293,7 @@ def test_an_unreadable_row_is_malformed_input_exit_2_naming_file_and_line(tmp_pa
     assert sorted(_outputs(out)) == ["good.jsonl"]  # nothing of bad.jsonl, no staging left
     record = _run_record(logs)
     assert record["exit_code"] == 2 and record["outcome"] == "malformed input"
-    assert record["counts"]["input_errors"] == 1 and record["counts"]["succeeded"] == 1
+    assert record["counts"]["malformed_inputs"] == 1 and record["counts"]["succeeded"] == 1
 
     write_file(data / "bad.jsonl", '{"text": "ok"}\n{"text": "fixed"}\n')
     shutil.rmtree(logs)

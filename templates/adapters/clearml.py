@@ -10,7 +10,7 @@ atomically. `fn` is the statistics collector (`dict.update` of the request's val
 engine's); the values are aggregated per key into the run's summary and `run.json`.
 
 A missing method is the identity. A row that raises fails its file, naming the line; a
-line that is not JSON is malformed input (`InputError`: the run exits 2 naming it).
+line that is not JSON is malformed input (`MalformedInput`: the run exits 2 naming it).
 `--mixin skip_failed_rows=true` instead leaves such rows out of the output and lists each
 one in the run directory (`skipped_rows.jsonl`).
 """
@@ -25,7 +25,7 @@ import traceback
 from typing import Any
 
 from dispatcher import statistics
-from dispatcher.errors import InputError
+from dispatcher.errors import MalformedInput
 from dispatcher.execution import error_line
 from dispatcher.placeholders import Placeholder
 from dispatcher.stage import Row
@@ -142,7 +142,7 @@ class PreprocessTask(Task):
                     problem = None
                 except ValueError as exc:  # the data is at fault, not the operator
                     if not skip:
-                        raise InputError(f"{input}:{lineno}: not a JSON row: {exc}") from None
+                        raise MalformedInput(f"{input}:{lineno}: not a JSON row: {exc}") from None
                     problem = ValueError(f"not valid JSON ({exc})")
                 if problem is None:
                     try:

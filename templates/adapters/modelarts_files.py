@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any
 
-from dispatcher.errors import InputError
+from dispatcher.errors import MalformedInput
 
 TABLE_FORMATS = (".jsonl", ".csv", ".parquet")
 """Inputs read as tables of rows and written back in the same format."""
@@ -44,12 +44,14 @@ def _jsonl_rows(path: str) -> list[dict[str, Any]]:
                 try:
                     row = json.loads(line)
                 except ValueError as exc:
-                    raise InputError(f"{path}:{number}: not a JSON row: {exc}") from None
+                    raise MalformedInput(f"{path}:{number}: not a JSON row: {exc}") from None
                 if not isinstance(row, dict):
-                    raise InputError(f"{path}:{number}: expected a JSON object, got {row!r:.60}")
+                    raise MalformedInput(
+                        f"{path}:{number}: expected a JSON object, got {row!r:.60}"
+                    )
                 rows.append(row)
     except UnicodeDecodeError as exc:  # text is decoded by the block: find its line
-        raise InputError(
+        raise MalformedInput(
             f"{path}:{_undecodable_line(path)}: not UTF-8 text: {exc.reason}"
         ) from None
     return rows
@@ -78,14 +80,14 @@ def read_frame(path: str, key: str) -> Any:
         try:
             return pd.read_csv(path)
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:  # the bytes, not pandas
-            raise InputError(f"{path}: not a CSV table: {_first_line(exc)}") from None
+            raise MalformedInput(f"{path}: not a CSV table: {_first_line(exc)}") from None
     if kind == ".parquet":
         import pyarrow as pa
 
         try:
             frame = pd.read_parquet(path)
         except pa.ArrowInvalid as exc:  # the bytes are no Parquet (not a missing engine)
-            raise InputError(f"{path}: not a Parquet file: {_first_line(exc)}") from None
+            raise MalformedInput(f"{path}: not a Parquet file: {_first_line(exc)}") from None
         frame["file_path"] = path
         frame["file_name"] = key
         return frame

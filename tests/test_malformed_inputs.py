@@ -1,4 +1,4 @@
-"""Malformed input (`dispatcher.InputError`): the item writes nothing and is not retried,
+"""Malformed input (`dispatcher.MalformedInput`): the item writes nothing and is not retried,
 the other items run, and the run exits 2 naming each bad input, on every backbone."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from conftest import run_dispatch, write_file
 
 TASK = """
 import json, os
-from dispatcher import InputError, Task, atomic_write
+from dispatcher import MalformedInput, Task, atomic_write
 
 
 class Rows(Task):
@@ -25,7 +25,7 @@ class Rows(Task):
 
     def process(self, i):
         if str(i) in str(self.mixin.bad).split("+"):
-            raise InputError(f"rows.jsonl:{i + 1}: not a JSON row")
+            raise MalformedInput(f"rows.jsonl:{i + 1}: not a JSON row")
         if str(i) in str(self.mixin.boom).split("+"):
             raise RuntimeError(f"boom {i}")
         with atomic_write(os.path.join(self.mixin.out, f"{i}.json")) as tmp:
@@ -65,7 +65,7 @@ def test_malformed_inputs_exit_2_after_the_other_items_ran(tmp_path, backbone):
     assert made == [i for i in range(30) if i not in (3, 5, 17)]
     record = _record(tmp_path)
     assert record["exit_code"] == 2 and record["outcome"] == "malformed input"
-    assert record["counts"]["input_errors"] == 2 and record["counts"]["failed"] == 3
+    assert record["counts"]["malformed_inputs"] == 2 and record["counts"]["failed"] == 3
     failures = [
         json.loads(line) for line in next((tmp_path / "logs").rglob("failures.jsonl")).open()
     ]
@@ -78,7 +78,7 @@ def test_many_malformed_inputs_are_named_up_to_twenty_and_counted(tmp_path):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("dispatch: error:")]
     assert len(errors) == 20
     assert "dispatch: ... and 5 more malformed inputs" in proc.stderr
-    assert _record(tmp_path)["counts"]["input_errors"] == 25
+    assert _record(tmp_path)["counts"]["malformed_inputs"] == 25
 
 
 def test_python_callers_see_exit_code_2(tmp_path):
