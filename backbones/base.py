@@ -55,6 +55,19 @@ def positive_float(text: str) -> float:
     return _number(text, float, lambda v: v > 0, "a number of seconds more than 0")
 
 
+def add_retries_option(parser: argparse._ActionsContainer, failed: str, when: str = "") -> None:
+    """`--retries N`, one option for every engine; `failed` says what fails an item there,
+    `when` where a retry runs. Malformed input reads the same every time: never retried."""
+    parser.add_argument(
+        "--retries",
+        type=non_negative_int,
+        default=0,
+        metavar="N",
+        help=f"run a failed item ({failed}) up to N more times{when}; malformed input is "
+        "not retried (default: 0)",
+    )
+
+
 def run_in_process(
     stage: Stage, reporter: Reporter, stop: StopSignal, body: Callable[[], T], device: Any = None
 ) -> T | None:

@@ -27,7 +27,7 @@ from typing import Any
 from backbones import mp_worker as W
 from backbones.base import (
     Backbone,
-    non_negative_int,
+    add_retries_option,
     positive_float,
     positive_int,
 )
@@ -99,14 +99,7 @@ class ProcessPoolBackbone(Backbone):
             metavar="SECONDS",
             help="fail an item that runs longer than this and replace its worker (default: none)",
         )
-        parser.add_argument(
-            "--retries",
-            type=non_negative_int,
-            default=0,
-            metavar="N",
-            help="run a failed item (raised, crashed its worker, timed out) up to N more times "
-            "(default: 0)",
-        )
+        add_retries_option(parser, "raised, crashed its worker, timed out")
         parser.add_argument(
             "--start-method",
             choices=START_METHODS,

@@ -13,7 +13,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from backbones import torch_device
-from backbones.base import Backbone, non_negative_int, positive_float, positive_int, run_in_process
+from backbones.base import (
+    Backbone,
+    add_retries_option,
+    positive_float,
+    positive_int,
+    run_in_process,
+)
 from dispatcher.execution import Outcome, error_line, run_batch, run_collated
 from dispatcher.ledger import ItemLedger, RowLedger
 from dispatcher.report import Reporter
@@ -55,13 +61,7 @@ class SerialBackbone(Backbone):
             help="fail an item (a batch, for a batched task) that runs longer than this "
             "(default: none)",
         )
-        parser.add_argument(
-            "--retries",
-            type=non_negative_int,
-            default=0,
-            metavar="N",
-            help="run a failed item up to N more times (default: 0)",
-        )
+        add_retries_option(parser, "raised, timed out")
 
     @classmethod
     def check_options(cls, options: argparse.Namespace) -> None:

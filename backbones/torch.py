@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 
 from backbones import torch_device
-from backbones.base import Backbone, non_negative_int, positive_int
+from backbones.base import Backbone, add_retries_option, non_negative_int, positive_int
 from dispatcher.environment import available_cpus
 from dispatcher.errors import UsageError
 from dispatcher.report import Reporter
@@ -93,13 +93,8 @@ class TorchBackbone(Backbone):
             help="pin loaded batches in page-locked memory for faster non-blocking copies "
             "(default: on for cuda and npu)",
         )
-        parser.add_argument(
-            "--retries",
-            type=non_negative_int,
-            default=0,
-            metavar="N",
-            help="run a failed item (its load, compute or write raised) up to N more times, "
-            "in a pass after the others (default: 0)",
+        add_retries_option(
+            parser, "its load, compute or write raised", ", in a pass after the others"
         )
         parser.add_argument(
             "--postprocess-queue",
