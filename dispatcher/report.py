@@ -34,9 +34,14 @@ def _now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-_VERSIONED = (("torch", "torch"), ("torch-npu", "torch_npu"), ("pandas", "pandas"),
-              ("av", "av"), ("omegaconf", "omegaconf"))  # fmt: skip
-"""(distribution, module) whose version a run records when the run imported it."""
+_VERSIONED = {
+    "torch": "torch",
+    "torch-npu": "torch_npu",
+    "pandas": "pandas",
+    "av": "av",
+    "omegaconf": "omegaconf",
+}
+"""Distributions (by module) whose version a run records when the run imported them."""
 
 
 def _versions() -> dict[str, str]:
@@ -46,7 +51,7 @@ def _versions() -> dict[str, str]:
 
     versions = {"python": platform.python_version(), "platform": _platform()}
     versions["shard-dispatch"] = __version__
-    for dist, module in _VERSIONED:
+    for dist, module in _VERSIONED.items():
         if module in sys.modules:
             versions[dist] = str(getattr(sys.modules[module], "__version__", "unknown"))
     return versions
