@@ -263,41 +263,34 @@ def _plugins() -> tuple[type[Stage], ...]:
     return tuple(found)
 
 
+def _adapters() -> Iterator[type[Stage]]:
+    """Every adapter in the order they are asked: the built-ins first, then installed
+    plugins, whose entry points are scanned only once no built-in claimed the thing (so
+    a task class or a package a built-in runs never pays for the scan)."""
+    yield from _builtin()
+    yield from _plugins()
+
+
 def adapter_for(obj: type) -> type[Stage] | None:
     """The adapter that runs the class `obj`, or None when no adapter claims it.
 
     A class an adapter built names it (`__dispatch_adapter__`). Otherwise the built-ins
-    are asked first (they claim only `Task` subclasses), so a task class never pays for
-    the entry-point scan; installed plugins' adapters then claim the rest.
+    (they claim only `Task` subclasses), then installed plugins' adapters.
     """
     built_by = getattr(obj, "__dispatch_adapter__", None)
     if isinstance(built_by, type) and issubclass(built_by, Stage):
         return built_by
-    for adapter in _builtin():
-        if adapter.claims(obj):
-            return adapter
-    for adapter in _plugins():
-        if adapter.claims(obj):
-            return adapter
-    return None
+    return next((a for a in _adapters() if a.claims(obj)), None)
 
 
 def adapter_for_path(path: str) -> type[Stage] | None:
-    """The adapter that runs the directory `path`, or None. The built-ins are asked first,
-    so a package a built-in runs never pays for the entry-point scan (most of a run's
-    start-up before its first item)."""
-    for adapter in _builtin():
-        if adapter.claims_path(path):
-            return adapter
-    for adapter in _plugins():
-        if adapter.claims_path(path):
-            return adapter
-    return None
+    """The adapter that runs the directory `path`, or None."""
+    return next((a for a in _adapters() if a.claims_path(path)), None)
 
 
 def package_layouts() -> list[str]:
     """What each directory-running adapter expects of a package, for one error line."""
-    return [a.package_layout for a in (*_builtin(), *_plugins()) if a.package_layout]
+    return [a.package_layout for a in _adapters() if a.package_layout]
 
 
 def stage_for(task: Task, force: bool = False) -> Stage:
