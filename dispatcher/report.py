@@ -197,7 +197,6 @@ class Reporter:
         """Failed items (their first few lines), malformed inputs aside."""
         self.malformed_inputs = Named(SHOWN_MALFORMED)
         """Items whose input is malformed (`errors.MalformedInput`): the run exits 2."""
-        self.custom: dict[str, Any] = {}
         self.started = time.monotonic()
         self.record["start"] = _now()
         self.record["host"] = os.uname().nodename
@@ -370,7 +369,7 @@ class Reporter:
                 "error": self.log_fault,
                 "failures_not_written": self.failures_not_written,
             }
-        self.custom = self._statistics()
+        self._record_statistics()
         record_error = self._try_write_record()
         for line in summary_lines(self, counts, outcome, wall, signum is not None):
             print(line, file=self.stream)
@@ -385,16 +384,15 @@ class Reporter:
             )
         return code
 
-    def _statistics(self) -> dict[str, Any]:
+    def _record_statistics(self) -> None:
         """Custom statistics the stage's items recorded in the run directory, merged into
         the run record (`statistics`); a log directory that cannot be read records none."""
         try:
             custom = statistics.collect(self.run_dir).summary()
         except OSError:
-            return {}
+            return
         if custom:
             self.record["statistics"] = custom
-        return custom
 
 
 def append_line(fd: int, line: bytes) -> None:

@@ -43,7 +43,6 @@ class Counted(Protocol):
     malformed_inputs: Named
     failures_path: str
     failures_not_written: int
-    custom: dict[str, Any]
 
     @property
     def ran(self) -> int: ...
@@ -64,7 +63,9 @@ def summary_lines(
         f"{end.failed} failed){not_run}, {wall:.2f}s, {rate:.1f} items/s — {outcome}"
     ]
     lines += _notes(end, counts)
-    lines += [f"statistics: {line}" for line in statistics.describe(end.custom)]
+    lines += [
+        f"statistics: {line}" for line in statistics.describe(end.record.get("statistics", {}))
+    ]
     lines += [f"failed {line}" for line in end.failures.lines]
     if end.failures.count > len(end.failures.lines):
         lines.append(f"... and {end.failures.count - len(end.failures.lines)} more")
