@@ -138,23 +138,19 @@ class PreprocessTask(Task):
                     continue
                 custom: dict[str, Any] = {}
                 try:
-                    body = decode(line)
-                    problem = None
-                except ValueError as exc:  # the data is at fault, not the operator
-                    if not skip:
-                        raise MalformedInput(f"{input}:{lineno}: not a JSON row: {exc}") from None
-                    problem = ValueError(f"not valid JSON ({exc})")
-                if problem is None:
                     try:
-                        text = encode(operator(body, custom.update))
-                    except Exception as exc:
-                        if not skip:
-                            raise RowFailed(f"{input}:{lineno}: {error_line(exc)}") from exc
-                        problem = exc
-                if problem is not None:
-                    _record_skipped(run_dir, f"{input}:{lineno}", problem)
-                    stats.add({"_skipped_rows": 1})
-                    continue
+                        body = decode(line)
+                    except ValueError as exc:  # the data is at fault, not the operator
+                        raise MalformedInput(f"{input}:{lineno}: not a JSON row: {exc}") from None
+                    text = encode(operator(body, custom.update))
+                except Exception as exc:
+                    if skip:
+                        _record_skipped(run_dir, f"{input}:{lineno}", exc)
+                        stats.add({"_skipped_rows": 1})
+                        continue
+                    if isinstance(exc, MalformedInput):
+                        raise
+                    raise RowFailed(f"{input}:{lineno}: {error_line(exc)}") from exc
                 dst.write(text)
                 dst.write("\n")
                 if custom:
