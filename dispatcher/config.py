@@ -139,29 +139,9 @@ def _loader(kind: str) -> type[yaml.SafeLoader]:
 
 _OWN_TEXT = re.compile(r"[A-Za-z_/][A-Za-z0-9_./-]*")
 _KEYWORDS = frozenset(
-    [
-        "yes",
-        "Yes",
-        "YES",
-        "no",
-        "No",
-        "NO",
-        "true",
-        "True",
-        "TRUE",
-        "false",
-        "False",
-        "FALSE",
-        "on",
-        "On",
-        "ON",
-        "off",
-        "Off",
-        "OFF",
-        "null",
-        "Null",
-        "NULL",
-    ]
+    spelling
+    for word in ("yes", "no", "true", "false", "on", "off", "null")
+    for spelling in (word, word.capitalize(), word.upper())
 )
 """Plain scalars YAML reads as text under either loader: no indicator, space, `:` or `#`,
 a first character that starts no number, date or `~`, and not one of the words of
