@@ -275,29 +275,28 @@ def test_a_value_read_as_its_own_text_is_what_yaml_reads_under_both_loaders(text
             assert yaml.load(text, Loader=config._loader(kind)) == text, (text, kind)
 
 
-def test_a_command_line_of_paths_and_words_does_not_import_yaml():
+def _layers_in_a_fresh_interpreter(items, module):
+    """The mixin `load_layers` makes of `items` in a new interpreter, and whether `module`
+    was imported on the way (printed as one line)."""
     import subprocess
     import sys
 
     code = ("import sys; from dispatcher.config import load_layers; "
-            "c = load_layers(None, None, ['input=/data/raw', 'output=out/x', 'case=lower']); "
-            "print(c.mixin, 'yaml' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "{'input': '/data/raw', 'output': 'out/x', 'case': 'lower'} False"
+            f"c = load_layers(None, None, {items!r}); print(c.mixin, {module!r} in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return proc.stdout.strip()
+
+
+def test_a_command_line_of_paths_and_words_does_not_import_yaml():
+    out = _layers_in_a_fresh_interpreter(["input=/data/raw", "output=out/x", "case=lower"], "yaml")
+    assert out == "{'input': '/data/raw', 'output': 'out/x', 'case': 'lower'} False"
 
 
 def test_a_plain_mixin_command_line_does_not_import_omegaconf():
-    import subprocess
-    import sys
-
-    code = ("import sys; from dispatcher.config import load_layers; "
-            "c = load_layers(None, None, ['input=/x', 'n=1e3', 'a.b=[1,2]']); "
-            "print(c.mixin, 'omegaconf' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "{'input': '/x', 'n': 1000.0, 'a': {'b': [1, 2]}} False"
-    code = code.replace("'a.b=[1,2]'", "'a.b=${mixin.input}'")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "{'input': '/x', 'n': 1000.0, 'a': {'b': '/x'}} True"
+    out = _layers_in_a_fresh_interpreter(["input=/x", "n=1e3", "a.b=[1,2]"], "omegaconf")
+    assert out == "{'input': '/x', 'n': 1000.0, 'a': {'b': [1, 2]}} False"
+    out = _layers_in_a_fresh_interpreter(["input=/x", "n=1e3", "a.b=${mixin.input}"], "omegaconf")
+    assert out == "{'input': '/x', 'n': 1000.0, 'a': {'b': '/x'}} True"
 
 
 _REFUSED = object()
