@@ -160,7 +160,8 @@ def root_overlaps(input_roots: Sequence[str], output_roots: Sequence[str]) -> li
     """Why an output root would put the user's inputs at risk, one line each.
 
     An output root that is an input root, or holds one, would have commits replace inputs
-    (a video by its folder of clips). One inside an input root is fine: it is never walked.
+    (a video by its folder of clips). One inside an input root would have its outputs read
+    as inputs by every later run over that root (a second task, another output root).
     Links are resolved, so other spellings of the same folder count too.
     """
     problems = []
@@ -177,6 +178,11 @@ def root_overlaps(input_roots: Sequence[str], output_roots: Sequence[str]) -> li
                 problems.append(
                     f"mixin 'output': the input root {inp} is inside the output root "
                     f"{out} (outputs could replace inputs): choose another folder"
+                )
+            elif is_inside(real_in, real_out):
+                problems.append(
+                    f"mixin 'output': output root {out} is inside the input root {inp} "
+                    "(a later run would read its outputs as inputs): choose a folder outside it"
                 )
     return problems
 

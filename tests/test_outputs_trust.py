@@ -147,10 +147,21 @@ def test_an_output_root_over_the_input_root_is_refused_before_anything_is_writte
     assert snapshot(ds) == before  # the inputs intact, no log directory, nothing
 
 
-def test_an_output_root_inside_the_input_root_still_works(ds):
-    done = dispatch(ds, "Files", out=ds / "in" / "out")
-    assert done.returncode == 0, done.stderr
-    assert sorted(os.listdir(ds / "in" / "out")) == ["a.txt.json", "b.txt.json", "c.txt.json"]
+@pytest.mark.parametrize("spelling", ["inside", "symlink"])
+def test_an_output_root_inside_the_input_root_is_refused_before_anything_is_written(ds, spelling):
+    out = ds / "in" / "out"
+    if spelling == "symlink":  # another spelling of a folder inside the input root
+        (ds / "in" / "sub").mkdir(exist_ok=True)
+        (ds / "alias").symlink_to(ds / "in" / "sub")
+        out = ds / "alias" / "out"
+    before = snapshot(ds)
+    done = dispatch(ds, "Files", out=out)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"dispatch: error: mixin 'output': output root {out} is inside the "
+                           f"input root {ds / 'in'}")  # fmt: skip
+    assert "would read its outputs as inputs" in line
+    assert snapshot(ds) == before  # nothing written: no output root, no log directory
 
 
 def test_a_folder_commit_never_replaces_a_file_or_link_and_a_file_commit_never_a_folder(ds):

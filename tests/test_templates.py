@@ -295,14 +295,46 @@ def test_bad_jsonl_rows_stop_the_run_with_the_line_number(tmp_path, capsys, line
     assert not out.exists() and not (tmp_path / "logs").exists()
 
 
-def test_output_root_inside_input_root_is_never_walked(tmp_path, capsys):
+def test_an_output_root_inside_the_input_root_is_refused(tmp_path, capsys):
     src = tmp_path / "data"
     write(src / "a.txt", "a")
     task = task_file(tmp_path, COPY.format(mode='InputByExtensions(exts=[".txt", ".out"])'))
     args = ["--mixin", f"input={src}", f"output={src / 'results'}"]
-    assert run(tmp_path, capsys, task, "Copy", *args)[0] == 0
-    assert keys(task, "Copy", *args) == []  # a.txt is done; results/a.txt.out is no input
-    assert plan_of(task, "Copy", *args)[1].found == 1
+    code, _, err = run(tmp_path, capsys, task, "Copy", *args)
+    assert code == 2 and "is inside the input root" in err, err
+    assert not (src / "results").exists() and not (tmp_path / "logs").exists()
+
+
+def test_an_output_root_beside_a_jsonl_file_input_is_not_inside_it(tmp_path, capsys):
+    """A JSONL file that lists the items is the input root: nothing around it is walked, so
+    outputs may go beside it; an input folder named beside its list is still an input root."""
+    rows = write(tmp_path / "data" / "rows.jsonl", '{"id": "a"}\n')
+    body = """
+    from templates.input_modes import InputJsonlFiles  # what the operator adapters read with
+
+    @cpu_task(input_mode=InputJsonlFiles(), output_mode=OutputWithExtension(".out"))
+    class Rows(Task):
+        def process(self, input, output):
+            with open(input) as src, open(output, "w") as dst:
+                dst.write(json.loads(src.readline())["id"])
+    """
+    task = task_file(tmp_path, body)
+    out = tmp_path / "data" / "out"
+    code, _, err = run(tmp_path, capsys, task, "Rows", "--mixin", f"input={rows}", f"output={out}")
+    assert code == 0, err
+    assert files(out) == {"rows.jsonl.out": "a"}
+
+    write(tmp_path / "data" / "a.txt", "a")
+    listing = write(tmp_path / "data" / "list.jsonl", '"a.txt"\n')
+    task = write(tmp_path / "copy.py", HEADER + COPY.format(mode="InputFromJsonl()"))
+    args = ["--mixin", f"input={listing}", f"output={tmp_path / 'data' / 'copies'}"]
+    code, _, err = run(tmp_path, capsys, task, "Copy", *args)
+    assert code == 0, err
+    assert files(tmp_path / "data" / "copies") == {"a.txt.out": "a"}
+    task = write(tmp_path / "listed.py", HEADER + COPY.format(mode=f"InputFromJsonl(path={str(listing)!r})"))
+    args = ["--mixin", f"input={tmp_path / 'data'}", f"output={tmp_path / 'data' / 'more'}"]
+    code, _, err = run(tmp_path, capsys, task, "Copy", *args)
+    assert code == 2 and "is inside the input root" in err, err
 
 
 # --- output modes and finish checks -------------------------------------------------------
