@@ -187,6 +187,27 @@ def root_overlaps(input_roots: Sequence[str], output_roots: Sequence[str]) -> li
     return problems
 
 
+def unwritable_reason(root: str) -> str | None:
+    """Why no output could be committed under `root`, or None: the folder itself or, while
+    it does not exist yet, the nearest folder above it that `makedirs` would start from.
+
+    Asked before any work, so a read-only mount or a folder the user may not write is one
+    line and exit 2 instead of every item failing the same way.
+    """
+    path = os.path.abspath(root)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        return f"{path} is not a folder"
+    if os.access(path, os.W_OK | os.X_OK):
+        return None
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return f"{'read-only file system' if read_only else 'permission denied'} at {path}"
+
+
 @functools.lru_cache(maxsize=4096)
 def _folder_inside(root: str, folder: str) -> bool:
     # Output folders are resolved once per process: items share a handful of folders.

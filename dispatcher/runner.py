@@ -17,7 +17,7 @@ from dispatcher.environment import slurm_job
 from dispatcher.errors import UsageError
 from dispatcher.execution import is_task_exit
 from dispatcher.invocation import EXIT_OK, Invocation
-from dispatcher.outputs import is_inside, remove_leftovers
+from dispatcher.outputs import is_inside, remove_leftovers, unwritable_reason
 from dispatcher.plan import Plan, make_plan
 from dispatcher.preparation import Prepared, Request, prepare, request_from
 from dispatcher.results import Counts, PlanSummary, RunResult
@@ -59,6 +59,20 @@ def _open_reporter(log_dir: str, run_dir: str, plan: Plan, record: dict[str, Any
             f"cannot write to the log directory {log_dir}: {exc.strerror or exc} "
             f"({exc.filename or run_dir}); pass a writable --log-dir"
         ) from None
+
+
+def _check_output_roots(task: Task) -> None:
+    """Refuse, before any work, output roots that no item could commit into."""
+    problems = []
+    for root in task.output_roots():
+        reason = unwritable_reason(root)
+        if reason is not None:
+            problems.append(
+                f"mixin 'output': output root {root} cannot be written ({reason}): "
+                "choose a folder you can write"
+            )
+    if problems:
+        raise UsageError(*problems)
 
 
 def _output_roots(task: Task) -> list[str]:
@@ -160,6 +174,8 @@ def execute(request: Request) -> RunResult:
         }
         if request.plan_only:
             return RunResult(EXIT_OK, _plan_counts(plan), plan=_summary(plan, request.force))
+        if plan.pending or plan.leftovers:
+            _check_output_roots(task)
         # Killed attempts' staging, retired and lock names, unless a live run holds them.
         remove_leftovers(plan.leftovers)
         if stop.is_set():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -570,3 +571,48 @@ def test_a_plain_task_declaring_its_roots_is_refused_over_its_input_too(tmp_path
         "(outputs would replace inputs): choose another folder"
     ]
     assert snapshot(tmp_path) == before
+
+
+# --- an output root that cannot be written is refused before any work -------------------
+
+
+def _as_nobody() -> list[str]:
+    """A non-root user that may still read everything (python under /root, pytest's folders),
+    so only the permission to write is taken away."""
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+            "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]  # fmt: skip
+
+
+@pytest.mark.parametrize("backbone", ["serial", "mp"])
+@pytest.mark.parametrize("where", ["root", "parent"])
+def test_a_read_only_output_root_is_refused_before_any_work(ds, tmpfs, backbone, where):
+    mount = tmpfs("ro", "ro,size=64k")
+    out = mount if where == "root" else mount / "not-yet" / "out"
+    before = snapshot(ds / "in")
+    done = dispatch(ds, "Files", out=out, backbone=backbone)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"dispatch: error: mixin 'output': output root {out} cannot be "
+                           f"written (read-only file system at {mount})")  # fmt: skip
+    assert not (ds / "logs").exists() and snapshot(ds / "in") == before
+    # Outputs already there are still readable: a rerun with nothing to do is no error.
+    assert dispatch(ds, "Files", "--plan", out=out).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root to run as another user")  # fmt: skip
+def test_an_output_root_the_user_may_not_write_is_refused_before_any_work(ds):
+    out = ds / "theirs"
+    out.mkdir(mode=0o755)  # root's folder: nobody may not write in it
+    os.chmod(ds, 0o777)  # but may write its log directory beside it
+    done = subprocess.run(
+        [*_as_nobody(), sys.executable, "-m", "dispatcher", str(ds / "task.py"), "Files",
+         "--backbone", "serial", "--log-dir", str(ds / "logs"),
+         "--mixin", f"input={ds / 'in'}", f"output={out}"],
+        cwd=ds, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line == (f"dispatch: error: mixin 'output': output root {out} cannot be written "
+                    f"(permission denied at {out}): choose a folder you can write")  # fmt: skip
+    assert not (ds / "logs").exists() and os.listdir(out) == []
