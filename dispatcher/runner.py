@@ -87,11 +87,12 @@ def _config_change(inv: Request, task: Task, prepared: Prepared) -> str | None:
     roots = _output_roots(task)
     if not roots:
         return None
-    found = records.last_record(os.path.join(inv.log_dir, type(task).__name__), roots)
+    name = type(task).__name__
+    found = records.made_by(roots, name, os.path.join(inv.log_dir, name))
     if found is None:
         return None
     path, earlier = found
-    changes = records.config_changes(earlier.get("config", {}), prepared.config)
+    changes = records.config_changes(earlier, prepared.config)
     if not changes:
         return None
     return f"{'; '.join(changes)}; run record {path}"
@@ -218,6 +219,11 @@ def execute(request: Request) -> RunResult:
         if request.keep_outcomes:
             reporter.outcomes = []
         stage.run_dir = os.path.abspath(run_dir)  # where a task's own logs go, in every worker
+        unrecorded = records.write_provenance(
+            record["output_roots"], type(task).__name__, prepared.config, reporter.record_path
+        )
+        if unrecorded is not None:
+            reporter.note(f"warning: cannot record what made these outputs ({unrecorded})")
         try:
             backbone.run(stage, plan.pending, reporter, stop)
         except BaseException as exc:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.records import is_provenance_name
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -43,8 +45,13 @@ def write_file(path: Path, text: str) -> Path:
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    """Every file under `root` (relative POSIX path -> bytes)."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every output under `root` (relative POSIX path -> bytes): every file but the record of
+    which run made them (`.dispatch-run.CLASS`, tests/test_records.py checks it)."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not is_provenance_name(p.name)
+    }
 
 
 @pytest.fixture

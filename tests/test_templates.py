@@ -24,6 +24,7 @@ from dispatcher.cli import main, parse_command_line
 from dispatcher.execution import run_item
 from dispatcher.plan import make_plan
 from dispatcher.preparation import prepare
+from dispatcher.records import is_provenance_name
 from dispatcher.stage import stage_for
 from templates.adapters.torch_task import data_source, done_check
 
@@ -70,7 +71,7 @@ def files(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): p.read_text()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and not is_provenance_name(p.name)
     }
 
 
@@ -387,7 +388,7 @@ def test_an_output_not_written_fails_the_item_and_leaves_nothing(tmp_path, capsy
     )
     assert code == 1
     assert files(out) == {"b.txt/main.json": "m", "b.txt/t/thumb.jpg": "t"}
-    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]  # no staging left for a.txt
+    assert sorted(os.listdir(out)) == [".dispatch-run.Partial", "b.txt"]  # no staging for a.txt
     failures = list((tmp_path / "logs").rglob("failures.jsonl"))
     row = json.loads(failures[0].read_text().splitlines()[0])
     assert row["key"] == "a.txt" and "t/thumb.jpg" in row["error"]
@@ -450,7 +451,7 @@ def test_force_replaces_a_folder_output_as_a_whole(tmp_path, capsys):
     write(out / "a.mp4" / "stale.txt")
     assert run(tmp_path, capsys, task, "Clip", *args, "--force")[0] == 0
     assert sorted(files(out)) == ["a.mp4/clip_000.txt", "a.mp4/clip_001.txt", "a.mp4/clips.json"]
-    assert sorted(p.name for p in out.iterdir()) == ["a.mp4"]
+    assert sorted(os.listdir(out)) == [".dispatch-run.Clip", "a.mp4"]
 
 
 # --- placeholders, hard and soft shards ---------------------------------------------------
