@@ -160,7 +160,8 @@ def root_overlaps(input_roots: Sequence[str], output_roots: Sequence[str]) -> li
     """Why an output root would put the user's inputs at risk, one line each.
 
     An output root that is an input root, or holds one, would have commits replace inputs
-    (a video by its folder of clips). One inside an input root is fine: it is never walked.
+    (a video by its folder of clips). One inside an input root would have its outputs read
+    as inputs by every later run over that root (a second task, another output root).
     Links are resolved, so other spellings of the same folder count too.
     """
     problems = []
@@ -178,7 +179,33 @@ def root_overlaps(input_roots: Sequence[str], output_roots: Sequence[str]) -> li
                     f"mixin 'output': the input root {inp} is inside the output root "
                     f"{out} (outputs could replace inputs): choose another folder"
                 )
+            elif is_inside(real_in, real_out):
+                problems.append(
+                    f"mixin 'output': output root {out} is inside the input root {inp} "
+                    "(a later run would read its outputs as inputs): choose a folder outside it"
+                )
     return problems
+
+
+def unwritable_reason(root: str) -> str | None:
+    """Why no output could be committed under `root`, or None: the folder itself or, while
+    it does not exist yet, the nearest folder above it that `makedirs` would start from.
+
+    Asked before any work, so a read-only mount or a folder the user may not write is one
+    line and exit 2 instead of every item failing the same way.
+    """
+    path = os.path.abspath(root)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        return f"{path} is not a folder"
+    if os.access(path, os.W_OK | os.X_OK):
+        return None
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return f"{'read-only file system' if read_only else 'permission denied'} at {path}"
 
 
 @functools.lru_cache(maxsize=4096)

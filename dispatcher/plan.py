@@ -17,6 +17,7 @@ from itertools import compress, islice, repeat
 
 from dispatcher import sharding
 from dispatcher.errors import UsageError
+from dispatcher.outputs import unsafe_reason
 from dispatcher.sharding import ShardSpec
 from dispatcher.stage import Batch, Stage
 from dispatcher.task import Item
@@ -147,7 +148,15 @@ def _refuse_nested_outputs(keys: list[str], finals: Iterable[str] | None) -> Non
     committing the outer one (or replacing it under --force) would delete the inner one."""
     if finals is None:
         return
-    pairs = nested_outputs(keys, list(finals))
+    finals = list(finals)
+    pairs = nested_outputs(keys, finals)
+    if pairs:
+        # A key that would leave the output root never commits (it fails alone, with
+        # OutputOutsideRoot, when it runs): only the keys that can commit may nest. Looked
+        # at only here, so a dataset whose outputs do not nest pays nothing for it.
+        safe = [unsafe_reason(key) is None for key in keys]
+        if not all(safe):
+            pairs = nested_outputs(list(compress(keys, safe)), list(compress(finals, safe)))
     if pairs:
         shown = "; ".join(f"{outer!r} holds {inner!r}" for outer, inner in pairs[:SHOWN_CONFLICTS])
         more = f" (and {len(pairs) - SHOWN_CONFLICTS} more)" if len(pairs) > SHOWN_CONFLICTS else ""

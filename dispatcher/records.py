@@ -1,14 +1,21 @@
 """Earlier run records: which configuration made the outputs a rerun finds done.
 
-Read from the log directory only, newest first by name (run folders start with their
-time stamp), and only a few of them: a rerun stays as cheap as the plan.
+Each run that makes outputs leaves a small hidden provenance record at each of its output
+roots (`.dispatch-run.CLASS`, JSON: the configuration and the path of its run record), so
+the run that made them is found from any working directory, however many runs came since:
+one read per output root, and a rerun stays as cheap as the plan. Outputs made before
+provenance records existed are compared with the newest run records in the log directory.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
+from collections.abc import Sequence
 from typing import Any
+
+from dispatcher.outputs import atomic_write
 
 NEWEST = 8
 """How many of the newest run records of a task class are looked at."""
@@ -20,6 +27,62 @@ NOT_SHAPING = {"mixin": ("shard", "hard_shard")}
 """Mixin keys that choose which items run, not what their outputs hold."""
 
 SHOWN_CHANGES = 5
+
+
+PROVENANCE_PREFIX = ".dispatch-run."
+"""Provenance records are named `.dispatch-run.CLASS`: hidden, never an item, and without
+an extension, so a consumer's `*.json` glob over the outputs never picks one up."""
+
+
+def provenance_path(root: str, task_class: str) -> str:
+    return os.path.join(root, f"{PROVENANCE_PREFIX}{task_class}")
+
+
+def is_provenance_name(name: str) -> bool:
+    return name.startswith(PROVENANCE_PREFIX)
+
+
+def write_provenance(
+    roots: Sequence[str], task_class: str, config: dict[str, Any], run_record: str
+) -> str | None:
+    """Record at each output root what is about to make outputs there; the reason when a
+    root cannot take it (the run goes on: only a later drift note depends on it)."""
+    made = {
+        "task_class": task_class,
+        "config": config,
+        "run_record": os.path.abspath(run_record),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    text = json.dumps(made, indent=2, default=str) + "\n"
+    for root in roots:
+        try:
+            os.makedirs(root, exist_ok=True)
+            path = provenance_path(root, task_class)
+            with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        except OSError as exc:
+            return f"{type(exc).__name__}: {exc.strerror or exc} ({root})"
+    return None
+
+
+def made_by(
+    roots: Sequence[str], task_class: str, class_dir: str
+) -> tuple[str, dict[str, Any]] | None:
+    """(run record path, configuration) of the run that last made outputs in `roots`: from
+    their provenance record, else (outputs of an older version) from the log directory."""
+    for root in roots:
+        try:
+            with open(provenance_path(root, task_class), encoding="utf-8") as fh:
+                made = json.load(fh)
+        except (OSError, ValueError):
+            continue
+        if isinstance(made, dict) and isinstance(made.get("config"), dict):
+            return str(made.get("run_record")), made["config"]
+    found = last_record(class_dir, list(roots))
+    if found is None:
+        return None
+    path, record = found
+    return path, record.get("config", {})
 
 
 def last_record(class_dir: str, output_roots: list[str]) -> tuple[str, dict[str, Any]] | None:

@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import errno
 import json
+import math
 import os
 import platform
 import sys
@@ -28,6 +29,18 @@ from dispatcher.summary import SHOWN_FAILURES, SHOWN_MALFORMED, Named, summary_l
 
 DEFAULT_LOG_INTERVAL = 15.0
 """Seconds between progress lines when stderr is not a terminal (SLURM log files)."""
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every NaN or infinity written as its text (`nan`, `inf`): what Python's
+    json would write as `NaN` / `Infinity`, which strict JSON readers refuse."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def _now() -> str:
@@ -285,7 +298,7 @@ class Reporter:
             "traceback": traceback,
             "time": _now(),
         }
-        line = (json.dumps(row, default=str) + "\n").encode("utf-8")
+        line = (json.dumps(strict_json(row), default=str) + "\n").encode("utf-8")
         try:
             if self._failures is None:
                 self._failures = os.open(
@@ -307,7 +320,7 @@ class Reporter:
 
     def _write_record(self) -> None:
         with atomic_write(self.record_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(self.record, fh, indent=2, default=str)
+            json.dump(strict_json(self.record), fh, indent=2, default=str, allow_nan=False)
             fh.write("\n")
 
     def _try_write_record(self) -> str | None:

@@ -17,7 +17,7 @@ from dispatcher.environment import slurm_job
 from dispatcher.errors import UsageError
 from dispatcher.execution import is_task_exit
 from dispatcher.invocation import EXIT_OK, Invocation
-from dispatcher.outputs import is_inside, remove_leftovers
+from dispatcher.outputs import is_inside, remove_leftovers, unwritable_reason
 from dispatcher.plan import Plan, make_plan
 from dispatcher.preparation import Prepared, Request, prepare, request_from
 from dispatcher.results import Counts, PlanSummary, RunResult
@@ -61,6 +61,20 @@ def _open_reporter(log_dir: str, run_dir: str, plan: Plan, record: dict[str, Any
         ) from None
 
 
+def _check_output_roots(task: Task) -> None:
+    """Refuse, before any work, output roots that no item could commit into."""
+    problems = []
+    for root in task.output_roots():
+        reason = unwritable_reason(root)
+        if reason is not None:
+            problems.append(
+                f"mixin 'output': output root {root} cannot be written ({reason}): "
+                "choose a folder you can write"
+            )
+    if problems:
+        raise UsageError(*problems)
+
+
 def _output_roots(task: Task) -> list[str]:
     return [os.path.realpath(root) for root in task.output_roots()]
 
@@ -73,11 +87,12 @@ def _config_change(inv: Request, task: Task, prepared: Prepared) -> str | None:
     roots = _output_roots(task)
     if not roots:
         return None
-    found = records.last_record(os.path.join(inv.log_dir, type(task).__name__), roots)
+    name = type(task).__name__
+    found = records.made_by(roots, name, os.path.join(inv.log_dir, name))
     if found is None:
         return None
     path, earlier = found
-    changes = records.config_changes(earlier.get("config", {}), prepared.config)
+    changes = records.config_changes(earlier, prepared.config)
     if not changes:
         return None
     return f"{'; '.join(changes)}; run record {path}"
@@ -160,6 +175,8 @@ def execute(request: Request) -> RunResult:
         }
         if request.plan_only:
             return RunResult(EXIT_OK, _plan_counts(plan), plan=_summary(plan, request.force))
+        if plan.pending or plan.leftovers:
+            _check_output_roots(task)
         # Killed attempts' staging, retired and lock names, unless a live run holds them.
         remove_leftovers(plan.leftovers)
         if stop.is_set():
@@ -202,6 +219,11 @@ def execute(request: Request) -> RunResult:
         if request.keep_outcomes:
             reporter.outcomes = []
         stage.run_dir = os.path.abspath(run_dir)  # where a task's own logs go, in every worker
+        unrecorded = records.write_provenance(
+            record["output_roots"], type(task).__name__, prepared.config, reporter.record_path
+        )
+        if unrecorded is not None:
+            reporter.note(f"warning: cannot record what made these outputs ({unrecorded})")
         try:
             backbone.run(stage, plan.pending, reporter, stop)
         except BaseException as exc:

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from dispatcher.errors import UsageError
 from dispatcher.invocation import EXIT_OK
 from dispatcher.plan import make_plan
 from dispatcher.sharding import hash_bucket
@@ -149,12 +150,28 @@ def status_rows(command: Command, count: int) -> tuple[list[ShardRow], bool]:
     return rows, states is not None
 
 
-def resubmittable(command: Command, count: int) -> tuple[list[int], list[str]]:
-    """(shards with items to run and no array task in the queue, notes on the others)."""
-    rows, _ = status_rows(command, count)
+def resubmittable(
+    command: Command, count: int, queue_check: bool = True
+) -> tuple[list[int], list[str]]:
+    """(shards with items to run and no array task in the queue, notes on the others).
+
+    Without an answer from squeue a shard still queued or running looks incomplete, and
+    submitting it again could run it twice: refused unless `queue_check` is off.
+    """
+    rows, answered = status_rows(command, count)
     incomplete = [row for row in rows if row.to_run]
-    waiting = [row.shard for row in incomplete if row.queue]
     notes = []
+    if not answered:
+        if queue_check:
+            raise UsageError(
+                "submit --resubmit: the queue could not be asked (squeue gave no answer), so "
+                "shards still queued or running would be submitted again and could run twice; "
+                "pass --no-queue-check to submit every incomplete shard anyway"
+            )
+        notes.append(
+            "note: --no-queue-check: the incomplete shards are not checked against the queue"
+        )
+    waiting = [row.shard for row in incomplete if row.queue]
     if waiting:
         notes.append(
             f"note: shards {', '.join(map(str, waiting))} are still queued or running: "

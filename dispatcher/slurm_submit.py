@@ -211,6 +211,12 @@ def submit_parser() -> OwnParser:
         "submission's unless --array)",
     )
     add(
+        "--no-queue-check",
+        action="store_true",
+        help="with --resubmit: submit the incomplete shards even when squeue cannot say "
+        "which are still queued or running (they could run twice)",
+    )
+    add(
         "--requeue",
         action="store_true",
         help="before the time limit, stop and requeue the array task; it resumes its shard",
@@ -261,6 +267,8 @@ def main(argv: Sequence[str], parse: Parse) -> int:
     args = parser.parse_args(_joined_sbatch_args(own))
     if args.array is None and not args.resubmit:
         raise UsageError("submit: --array N (the number of shards) is required")
+    if args.no_queue_check and not args.resubmit:
+        raise UsageError("submit: --no-queue-check only applies to --resubmit")
     command = prepare_command(words, parse, "submit")
     if args.requeue and command.grace >= args.requeue_before:
         raise UsageError(
@@ -272,7 +280,7 @@ def main(argv: Sequence[str], parse: Parse) -> int:
     if args.resubmit:
         from dispatcher.slurm_status import resubmittable
 
-        shards, notes = resubmittable(command, count)
+        shards, notes = resubmittable(command, count, queue_check=not args.no_queue_check)
         for note in notes:
             print(f"dispatch: {note}", file=sys.stderr)
         if not shards:

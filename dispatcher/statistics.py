@@ -8,7 +8,9 @@ numbers give count, sum, min, max and mean; other values are counted by value.
 
 from __future__ import annotations
 
+import decimal
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -19,7 +21,42 @@ MAX_VALUES = 50
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A value summed as a number: one a float can hold. NaN, the infinities and integers
+    past a float's range are counted by their text instead, so no statistic can overflow
+    the summary or put a non-JSON number into `run.json`."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _text(value: Any) -> str:
+    """A counted value's name: NaN and the infinities as Python writes them (`nan`,
+    `inf`), an int past a float's range in scientific notation, the rest as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, float):
+        return str(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _shown(value)
+    return json.dumps(value, default=str)
+
+
+def _json_number(value: float | int) -> float | int | str:
+    """A sum or mean as strict JSON: an int of any size is JSON, a float that overflowed is
+    written as its text."""
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _shown(value: float | int | str) -> str:
+    if isinstance(value, str):
+        return value
+    try:
+        return f"{value:g}"
+    except OverflowError:  # an int past a float's range: Decimal formats any size
+        return format(decimal.Decimal(value), ".5e")
 
 
 class Statistics:
@@ -42,7 +79,7 @@ class Statistics:
                     part["max"] = max(part["max"], value)
             else:
                 counted = part.setdefault("values", {})
-                name = value if isinstance(value, str) else json.dumps(value, default=str)
+                name = _text(value)
                 if name not in counted and len(counted) >= MAX_VALUES:
                     name = "other"
                 counted[name] = counted.get(name, 0) + 1
@@ -72,7 +109,9 @@ class Statistics:
         for key in sorted(self.parts):
             part = dict(self.parts[key])
             if "sum" in part:
-                part["mean"] = part["sum"] / part["count"]
+                # sum / count <= max, so the mean fits a float even where the sum does not.
+                part["mean"] = _json_number(part["sum"] / part["count"])
+                part["sum"] = _json_number(part["sum"])
             out[key] = part
         return out
 
@@ -115,8 +154,8 @@ def describe(summary: Mapping[str, Mapping[str, Any]]) -> Iterable[str]:
         shown = []
         if "sum" in part:
             shown.append(
-                f"n={part['count']} sum={part['sum']:g} min={part['min']:g} "
-                f"max={part['max']:g} mean={part['mean']:g}"
+                f"n={part['count']} sum={_shown(part['sum'])} min={_shown(part['min'])} "
+                f"max={_shown(part['max'])} mean={_shown(part['mean'])}"
             )
         if "values" in part:
             top = sorted(part["values"].items(), key=lambda kv: (-kv[1], kv[0]))[:5]

@@ -85,7 +85,7 @@ class TemplateHooks:
         return inputs, output_mode.argument_names(), more
 
     def input_roots(self) -> list[str]:
-        return [self._runtime().input_root]
+        return [self._runtime().read_root]
 
     def output_roots(self) -> list[str]:
         return [self._runtime().output_root]

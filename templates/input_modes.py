@@ -87,6 +87,11 @@ class InputMode:
         """The folder that item keys are relative to."""
         return input_value
 
+    def read_root(self, input_value: str) -> str:
+        """What the items are found in, which no output root may lie in or hold: the folder
+        walked, or the one JSONL file that lists them (outputs may then go beside it)."""
+        return self.base_root(input_value)
+
 
 @dataclass(kw_only=True)
 class _Walked(InputMode):
@@ -270,6 +275,10 @@ class InputFromJsonl(InputMode):
     def base_root(self, input_value: str) -> str:
         return input_value if self.path else os.path.dirname(os.path.abspath(input_value))
 
+    def read_root(self, input_value: str) -> str:
+        # The list is the items: without `path`, nothing but the file itself is walked.
+        return input_value if self.path else os.path.abspath(input_value)
+
     def root_problems(self, input_value: str, input_root: str) -> list[str]:
         listing = self.list_file(input_value)
         where = "input_mode.path" if self.path else "input"
@@ -444,6 +453,10 @@ class InputJsonlFiles(InputMode):
         if os.path.isfile(input_value):
             return os.path.dirname(os.path.abspath(input_value))
         return input_value
+
+    def read_root(self, input_value: str) -> str:
+        # One file is read, not the folder around it: outputs may go beside it.
+        return input_value if os.path.isfile(input_value) else self.base_root(input_value)
 
     def root_problems(self, input_value: str, input_root: str) -> list[str]:
         if os.path.isfile(input_value):

@@ -64,6 +64,11 @@ class Runtime:
             exclude=_nested(input_root, output_root),
         )
 
+    @property
+    def read_root(self) -> str:
+        """What the items are read from (`InputMode.read_root`), absolute."""
+        return os.path.abspath(self.input_mode.read_root(self.input_value))
+
     def items(self) -> list[Item]:
         items, groups = self.input_mode.items_with_groups(
             self.input_value, self.input_root, self.exclude

@@ -16,6 +16,13 @@ from collections.abc import Callable, Iterable, Iterator
 
 from dispatcher.errors import UsageError
 from dispatcher.outputs import is_staging_name
+from dispatcher.records import is_provenance_name
+
+
+def _bookkeeping(name: str) -> bool:
+    """The dispatcher's own hidden names (leftovers, provenance records): never an item,
+    even where hidden names are."""
+    return is_staging_name(name) or is_provenance_name(name)
 
 NameTest = Callable[[str], bool]
 
@@ -96,7 +103,7 @@ def _folders(
         if entries is None:
             continue
         visible = [
-            e for e in entries if e.name[0] != "." or (hidden and not is_staging_name(e.name))
+            e for e in entries if e.name[0] != "." or (hidden and not _bookkeeping(e.name))
         ]
         yield prefix, level, visible
         if max_depth is not None and level >= max_depth:
@@ -171,7 +178,7 @@ def walk_suffixes(
         subdirs: list[str] = []
         for entry in entries:
             name = entry.name
-            if name[0] == "." and (not hidden or is_staging_name(name)):
+            if name[0] == "." and (not hidden or _bookkeeping(name)):
                 continue
             try:
                 if (name.endswith(suffixes) or name.lower().endswith(suffixes)) and (

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.records import is_provenance_name
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -43,8 +45,13 @@ def write_file(path: Path, text: str) -> Path:
 
 
 def tree(root: Path) -> dict[str, bytes]:
-    """Every file under `root` (relative POSIX path -> bytes)."""
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every output under `root` (relative POSIX path -> bytes): every file but the record of
+    which run made them (`.dispatch-run.CLASS`, tests/test_records.py checks it)."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and not is_provenance_name(p.name)
+    }
 
 
 @pytest.fixture
@@ -78,3 +85,29 @@ def installed_package(root: Path, dist: str) -> Iterator[None]:
     finally:
         removed = _pip("uninstall", "--yes", "--quiet", dist)
         assert removed.returncode == 0, removed.stderr
+
+
+def _mount_tmpfs(path: Path, options: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """`mount(name, options)`: a tmpfs at tmp_path/name (a real full or read-only disk),
+    unmounted at the end; the test skips where mounting is not allowed."""
+    mounted: list[Path] = []
+
+    def mount(name: str, options: str) -> Path:
+        path = tmp_path / name
+        _mount_tmpfs(path, options)
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], check=False)

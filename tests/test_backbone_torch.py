@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, write_file
+from conftest import REPO, run_dispatch, tree, write_file
 
 torch = pytest.importorskip("torch")
 
@@ -562,7 +562,7 @@ def test_image_embed_example_end_to_end_and_rerun(tmp_path):
     proc = run_dispatch(*cmd, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     sources = sorted(p.relative_to(images).as_posix() for p in images.rglob("*") if p.is_file())
-    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    written = sorted(tree(out))
     assert written == [s + ".json" for s in sources]
     got = {s: json.loads((out / (s + ".json")).read_text()) for s in sources}
     for source, record in got.items():
@@ -579,7 +579,7 @@ def test_image_embed_example_end_to_end_and_rerun(tmp_path):
     rerun = run_dispatch(*cmd, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert "nothing to do" in rerun.stderr
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == written
+    assert sorted(tree(out)) == written
 
 
 def test_sample_images_are_small_and_regenerate_identically(tmp_path):

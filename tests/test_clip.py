@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_dispatch, tree
 
+from dispatcher.records import is_provenance_name
+
 av = pytest.importorskip("av")
 
 TASK = REPO / "tasks" / "clip.py"
@@ -110,7 +112,8 @@ def test_headline_clips_every_video(headline):
             total += frames
         if manifest["dropped_tail"] is None:
             assert total == source_frames
-    assert not [p for p in out.rglob("*") if p.name.startswith(".")], "no staging leftovers"
+    leftovers = [p for p in out.rglob(".*") if not is_provenance_name(p.name)]
+    assert not leftovers, "no staging leftovers"
     assert not (out / "dispatch-logs").exists() and (work / "dispatch-logs").is_dir()
 
 

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch
+from conftest import run_dispatch, tree
 
 from dispatcher.outputs import OutputOutsideRoot, confine, unsafe_reason
 from dispatcher.stage import stage_for
@@ -114,10 +114,25 @@ def test_hostile_path_rows_fail_with_a_reason_and_write_nothing_outside(world, c
     after = snapshot(world, skip=(world / "data", world / "logs", world / "list.jsonl"))
     assert after == before
     out = world / "data" / "out"
-    written = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
-    assert written == ({"ok/a.txt.out"} if cls == "FromList" else {"ok/a.txt/m.txt"})
+    assert set(tree(out)) == ({"ok/a.txt.out"} if cls == "FromList" else {"ok/a.txt/m.txt"})
     assert not (world / "data" / "escape.txt.out").exists()
     assert not Path("/etc/passwd-copy.out").exists()
+
+
+@pytest.mark.parametrize("cls", ["FromList", "Folders"])
+def test_unsafe_keys_fail_alone_before_the_nesting_check_sees_them(world, cls):
+    """`..` would hold `../escape` as a folder output: but neither can ever commit, so each
+    fails alone with its reason and the safe rows still run."""
+    rows = ["ok/a.txt", "..", "../escape", "ok/../../up"]
+    before = snapshot(world, skip=(world / "data", world / "logs", world / "list.jsonl"))
+    done = dispatch(world, cls, rows)
+    assert done.returncode == 1, done.stderr
+    reasons = failures(world)
+    assert set(reasons) == {"..", "../escape", "ok/../../up"}, reasons
+    assert all(error.startswith("OutputOutsideRoot: ") for error in reasons.values()), reasons
+    out = world / "data" / "out"
+    assert set(tree(out)) == ({"ok/a.txt.out"} if cls == "FromList" else {"ok/a.txt/m.txt"})
+    assert snapshot(world, skip=(world / "data", world / "logs", world / "list.jsonl")) == before
 
 
 def test_hostile_object_rows_and_colliding_fields(world):

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from dispatcher.records import is_provenance_name
+
 TASK = r"""
 import hashlib, os, signal, time
 from dispatcher import Task
@@ -95,12 +97,14 @@ def make_inputs(root: Path) -> list[str]:
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
-    """Every entry under `root`, hidden ones included: files with bytes, folders as None."""
+    """Every entry under `root`, hidden ones included: files with bytes, folders as None;
+    all but the record of the run that made them (it names that run)."""
     if not root.exists():
         return {}
     return {
         p.relative_to(root).as_posix(): (None if p.is_dir() else p.read_bytes())
         for p in sorted(root.rglob("*"))
+        if not is_provenance_name(p.name)
     }
 
 

@@ -399,3 +399,39 @@ def test_a_run_killed_mid_file_leaves_no_output_that_counts_as_done(tmp_path):
     again = run_dispatch(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert tree(out) == reference
+
+
+UNPRINTABLE = """
+class Preprocess:
+    def preprocess(self, body, state, collect):
+        collect({"huge": 10**400, "nan": float("nan"), "inf": float("inf"),
+                 "big": 1e308, "ok": body["n"]})
+        return body["n"]
+
+    def postprocess(self, data, state, collect):
+        return {"n": data}
+"""
+
+
+@pytest.mark.parametrize("backbone", backbone_params(["serial", "mp"]))
+def test_no_statistic_value_changes_the_outcome_and_the_record_is_strict_json(tmp_path, backbone):
+    op = write_file(tmp_path / "op.py", UNPRINTABLE)
+    data, out, logs = _inputs(tmp_path), tmp_path / "out", tmp_path / "logs"
+    proc = run_dispatch(op, "Preprocess", "--backbone", backbone, "--log-dir", logs,
+                        "--mixin", f"input={data}", f"output={out}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    text = (_run_dir(logs) / "run.json").read_text()
+
+    def refuse(word):
+        raise ValueError(f"not strict JSON: {word}")
+
+    record = json.loads(text, parse_constant=refuse)
+    assert record["outcome"] == "success" and record["counts"]["succeeded"] == 2
+    stats = record["statistics"]
+    assert stats["ok"]["sum"] == 16 and stats["ok"]["count"] == 9
+    # A value no float can hold is counted by its text, never summed into an overflow.
+    assert stats["nan"]["values"] == {"nan": 9} and stats["inf"]["values"] == {"inf": 9}
+    assert sum(stats["huge"]["values"].values()) == 9
+    assert stats["big"]["count"] == 9 and stats["big"]["max"] == 1e308
+    assert "statistics: ok: n=9 sum=16" in proc.stderr
+    assert "big: n=9" in proc.stderr

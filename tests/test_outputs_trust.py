@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch
+from conftest import REPO, run_dispatch, tree
+
+from dispatcher.records import is_provenance_name
 
 TASK = r'''
 import json, os, signal, sys, time
@@ -106,7 +109,10 @@ def snapshot(root: Path) -> dict[str, bytes | None]:
 
 
 def ours(root: Path) -> list[str]:
-    return sorted(p.name for p in root.rglob(".*") if "dispatch-" in p.name)
+    """The dispatcher's leftovers under `root` (the provenance record is none)."""
+    return sorted(
+        p.name for p in root.rglob(".*") if "dispatch-" in p.name and not is_provenance_name(p.name)
+    )
 
 
 def hold_claim(final: Path) -> subprocess.Popen[str]:
@@ -147,10 +153,21 @@ def test_an_output_root_over_the_input_root_is_refused_before_anything_is_writte
     assert snapshot(ds) == before  # the inputs intact, no log directory, nothing
 
 
-def test_an_output_root_inside_the_input_root_still_works(ds):
-    done = dispatch(ds, "Files", out=ds / "in" / "out")
-    assert done.returncode == 0, done.stderr
-    assert sorted(os.listdir(ds / "in" / "out")) == ["a.txt.json", "b.txt.json", "c.txt.json"]
+@pytest.mark.parametrize("spelling", ["inside", "symlink"])
+def test_an_output_root_inside_the_input_root_is_refused_before_anything_is_written(ds, spelling):
+    out = ds / "in" / "out"
+    if spelling == "symlink":  # another spelling of a folder inside the input root
+        (ds / "in" / "sub").mkdir(exist_ok=True)
+        (ds / "alias").symlink_to(ds / "in" / "sub")
+        out = ds / "alias" / "out"
+    before = snapshot(ds)
+    done = dispatch(ds, "Files", out=out)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"dispatch: error: mixin 'output': output root {out} is inside the "
+                           f"input root {ds / 'in'}")  # fmt: skip
+    assert "would read its outputs as inputs" in line
+    assert snapshot(ds) == before  # nothing written: no output root, no log directory
 
 
 def test_a_folder_commit_never_replaces_a_file_or_link_and_a_file_commit_never_a_folder(ds):
@@ -386,7 +403,7 @@ def test_a_rerun_with_nothing_to_do_removes_every_kind_of_leftover_and_plan_coun
     done = dispatch(ds, "Folders")
     assert done.returncode == 0 and "nothing to do" in done.stderr, done.stderr
     assert ours(out) == []
-    assert sorted(os.listdir(out)) == ["a.txt", "b.txt", "c.txt"]
+    assert sorted(n for n in os.listdir(out) if not is_provenance_name(n)) == ["a.txt", "b.txt", "c.txt"]
     assert "leftovers" not in dispatch(ds, "Folders", "--plan").stdout
 
 
@@ -516,7 +533,7 @@ def test_a_batch_claims_all_its_items_without_holding_any_while_it_waits(ds):
     _, err = run.communicate(timeout=120)
     assert run.returncode == 0, err
     assert "ran 3 (3 ok, 0 failed)" in err
-    assert sorted(p.name for p in out.iterdir()) == ["a.txt.json", "b.txt.json", "c.txt.json"]
+    assert sorted(tree(out)) == ["a.txt.json", "b.txt.json", "c.txt.json"]
 
 
 def test_without_file_locks_outputs_are_still_written_whole_and_nothing_is_removed(
@@ -559,3 +576,48 @@ def test_a_plain_task_declaring_its_roots_is_refused_over_its_input_too(tmp_path
         "(outputs would replace inputs): choose another folder"
     ]
     assert snapshot(tmp_path) == before
+
+
+# --- an output root that cannot be written is refused before any work -------------------
+
+
+def _as_nobody() -> list[str]:
+    """A non-root user that may still read everything (python under /root, pytest's folders),
+    so only the permission to write is taken away."""
+    return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+            "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search"]  # fmt: skip
+
+
+@pytest.mark.parametrize("backbone", ["serial", "mp"])
+@pytest.mark.parametrize("where", ["root", "parent"])
+def test_a_read_only_output_root_is_refused_before_any_work(ds, tmpfs, backbone, where):
+    mount = tmpfs("ro", "ro,size=64k")
+    out = mount if where == "root" else mount / "not-yet" / "out"
+    before = snapshot(ds / "in")
+    done = dispatch(ds, "Files", out=out, backbone=backbone)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"dispatch: error: mixin 'output': output root {out} cannot be "
+                           f"written (read-only file system at {mount})")  # fmt: skip
+    assert not (ds / "logs").exists() and snapshot(ds / "in") == before
+    # Outputs already there are still readable: a rerun with nothing to do is no error.
+    assert dispatch(ds, "Files", "--plan", out=out).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="needs root to run as another user")  # fmt: skip
+def test_an_output_root_the_user_may_not_write_is_refused_before_any_work(ds):
+    out = ds / "theirs"
+    out.mkdir(mode=0o755)  # root's folder: nobody may not write in it
+    os.chmod(ds, 0o777)  # but may write its log directory beside it
+    done = subprocess.run(
+        [*_as_nobody(), sys.executable, "-m", "dispatcher", str(ds / "task.py"), "Files",
+         "--backbone", "serial", "--log-dir", str(ds / "logs"),
+         "--mixin", f"input={ds / 'in'}", f"output={out}"],
+        cwd=ds, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line == (f"dispatch: error: mixin 'output': output root {out} cannot be written "
+                    f"(permission denied at {out}): choose a folder you can write")  # fmt: skip
+    assert not (ds / "logs").exists() and os.listdir(out) == []

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import run_dispatch
 
+from dispatcher.records import is_provenance_name
+
 TASK = """
 import os
 from dispatcher import IndexShard, Placeholder, Task
@@ -60,10 +62,12 @@ def dispatch(ds: Path, cls: str, *args: str, env: dict[str, str] | None = None, 
 
 
 def everything(root: Path) -> dict[str, str | None]:
-    """Every entry under `root`, hidden ones included (folders as None)."""
+    """Every entry under `root`, hidden ones included (folders as None), but the record of
+    the run that made them (tests/test_records.py checks it)."""
     return {
         p.relative_to(root).as_posix(): (None if p.is_dir() else p.read_text())
         for p in sorted(root.rglob("*"))
+        if not is_provenance_name(p.name)
     }
 
 
@@ -208,6 +212,8 @@ def test_logs_never_land_in_the_output_root(ds):
     assert sorted(
         p for p in everything(ds / "out") if everything(ds / "out")[p] is not None
     ) == sorted(f"{n}.out" for n in NAMES)
+    # Besides the outputs, only the hidden record of what made them.
+    assert [p.name for p in (ds / "out").iterdir() if p.name[0] == "."] == [".dispatch-run.Copy"]
     assert (ds / "dispatch-logs").is_dir()  # the default: under the working directory
     assert any((ds / "dispatch-logs").rglob("run.json"))
     assert not any("run" in p or "failures" in p for p in everything(ds / "out"))

@@ -254,6 +254,58 @@ def test_a_run_for_another_output_root_is_not_compared(ds):
     assert "nothing to do" in again.stderr and "configuration" not in again.stderr
 
 
+def test_drift_is_found_after_many_other_runs_and_from_another_folder(ds):
+    """What made the outputs is recorded beside them: neither the runs since nor the
+    working directory hides it."""
+    (ds / "in/sub/c.txt").write_text("c")
+    base = ["--mixin", f"input={ds / 'in'}", f"output={ds / 'out'}"]
+    first = dispatch(ds, "Shout", *base)
+    assert first.returncode == 0, first.stderr
+    for i in range(9):  # more runs than any number of newest records one could read
+        other = dispatch(ds, "Shout", "--mixin", f"input={ds / 'in'}", f"output={ds / f'o{i}'}")
+        assert other.returncode == 0, other.stderr
+    again = dispatch(ds, "Shout", *base, "suffix=+")
+    assert again.returncode == 0, again.stderr
+    assert "made with another configuration" in again.stderr and "suffix: '!' -> '+'" in again.stderr
+    assert str(records(ds, "Shout")[0]) in again.stderr  # the run that made them
+    elsewhere = ds / "elsewhere"
+    elsewhere.mkdir()
+    moved = run_dispatch(ds / "task.py", "Shout", "--backbone", "serial", *base, "suffix=+",
+                         cwd=elsewhere)  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    assert "made with another configuration" in moved.stderr, moved.stderr
+    assert not (elsewhere / "dispatch-logs").exists()  # nothing to do: no record of its own
+
+
+def test_the_provenance_record_is_hidden_and_never_an_input(ds):
+    (ds / "in/sub/c.txt").write_text("c")
+    assert dispatch(ds, "Shout", "--mixin", f"input={ds / 'in'}", f"output={ds / 'out'}").returncode == 0
+    hidden = [p.name for p in (ds / "out").iterdir() if p.name.startswith(".")]
+    assert hidden == [".dispatch-run.Shout"]
+    made = json.loads((ds / "out" / hidden[0]).read_text())
+    assert made["task_class"] == "Shout" and made["config"]["mixin"]["suffix"] == "!"
+    assert made["run_record"] == str(records(ds, "Shout")[0])
+    # The outputs as the next task's inputs, hidden names included: never an item.
+    from templates.walk import walk, walk_suffixes
+
+    assert walk(str(ds / "out"), hidden=True) == ["a.txt.out", "sub/b.txt.out", "sub/c.txt.out"]
+    groups = walk_suffixes(str(ds / "out"), ("", ".out"), hidden=True)
+    keys = [prefix + name for prefix, names in groups for name in names]
+    assert keys == ["a.txt.out", "sub/b.txt.out", "sub/c.txt.out"]
+    # No extension: a consumer's `*.json` or `*.out` glob over the outputs never matches it.
+    assert [p.name for p in (ds / "out").glob("*.out")] == ["a.txt.out"]
+    assert list((ds / "out").rglob("*.json")) == []
+
+
+def test_outputs_made_before_provenance_records_are_still_compared(ds):
+    (ds / "in/sub/c.txt").write_text("c")
+    base = ["--mixin", f"input={ds / 'in'}", f"output={ds / 'out'}"]
+    assert dispatch(ds, "Shout", *base).returncode == 0
+    (ds / "out" / ".dispatch-run.Shout").unlink()  # as an older version left them
+    other = dispatch(ds, "Shout", *base, "suffix=+")
+    assert "made with another configuration" in other.stderr, other.stderr
+
+
 def test_the_example_task_refuses_a_missing_input_folder(tmp_path):
     done = run_dispatch(
         REPO / "tasks/wordcount.py", "WordCount", "--backbone", "serial",

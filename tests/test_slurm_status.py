@@ -91,6 +91,18 @@ def test_status_and_resubmit_need_n_without_an_earlier_submission(tmp_path):
         assert "give --array N" in done.stderr
 
 
+def queue_answering(tmp_path, script: str) -> dict[str, str]:
+    """An environment whose `squeue` is `script` (bash): a queue that answers as told."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    squeue = bin_dir / "squeue"
+    squeue.write_text(f"#!/bin/bash\n{script}\n")
+    squeue.chmod(0o755)
+    env = clean_env()
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    return env
+
+
 def test_resubmit_dry_run_lists_only_incomplete_shards(tmp_path):
     items, count = 40, 4
     command = stamp_command(tmp_path, items)
@@ -98,7 +110,7 @@ def test_resubmit_dry_run_lists_only_incomplete_shards(tmp_path):
         assert run_dispatch(*command, "--shard", f"{shard}/{count}", cwd=tmp_path).returncode == 0
     done = run_dispatch(
         "submit", "--resubmit", "--array", "4", "--dry-run", "--", *command, cwd=tmp_path,
-        env=clean_env(),
+        env=queue_answering(tmp_path, "exit 0"),  # an empty queue
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "#SBATCH --array=0,2\n" in done.stdout
@@ -110,6 +122,34 @@ def test_resubmit_dry_run_lists_only_incomplete_shards(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "nothing to submit: all 4 shards are complete" in done.stdout
     assert not (tmp_path / "logs" / "slurm").exists()
+
+
+@pytest.mark.parametrize("queue", ["exit 1", "sleep 0; echo 'slurm_load_jobs error' >&2; exit 1"])
+def test_resubmit_refuses_when_the_queue_cannot_be_asked(tmp_path, queue):
+    """Without squeue's answer a queued or running shard looks incomplete: resubmitting it
+    could run it twice. Refused unless --no-queue-check says to go ahead."""
+    command = stamp_command(tmp_path, 20)
+    assert run_dispatch(*command, "--shard", "1/2", cwd=tmp_path).returncode == 0
+    env = queue_answering(tmp_path, queue)
+    done = run_dispatch("submit", "--resubmit", "--array", "2", "--dry-run", "--", *command,
+                        cwd=tmp_path, env=env)  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("dispatch: error: submit --resubmit: the queue could not be asked")
+    assert "--no-queue-check" in line and done.stdout == ""
+    forced = run_dispatch("submit", "--resubmit", "--no-queue-check", "--array", "2",
+                          "--dry-run", "--", *command, cwd=tmp_path, env=env)  # fmt: skip
+    assert forced.returncode == 0, forced.stderr
+    assert "#SBATCH --array=0\n" in forced.stdout
+    assert "not checked against the queue" in forced.stderr
+    alone = run_dispatch("submit", "--no-queue-check", "--array", "2", "--dry-run", "--",
+                         *command, cwd=tmp_path, env=env)  # fmt: skip
+    assert alone.returncode == 2 and "only applies to --resubmit" in alone.stderr
+    (tmp_path / "empty").mkdir()
+    no_squeue = dict(env, PATH=str(tmp_path / "empty"))  # no squeue at all
+    done = run_dispatch("submit", "--resubmit", "--array", "2", "--dry-run", "--", *command,
+                        cwd=tmp_path, env=no_squeue)  # fmt: skip
+    assert done.returncode == 2 and "the queue could not be asked" in done.stderr
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, write_file
+from conftest import REPO, run_dispatch, tree, write_file
 
 import dispatcher
 from dispatcher.errors import UsageError
@@ -178,7 +178,7 @@ def test_every_backbone_runs_every_style_or_refuses_it_before_writing(
         assert not out.exists() and not logs.exists()
         return
     assert proc.returncode == 0, proc.stderr
-    made = sorted(p.name.split(".")[0] for p in out.iterdir())
+    made = sorted(name.split(".")[0] for name in tree(out))
     assert made == ["a", "b", "c", "d", "e"]
     again = run_dispatch(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr

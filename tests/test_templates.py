@@ -24,6 +24,7 @@ from dispatcher.cli import main, parse_command_line
 from dispatcher.execution import run_item
 from dispatcher.plan import make_plan
 from dispatcher.preparation import prepare
+from dispatcher.records import is_provenance_name
 from dispatcher.stage import stage_for
 from templates.adapters.torch_task import data_source, done_check
 
@@ -70,7 +71,7 @@ def files(root: Path) -> dict[str, str]:
     return {
         p.relative_to(root).as_posix(): p.read_text()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and not is_provenance_name(p.name)
     }
 
 
@@ -295,14 +296,46 @@ def test_bad_jsonl_rows_stop_the_run_with_the_line_number(tmp_path, capsys, line
     assert not out.exists() and not (tmp_path / "logs").exists()
 
 
-def test_output_root_inside_input_root_is_never_walked(tmp_path, capsys):
+def test_an_output_root_inside_the_input_root_is_refused(tmp_path, capsys):
     src = tmp_path / "data"
     write(src / "a.txt", "a")
     task = task_file(tmp_path, COPY.format(mode='InputByExtensions(exts=[".txt", ".out"])'))
     args = ["--mixin", f"input={src}", f"output={src / 'results'}"]
-    assert run(tmp_path, capsys, task, "Copy", *args)[0] == 0
-    assert keys(task, "Copy", *args) == []  # a.txt is done; results/a.txt.out is no input
-    assert plan_of(task, "Copy", *args)[1].found == 1
+    code, _, err = run(tmp_path, capsys, task, "Copy", *args)
+    assert code == 2 and "is inside the input root" in err, err
+    assert not (src / "results").exists() and not (tmp_path / "logs").exists()
+
+
+def test_an_output_root_beside_a_jsonl_file_input_is_not_inside_it(tmp_path, capsys):
+    """A JSONL file that lists the items is the input root: nothing around it is walked, so
+    outputs may go beside it; an input folder named beside its list is still an input root."""
+    rows = write(tmp_path / "data" / "rows.jsonl", '{"id": "a"}\n')
+    body = """
+    from templates.input_modes import InputJsonlFiles  # what the operator adapters read with
+
+    @cpu_task(input_mode=InputJsonlFiles(), output_mode=OutputWithExtension(".out"))
+    class Rows(Task):
+        def process(self, input, output):
+            with open(input) as src, open(output, "w") as dst:
+                dst.write(json.loads(src.readline())["id"])
+    """
+    task = task_file(tmp_path, body)
+    out = tmp_path / "data" / "out"
+    code, _, err = run(tmp_path, capsys, task, "Rows", "--mixin", f"input={rows}", f"output={out}")
+    assert code == 0, err
+    assert files(out) == {"rows.jsonl.out": "a"}
+
+    write(tmp_path / "data" / "a.txt", "a")
+    listing = write(tmp_path / "data" / "list.jsonl", '"a.txt"\n')
+    task = write(tmp_path / "copy.py", HEADER + COPY.format(mode="InputFromJsonl()"))
+    args = ["--mixin", f"input={listing}", f"output={tmp_path / 'data' / 'copies'}"]
+    code, _, err = run(tmp_path, capsys, task, "Copy", *args)
+    assert code == 0, err
+    assert files(tmp_path / "data" / "copies") == {"a.txt.out": "a"}
+    task = write(tmp_path / "listed.py", HEADER + COPY.format(mode=f"InputFromJsonl(path={str(listing)!r})"))
+    args = ["--mixin", f"input={tmp_path / 'data'}", f"output={tmp_path / 'data' / 'more'}"]
+    code, _, err = run(tmp_path, capsys, task, "Copy", *args)
+    assert code == 2 and "is inside the input root" in err, err
 
 
 # --- output modes and finish checks -------------------------------------------------------
@@ -355,7 +388,7 @@ def test_an_output_not_written_fails_the_item_and_leaves_nothing(tmp_path, capsy
     )
     assert code == 1
     assert files(out) == {"b.txt/main.json": "m", "b.txt/t/thumb.jpg": "t"}
-    assert sorted(p.name for p in out.iterdir()) == ["b.txt"]  # no staging left for a.txt
+    assert sorted(os.listdir(out)) == [".dispatch-run.Partial", "b.txt"]  # no staging for a.txt
     failures = list((tmp_path / "logs").rglob("failures.jsonl"))
     row = json.loads(failures[0].read_text().splitlines()[0])
     assert row["key"] == "a.txt" and "t/thumb.jpg" in row["error"]
@@ -418,7 +451,7 @@ def test_force_replaces_a_folder_output_as_a_whole(tmp_path, capsys):
     write(out / "a.mp4" / "stale.txt")
     assert run(tmp_path, capsys, task, "Clip", *args, "--force")[0] == 0
     assert sorted(files(out)) == ["a.mp4/clip_000.txt", "a.mp4/clip_001.txt", "a.mp4/clips.json"]
-    assert sorted(p.name for p in out.iterdir()) == ["a.mp4"]
+    assert sorted(os.listdir(out)) == [".dispatch-run.Clip", "a.mp4"]
 
 
 # --- placeholders, hard and soft shards ---------------------------------------------------

@@ -81,7 +81,7 @@ class PerFileHooks:
         return problems
 
     def input_roots(self) -> list[str]:
-        return [self._runtime().input_root]
+        return [self._runtime().read_root]
 
     def output_roots(self) -> list[str]:
         return [self._runtime().output_root]
