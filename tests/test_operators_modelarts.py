@@ -503,3 +503,81 @@ def test_a_package_runs_from_python(tmp_path):
         mixin={"input": str(data), "output": str(tmp_path / "out")},
     )  # fmt: skip
     assert result.exit_code == 0 and result.counts.succeeded == 2
+
+
+FORGETFUL = """
+import pandas as pd
+
+
+class _Step:
+    def __init__(self, args):
+        self.forget, self.gives = args.forget, args.gives
+
+    def __call__(self, df):
+        if self.forget == type(self).__name__ and df["i"].iloc[0] == 1:
+            return None if self.gives == "none" else df.to_dict("records")
+        return df
+
+
+class PreProcess(_Step):
+    pass
+
+
+class Process(_Step):
+    pass
+
+
+class PostProcess(_Step):
+    pass
+"""
+
+
+def _cases(step: str, gives: str, backbones: list[str]) -> list:
+    """(step, gives, backbone) parameters, each skipped where its backbone is."""
+    cases = []
+    for b in backbone_params(backbones):
+        name, marks = (b, ()) if isinstance(b, str) else (b.values[0], b.marks)
+        cases.append(pytest.param(step, gives, name, marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize(
+    ("step", "gives", "backbone"),
+    [
+        *_cases("PreProcess", "none", ["serial", "torch"]),
+        *_cases("Process", "none", ["serial", "mp", "torch"]),
+        *_cases("PostProcess", "none", ["serial"]),
+        *_cases("Process", "list", ["serial"]),
+        *_cases("PostProcess", "list", ["mp", "torch"]),
+    ],
+)
+def test_a_step_returning_no_dataframe_fails_its_file_and_a_rerun_runs_it(
+    step, gives, backbone, tmp_path
+):
+    """A forgotten `return` is a failure naming the class, never an empty output counted done."""
+    package = tmp_path / "forgetful"
+    write_file(package / "program_package" / "process.py", FORGETFUL)
+    write_file(
+        package / "operator.yaml",
+        "arguments:\n  - {name: forget, type: str, default: ''}\n"
+        "  - {name: gives, type: str, default: none}\n",
+    )
+    data = tmp_path / "in"
+    for i in range(3):
+        write_file(data / f"r{i}.jsonl", json.dumps({"i": i}) + "\n")
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    extra = {"serial": [], "mp": ["--num-process", "2"],
+             "torch": ["--device", "cpu", "--num-workers", "1", "--batch-size", "2"]}[backbone]  # fmt: skip
+    command = [str(package), "--backbone", backbone, *extra, "--log-dir", str(logs),
+               "--mixin", f"input={data}", f"output={out}", f"gives={gives}"]  # fmt: skip
+    proc = run_dispatch(*command, f"forget={step}", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    returned = "None" if gives == "none" else "a list"
+    message = f"{step} returned {returned}: return a DataFrame; an empty DataFrame drops every row"
+    failing = [line for line in proc.stderr.splitlines() if message in line]
+    assert len(failing) == 1 and "r1.jsonl" in failing[0], proc.stderr
+    assert sorted(_outputs(out)) == ["r0.jsonl", "r2.jsonl"]  # nothing of r1, no staging
+    again = run_dispatch(*command, cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "r1.jsonl").read_text()) == {"i": 1}
+    assert sorted(_outputs(out)) == ["r0.jsonl", "r1.jsonl", "r2.jsonl"]

@@ -279,6 +279,23 @@ def _package_task(root: str, adapter: type[Stage]) -> type[Task]:
 # --- the stage -------------------------------------------------------------------------------
 
 
+class NoFrameReturned(TypeError):
+    """A mode-1 class returned something other than a DataFrame (a forgotten `return`)."""
+
+
+def returned_frame(name: str, result: Any) -> Any:
+    """`result` when it is a DataFrame; else its file fails, naming the class: an output
+    written from nothing would be counted done and skipped by every rerun."""
+    import pandas as pd
+
+    if isinstance(result, pd.DataFrame):
+        return result
+    what = "None" if result is None else f"a {type(result).__name__}"
+    raise NoFrameReturned(
+        f"{name} returned {what}: return a DataFrame; an empty DataFrame drops every row"
+    )
+
+
 class _Failed:
     """One file's Process failure inside a torch batch: raised again when it is written."""
 
@@ -363,11 +380,19 @@ class ModelArtsStage(Stage):
 
         path = self.task.item_payload(key, payload)["input"]
         frame = read_frame(path, key)
-        pre = self._operator("PreProcess")
-        return key, (pre(frame) if pre is not None else frame)
+        return key, self._step("PreProcess", frame)
+
+    def _step(self, name: str, frame: Any) -> Any:
+        """`name`'s result for `frame` (the frame itself where the package has no such class)."""
+        obj = self._operator(name)
+        if obj is None:
+            return frame
+        return returned_frame(name, obj(frame))
 
     def _process(self, row: Row) -> Any:
-        return self._operator("Process")(row[1])
+        if not self._mode1:  # mode 2 returns nothing: Process wrote the outputs itself
+            return self._operator("Process")(row[1])
+        return self._step("Process", row[1])
 
     def compute(self, batch: list[Row], size: int) -> list[Any]:
         results: list[Any] = []
@@ -389,7 +414,4 @@ class ModelArtsStage(Stage):
             return
         from templates.adapters.modelarts_files import write_frame
 
-        post = self._operator("PostProcess")
-        if post is not None:
-            frame = post(frame)
-        write_frame(frame, outputs["output"], row[0])
+        write_frame(self._step("PostProcess", frame), outputs["output"], row[0])
