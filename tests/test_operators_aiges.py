@@ -363,3 +363,51 @@ def test_a_run_killed_mid_item_leaves_no_output_that_counts_as_done(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "ran 4" in again.stderr, again.stderr
     assert tree(out) == reference
+
+
+FORGETFUL = """
+from aiges.sdk import WrapperBase, StringBodyField
+from aiges.dto import Response, ResponseData, DataListCls
+
+
+class UserRequest(object):
+    body = StringBodyField(key="text", value=b"")
+
+
+class Wrapper(WrapperBase):
+    requestCls = UserRequest()
+
+    def wrapperInit(cls, config: {}) -> int:
+        return 0
+
+    def wrapperOnceExec(cls, params: {}, reqData: DataListCls) -> Response:
+        text = reqData.get("text").data.decode()
+        r = Response()
+        d = ResponseData()
+        d.key = "echo"
+        d.data = None if text == "forget" else text.encode()
+        r.list = [d]
+        return r
+"""
+
+
+@pytest.mark.parametrize("backbone", backbone_params(BACKBONES))
+def test_response_data_of_none_fails_its_row_and_a_rerun_runs_it(tmp_path, backbone):
+    """`data` left None is a failure naming the key, never an empty file counted done."""
+    op = write_file(tmp_path / "wrapper.py", FORGETFUL)
+    rows = tmp_path / "in" / "rows.jsonl"
+    texts = ["a", "forget", "c"]
+    write_file(rows, "".join(json.dumps({"id": f"r{i}", "text": t}) + "\n" for i, t in enumerate(texts)))
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    args = [op, "Wrapper", "--backbone", backbone, *BACKBONES[backbone], "--log-dir", logs,
+            "--mixin", f"input={rows}", f"output={out}"]  # fmt: skip
+    proc = run_dispatch(*args, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    message = "ResponseData 'echo' has data None: set bytes or text with setData"
+    failing = [line for line in proc.stderr.splitlines() if message in line]
+    assert len(failing) == 1 and "r1" in failing[0], proc.stderr
+    assert sorted({k.split("/")[0] for k in tree(out)}) == ["r0", "r2"]
+    write_file(rows, rows.read_text().replace('"forget"', '"b"'))
+    again = run_dispatch(*args, cwd=tmp_path, timeout=300)
+    assert again.returncode == 0 and "ran 1 " in again.stderr, again.stderr
+    assert (out / "r1" / "echo").read_bytes() == b"b"

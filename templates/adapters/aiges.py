@@ -117,8 +117,8 @@ def _data_bytes(key: str, data: Any) -> bytes:
         return bytes(data)
     if isinstance(data, str):
         return data.encode()
-    if data is None:
-        return b""
+    if data is None:  # a forgotten value: an empty file would be counted done
+        raise TypeError(f"ResponseData '{key}' has data None: set bytes or text with setData")
     raise TypeError(f"ResponseData '{key}': data must be bytes or str, got {type(data).__name__}")
 
 
