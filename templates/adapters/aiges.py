@@ -30,6 +30,7 @@ from typing import Any
 from dispatcher.outputs import unsafe_reason
 from dispatcher.placeholders import Placeholder
 from dispatcher.task import Task
+from templates.adapters import aiges_real
 from templates.adapters.task import TaskStage
 from templates.hooks import template_class
 from templates.input_modes import InputJsonlRows
@@ -258,6 +259,11 @@ class WrapperStage(TaskStage):
     @classmethod
     def task_class(cls, obj: type) -> type[Task]:
         return _task_class(obj)
+
+    def setup(self, device: Any = None) -> None:
+        # The real SDK, where installed, takes the document's `l.data = ...` here too.
+        aiges_real.adapt(self.run_dir)
+        super().setup(device)
 
 
 @functools.cache
