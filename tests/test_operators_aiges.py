@@ -464,7 +464,7 @@ SETTER_NOTE = "dispatch: note: the installed aiges SDK's ResponseData has no set
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone", ["serial", "mp"])
+@pytest.mark.parametrize("backbone", backbone_params(BACKBONES))
 def test_a_wrapper_written_like_the_aiges_doc_runs_unchanged_with_the_real_sdk(
     tmp_path, real_sdk_python, backbone
 ):

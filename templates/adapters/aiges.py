@@ -13,7 +13,8 @@ folder plus `manifest.jsonl` (committed together), or an error code: the item fa
 `wrapperError(code)`'s message and the code. `wrapperFini()` once at the end.
 
 When the real SDK is not installed, wrapper files import a stand-in
-(`templates/adapters/aiges_sdk`). Methods written as `@classmethod`s, as methods taking
+(`templates/adapters/aiges_sdk`); when it is, they get it, adapted in each worker to take
+the document's `l.data = ...` (`aiges_real`). Methods written as `@classmethod`s, as methods taking
 `cls`, or without `self` at all (`def wrapperFini()`) are all called.
 """
 
