@@ -391,7 +391,17 @@ class Wrapper(WrapperBase):
 """
 
 
-@pytest.mark.parametrize("backbone", backbone_params(BACKBONES))
+ENGINES = {**BACKBONES, "devices": ["--devices", "cpu,cpu", "--num-workers", "1"]}
+"""Every engine: `devices` is torch's --devices (skipped with torch)."""
+
+
+def _engines() -> list:
+    skip_torch = [b for b in backbone_params(["torch"]) if not isinstance(b, str)]
+    return [pytest.param(n, marks=skip_torch[0].marks) if n in ("torch", "devices") and skip_torch
+            else n for n in ENGINES]  # fmt: skip
+
+
+@pytest.mark.parametrize("backbone", _engines())
 def test_response_data_of_none_fails_its_row_and_a_rerun_runs_it(tmp_path, backbone):
     """`data` left None is a failure naming the key, never an empty file counted done."""
     op = write_file(tmp_path / "wrapper.py", FORGETFUL)
@@ -401,7 +411,8 @@ def test_response_data_of_none_fails_its_row_and_a_rerun_runs_it(tmp_path, backb
         rows, "".join(json.dumps({"id": f"r{i}", "text": t}) + "\n" for i, t in enumerate(texts))
     )
     out, logs = tmp_path / "out", tmp_path / "logs"
-    args = [op, "Wrapper", "--backbone", backbone, *BACKBONES[backbone], "--log-dir", logs,
+    engine = "torch" if backbone == "devices" else backbone
+    args = [op, "Wrapper", "--backbone", engine, *ENGINES[backbone], "--log-dir", logs,
             "--mixin", f"input={rows}", f"output={out}"]  # fmt: skip
     proc = run_dispatch(*args, cwd=tmp_path, timeout=300)
     assert proc.returncode == 1, proc.stderr

@@ -535,9 +535,9 @@ class PostProcess(_Step):
 def _cases(step: str, gives: str, backbones: list[str]) -> list:
     """(step, gives, backbone) parameters, each skipped where its backbone is."""
     cases = []
-    for b in backbone_params(backbones):
-        name, marks = (b, ()) if isinstance(b, str) else (b.values[0], b.marks)
-        cases.append(pytest.param(step, gives, name, marks=marks))
+    for name in backbones:  # `devices`: torch's --devices, as torch skipped without torch
+        (b,) = backbone_params(["torch" if name == "devices" else name])
+        cases.append(pytest.param(step, gives, name, marks=() if isinstance(b, str) else b.marks))
     return cases
 
 
@@ -545,10 +545,10 @@ def _cases(step: str, gives: str, backbones: list[str]) -> list:
     ("step", "gives", "backbone"),
     [
         *_cases("PreProcess", "none", ["serial", "torch"]),
-        *_cases("Process", "none", ["serial", "mp", "torch"]),
+        *_cases("Process", "none", ["serial", "mp", "torch", "devices"]),
         *_cases("PostProcess", "none", ["serial"]),
         *_cases("Process", "list", ["serial"]),
-        *_cases("PostProcess", "list", ["mp", "torch"]),
+        *_cases("PostProcess", "list", ["mp", "torch", "devices"]),
     ],
 )
 def test_a_step_returning_no_dataframe_fails_its_file_and_a_rerun_runs_it(
@@ -566,9 +566,11 @@ def test_a_step_returning_no_dataframe_fails_its_file_and_a_rerun_runs_it(
     for i in range(3):
         write_file(data / f"r{i}.jsonl", json.dumps({"i": i}) + "\n")
     out, logs = tmp_path / "out", tmp_path / "logs"
-    extra = {"serial": [], "mp": ["--num-process", "2"],
-             "torch": ["--device", "cpu", "--num-workers", "1", "--batch-size", "2"]}[backbone]  # fmt: skip
-    command = [str(package), "--backbone", backbone, *extra, "--log-dir", str(logs),
+    engine = {"serial": [], "mp": ["--num-process", "2"],
+              "torch": ["--device", "cpu", "--num-workers", "1", "--batch-size", "2"],
+              "devices": ["--devices", "cpu,cpu", "--num-workers", "1", "--batch-size", "2"]}  # fmt: skip
+    backbone_name = "torch" if backbone == "devices" else backbone
+    command = [str(package), "--backbone", backbone_name, *engine[backbone], "--log-dir", str(logs),
                "--mixin", f"input={data}", f"output={out}", f"gives={gives}"]  # fmt: skip
     proc = run_dispatch(*command, f"forget={step}", cwd=tmp_path, timeout=300)
     assert proc.returncode == 1, proc.stderr
