@@ -80,7 +80,8 @@ def _keeping_data(init: Callable[..., None], say: Callable[[str, str], None]) ->
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: N807
         init(self, *args, **kwargs)
         given = signature.bind(self, *args, **kwargs).arguments.get("data")
-        if given not in (None, "", b"") and self._data in ("", b""):
+        dropped = isinstance(given, (bytes, bytearray, str)) and given
+        if dropped and getattr(self, "data", None) in ("", b""):
             say(
                 "constructor-data",
                 f"the installed aiges SDK's ResponseData drops the data given to it "
