@@ -363,3 +363,190 @@ def test_a_run_killed_mid_item_leaves_no_output_that_counts_as_done(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "ran 4" in again.stderr, again.stderr
     assert tree(out) == reference
+
+
+FORGETFUL = """
+from aiges.sdk import WrapperBase, StringBodyField
+from aiges.dto import Response, ResponseData, DataListCls
+
+
+class UserRequest(object):
+    body = StringBodyField(key="text", value=b"")
+
+
+class Wrapper(WrapperBase):
+    requestCls = UserRequest()
+
+    def wrapperInit(cls, config: {}) -> int:
+        return 0
+
+    def wrapperOnceExec(cls, params: {}, reqData: DataListCls) -> Response:
+        text = reqData.get("text").data.decode()
+        r = Response()
+        d = ResponseData()
+        d.key = "echo"
+        d.data = None if text == "forget" else text.encode()
+        r.list = [d]
+        return r
+"""
+
+
+ENGINES = {**BACKBONES, "devices": ["--devices", "cpu,cpu", "--num-workers", "1"]}
+"""Every engine: `devices` is torch's --devices (skipped with torch)."""
+
+
+def _engines() -> list:
+    skip_torch = [b for b in backbone_params(["torch"]) if not isinstance(b, str)]
+    return [pytest.param(n, marks=skip_torch[0].marks) if n in ("torch", "devices") and skip_torch
+            else n for n in ENGINES]  # fmt: skip
+
+
+@pytest.mark.parametrize("backbone", _engines())
+def test_response_data_of_none_fails_its_row_and_a_rerun_runs_it(tmp_path, backbone):
+    """`data` left None is a failure naming the key, never an empty file counted done."""
+    op = write_file(tmp_path / "wrapper.py", FORGETFUL)
+    rows = tmp_path / "in" / "rows.jsonl"
+    texts = ["a", "forget", "c"]
+    write_file(
+        rows, "".join(json.dumps({"id": f"r{i}", "text": t}) + "\n" for i, t in enumerate(texts))
+    )
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    engine = "torch" if backbone == "devices" else backbone
+    args = [op, "Wrapper", "--backbone", engine, *ENGINES[backbone], "--log-dir", logs,
+            "--mixin", f"input={rows}", f"output={out}"]  # fmt: skip
+    proc = run_dispatch(*args, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    message = "ResponseData 'echo' has data None: set bytes or text with setData"
+    failing = [line for line in proc.stderr.splitlines() if message in line]
+    assert len(failing) == 1 and "r1" in failing[0], proc.stderr
+    assert sorted({k.split("/")[0] for k in tree(out)}) == ["r0", "r2"]
+    write_file(rows, rows.read_text().replace('"forget"', '"b"'))
+    again = run_dispatch(*args, cwd=tmp_path, timeout=300)
+    assert again.returncode == 0 and "ran 1 " in again.stderr, again.stderr
+    assert (out / "r1" / "echo").read_bytes() == b"b"
+
+
+@pytest.fixture(scope="module")
+def real_sdk_python(tmp_path_factory) -> str:
+    """A throwaway venv that sees this environment's packages plus the real aiges 0.16.0.
+
+    `import aiges.sdk` needs flask_restx and jsonref beyond what the project installs; its
+    other requirements (gradio, grpc) serve its own servers, which no wrapper run touches.
+    Nothing is installed into the environment the tests run in."""
+    installed_here = _installed_here()
+    venv = tmp_path_factory.mktemp("aiges-venv") / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=300
+    )
+    python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    for args in (["--no-deps", "aiges==0.16.0"], ["flask_restx", "jsonref"]):
+        done = subprocess.run([*pip, *args], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            pytest.skip(
+                f"cannot install {args[-1]} from the package registry: {done.stderr[-300:]}"
+            )
+    probe = "import aiges.dto, aiges.sdk; print(aiges.dto.__file__)"
+    found = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0 and str(venv) in found.stdout, found.stderr
+    assert _installed_here() == installed_here  # the venv's installs stayed in the venv
+    return python
+
+
+def _installed_here() -> str:
+    """Which of the real SDK's packages this environment's interpreter finds."""
+    probe = "import importlib.util as u; print([bool(u.find_spec(n)) for n in ('aiges', 'flask_restx', 'jsonref')])"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    ).stdout
+
+
+def _run_with(python: str, *args: object, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_ARRAY_TASK_ID"}
+    env["PYTHONPATH"] = str(REPO)
+    return subprocess.run(
+        [python, "-m", "dispatcher", *map(str, args)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+SETTER_NOTE = "dispatch: note: the installed aiges SDK's ResponseData has no setter for"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", backbone_params(BACKBONES))
+def test_a_wrapper_written_like_the_aiges_doc_runs_unchanged_with_the_real_sdk(
+    tmp_path, real_sdk_python, backbone
+):
+    """`l.data = ...; l.len = ...` (the doc's style; the real 0.16.0 has no such setters):
+    the run makes what the stand-in makes and says once which call the server needs."""
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    args = _args(out, logs, "--backbone", backbone, *BACKBONES[backbone])
+    proc = _run_with(real_sdk_python, *args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert tree(out) == _reference()
+    notes = [line for line in proc.stderr.splitlines() if line.startswith(SETTER_NOTE)]
+    assert len(notes) == 1, proc.stderr
+    assert "setData" in notes[0] and f"{EXAMPLE / 'wrapper.py'}:" in notes[0], notes
+    stand_in = run_dispatch(*_args(tmp_path / "out2", logs, "--backbone", "serial"), cwd=tmp_path)
+    assert stand_in.returncode == 0 and tree(tmp_path / "out2") == _reference()
+    assert "setData" not in stand_in.stderr  # the stand-in takes both styles: nothing to say
+
+
+@pytest.mark.slow
+def test_a_wrapper_calling_set_data_runs_with_the_real_sdk_without_a_note(
+    tmp_path, real_sdk_python
+):
+    op = write_file(tmp_path / "wrapper.py", VARIANTS)
+    rows, out = _variant_rows(tmp_path), tmp_path / "out"
+    proc = _run_with(
+        real_sdk_python, op, "Wrapper", "--backbone", "serial", "--log-dir", tmp_path / "logs",
+        "--mixin", f"input={rows}", f"output={out}", "config.name=x", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "setData" not in proc.stderr
+    first = json.loads((out / "rows.jsonl:1" / "echo").read_text())
+    assert first["nodes"] == [["text", "one", 3, 0, 3]] and first["config"] == {"name": "x"}
+
+
+CONSTRUCTED = FORGETFUL.replace(
+    """        d = ResponseData()
+        d.key = "echo"
+        d.data = None if text == "forget" else text.encode()
+""",
+    """        d = ResponseData(key="echo", data=text.encode())
+""",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("code", ["forgetful", "constructed"])
+def test_response_data_runs_as_with_the_stand_in_under_the_real_sdk(
+    tmp_path, real_sdk_python, code
+):
+    """The same rows give the same outputs and failures with either SDK: a None `data`
+    fails its row; data given to the constructor (dropped by 0.16.0) is kept, with a note."""
+    op = write_file(tmp_path / "wrapper.py", FORGETFUL if code == "forgetful" else CONSTRUCTED)
+    rows = tmp_path / "in" / "rows.jsonl"
+    write_file(rows, "".join(json.dumps({"id": f"r{i}", "text": t}) + "\n"
+                             for i, t in enumerate(["a", "forget", "c"])))  # fmt: skip
+    made = {}
+    for sdk, python in (("stand-in", sys.executable), ("real", real_sdk_python)):
+        out = tmp_path / sdk
+        proc = _run_with(python, op, "Wrapper", "--backbone", "serial", "--log-dir",
+                         tmp_path / "logs", "--mixin", f"input={rows}", f"output={out}", cwd=tmp_path)  # fmt: skip
+        made[sdk] = (proc.returncode, tree(out))
+        notes = [line for line in proc.stderr.splitlines() if "call setData" in line]
+        if sdk == "real" and code == "constructed":
+            assert len(notes) == 1 and f"{op}:" in notes[0], proc.stderr
+            assert "drops the data given to it" in notes[0]
+        elif sdk == "real":
+            assert len(notes) == 1 and "has no setter for `data`" in notes[0], proc.stderr
+        else:
+            assert not notes, proc.stderr
+        if code == "forgetful":
+            assert "ResponseData 'echo' has data None" in proc.stderr, proc.stderr
+    assert made["real"] == made["stand-in"]
+    assert made["real"][0] == (1 if code == "forgetful" else 0)
+    assert (tmp_path / "real" / "r2" / "echo").read_bytes() == b"c"

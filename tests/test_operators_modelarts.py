@@ -503,3 +503,168 @@ def test_a_package_runs_from_python(tmp_path):
         mixin={"input": str(data), "output": str(tmp_path / "out")},
     )  # fmt: skip
     assert result.exit_code == 0 and result.counts.succeeded == 2
+
+
+FORGETFUL = """
+import pandas as pd
+
+
+class _Step:
+    def __init__(self, args):
+        self.forget, self.gives = args.forget, args.gives
+
+    def __call__(self, df):
+        if self.forget == type(self).__name__ and df["i"].iloc[0] == 1:
+            return None if self.gives == "none" else df.to_dict("records")
+        return df
+
+
+class PreProcess(_Step):
+    pass
+
+
+class Process(_Step):
+    pass
+
+
+class PostProcess(_Step):
+    pass
+"""
+
+
+def _cases(step: str, gives: str, backbones: list[str]) -> list:
+    """(step, gives, backbone) parameters, each skipped where its backbone is."""
+    cases = []
+    for name in backbones:  # `devices`: torch's --devices, as torch skipped without torch
+        (b,) = backbone_params(["torch" if name == "devices" else name])
+        cases.append(pytest.param(step, gives, name, marks=() if isinstance(b, str) else b.marks))
+    return cases
+
+
+@pytest.mark.parametrize(
+    ("step", "gives", "backbone"),
+    [
+        *_cases("PreProcess", "none", ["serial", "torch"]),
+        *_cases("Process", "none", ["serial", "mp", "torch", "devices"]),
+        *_cases("PostProcess", "none", ["serial"]),
+        *_cases("Process", "list", ["serial"]),
+        *_cases("PostProcess", "list", ["mp", "torch", "devices"]),
+    ],
+)
+def test_a_step_returning_no_dataframe_fails_its_file_and_a_rerun_runs_it(
+    step, gives, backbone, tmp_path
+):
+    """A forgotten `return` is a failure naming the class, never an empty output counted done."""
+    package = tmp_path / "forgetful"
+    write_file(package / "program_package" / "process.py", FORGETFUL)
+    write_file(
+        package / "operator.yaml",
+        "arguments:\n  - {name: forget, type: str, default: ''}\n"
+        "  - {name: gives, type: str, default: none}\n",
+    )
+    data = tmp_path / "in"
+    for i in range(3):
+        write_file(data / f"r{i}.jsonl", json.dumps({"i": i}) + "\n")
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    engine = {"serial": [], "mp": ["--num-process", "2"],
+              "torch": ["--device", "cpu", "--num-workers", "1", "--batch-size", "2"],
+              "devices": ["--devices", "cpu,cpu", "--num-workers", "1", "--batch-size", "2"]}  # fmt: skip
+    backbone_name = "torch" if backbone == "devices" else backbone
+    command = [str(package), "--backbone", backbone_name, *engine[backbone], "--log-dir", str(logs),
+               "--mixin", f"input={data}", f"output={out}", f"gives={gives}"]  # fmt: skip
+    proc = run_dispatch(*command, f"forget={step}", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 1, proc.stderr
+    returned = "None" if gives == "none" else "a list"
+    message = f"{step} returned {returned}: return a DataFrame; an empty DataFrame drops every row"
+    failing = [line for line in proc.stderr.splitlines() if message in line]
+    assert len(failing) == 1 and "r1.jsonl" in failing[0], proc.stderr
+    assert sorted(_outputs(out)) == ["r0.jsonl", "r2.jsonl"]  # nothing of r1, no staging
+    again = run_dispatch(*command, cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "r1.jsonl").read_text()) == {"i": 1}
+    assert sorted(_outputs(out)) == ["r0.jsonl", "r1.jsonl", "r2.jsonl"]
+
+
+WHOLE = """
+import os
+
+
+class Process:
+    def __init__(self, args):
+        self.args = args
+
+    def __call__(self, df):
+        os.makedirs(self.args.obs_output_path, exist_ok=True)
+        with open(os.path.join(self.args.obs_output_path, "made_by.txt"), "w") as fh:
+            fh.write(f"{PACKAGE} {self.args.level}")
+"""
+
+
+def _whole_dataset_package(tmp_path: Path, name: str) -> Path:
+    package = tmp_path / "packages" / name
+    write_file(package / "program_package" / "process.py", f"PACKAGE = {name!r}\n" + WHOLE)
+    write_file(
+        package / "operator.yaml",
+        "auto-data-loading: false\narguments:\n  - {name: level, type: int, default: 1}\n",
+    )
+    return package
+
+
+def _whole_run(package: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    data = tmp_path / "in"
+    data.mkdir(exist_ok=True)
+    return run_dispatch(
+        str(package), "--backbone", "serial", "--log-dir", str(tmp_path / "logs"), *extra,
+        "--mixin", f"input={data}", f"output={tmp_path / 'out'}", cwd=tmp_path,
+    )  # fmt: skip
+
+
+def test_a_mode_2_marker_of_another_package_is_refused_until_force(tmp_path):
+    first, second = (_whole_dataset_package(tmp_path, n) for n in ("first_op", "second_op"))
+    assert _whole_run(first, tmp_path).returncode == 0
+    made = _outputs(tmp_path / "out")
+    assert made == {"made_by.txt": b"first_op 1"}
+    refused = _whole_run(second, tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("dispatch: error: ")
+    assert f"made by the operator package first_op ({first})" in refused.stderr
+    assert "--force" in refused.stderr
+    assert _outputs(tmp_path / "out") == made
+    forced = _whole_run(second, tmp_path, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert _outputs(tmp_path / "out") == {"made_by.txt": b"second_op 1"}
+    again = _whole_run(second, tmp_path)
+    assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
+    assert _whole_run(first, tmp_path).returncode == 2
+
+
+def test_a_mode_2_package_rerun_with_other_parameters_gets_the_drift_note(tmp_path):
+    package = _whole_dataset_package(tmp_path, "some_op")
+    assert _whole_run(package, tmp_path).returncode == 0
+    same = _whole_run(package, tmp_path)
+    assert same.returncode == 0 and "nothing to do" in same.stderr, same.stderr
+    assert "another configuration" not in same.stderr
+    drift = _whole_run(package, tmp_path, "--mixin", "level=2")
+    assert drift.returncode == 0, drift.stderr
+    assert "nothing to do" in drift.stderr and "made with another configuration (" in drift.stderr
+    assert "level" in drift.stderr and "--force remakes them" in drift.stderr
+    forced = _whole_run(package, tmp_path, "--force", "--mixin", "level=2")
+    assert forced.returncode == 0, forced.stderr
+    assert _outputs(tmp_path / "out") == {"made_by.txt": b"some_op 2"}
+
+
+@pytest.mark.parametrize("made_by", ["some_op", "other_op"])
+def test_a_mode_2_marker_in_the_first_format_is_still_read(tmp_path, made_by):
+    """A marker holding only `{"package": ROOT}` (as first written) names its package."""
+    package = _whole_dataset_package(tmp_path, "some_op")
+    maker = _whole_dataset_package(tmp_path, made_by)
+    out = tmp_path / "out"
+    write_file(out / "made_by.txt", f"{made_by} 1")
+    (tmp_path / ".out.modelarts-done").write_text(json.dumps({"package": str(maker)}))
+    proc = _whole_run(package, tmp_path)
+    if made_by == "some_op":
+        assert proc.returncode == 0 and "nothing to do" in proc.stderr, proc.stderr
+    else:
+        assert proc.returncode == 2, proc.stderr
+        assert f"made by the operator package other_op ({maker})" in proc.stderr
+    assert _outputs(out) == {"made_by.txt": f"{made_by} 1".encode()}

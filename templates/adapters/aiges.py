@@ -13,7 +13,8 @@ folder plus `manifest.jsonl` (committed together), or an error code: the item fa
 `wrapperError(code)`'s message and the code. `wrapperFini()` once at the end.
 
 When the real SDK is not installed, wrapper files import a stand-in
-(`templates/adapters/aiges_sdk`). Methods written as `@classmethod`s, as methods taking
+(`templates/adapters/aiges_sdk`); when it is, they get it, adapted in each worker to take
+the document's `l.data = ...` (`aiges_real`). Methods written as `@classmethod`s, as methods taking
 `cls`, or without `self` at all (`def wrapperFini()`) are all called.
 """
 
@@ -30,6 +31,7 @@ from typing import Any
 from dispatcher.outputs import unsafe_reason
 from dispatcher.placeholders import Placeholder
 from dispatcher.task import Task
+from templates.adapters import aiges_real
 from templates.adapters.task import TaskStage
 from templates.hooks import template_class
 from templates.input_modes import InputJsonlRows
@@ -117,8 +119,8 @@ def _data_bytes(key: str, data: Any) -> bytes:
         return bytes(data)
     if isinstance(data, str):
         return data.encode()
-    if data is None:
-        return b""
+    if data is None:  # a forgotten value: an empty file would be counted done
+        raise TypeError(f"ResponseData '{key}' has data None: set bytes or text with setData")
     raise TypeError(f"ResponseData '{key}': data must be bytes or str, got {type(data).__name__}")
 
 
@@ -258,6 +260,11 @@ class WrapperStage(TaskStage):
     @classmethod
     def task_class(cls, obj: type) -> type[Task]:
         return _task_class(obj)
+
+    def setup(self, device: Any = None) -> None:
+        # The real SDK, where installed, takes the document's `l.data = ...` here too.
+        aiges_real.adapt(self.run_dir)
+        super().setup(device)
 
 
 @functools.cache

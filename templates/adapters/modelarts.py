@@ -12,7 +12,8 @@ torch). The stage is not batched, so `serial` and `mp` run an item as load then 
 `write_row` runs Process itself there; on torch a DataLoader batch of files gets one
 Process call per file. Mode 2: Process once, with an empty DataFrame, reading and writing
 under `obs_input_path` / `obs_output_path` itself; the run is one item whose done marker
-the dispatcher writes after Process returned, beside the output root (`done_marker`).
+the dispatcher writes after Process returned, beside the output root (`done_marker`),
+naming the package: another package's marker is refused, not counted done.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
+from dispatcher.errors import UsageError
 from dispatcher.outputs import (
     Claimed,
     DoneElsewhere,
@@ -138,6 +140,27 @@ def done_marker(output_root: str) -> str:
     return os.path.join(parent, f".{name}.modelarts-done")
 
 
+def marker_text(package: Package) -> str:
+    """What a done marker holds: the package that made the outputs (its folder and name)."""
+    return json.dumps({"package": package.root, "name": package.name})
+
+
+def marker_maker(marker: str) -> tuple[str, str] | None:
+    """(name, folder) of the package a done marker says made the outputs; None when it
+    names none. Markers first held only `{"package": FOLDER}`: the name is then the
+    folder's, as `read_package` names a package."""
+    try:
+        with open(marker, encoding="utf-8") as fh:
+            made = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(made, dict) or not isinstance(made.get("package"), str):
+        return None
+    root = made["package"]
+    name = made.get("name")
+    return (name if isinstance(name, str) else os.path.basename(root)), root
+
+
 class _StagedMarker:
     """The marker's claim and staging path for the run's one item (committed on success)."""
 
@@ -202,8 +225,27 @@ class WholeDatasetHooks:
         return [(self.package.name, None)]
 
     def executed_mask(self, items: Sequence[Item]) -> Iterator[bool]:
-        done = os.path.lexists(self._marker())
+        """Done when this package's marker is there. Another package's marker is refused:
+        those outputs are no result of this package (`--force` remakes them)."""
+        marker = self._marker()
+        done = os.path.lexists(marker)
+        if done:
+            self._refuse_another_maker(marker)
         return iter([done] * len(items))
+
+    def _refuse_another_maker(self, marker: str) -> None:
+        maker = marker_maker(marker)
+        if maker is not None and maker[0] == self.package.name:
+            return  # other parameters are drift: the runner's note, as for every task
+        made_by = (
+            f"the operator package {maker[0]} ({maker[1]})"
+            if maker is not None
+            else "an operator package its done marker does not name"
+        )
+        raise UsageError(
+            f"{self.mixin['output']} was made by {made_by}, not by {self.package.name} "
+            f"(done marker {marker}); --force remakes it with {self.package.name}"
+        )
 
     def leftovers(self, items: Sequence[Item]) -> list[str]:
         folder, name = os.path.split(self._marker())
@@ -277,6 +319,23 @@ def _package_task(root: str, adapter: type[Stage]) -> type[Task]:
 
 
 # --- the stage -------------------------------------------------------------------------------
+
+
+class NoFrameReturned(TypeError):
+    """A mode-1 class returned something other than a DataFrame (a forgotten `return`)."""
+
+
+def returned_frame(name: str, result: Any) -> Any:
+    """`result` when it is a DataFrame; else its file fails, naming the class: an output
+    written from nothing would be counted done and skipped by every rerun."""
+    import pandas as pd
+
+    if isinstance(result, pd.DataFrame):
+        return result
+    what = "None" if result is None else f"a {type(result).__name__}"
+    raise NoFrameReturned(
+        f"{name} returned {what}: return a DataFrame; an empty DataFrame drops every row"
+    )
 
 
 class _Failed:
@@ -363,11 +422,19 @@ class ModelArtsStage(Stage):
 
         path = self.task.item_payload(key, payload)["input"]
         frame = read_frame(path, key)
-        pre = self._operator("PreProcess")
-        return key, (pre(frame) if pre is not None else frame)
+        return key, self._step("PreProcess", frame)
+
+    def _step(self, name: str, frame: Any) -> Any:
+        """`name`'s result for `frame` (the frame itself where the package has no such class)."""
+        obj = self._operator(name)
+        if obj is None:
+            return frame
+        return returned_frame(name, obj(frame))
 
     def _process(self, row: Row) -> Any:
-        return self._operator("Process")(row[1])
+        if not self._mode1:  # mode 2 returns nothing: Process wrote the outputs itself
+            return self._operator("Process")(row[1])
+        return self._step("Process", row[1])
 
     def compute(self, batch: list[Row], size: int) -> list[Any]:
         results: list[Any] = []
@@ -384,12 +451,9 @@ class ModelArtsStage(Stage):
         if isinstance(frame, _Failed):
             raise frame.exc
         if not self._mode1:
-            with open(outputs["output"], "w") as fh:
-                json.dump({"package": type(self.task).package.root}, fh)  # type: ignore[attr-defined]
+            with open(outputs["output"], "w", encoding="utf-8") as fh:
+                fh.write(marker_text(type(self.task).package))  # type: ignore[attr-defined]
             return
         from templates.adapters.modelarts_files import write_frame
 
-        post = self._operator("PostProcess")
-        if post is not None:
-            frame = post(frame)
-        write_frame(frame, outputs["output"], row[0])
+        write_frame(self._step("PostProcess", frame), outputs["output"], row[0])

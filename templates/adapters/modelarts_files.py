@@ -100,13 +100,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def write_frame(frame: Any, path: str, key: str) -> None:
-    """Write the final DataFrame of item `key` to `path` (a staging name) in its format."""
-    import pandas as pd
-
-    if frame is None:
-        frame = pd.DataFrame()
-    if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"the operator returned {type(frame).__name__}, not a pandas DataFrame")
+    """Write the final DataFrame of item `key` to `path` (a staging name) in its format
+    (the stage has checked that each class returned a DataFrame)."""
     kind = file_format(key)
     if kind == ".csv":
         frame.to_csv(path, index=False)
