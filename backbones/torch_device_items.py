@@ -175,7 +175,7 @@ class DeviceItems:
         p: DeviceProcess,
         ok: list[int],
         elsewhere: list[int],
-        failures: list[tuple[int, str | None, str | None]],
+        failures: list[tuple[int, str | None, str | None, str | None]],
     ) -> None:
         device = p.device
         device.last_at = time.monotonic()
@@ -186,8 +186,8 @@ class DeviceItems:
         self.reporter.record_successes([self.items[seq][0] for seq in ok])
         for seq in elsewhere:
             self.reporter.record_outcome(Outcome(self.items[seq][0], True, elsewhere=True))
-        for seq, error, tb in failures:
-            self.settle(seq, Outcome(self.items[seq][0], False, error, tb))
+        for seq, error, tb, malformed in failures:
+            self.settle(seq, Outcome(self.items[seq][0], False, error, tb, malformed=malformed))
 
     def unreadable(self, p: DeviceProcess, seqs: list[int], error: str, tb: str) -> None:
         """Items the device process could not unpickle: failed, not retried."""
