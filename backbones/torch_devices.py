@@ -12,8 +12,9 @@ whichever process computes it) is restarted; those of its items still waiting in
 buffer go back to the queue, and those its loader had taken go out again one at a time
 (`torch_device_items`), so only an item that kills a process by itself fails. A device
 whose process died twice with no such culprit among their items is dropped and the run
-goes on on the others; while that is being found out, it waits. On SIGINT/SIGTERM no device takes new batches, the batches in flight get
-the grace period, then the device processes are stopped as `mp` stops its workers.
+goes on on the others; while that is being found out, it waits. On SIGINT/SIGTERM no
+device takes new batches, the batches in flight get the grace period, then the device
+processes are stopped as `mp` stops its workers.
 """
 
 from __future__ import annotations
@@ -255,10 +256,10 @@ class DevicePool:
             self.reporter.note(f"{what} again{why}; {device.name} waits until they ran")
         finally:
             self.spawner.release(p)
-        self._settle_parked()
 
     def _settle_parked(self) -> None:
-        """Restart or drop the waiting devices whose deaths are settled (`parked_fates`)."""
+        """Restart or drop the waiting devices whose deaths are settled (`parked_fates`);
+        asked after every wait, since an item settling anywhere can settle them."""
         if self.book.halting:
             return
         restart, drop = parked_fates(self.devices, bool(self.live))
