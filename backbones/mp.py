@@ -321,8 +321,9 @@ class _Supervisor:
             w.ready = True
         elif kind == "fail":
             self.barren_deaths = 0
-            _, seq, error, tb = message
-            self.book.reported(w, seq, Outcome(self.items[seq][0], False, error, tb))
+            _, seq, error, tb, malformed = message
+            outcome = Outcome(self.items[seq][0], False, error, tb, malformed=malformed)
+            self.book.reported(w, seq, outcome)
         elif kind == "elsewhere":
             _, seq = message
             self.book.reported(w, seq, Outcome(self.items[seq][0], True, elsewhere=True))

@@ -102,7 +102,7 @@ def _receive(conn: Connection, parent: ParentWatch) -> Any:
 def _report(conn: Connection, seq: int, outcome: Outcome) -> None:
     """Only what is not a plain success travels: the parent counts the rest from `done`."""
     if not outcome.ok:
-        conn.send(("fail", seq, outcome.error, outcome.traceback))
+        conn.send(("fail", seq, outcome.error, outcome.traceback, outcome.malformed))
     elif outcome.elsewhere:
         conn.send(("elsewhere", seq))
 

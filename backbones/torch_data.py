@@ -23,8 +23,12 @@ from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
-from dispatcher.execution import error_line, load_row
+from dispatcher.execution import error_line, load_row, malformed_message
 from dispatcher.signals import ControlFlow, blocked_stop_signals, unblock_stop_signals
+
+LoadFailure = tuple[int, str, str, str | None]
+"""(position, error line, traceback, what is malformed or None) of a row that failed to load:
+malformed input is told by type in the worker that loaded it (`malformed_message`)."""
 
 
 @dataclass
@@ -33,8 +37,8 @@ class Pack:
 
     positions: list[int]
     batch: dict[str, Any] | None
-    failed: list[tuple[int, str, str]] = field(default_factory=list)
-    """(position, error line, traceback) of rows that failed to load."""
+    failed: list[LoadFailure] = field(default_factory=list)
+    """Rows that failed to load."""
 
 
 @dataclass
@@ -49,8 +53,9 @@ class LoaderSettings:
 # --- rows and collation --------------------------------------------------------------
 
 
-def _load_failure(position: int, exc: BaseException) -> tuple[str, int, str, str]:
-    return ("failed", position, error_line(exc), traceback.format_exc())
+def load_failure(position: int, exc: BaseException) -> tuple[Any, ...]:
+    """A dataset sample standing for a row that failed to load (call inside the `except`)."""
+    return ("failed", position, error_line(exc), traceback.format_exc(), malformed_message(exc))
 
 
 class ItemDataset(Dataset):
@@ -72,7 +77,7 @@ class ItemDataset(Dataset):
         except ControlFlow:
             raise
         except BaseException as exc:  # a task's sys.exit() too: this row's failure
-            return _load_failure(position, exc)
+            return load_failure(position, exc)
         return ("ok", position, row)
 
 
@@ -93,20 +98,20 @@ def collate_items(
     """Collate one batch of `ItemDataset` samples, keeping load failures apart."""
     positions: list[int] = []
     rows: list[Any] = []
-    failed: list[tuple[int, str, str]] = []
+    failed: list[LoadFailure] = []
     for sample in samples:
         if sample[0] == "ok":
             positions.append(sample[1])
             rows.append(sample[2])
         else:
-            failed.append((sample[1], sample[2], sample[3]))
+            failed.append(sample[1:])
     batch = None
     if rows:
         try:
             batch = collate(rows)
         except Exception as exc:
             failed += [
-                (p, f"collate: {error_line(exc)}", traceback.format_exc()) for p in positions
+                (p, f"collate: {error_line(exc)}", traceback.format_exc(), None) for p in positions
             ]
             positions, batch = [], None
     # A plain dict (not a dataclass) so the loader's pin-memory pass reaches the tensors.
@@ -437,7 +442,7 @@ class PackStream:
                 if self.should_stop():
                     return
                 tb = "".join(traceback.format_exception(exc))
-                yield Pack([], None, [(position, f"loader: {error_line(exc)}", tb)])
+                yield Pack([], None, [(position, f"loader: {error_line(exc)}", tb, None)])
                 continue
             self.close(hurry=False)
             yield Pack(packed["positions"], packed["batch"], packed["failed"])

@@ -97,7 +97,7 @@ class RemoteLedger:
     def record_batch(self, refs: list[int], outcomes: list[Outcome]) -> None:
         ok: list[int] = []
         elsewhere: list[int] = []
-        failures: list[tuple[int, str | None, str | None]] = []
+        failures: list[tuple[int, str | None, str | None, str | None]] = []
         with self.lock:
             if self.closed:
                 return
@@ -105,7 +105,7 @@ class RemoteLedger:
                 if self.keys.pop(ref, None) is None:
                     continue
                 if not outcome.ok:
-                    failures.append((ref, outcome.error, outcome.traceback))
+                    failures.append((ref, outcome.error, outcome.traceback, outcome.malformed))
                 elif outcome.elsewhere:
                     elsewhere.append(ref)
                 else:

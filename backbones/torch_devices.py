@@ -7,11 +7,14 @@ work, so a slow device or a few long items never leave the others idle, and noth
 split up front. The parent alone records outcomes and decides retries: one progress bar,
 one summary, one run record, with each device's counts and throughput in it.
 
-A device process that dies (a CUDA error, the OOM killer, a segfault) fails the items its
-loader had taken; those still waiting in its buffer go back to the queue. It is restarted
-once on the same device; after a second death the device is dropped and the run goes on
-on the others. On SIGINT/SIGTERM no device takes new batches, the batches in flight get
-the grace period, then the device processes are stopped as `mp` stops its workers.
+A device process that dies (a CUDA error, the OOM killer, a segfault, an item that kills
+whichever process computes it) is restarted; those of its items still waiting in its
+buffer go back to the queue, and those its loader had taken go out again one at a time
+(`torch_device_items`), so only an item that kills a process by itself fails. A device
+whose process died twice with no such culprit among their items is dropped and the run
+goes on on the others; while that is being found out, it waits. On SIGINT/SIGTERM no
+device takes new batches, the batches in flight get the grace period, then the device
+processes are stopped as `mp` stops its workers.
 """
 
 from __future__ import annotations
@@ -29,7 +32,14 @@ from backbones import torch_device_process as D
 from backbones.mp_items import describe_exit
 from backbones.mp_spawn import Spawner
 from backbones.torch_device import DeviceChoice
-from backbones.torch_device_items import Device, DeviceItems, DeviceProcess, crash_text
+from backbones.torch_device_items import (
+    Device,
+    DeviceItems,
+    DeviceProcess,
+    crash_text,
+    parked_fates,
+    summarize,
+)
 from backbones.torch_feed import DRAIN
 from dispatcher.execution import error_line
 from dispatcher.report import Reporter
@@ -40,8 +50,6 @@ from dispatcher.task import Item
 POLL_SECONDS = 0.2
 TERM_WAIT_SECONDS = 2.0
 """After SIGTERM, how long a device process has to unwind before SIGKILL."""
-STARTS_PER_DEVICE = 2
-"""A device's process is started at most this often: the first time and one restart."""
 
 
 def device_names(choices: list[DeviceChoice]) -> list[str]:
@@ -105,7 +113,7 @@ class DevicePool:
         finally:
             self._shutdown()
             self.spawner.close()
-            self._summarize()
+            summarize(self.devices, self.reporter)
 
     def _loop(self) -> None:
         while True:
@@ -122,6 +130,7 @@ class DevicePool:
             self._check_timers()
             self.reporter.tick()
             self._wait()
+            self._settle_parked()
 
     def _halt(self) -> None:
         """No new batches; in-flight ones finish (within a signal's grace period)."""
@@ -166,12 +175,12 @@ class DevicePool:
         for p in self.live:
             if not p.ready or p.finishing or p.killing:
                 continue
-            while self.book.queue and (p.hungry or len(p.held) < windows[id(p)]):
-                message = self.book.next_batch(p)
+            while (p.hungry or len(p.held) < windows[id(p)]) and self.book.offers(p, self.live):
+                message = self.book.next_batch(p, self.live)
                 if message is not None:
                     self._send(p, message)
                 p.hungry = False
-            if p.hungry and not self.book.queue:
+            if p.hungry:  # nothing for it now: its loader's pass ends with what it has
                 self._send(p, (DRAIN,))
                 p.hungry = False
 
@@ -235,18 +244,41 @@ class DevicePool:
                     )
                 return
             what = describe_exit(exitcode, f"the {device.name} device process")
-            failed = self.book.settle_dead(p, what)
-            lost = f"; {failed} item(s) it had taken failed" if failed else ""
-            if device.starts < STARTS_PER_DEVICE:
-                self.reporter.note(f"{what}{lost}; restarting it")
+            device.last_death = (what, crash_text(p))
+            culprit, n = self.book.settle_dead(p, what)
+            lost = f"; the {n} item(s) it had taken go again one at a time" if n else ""
+            why = f": {culprit} killed it, failed" if culprit is not None else lost
+            if culprit is not None or device.restartable():  # a culprit's deaths never count
+                self.reporter.note(f"{what}{why}; restarting it")
                 self._start(device)
                 return
-            device.dropped = True
-            self.reporter.note(f"{what} again{lost}; {device.name} is dropped from the run")
-            if not any(not d.dropped for d in self.devices):
-                self._abort(f"every device was dropped; the last: {what}", crash_text(p))
+            device.parked = True
+            self.reporter.note(f"{what} again{why}; {device.name} waits until they ran")
         finally:
             self.spawner.release(p)
+
+    def _settle_parked(self) -> None:
+        """Restart or drop the waiting devices whose deaths are settled (`parked_fates`);
+        asked after every wait, since an item settling anywhere can settle them."""
+        if self.book.halting:
+            return
+        restart, drop = parked_fates(self.devices, bool(self.live))
+        for device in drop:
+            self._drop(device)
+        for device in restart:
+            if not self.book.all_settled(self.live):
+                self.reporter.note(f"{device.name}: no item explains its death; restarting it")
+                self._start(device)
+
+    def _drop(self, device: Device) -> None:
+        device.dropped = True
+        what, crash = device.last_death
+        self.reporter.note(
+            f"{device.name} is dropped from the run: its process died twice and no item it "
+            f"held was the cause (last: {what})"
+        )
+        if all(d.dropped for d in self.devices):
+            self._abort(f"every device was dropped; the last: {what}", crash)
 
     # --- stopping -------------------------------------------------------------------------
 
@@ -285,16 +317,3 @@ class DevicePool:
             self._kill_past_deadline()
             self._check_timers()
             self._wait()
-
-    def _summarize(self) -> None:
-        """Each device's share, in the summary and the run record."""
-        summaries = [d.summary() for d in self.devices]
-        self.reporter.record["devices"] = summaries
-        for s in summaries:
-            rate = s["items_per_second"]
-            speed = f", {rate:.1f} items/s" if rate else ""
-            extra = " (dropped)" if s["dropped"] else ""
-            restarts = f", restarted {s['restarts']}x" if s["restarts"] else ""
-            self.reporter.note(
-                f"{s['device']}: {s['items']} items ({s['failed']} failed){speed}{restarts}{extra}"
-            )

@@ -31,6 +31,7 @@ from backbones.torch_data import (
     Pack,
     PackStream,
     Stopped,
+    load_failure,
     make_loader,
     start,
 )
@@ -167,7 +168,7 @@ class FedDataset(Dataset):
         except ControlFlow:
             raise
         except BaseException as exc:  # a task's sys.exit() too: this row's failure
-            return ("failed", seq, error_line(exc), traceback.format_exc())
+            return load_failure(seq, exc)
         return ("ok", seq, row)
 
 
@@ -271,7 +272,7 @@ class FedPackStream(PackStream):
         )
         try:
             for pack in inner:
-                failed = [(seqs[p], error, tb) for p, error, tb in pack.failed]
+                failed = [(seqs[p], *rest) for p, *rest in pack.failed]
                 yield Pack([seqs[p] for p in pack.positions], pack.batch, failed)
         finally:
             inner.close(hurry=True)

@@ -271,9 +271,10 @@ class TorchRun:
             if self.stop.is_set():
                 return
             ref_of = self.refs.__getitem__ if self.refs is not None else _same
-            for position, error, tb in pack.failed:
+            for position, error, tb, malformed in pack.failed:
                 ref = ref_of(position)
-                self.ledger.record(ref, Outcome(self.ledger.key(ref), False, error, tb))
+                outcome = Outcome(self.ledger.key(ref), False, error, tb, malformed=malformed)
+                self.ledger.record(ref, outcome)
             refs, batch = list(map(ref_of, pack.positions)), pack.batch
             if batch is None or not refs:
                 continue

@@ -36,17 +36,29 @@ class Outcome:
     traceback: str | None = None
     elsewhere: bool = False
     """Completed by another run since the plan looked (ok, but not made here)."""
-
-    @property
-    def malformed(self) -> str | None:
-        """What is malformed in the item's input (a `MalformedInput`'s message), else None.
-        Told by the error line, since that is what comes back from every engine's workers."""
-        if self.ok or not self.error or not self.error.startswith(_MALFORMED):
-            return None
-        return self.error[len(_MALFORMED) :]
+    malformed: str | None = None
+    """What is malformed in the item's input (a `MalformedInput`'s message), else None.
+    Decided by the exception's type where it was raised (`failure`) and carried as data
+    from every engine's workers: a subclass is malformed input, a class that is only
+    named like it is not."""
 
 
-_MALFORMED = f"{MalformedInput.__name__}: "
+def failure(key: str, exc: BaseException) -> Outcome:
+    """The failed Outcome of item `key` alone, which raised `exc` (call inside its `except`).
+
+    A failure of several items at once (`failed`: a batch's compute or collate) is never
+    malformed input: which item's data was at fault is not known.
+    """
+    error = error_line(exc)
+    return Outcome(key, False, error, traceback.format_exc(), malformed=malformed_message(exc))
+
+
+def malformed_message(exc: BaseException) -> str | None:
+    """A `MalformedInput`'s (or a subclass's) one-line message; None for any other exception."""
+    if not isinstance(exc, MalformedInput):
+        return None
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def error_line(exc: BaseException) -> str:
@@ -78,7 +90,7 @@ def attempt(key: str, call: Callable[[], object]) -> Outcome:
     except ControlFlow:
         raise
     except BaseException as exc:
-        return Outcome(key, False, error_line(exc), traceback.format_exc())
+        return failure(key, exc)
     return Outcome(key, True)
 
 
@@ -217,7 +229,7 @@ def run_batch(stage: Stage, items: Sequence[Item]) -> list[Outcome]:
         except ControlFlow:
             raise
         except BaseException as exc:
-            outcomes[i] = Outcome(key, False, error_line(exc), traceback.format_exc())
+            outcomes[i] = failure(key, exc)
     if loaded:
         done = run_loaded(stage, [items[i][0] for i in loaded], rows)
         for i, outcome in zip(loaded, done, strict=True):
