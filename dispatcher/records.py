@@ -38,15 +38,22 @@ def provenance_path(root: str, task_class: str) -> str:
     return os.path.join(root, f"{PROVENANCE_PREFIX}{task_class}")
 
 
+def provenance_beside(root: str, task_class: str) -> str:
+    """The record beside the root (`OUT/../.OUT.dispatch-run.CLASS`), for an output root
+    that must hold nothing but what the task's own code writes there."""
+    parent, name = os.path.split(os.path.abspath(root))
+    return os.path.join(parent, f".{name}{PROVENANCE_PREFIX}{task_class}")
+
+
 def is_provenance_name(name: str) -> bool:
-    return name.startswith(PROVENANCE_PREFIX)
+    return name.startswith(".") and PROVENANCE_PREFIX in name
 
 
 def write_provenance(
-    roots: Sequence[str], task_class: str, config: dict[str, Any], run_record: str
+    paths: Sequence[str], task_class: str, config: dict[str, Any], run_record: str
 ) -> str | None:
-    """Record at each output root what is about to make outputs there; the reason when a
-    root cannot take it (the run goes on: only a later drift note depends on it)."""
+    """Record at `paths` (one per output root) what is about to make outputs there; the
+    reason when one cannot be written (the run goes on: only a later drift note needs it)."""
     made = {
         "task_class": task_class,
         "config": config,
@@ -54,25 +61,25 @@ def write_provenance(
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     text = json.dumps(made, indent=2, default=str) + "\n"
-    for root in roots:
+    for path in paths:
         try:
-            os.makedirs(root, exist_ok=True)
-            path = provenance_path(root, task_class)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(text)
         except OSError as exc:
-            return f"{type(exc).__name__}: {exc.strerror or exc} ({root})"
+            return f"{type(exc).__name__}: {exc.strerror or exc} ({path})"
     return None
 
 
 def made_by(
-    roots: Sequence[str], task_class: str, class_dir: str
+    paths: Sequence[str], roots: Sequence[str], class_dir: str
 ) -> tuple[str, dict[str, Any]] | None:
     """(run record path, configuration) of the run that last made outputs in `roots`: from
-    their provenance record, else (outputs of an older version) from the log directory."""
-    for root in roots:
+    their provenance records at `paths`, else (outputs of an older version) from the newest
+    run records in `class_dir`."""
+    for path in paths:
         try:
-            with open(provenance_path(root, task_class), encoding="utf-8") as fh:
+            with open(path, encoding="utf-8") as fh:
                 made = json.load(fh)
         except (OSError, ValueError):
             continue

@@ -88,7 +88,8 @@ def _config_change(inv: Request, task: Task, prepared: Prepared) -> str | None:
     if not roots:
         return None
     name = type(task).__name__
-    found = records.made_by(roots, name, os.path.join(inv.log_dir, name))
+    paths = [task.provenance_path(root) for root in roots]
+    found = records.made_by(paths, roots, os.path.join(inv.log_dir, name))
     if found is None:
         return None
     path, earlier = found
@@ -220,7 +221,10 @@ def execute(request: Request) -> RunResult:
             reporter.outcomes = []
         stage.run_dir = os.path.abspath(run_dir)  # where a task's own logs go, in every worker
         unrecorded = records.write_provenance(
-            record["output_roots"], type(task).__name__, prepared.config, reporter.record_path
+            [task.provenance_path(root) for root in record["output_roots"]],
+            type(task).__name__,
+            prepared.config,
+            reporter.record_path,
         )
         if unrecorded is not None:
             reporter.note(f"warning: cannot record what made these outputs ({unrecorded})")

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dispatcher.errors import UsageError
+from dispatcher.records import provenance_path
 from dispatcher.signatures import call_problems
 
 if TYPE_CHECKING:
@@ -125,6 +126,11 @@ class Task:
     def output_roots(self) -> list[str]:
         """Folders that hold this task's outputs only (the log directory must lie elsewhere)."""
         return []
+
+    def provenance_path(self, root: str) -> str:
+        """Where the record of the run that made `root`'s outputs is kept: inside the root
+        (`dispatcher/records.py`); a task whose root is wholly its code's own puts it beside."""
+        return provenance_path(root, type(self).__name__)
 
     def shard_specs(self) -> list[ShardSpec]:
         """The task's own shards (from its declaration); the CLI's `--shard` applies inside them."""

@@ -653,6 +653,22 @@ def test_a_mode_2_package_rerun_with_other_parameters_gets_the_drift_note(tmp_pa
     assert _outputs(tmp_path / "out") == {"made_by.txt": b"some_op 2"}
 
 
+def test_a_mode_2_output_root_holds_only_the_operators_files_and_drift_is_found_anywhere(tmp_path):
+    """The record of what made a mode-2 root goes beside it, with the done marker: the root
+    is the operator's. A rerun from another folder (another log directory) still finds it."""
+    package = _whole_dataset_package(tmp_path, "some_op")
+    assert _whole_run(package, tmp_path).returncode == 0
+    assert sorted(os.listdir(tmp_path / "out")) == ["made_by.txt"]
+    assert (tmp_path / ".out.dispatch-run.some_op").is_file()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    drift = run_dispatch(str(package), "--backbone", "serial", "--mixin",
+                         f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}", "level=2",
+                         cwd=elsewhere)  # fmt: skip
+    assert drift.returncode == 0, drift.stderr
+    assert "made with another configuration (" in drift.stderr and "level" in drift.stderr
+
+
 @pytest.mark.parametrize("made_by", ["some_op", "other_op"])
 def test_a_mode_2_marker_in_the_first_format_is_still_read(tmp_path, made_by):
     """A marker holding only `{"package": ROOT}` (as first written) names its package."""

@@ -38,6 +38,7 @@ from dispatcher.outputs import (
     staged,
 )
 from dispatcher.placeholders import Placeholder
+from dispatcher.records import provenance_beside
 from dispatcher.stage import Row, Stage
 from dispatcher.task import Item, Task
 from templates.adapters.modelarts_package import (
@@ -220,6 +221,10 @@ class WholeDatasetHooks:
 
     def output_roots(self) -> list[str]:
         return [os.path.abspath(self.mixin["output"])]
+
+    def provenance_path(self, root: str) -> str:
+        # The root is the operator's to fill as it likes: the record goes beside, with the marker.
+        return provenance_beside(root, type(self).__name__)
 
     def iter_items(self) -> list[Item]:
         return [(self.package.name, None)]
