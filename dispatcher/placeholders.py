@@ -357,9 +357,8 @@ def _fill_leaf(node: Any, override: Any, text: Any, path: str, errors: ErrorList
     if override is MISSING:
         return node
     typed = isinstance(text, CommandLineText)
-    if isinstance(node, (bool, int, float, str)) and (
-        typed or not isinstance(override, (dict, list))
-    ):
+    scalar = (bool, int, float, str, pathlib.PurePath)
+    if isinstance(node, scalar) and (typed or not isinstance(override, (dict, list))):
         return _check(override, Placeholder(type(node)), path, errors, text)
     if typed and text.problem is not None:
         errors.add(f"mixin '{path}': cannot read {text.text!r} as YAML: {text.problem}")

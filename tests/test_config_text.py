@@ -363,3 +363,22 @@ def test_a_command_line_value_with_a_hash_still_costs_no_omegaconf():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.split()[-1] == "False"
+
+
+def test_declared_text_fields_of_a_mode_take_the_command_line_text_too():
+    import dataclasses
+    import pathlib
+
+    @dataclasses.dataclass
+    class Mode:
+        root: pathlib.Path = pathlib.Path("x")
+        token: str = "{shard}"
+        flag: bool = False
+
+    layers = load_layers(None, None, ["m.root=a #b", "m.token={part}"])
+    errors = ErrorList()
+    mode = fill({"m": Mode()}, layers.mixin, errors, layers.mixin_text)["m"]
+    assert errors.messages == [] and (mode.root, mode.token) == (pathlib.Path("a #b"), "{part}")
+    layers = load_layers(None, None, ["m.flag=[1]"])
+    fill({"m": Mode()}, layers.mixin, errors, layers.mixin_text)
+    assert errors.messages == ["mixin 'm.flag': expected a boolean, got [1]"]
