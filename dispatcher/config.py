@@ -287,7 +287,7 @@ def _is_plain_dotlist(items: list[str]) -> bool:
     return len(set(keys)) == len(keys) and not prefixes & set(keys)
 
 
-def _plain_dotlist(items: list[str], errors: ErrorList, kind: str = TYPED) -> dict[str, Any]:
+def _plain_dotlist(items: list[str], kind: str = TYPED) -> dict[str, Any]:
     """`kind` TYPED: the YAML values (a value YAML cannot read is its text); TEXT: the
     command line's texts (`CommandLineText`). Keys are plain and distinct."""
     tree: dict[str, Any] = {}
@@ -355,9 +355,7 @@ def load_layers(
     items = _valid_mixin_items(mixin_items, errors)
     if not cfg_path and not mixin_cfg_path and _is_plain_dotlist(items):
         errors.raise_if_any()
-        layers = LayeredConfig(
-            mixin=_plain_dotlist(items, errors), mixin_text=_plain_dotlist(items, errors, TEXT)
-        )
+        layers = LayeredConfig(mixin=_plain_dotlist(items), mixin_text=_plain_dotlist(items, TEXT))
         return _with_values(layers, mixin_values)
 
     cfg: dict[str, Any] = {}
