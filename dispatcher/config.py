@@ -45,6 +45,9 @@ class LayeredConfig:
     mixin: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
     """Run settings the file names: task_file, task_class, backbone, shard, shard_mode, force."""
+    option_text: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The `task` and `backbone` sections with each scalar as its source text, for
+    options that take text (`tag: 0123` is "0123" for an option without a type)."""
     mixin_text: dict[str, Any] = field(default_factory=dict)
     """`mixin` as it was typed: a YAML file's scalars as their source text (`0123`, not
     83), a `--mixin` value as a `CommandLineText` (the text after `=`). A `str`
@@ -368,7 +371,7 @@ def load_layers(
     errors.raise_if_any()
 
     resolved = _merge(cfg, mixin_file, dotlist, cfg_path, mixin_cfg_path)
-    mixin_text = _mixin_texts(cfg_path, mixin_cfg_path, items, resolved["mixin"], problems)
+    texts = _texts(cfg_path, mixin_cfg_path, items, resolved["mixin"], problems)
     backbone = dict(resolved["backbone"])
     run = _run_settings(resolved, backbone, f"--cfg {cfg_path}", errors)
     errors.raise_if_any()
@@ -377,20 +380,21 @@ def load_layers(
         backbone=backbone,
         mixin=resolved["mixin"],
         run=run,
-        mixin_text=mixin_text,
+        mixin_text=texts["mixin"],
+        option_text={"task": texts["task"], "backbone": _flat_options(texts["backbone"])},
     )
     return _with_values(layers, mixin_values)
 
 
-def _mixin_texts(
+def _texts(
     cfg_path: str | None,
     mixin_cfg_path: str | None,
     items: list[str],
     typed: dict[str, Any],
     problems: dict[int, str],
 ) -> dict[str, Any]:
-    """The mixin's layers again, as typed: each file scalar as its source text, each
-    `--mixin` value as a `CommandLineText`; merged and resolved as `typed` was (any file
+    """The document again, as typed: each file scalar as its source text, each `--mixin`
+    value as a `CommandLineText`; merged and resolved as the typed pass was (any file
     problem was reported by that pass)."""
     from omegaconf.errors import OmegaConfBaseException
 
@@ -402,9 +406,18 @@ def _mixin_texts(
         text_items = _text_dotlist(items)
     except OmegaConfBaseException as exc:
         raise UsageError(f"configuration error: {str(exc).splitlines()[0]}") from None
-    texts = _merge(cfg_text, file_text, text_items, cfg_path, mixin_cfg_path)["mixin"]
-    _mark_command_line(texts, typed, items, problems)
+    texts = _merge(cfg_text, file_text, text_items, cfg_path, mixin_cfg_path)
+    _mark_command_line(texts["mixin"], typed, items, problems)
     return texts
+
+
+def _flat_options(backbone: dict[str, Any]) -> dict[str, Any]:
+    """A backbone section's options as `_run_settings` leaves them: `options:` merged in."""
+    flat = {k: v for k, v in backbone.items() if k not in ("name", "options")}
+    options = backbone.get("options")
+    if isinstance(options, dict):
+        flat.update({k: v for k, v in options.items() if k not in flat})
+    return flat
 
 
 def _check_cfg_sections(cfg: dict[str, Any], cfg_path: str, errors: ErrorList) -> None:
@@ -515,12 +528,14 @@ def apply_option_defaults(
     values: dict[str, Any],
     section: str,
     errors: ErrorList,
+    texts: dict[str, Any] | None = None,
 ) -> None:
     """Make a `--cfg` section's values the defaults of the matching `actions` of `parser`.
 
     Keys match an option's dest or any of its option strings (`batch_size`, `batch-size`,
     `--batch-size`). Flags take booleans, list options take lists; the command line still
-    overrides. Unknown keys are errors with a suggestion.
+    overrides. Unknown keys are errors with a suggestion. `texts` is the section with each
+    scalar as written: an option without a type takes text, as on the command line.
     """
     by_key: dict[str, argparse.Action] = {}
     for action in actions:
@@ -536,6 +551,9 @@ def apply_option_defaults(
             hint = did_you_mean(_option_key(str(key)), known)
             errors.add(f"--cfg {section}.{key}: no such {section} option{hint}")
             continue
+        if action.type is None and not isinstance(value, (str, bool, list, dict)):
+            written = (texts or {}).get(key)
+            value = written if isinstance(written, str) else value
         try:
             value = _convert_for_action(action, value)
         except ValueError as exc:

@@ -175,13 +175,17 @@ def prepare(request: Request | Invocation) -> Prepared:
         errors.add(problem)
     for problem in task_cls.missing_requirements():
         errors.add(problem)
-    apply_option_defaults(options.parser, options.task_actions, layers.task, "task", errors)
+    texts = layers.option_text
+    apply_option_defaults(
+        options.parser, options.task_actions, layers.task, "task", errors, texts.get("task")
+    )
     apply_option_defaults(
         options.parser,
         options.backbone_actions,
         _options_for(backbone_cls, options, layers),
         "backbone",
         errors,
+        texts.get("backbone"),
     )
     mixin = fill(task_cls.mixin, layers.mixin, errors, layers.mixin_text)
     shards: list[sharding.ShardSpec] = []

@@ -42,6 +42,10 @@ ECHO = """
             "s": {f"k{i}": Placeholder(str, default="") for i in range(40)},
         }
 
+        @classmethod
+        def add_arguments(cls, parser):
+            parser.add_argument("--tag", default="t")
+
         def output_roots(self):
             return [self.mixin.out]
 
@@ -52,7 +56,8 @@ ECHO = """
             os.makedirs(self.mixin.out, exist_ok=True)
             with atomic_write(os.path.join(self.mixin.out, "r.json")) as tmp:
                 with open(tmp, "w") as fh:
-                    json.dump({k: v for k, v in self.mixin.items() if k != "out"}, fh)
+                    seen = {k: v for k, v in self.mixin.items() if k != "out"}
+                    json.dump({**seen, "tag_option": self.args.tag}, fh)
 """
 
 
@@ -177,6 +182,24 @@ def test_null_in_a_yaml_file_fills_only_an_optional_str(tmp_path):
     proc, seen = _echo(tmp_path, "--mixin-cfg", str(mixin_cfg))
     assert proc.returncode == 0, proc.stderr
     assert seen["note"] is None and seen["text"] == ""
+
+
+def test_a_str_option_in_cfg_sections_is_the_scalars_text(tmp_path):
+    cfg = write_file(tmp_path / "cfg.yaml", "task:\n  tag: 0123\nbackbone:\n  name: serial\n")
+    proc, seen = _echo(tmp_path, "--cfg", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    assert seen["tag_option"] == "0123"
+    printed = run_dispatch(_echo_task(tmp_path), "Echo", "--cfg", cfg, "--print-config",
+                           "--mixin", "out=o", cwd=tmp_path)  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    assert "  tag: '0123'\n" in printed.stdout
+    # A backbone's text option gets the text too, and checks it as it checks the command line's.
+    write_file(cfg, "backbone:\n  name: serial\n  device: 0\n")
+    proc, seen = _echo(tmp_path, "--cfg", str(cfg), out="out2")
+    assert proc.returncode == 2 and seen is None
+    assert _errors(proc) == [
+        "dispatch: error: --device expects auto, cpu, mps, cuda[:N] or npu[:N], got '0'"
+    ]
 
 
 # --- --print-config, read back by --cfg, is the same run ---------------------------------
