@@ -5,12 +5,13 @@ a value that cannot be kept is exit 2 naming it."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, tree, write_file
+from conftest import REPO, backbone_params, run_dispatch, tree, write_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -97,16 +98,31 @@ def test_interpolation_is_the_one_exception_on_the_command_line(tmp_path):
     assert seen["text"] == "a #x > y" and seen["s"]["k0"] == "${kept}"
 
 
-def test_an_output_root_with_a_hash_is_that_folder_and_a_rerun_finds_it_done(tmp_path):
-    args = ["--backbone", "serial", "--mixin", f"input={REPO / 'tasks' / 'data' / 'text'}",
-            "output=res #2"]  # fmt: skip
-    task = REPO / "tasks" / "wordcount.py"
-    proc = run_dispatch(task, "WordCount", *args, cwd=tmp_path)
+RUNS = {
+    "serial": ("wordcount.py", "WordCount", "text", ["--backbone", "serial"]),
+    "mp": ("wordcount.py", "WordCount", "text", ["--backbone", "mp", "--num-process", "2"]),
+    "torch": ("image_embed.py", "ImageEmbed", "images", ["--backbone", "torch", "--device", "cpu",
+                                                        "--num-workers", "1"]),
+    "devices": ("image_embed.py", "ImageEmbed", "images", ["--backbone", "torch", "--devices", "cpu,cpu",
+                                                          "--num-workers", "1", "--batch-size", "2"]),
+}  # fmt: skip
+
+
+NEEDS_TORCH = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="needs torch")
+
+
+@pytest.mark.parametrize("engine", [*backbone_params(["serial", "mp", "torch"]),
+                                    pytest.param("devices", marks=NEEDS_TORCH)])  # fmt: skip
+def test_an_output_root_with_a_hash_is_that_folder_and_a_rerun_finds_it_done(tmp_path, engine):
+    file, name, data, options = RUNS[engine]
+    args = [*options, "--mixin", f"input={REPO / 'tasks' / 'data' / data}", "output=res #2"]
+    task = REPO / "tasks" / file
+    proc = run_dispatch(task, name, *args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "res").exists()
     made = tree(tmp_path / "res #2")
-    assert made and all(name.endswith(".json") for name in made)
-    again = run_dispatch(task, "WordCount", *args, cwd=tmp_path)
+    assert made and all(path.endswith(".json") for path in made)
+    again = run_dispatch(task, name, *args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "nothing to do" in again.stderr and "all done" in again.stderr
     assert tree(tmp_path / "res #2") == made
