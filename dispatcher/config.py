@@ -30,7 +30,7 @@ from dispatcher.errors import ErrorList, UsageError, did_you_mean
 from dispatcher.placeholders import MISSING, CommandLineText
 
 CFG_SECTIONS = ("task", "backbone", "mixin")
-RUN_KEYS = ("task_file", "task_class", "shard", "force")
+RUN_KEYS = ("task_file", "task_class", "cwd", "shard", "force")
 
 if TYPE_CHECKING:
     import yaml
@@ -44,7 +44,8 @@ class LayeredConfig:
     backbone: dict[str, Any] = field(default_factory=dict)
     mixin: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
-    """Run settings the file names: task_file, task_class, backbone, shard, shard_mode, force."""
+    """Run settings the file names: task_file, task_class, cwd (where it was printed),
+    backbone, shard, shard_mode, force."""
     option_text: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The `task` and `backbone` sections with each scalar as its source text, for
     options that take text (`tag: 0123` is "0123" for an option without a type)."""
@@ -427,7 +428,7 @@ def _check_cfg_sections(cfg: dict[str, Any], cfg_path: str, errors: ErrorList) -
             errors.add(
                 f"--cfg {cfg_path}: unknown section '{key}'{hint}"
                 " (sections are task, backbone, mixin; settings task_file, task_class,"
-                " shard, force)"
+                " cwd, shard, force)"
             )
     for key in CFG_SECTIONS:
         if cfg.get(key) is not None and not isinstance(cfg[key], dict):
@@ -489,6 +490,11 @@ def _run_settings(
             errors.add(f"{where} {key}: expected a {key.replace('_', ' ')}, got {value!r}")
         elif value is not None:
             run[key] = value
+    cwd = document.get("cwd")
+    if cwd is not None and (not isinstance(cwd, str) or not os.path.isabs(cwd)):
+        errors.add(f"{where} cwd: expected the absolute folder it was printed in, got {cwd!r}")
+    elif cwd is not None:
+        run["cwd"] = cwd
     if "name" in backbone:
         name = backbone.pop("name")
         if not isinstance(name, str) or not name:
@@ -599,6 +605,39 @@ def _convert_one(action: argparse.Action, value: Any) -> Any:
 
 
 # --- `--print-config`: a document `--cfg` reads back as the same values ------------------
+
+
+def replay_problems(printed_in: str | None, mixin: Any, roots: list[str]) -> list[str]:
+    """Why a `--cfg` printed in another folder would not make the same run here: its
+    relative roots, and relative values that name something there, would mean other
+    files here. A saved configuration with absolute paths replays from anywhere."""
+    if printed_in is None or os.path.realpath(printed_in) == os.path.realpath(os.getcwd()):
+        return []
+    relative = [r for r in roots if _is_relative(r)]
+    for value in _strings(mixin):
+        there = _is_relative(value) and os.path.exists(os.path.join(printed_in, value))
+        if there and value not in relative:
+            relative.append(value)
+    if not relative:
+        return []
+    return [
+        f"--cfg was printed in {printed_in}, where the relative paths "
+        f"{', '.join(map(repr, relative))} name other files and folders than here: run from "
+        "there, make them absolute, or delete its cwd: line"
+    ]
+
+
+def _is_relative(path: Any) -> bool:
+    return isinstance(path, str) and path != "" and "://" not in path and not os.path.isabs(path)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
 
 _INTERPOLATION = re.compile(r"(\\*)\$\{")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from dispatcher import engines as registry  # names and loads backbones: the seam
 from dispatcher import sharding
-from dispatcher.config import LayeredConfig, apply_option_defaults, load_layers
+from dispatcher.config import LayeredConfig, apply_option_defaults, load_layers, replay_problems
 from dispatcher.engines import Backbone
 from dispatcher.errors import ErrorList, UsageError
 from dispatcher.invocation import Invocation, option_hint
@@ -222,6 +222,8 @@ def prepare(request: Request | Invocation) -> Prepared:
     errors.extend(UsageError(*problems))
     if not problems:  # roots are known once the configuration is valid
         errors.extend(UsageError(*root_overlaps(task.input_roots(), task.output_roots())))
+        roots = [*task.input_roots(), *task.output_roots()]
+        errors.extend(UsageError(*replay_problems(layers.run.get("cwd"), to_plain(mixin), roots)))
     errors.extend(UsageError(*task.argument_problems()))
     shards = list(task.shard_specs())
     if cli_shard is not None:
@@ -241,6 +243,7 @@ def prepare(request: Request | Invocation) -> Prepared:
     config = {
         "task_file": os.path.abspath(task_file) if task_file else None,
         "task_class": class_name,
+        "cwd": os.getcwd(),  # what relative paths below are relative to
         "backbone": {"name": backbone_cls.name, "options": to_plain(vars(backbone_options))},
         "task": to_plain(vars(task_args)),
         "mixin": to_plain(mixin),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -238,6 +239,27 @@ def test_print_config_read_back_by_cfg_gives_every_value_back(tmp_path):
     assert proc.returncode == 0, proc.stderr
     replayed = json.loads((tmp_path / "again" / "r.json").read_text())
     assert replayed == direct and direct["any"] == "1e3" and direct["note"] == "${x}"
+
+
+def test_a_printed_config_with_relative_paths_replays_only_where_it_was_printed(tmp_path):
+    here = tmp_path / "here"
+    shutil.copytree(REPO / "tasks" / "data" / "text", here / "data")
+    printed = run_dispatch(REPO / "tasks" / "wordcount.py", "WordCount", "--print-config",
+                           "--mixin", "input=data", "output=out", cwd=here)  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    saved = write_file(tmp_path / "run.yaml", printed.stdout)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(here / "data", elsewhere / "data")  # same names, other files
+    proc = run_dispatch("--cfg", saved, "--backbone", "serial", cwd=elsewhere)
+    assert proc.returncode == 2 and not (elsewhere / "out").exists()
+    assert _errors(proc) == [
+        f"dispatch: error: --cfg was printed in {here}, where the relative paths 'data', "
+        "'out' name other files and folders than here: run from there, make them absolute, "
+        "or delete its cwd: line"
+    ]
+    proc = run_dispatch("--cfg", saved, "--backbone", "serial", cwd=here)
+    assert proc.returncode == 0, proc.stderr
+    assert (here / "out").is_dir()
 
 
 # --- Python: str values pass through untouched --------------------------------------------
