@@ -175,18 +175,7 @@ def prepare(request: Request | Invocation) -> Prepared:
         errors.add(problem)
     for problem in task_cls.missing_requirements():
         errors.add(problem)
-    texts = layers.option_text
-    apply_option_defaults(
-        options.parser, options.task_actions, layers.task, "task", errors, texts.get("task")
-    )
-    apply_option_defaults(
-        options.parser,
-        options.backbone_actions,
-        _options_for(backbone_cls, options, layers),
-        "backbone",
-        errors,
-        texts.get("backbone"),
-    )
+    _apply_cfg_options(options, backbone_cls, layers, errors)
     mixin = fill(task_cls.mixin, layers.mixin, errors, layers.mixin_text)
     shards: list[sharding.ShardSpec] = []
     try:
@@ -252,6 +241,24 @@ def prepare(request: Request | Invocation) -> Prepared:
         "force": inv.force,
     }
     return Prepared(task, stage_cls(task, force=inv.force), backbone, shards, config)
+
+
+def _apply_cfg_options(
+    options: Options, backbone_cls: type[Backbone], layers: LayeredConfig, errors: ErrorList
+) -> None:
+    """`--cfg`'s task: and backbone: sections as the defaults of their options."""
+    texts = layers.option_text
+    apply_option_defaults(
+        options.parser, options.task_actions, layers.task, "task", errors, texts.get("task")
+    )
+    apply_option_defaults(
+        options.parser,
+        options.backbone_actions,
+        _options_for(backbone_cls, options, layers),
+        "backbone",
+        errors,
+        texts.get("backbone"),
+    )
 
 
 def _options_for(
