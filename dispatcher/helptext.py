@@ -67,7 +67,7 @@ def _filled_quietly(task_cls: type[Task], inv: Invocation) -> Any:
         layers = load_layers(inv.cfg, inv.mixin_cfg, inv.mixin)
     except UsageError:
         return MISSING
-    return fill(task_cls.mixin, layers.mixin, ErrorList())
+    return fill(task_cls.mixin, layers.mixin, ErrorList(), layers.mixin_text)
 
 
 def backbone_help(inv: Invocation) -> str:

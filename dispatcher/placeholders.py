@@ -91,6 +91,29 @@ class Mixin(dict):
         return (Mixin, (dict(self),))
 
 
+class CommandLineText:
+    """A `--mixin KEY=VALUE` value as typed: a `str` (or path) placeholder takes `text`,
+    the text after `=` (with `${...}` resolved), verbatim; any other type takes the YAML
+    value, with `elements` the source text of each of its scalars (`[0123]` keeps "0123"
+    for a `list[str]`). `problem` says why YAML cannot read the text, if it cannot: a
+    `str` does not care, any other type is refused with it."""
+
+    __slots__ = ("elements", "problem", "text")
+
+    def __init__(self, text: str, elements: Any = MISSING, problem: str | None = None) -> None:
+        self.text = text
+        self.elements = elements
+        self.problem = problem
+
+    def __repr__(self) -> str:
+        return f"CommandLineText({self.text!r})"
+
+
+def _takes_text(tp: Any) -> bool:
+    """A type whose value is text as it is: `str` and paths (`res #2` is a folder)."""
+    return tp is str or (isinstance(tp, type) and issubclass(tp, pathlib.PurePath))
+
+
 def _type_name(tp: Any) -> str:
     if tp is None:
         return "any"
@@ -183,6 +206,8 @@ def _kind(tp: Any) -> str:
 
 def _text_at(text: Any, key: Any) -> Any:
     """The source text of one element of a container, when the configuration kept it."""
+    if isinstance(text, CommandLineText):
+        text = text.elements
     if isinstance(text, dict):
         return text.get(str(key), text.get(key, MISSING))
     if isinstance(text, list) and str(key).isdigit() and int(key) < len(text):
@@ -195,9 +220,17 @@ def coerce(value: Any, tp: Any, text: Any = MISSING) -> Any:
 
     `text` is the value as it was typed (a parallel tree of strings for containers), when
     the configuration kept it: a `str` type takes the text, so `0123` stays `"0123"`
-    instead of becoming the YAML integer 83. `None` (YAML `null` or an empty value) is a
-    value only for an untyped or Optional type.
+    instead of becoming the YAML integer 83; a `CommandLineText` is the command line's text,
+    verbatim for a `str`. `None` (YAML `null`, an empty value) is a value only for an
+    untyped or Optional type.
     """
+    if isinstance(text, CommandLineText):
+        if _takes_text(tp):
+            return text.text if tp is str else tp(text.text)
+        if _is_union(tp) and any(_takes_text(arg) for arg in typing.get_args(tp)):
+            return _coerce_union(value, tp, text)  # `str | None`: the text, before null
+        if text.problem is not None and not _is_union(tp):
+            raise ValueError(f"cannot read {text.text!r} as YAML: {text.problem}")
     if value is None:
         if _allows_none(tp):
             return None
@@ -219,47 +252,9 @@ def coerce(value: Any, tp: Any, text: Any = MISSING) -> Any:
         key_tp, val_tp = (typing.get_args(tp) + (None, None))[:2]
         return {coerce(k, key_tp): coerce(v, val_tp, _text_at(text, k)) for k, v in value.items()}
     if _is_union(tp):
-        reasons = []
-        for arg in typing.get_args(tp):
-            if arg is type(None):
-                continue
-            try:
-                return coerce(value, arg, text)
-            except ValueError as exc:
-                reasons.append(str(exc))
-        raise ValueError("; ".join(reasons))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
-        if isinstance(value, int) and value in (0, 1):
-            return bool(value)
-        raise ValueError(f"expected a boolean, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool):
-            raise ValueError(f"expected an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value.strip())
-            except ValueError:
-                pass
-        raise ValueError(f"expected an integer, got {value!r}")
-    if tp is float:
-        if isinstance(value, bool):
-            raise ValueError(f"expected a number, got {value!r}")
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise ValueError(f"expected a number, got {value!r}")
+        return _coerce_union(value, tp, text)
+    if tp in _NUMBERS:
+        return _NUMBERS[tp](value)
     if tp is str:
         return _as_text(value, text)
     if tp in (list, tuple):
@@ -280,6 +275,60 @@ def coerce(value: Any, tp: Any, text: Any = MISSING) -> Any:
         raise ValueError(f"cannot convert {value!r} to {_type_name(tp)}: {exc}") from None
 
 
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"expected a boolean, got {value!r}")
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"expected an integer, got {value!r}")
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"expected a number, got {value!r}")
+
+
+_NUMBERS: dict[Any, Any] = {bool: _as_bool, int: _as_int, float: _as_float}
+
+
+def _coerce_union(value: Any, tp: Any, text: Any) -> Any:
+    """The first of the union's types that takes the value."""
+    reasons = []
+    for arg in typing.get_args(tp):
+        if arg is type(None):
+            continue
+        try:
+            return coerce(value, arg, text)
+        except ValueError as exc:
+            reasons.append(str(exc))
+    raise ValueError("; ".join(reasons))
+
+
 def _as_text(value: Any, text: Any) -> str:
     """A `str` value: a YAML string as it is, any other scalar as it was typed."""
     if isinstance(value, str):
@@ -294,7 +343,7 @@ def _as_text(value: Any, text: Any) -> str:
 
 
 def _check(value: Any, ph: Placeholder, path: str, errors: ErrorList, text: Any = MISSING) -> Any:
-    if value is None and ph.default is None:
+    if value is None and ph.default is None and not isinstance(text, CommandLineText):
         return None  # a declared default of None makes null a value
     try:
         value = coerce(value, ph.type, text)
@@ -318,8 +367,13 @@ def _fill_leaf(node: Any, override: Any, text: Any, path: str, errors: ErrorList
         return node.default
     if override is MISSING:
         return node
-    if isinstance(node, (bool, int, float, str)) and not isinstance(override, (dict, list)):
+    typed = isinstance(text, CommandLineText)
+    scalar = (bool, int, float, str, pathlib.PurePath)
+    if isinstance(node, scalar) and (typed or not isinstance(override, (dict, list))):
         return _check(override, Placeholder(type(node)), path, errors, text)
+    if typed and text.problem is not None:
+        errors.add(f"mixin '{path}': cannot read {text.text!r} as YAML: {text.problem}")
+        return MISSING
     return override
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from dispatcher import engines as registry  # names and loads backbones: the seam
 from dispatcher import sharding
-from dispatcher.config import LayeredConfig, apply_option_defaults, load_layers
+from dispatcher.config import LayeredConfig, apply_option_defaults, load_layers, replay_problems
 from dispatcher.engines import Backbone
 from dispatcher.errors import ErrorList, UsageError
 from dispatcher.invocation import Invocation, option_hint
@@ -175,14 +175,7 @@ def prepare(request: Request | Invocation) -> Prepared:
         errors.add(problem)
     for problem in task_cls.missing_requirements():
         errors.add(problem)
-    apply_option_defaults(options.parser, options.task_actions, layers.task, "task", errors)
-    apply_option_defaults(
-        options.parser,
-        options.backbone_actions,
-        _options_for(backbone_cls, options, layers),
-        "backbone",
-        errors,
-    )
+    _apply_cfg_options(options, backbone_cls, layers, errors)
     mixin = fill(task_cls.mixin, layers.mixin, errors, layers.mixin_text)
     shards: list[sharding.ShardSpec] = []
     try:
@@ -218,6 +211,8 @@ def prepare(request: Request | Invocation) -> Prepared:
     errors.extend(UsageError(*problems))
     if not problems:  # roots are known once the configuration is valid
         errors.extend(UsageError(*root_overlaps(task.input_roots(), task.output_roots())))
+        roots = [*task.input_roots(), *task.output_roots()]
+        errors.extend(UsageError(*replay_problems(layers.run.get("cwd"), to_plain(mixin), roots)))
     errors.extend(UsageError(*task.argument_problems()))
     shards = list(task.shard_specs())
     if cli_shard is not None:
@@ -237,6 +232,7 @@ def prepare(request: Request | Invocation) -> Prepared:
     config = {
         "task_file": os.path.abspath(task_file) if task_file else None,
         "task_class": class_name,
+        "cwd": os.getcwd(),  # what relative paths below are relative to
         "backbone": {"name": backbone_cls.name, "options": to_plain(vars(backbone_options))},
         "task": to_plain(vars(task_args)),
         "mixin": to_plain(mixin),
@@ -245,6 +241,24 @@ def prepare(request: Request | Invocation) -> Prepared:
         "force": inv.force,
     }
     return Prepared(task, stage_cls(task, force=inv.force), backbone, shards, config)
+
+
+def _apply_cfg_options(
+    options: Options, backbone_cls: type[Backbone], layers: LayeredConfig, errors: ErrorList
+) -> None:
+    """`--cfg`'s task: and backbone: sections as the defaults of their options."""
+    texts = layers.option_text
+    apply_option_defaults(
+        options.parser, options.task_actions, layers.task, "task", errors, texts.get("task")
+    )
+    apply_option_defaults(
+        options.parser,
+        options.backbone_actions,
+        _options_for(backbone_cls, options, layers),
+        "backbone",
+        errors,
+        texts.get("backbone"),
+    )
 
 
 def _options_for(

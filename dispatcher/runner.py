@@ -115,9 +115,9 @@ def run(inv: Invocation) -> int:
     if inv.print_config:
         request.plan_only = True  # nothing runs: no install script either
         prepared = prepare(request)
-        import yaml
+        from dispatcher.config import config_document
 
-        print(yaml.safe_dump(prepared.config, sort_keys=False), end="")
+        print(config_document(prepared.config), end="")
         return EXIT_OK
     result = execute(request)
     if result.plan is not None:
