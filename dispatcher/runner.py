@@ -159,6 +159,44 @@ def _final_counts(counts: dict[str, Any]) -> Counts:
     return Counts(**{k: v for k, v in counts.items() if k in names})
 
 
+def _start_recording(
+    request: Request, prepared: Prepared, plan: Plan, counts: dict[str, Any]
+) -> Reporter:
+    """The run's record and reporter in a new run folder, and the provenance record at each
+    output root, just before the first item runs."""
+    task = prepared.task
+    _check_log_dir(request.log_dir, task)
+    if plan.duplicates:
+        counts["duplicates"] = plan.duplicates
+    record = {
+        "argv": request.argv,
+        "cwd": os.getcwd(),
+        "config": prepared.config,
+        "output_roots": _output_roots(task),
+        "counts": counts,
+    }
+    if plan.duplicates:
+        record["duplicate_keys"] = plan.duplicate_keys
+    if slurm_job():
+        record["slurm"] = slurm_job()
+    run_dir = _run_dir(request, task, prepared.shards)
+    reporter = _open_reporter(request.log_dir, run_dir, plan, record)
+    reporter.remember_payloads(plan.pending, task.failure_item)
+    if request.keep_outcomes:
+        reporter.outcomes = []
+    # Where a task's own logs go, in every worker.
+    prepared.stage.run_dir = os.path.abspath(run_dir)
+    unrecorded = records.write_provenance(
+        [task.provenance_path(root) for root in record["output_roots"]],
+        type(task).__name__,
+        prepared.config,
+        reporter.record_path,
+    )
+    if unrecorded is not None:
+        reporter.note(f"warning: cannot record what made these outputs ({unrecorded})")
+    return reporter
+
+
 def execute(request: Request) -> RunResult:
     """Configure, plan, run and report one run; what the command line and Python share."""
     prepared = prepare(request)
@@ -200,34 +238,7 @@ def execute(request: Request) -> RunResult:
                 f"configuration ({changed}); they are kept (--force remakes them)",
                 file=sys.stderr,
             )
-        _check_log_dir(request.log_dir, task)
-        if plan.duplicates:
-            counts["duplicates"] = plan.duplicates
-        record = {
-            "argv": request.argv,
-            "cwd": os.getcwd(),
-            "config": prepared.config,
-            "output_roots": _output_roots(task),
-            "counts": counts,
-        }
-        if plan.duplicates:
-            record["duplicate_keys"] = plan.duplicate_keys
-        if slurm_job():
-            record["slurm"] = slurm_job()
-        run_dir = _run_dir(request, task, prepared.shards)
-        reporter = _open_reporter(request.log_dir, run_dir, plan, record)
-        reporter.remember_payloads(plan.pending, task.failure_item)
-        if request.keep_outcomes:
-            reporter.outcomes = []
-        stage.run_dir = os.path.abspath(run_dir)  # where a task's own logs go, in every worker
-        unrecorded = records.write_provenance(
-            [task.provenance_path(root) for root in record["output_roots"]],
-            type(task).__name__,
-            prepared.config,
-            reporter.record_path,
-        )
-        if unrecorded is not None:
-            reporter.note(f"warning: cannot record what made these outputs ({unrecorded})")
+        reporter = _start_recording(request, prepared, plan, counts)
         try:
             backbone.run(stage, plan.pending, reporter, stop)
         except BaseException as exc:
@@ -242,6 +253,6 @@ def execute(request: Request) -> RunResult:
         code,
         _final_counts(reporter.record["counts"]),
         reporter.outcomes or [],
-        run_dir,
+        reporter.run_dir,
         reporter.record_path,
     )
