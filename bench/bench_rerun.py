@@ -118,9 +118,10 @@ def main() -> None:
 
     # Interleaved, so that load from other processes hits every measurement alike.
     empty = tempfile.mkdtemp(prefix="rerun-empty-")
+    os.mkdir(os.path.join(empty, "in"))  # the output root beside it: never inside an input
     fixed_command = [
         *command[: command.index("--mixin")],
-        "--mixin", f"input={empty}", f"output={os.path.join(empty, 'out')}",
+        "--mixin", f"input={os.path.join(empty, 'in')}", f"output={os.path.join(empty, 'out')}",
     ]  # fmt: skip
     walks, walk_process, runs, fixed = [], [], [], []
     walk_cpu, run_cpu = [], []
