@@ -413,7 +413,7 @@ class Preprocess:
 """
 
 
-@pytest.mark.parametrize("backbone", backbone_params(["serial", "mp"]))
+@pytest.mark.parametrize("backbone", backbone_params(["serial", "mp", "torch"]))
 def test_no_statistic_value_changes_the_outcome_and_the_record_is_strict_json(tmp_path, backbone):
     op = write_file(tmp_path / "op.py", UNPRINTABLE)
     data, out, logs = _inputs(tmp_path), tmp_path / "out", tmp_path / "logs"
