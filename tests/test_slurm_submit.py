@@ -396,9 +396,11 @@ def small_max_array_size():
 def test_twenty_shards_above_max_array_size_are_split(tmp_path, jobs, small_max_array_size):
     items, count = 120, 20
     command = stamp_command(tmp_path, items)
-    refused = subprocess.run(
-        ["sbatch", "--array=0-19", "--wrap=true"], capture_output=True, text=True, timeout=30
-    )
+    refused = subprocess.run(  # its log, were it taken, under tmp_path: never in the repository
+        ["sbatch", "--array=0-19", f"--chdir={tmp_path}", f"--output={tmp_path}/%A_%a.out",
+         "--wrap=true"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
     assert refused.returncode != 0  # the cluster itself would not take 20 ids
     ids, done = submit(
         tmp_path, "--array", str(count), "--parallel", "4", "--time", "5", "--", *command
