@@ -9,6 +9,7 @@ they are reported together before any work starts.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import pathlib
@@ -286,31 +287,23 @@ def _as_bool(value: Any) -> bool:
 
 
 def _as_int(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"expected an integer, got {value!r}")
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise ValueError(f"expected an integer, got {value!r}")
+    return _as_number(value, int, "an integer", (int,))
 
 
 def _as_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {value!r}")
-    if isinstance(value, (int, float)):
-        return float(value)
+    return _as_number(value, float, "a number", (int, float))
+
+
+def _as_number(value: Any, cast: type, what: str, exact: tuple[type, ...]) -> Any:
+    """`value` as `cast`: a number of the `exact` types, or its text; never a bool."""
+    if isinstance(value, exact) and not isinstance(value, bool):
+        return cast(value)
     if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            pass
-    raise ValueError(f"expected a number, got {value!r}")
+        with contextlib.suppress(ValueError):
+            return cast(value.strip())
+    raise ValueError(f"expected {what}, got {value!r}")
 
 
 _NUMBERS: dict[Any, Any] = {bool: _as_bool, int: _as_int, float: _as_float}

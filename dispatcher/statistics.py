@@ -44,12 +44,6 @@ def _text(value: Any) -> str:
     return json.dumps(value, default=str)
 
 
-def _json_number(value: float | int) -> float | int | str:
-    """A sum or mean as strict JSON: an int of any size is JSON, a float that overflowed is
-    written as its text."""
-    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
-
-
 def _shown(value: float | int | str) -> str:
     if isinstance(value, str):
         return value
@@ -109,9 +103,9 @@ class Statistics:
         for key in sorted(self.parts):
             part = dict(self.parts[key])
             if "sum" in part:
-                # sum / count <= max, so the mean fits a float even where the sum does not.
-                part["mean"] = _json_number(part["sum"] / part["count"])
-                part["sum"] = _json_number(part["sum"])
+                # sum / count <= max: the mean fits a float even where an int sum does not
+                # (a float sum that overflowed is `inf`, written as text in run.json).
+                part["mean"] = part["sum"] / part["count"]
             out[key] = part
         return out
 
