@@ -187,6 +187,13 @@ def root_overlaps(input_roots: Sequence[str], output_roots: Sequence[str]) -> li
     return problems
 
 
+def hidden_beside(root: str, suffix: str) -> str:
+    """A hidden file beside `root`, named after it (`OUT/../.OUT<suffix>`): where the
+    dispatcher keeps a record of a root whose contents are wholly the task's own."""
+    parent, name = os.path.split(os.path.abspath(root))
+    return os.path.join(parent, f".{name}{suffix}")
+
+
 def unwritable_reason(root: str) -> str | None:
     """Why no output could be committed under `root`, or None: the folder itself or, while
     it does not exist yet, the nearest folder above it that `makedirs` would start from.

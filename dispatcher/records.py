@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from dispatcher.outputs import atomic_write
+from dispatcher.outputs import atomic_write, hidden_beside
 
 NEWEST = 8
 """How many of the newest run records of a task class are looked at."""
@@ -41,8 +41,7 @@ def provenance_path(root: str, task_class: str) -> str:
 def provenance_beside(root: str, task_class: str) -> str:
     """The record beside the root (`OUT/../.OUT.dispatch-run.CLASS`), for an output root
     that must hold nothing but what the task's own code writes there."""
-    parent, name = os.path.split(os.path.abspath(root))
-    return os.path.join(parent, f".{name}{PROVENANCE_PREFIX}{task_class}")
+    return hidden_beside(root, f"{PROVENANCE_PREFIX}{task_class}")
 
 
 def is_provenance_name(name: str) -> bool:

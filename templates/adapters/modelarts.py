@@ -34,6 +34,7 @@ from dispatcher.outputs import (
     OutputOutsideRoot,
     claimed_all,
     clear_abandoned,
+    hidden_beside,
     is_staging_name,
     staged,
 )
@@ -136,9 +137,7 @@ def done_marker(output_root: str) -> str:
     """Where a mode-2 run records that Process returned: a hidden file beside the output
     root (`OUT/../.OUT.modelarts-done`), so the root holds only the operator's files, and
     any rerun finds it whatever its working or log directory."""
-    root = os.path.abspath(output_root)
-    parent, name = os.path.split(root)
-    return os.path.join(parent, f".{name}.modelarts-done")
+    return hidden_beside(output_root, ".modelarts-done")
 
 
 def marker_text(package: Package) -> str:
