@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from dispatcher.engines import Backbone
-from dispatcher.execution import StageFailed, error_line, is_task_exit
-from dispatcher.report import Reporter
-from dispatcher.signals import ControlFlow, GraceExpired, StopSignal
+from dispatcher.execution.signals import ControlFlow, GraceExpired, StopSignal
+from dispatcher.execution.steps import StageFailed, error_line, is_task_exit
+from dispatcher.report.reporter import Reporter
 from dispatcher.stage import Stage
 
 __all__ = [

@@ -12,7 +12,6 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
-from backbones import torch_device
 from backbones.base import (
     Backbone,
     add_retries_option,
@@ -20,10 +19,11 @@ from backbones.base import (
     positive_int,
     run_in_process,
 )
-from dispatcher.execution import Outcome, error_line, run_batch, run_collated
-from dispatcher.ledger import ItemLedger, RowLedger
-from dispatcher.report import Reporter
-from dispatcher.signals import ControlFlow, StopSignal
+from backbones.torch import device as torch_device
+from dispatcher.execution.signals import ControlFlow, StopSignal
+from dispatcher.execution.steps import Outcome, error_line, run_batch, run_collated
+from dispatcher.report.ledger import ItemLedger, RowLedger
+from dispatcher.report.reporter import Reporter
 from dispatcher.stage import Stage
 from dispatcher.task import Item
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from dispatcher.config.placeholders import MIXIN_PLACEHOLDER, Mixin, Placeholder
 from dispatcher.errors import MalformedInput, UsageError
 from dispatcher.outputs import atomic_write
-from dispatcher.placeholders import MIXIN_PLACEHOLDER, Mixin, Placeholder
 from dispatcher.sharding import HashShard, IndexShard
 from dispatcher.task import Task, TorchTask
 
@@ -27,7 +27,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 # Imported on first use, so `dispatch -hk` and `import dispatcher` stay light.
-_LAZY = {"run": "dispatcher.api", "RunResult": "dispatcher.results"}
+_LAZY = {"run": "dispatcher.api", "RunResult": "dispatcher.report.results"}
 
 
 def __getattr__(name: str) -> Any:

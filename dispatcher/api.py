@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dispatcher.errors import UsageError
-from dispatcher.results import RunResult
+from dispatcher.report.results import RunResult
 
 TaskRef = type | str | tuple[str, str]
 """A Task subclass, `"path/to/file.py:ClassName"`, or `(file, class name)`."""
@@ -45,8 +45,8 @@ def run(
     main thread, where signal handlers can be installed; from another thread it runs
     without them. `keep_outcomes=False` keeps only the counts (runs of millions of items).
     """
-    from dispatcher import runner
-    from dispatcher.preparation import Request, request_problems
+    from dispatcher.runner import execute as runner
+    from dispatcher.runner.preparation import Request, request_problems
 
     request = Request(
         backbone=backbone,

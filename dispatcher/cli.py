@@ -17,8 +17,8 @@ import signal
 import sys
 
 from dispatcher import __version__
-from dispatcher.errors import UsageError
-from dispatcher.invocation import EXIT_OK, EXIT_USAGE, RESERVED, Invocation, option_hint
+from dispatcher.errors import EXIT_OK, EXIT_USAGE, UsageError
+from dispatcher.runner.request import RESERVED, Invocation, option_hint
 
 _HELP_KIND = {
     "-h": "task",
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         if inv.help == "dispatcher" or _wants_dispatcher_help(inv):
             print(dispatcher_help())
             return EXIT_OK
-        from dispatcher import runner
+        from dispatcher.runner import execute as runner
 
         code = runner.run(inv)
     except UsageError as exc:
@@ -238,10 +238,10 @@ _SLURM_VERBS = ("submit", "status")
 
 def _slurm_verb(verb: str, argv: list[str]) -> int:
     if verb == "submit":
-        from dispatcher import slurm_submit
+        from dispatcher.slurm import submit as slurm_submit
 
         return slurm_submit.main(argv, parse_command_line)
-    from dispatcher import slurm_status
+    from dispatcher.slurm import status as slurm_status
 
     return slurm_status.main(argv, parse_command_line)
 

@@ -17,8 +17,8 @@ from dispatcher.stage import Stage
 from dispatcher.task import Task
 
 if TYPE_CHECKING:
-    from dispatcher.report import Reporter
-    from dispatcher.signals import StopSignal
+    from dispatcher.execution.signals import StopSignal
+    from dispatcher.report.reporter import Reporter
     from dispatcher.task import Item
 
 ENTRY_POINT_GROUP = "dispatcher.backbones"
@@ -33,7 +33,7 @@ BUILTIN: dict[str, str] = {
 class Backbone:
     """Runs a stage over pending items; never enumerates, shards or checks outputs (the
     plan did that) and never calls a task's methods (the stage does, through
-    `dispatcher.execution`).
+    `dispatcher.execution.steps`).
 
     Subclasses set `name` and `summary`, declare options in `add_arguments`, and implement
     `run`, passing items to `execution.run_batch` (or its parts), calling

@@ -11,6 +11,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+EXIT_OK, EXIT_USAGE = 0, 2
+"""Every item succeeded; a usage or configuration error (1 is a failed item, 130/143 a signal)."""
+
 
 class UsageError(Exception):
     """A problem with the command line, the task file or the configuration: exit code 2.

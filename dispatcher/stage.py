@@ -4,7 +4,7 @@ A backbone sees a run as a stage and the plan's pending items. For a batch of th
 stage can: set up once per worker (with its device, if it uses one), load an item where
 data loads (a pool worker, a DataLoader worker), collate loaded rows into a batch,
 compute the batch where the model is, and write each item's result inside its staged
-outputs, committed item by item; then tear down once. `dispatcher.execution` holds the
+outputs, committed item by item; then tear down once. `dispatcher.execution.steps` holds the
 functions that drive those steps (`run_batch`, or its three parts for an engine that
 places them apart); a backbone calls them and never a task's own methods.
 
@@ -80,7 +80,7 @@ class Stage:
         """`--force`: an item completed by another run since the plan is made again."""
         self.run_dir: str | None = None
         """The run's log directory, set before the backbone runs (where a stage may record
-        what is not an output: `dispatcher.statistics`), so it travels to every worker."""
+        what is not an output: `dispatcher.report.statistics`), so it travels to every worker."""
 
     # --- which classes this adapter runs --------------------------------------------------
 

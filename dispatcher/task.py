@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dispatcher.errors import UsageError
-from dispatcher.records import provenance_path
+from dispatcher.outputs.records import provenance_path
 from dispatcher.signatures import call_problems
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ class Task:
 
     def provenance_path(self, root: str) -> str:
         """Where the record of the run that made `root`'s outputs is kept: inside the root
-        (`dispatcher/records.py`); a task whose root is wholly its code's own puts it beside."""
+        (`dispatcher/outputs/records.py`); a task whose root is wholly its code's own puts it beside."""
         return provenance_path(root, type(self).__name__)
 
     def shard_specs(self) -> list[ShardSpec]:
@@ -195,7 +195,7 @@ class Task:
 
     def claim_outputs(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
         """Hold the claims of several items at once, for a batch written by one call
-        (templates: see `dispatcher.claims.hold_all`; plain tasks declare no outputs)."""
+        (templates: see `dispatcher.outputs.claims.hold_all`; plain tasks declare no outputs)."""
         return contextlib.nullcontext()
 
     def clear_abandoned(self, key: str) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from dispatcher.placeholders import Placeholder
+from dispatcher.config.placeholders import Placeholder
 from dispatcher.sharding import HashShard, IndexShard
 from dispatcher.signatures import call_problems
 from dispatcher.task import Task, TorchTask

@@ -11,8 +11,8 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from dispatcher.config.placeholders import Placeholder
 from dispatcher.outputs import OutputOutsideRoot, claimed_all, clear_abandoned
-from dispatcher.placeholders import Placeholder
 from dispatcher.sharding import HashShard, IndexShard, ShardSpec
 from dispatcher.signatures import call_problems
 from dispatcher.task import Item

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatcher.placeholders import Placeholder
+from dispatcher.config.placeholders import Placeholder
 
 
 def _shard_placeholder() -> Placeholder:

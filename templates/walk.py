@@ -16,13 +16,14 @@ from collections.abc import Callable, Iterable, Iterator
 
 from dispatcher.errors import UsageError
 from dispatcher.outputs import is_staging_name
-from dispatcher.records import is_provenance_name
+from dispatcher.outputs.records import is_provenance_name
 
 
 def _bookkeeping(name: str) -> bool:
     """The dispatcher's own hidden names (leftovers, provenance records): never an item,
     even where hidden names are."""
     return is_staging_name(name) or is_provenance_name(name)
+
 
 NameTest = Callable[[str], bool]
 
@@ -102,9 +103,7 @@ def _folders(
         entries = _scan(root, prefix)
         if entries is None:
             continue
-        visible = [
-            e for e in entries if e.name[0] != "." or (hidden and not _bookkeeping(e.name))
-        ]
+        visible = [e for e in entries if e.name[0] != "." or (hidden and not _bookkeeping(e.name))]
         yield prefix, level, visible
         if max_depth is not None and level >= max_depth:
             continue

@@ -1,4 +1,9 @@
-"""Shared helpers: run the real `dispatch` command in a subprocess."""
+"""Shared helpers: run a task (in this process through `dispatcher.run`, or the real
+`dispatch` command in a subprocess) and read what it left: outputs, run records, failures.
+
+Task classes the tests run live in `tests/tasks/` (one module per theme), named by
+`task_file(name)`; a test writes a task as a string only where the source itself is
+under test."""
 
 from __future__ import annotations
 
@@ -13,20 +18,99 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.records import is_provenance_name
+from dispatcher.outputs.records import is_provenance_name
 
 REPO = Path(__file__).resolve().parent.parent
+TASKS = Path(__file__).resolve().parent / "tasks"
+"""Task files the tests run (`tests/tasks/NAME.py`)."""
 
 
-def run_dispatch(*args: str, cwd: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
-                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def task_file(name: str) -> Path:
+    """`tests/tasks/NAME.py`: a task module the tests share (not copied: workers import it)."""
+    path = TASKS / f"{name}.py"
+    assert path.is_file(), path
+    return path
+
+
+def run_task(
+    task: str | os.PathLike[str] | type,
+    cls: str | None = None,
+    mixin: dict[str, object] | None = None,
+    *,
+    log_dir: str | os.PathLike[str],
+    **kwargs: object,
+):
+    """Run a task in this process through the Python API (`dispatcher.run`); returns its
+    `RunResult`. `task` is a class, or a file with `cls` naming the class in it."""
+    import dispatcher
+
+    ref = task if cls is None else (str(task), cls)
+    return dispatcher.run(ref, mixin or {}, log_dir=str(log_dir), **kwargs)
+
+
+def start_dispatch(
+    *args: str, cwd: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """`python -m dispatcher ARGS` started, not waited for (to signal or kill it)."""
+    full_env = dict(os.environ)
+    full_env.pop("SLURM_ARRAY_TASK_ID", None)
+    full_env.update(env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_dirs(log_dir: str | os.PathLike[str], task_class: str | None = None) -> list[Path]:
+    """The run directories under a log directory (of one task class), oldest first."""
+    base = Path(log_dir) / task_class if task_class else Path(log_dir)
+    return sorted(p.parent for p in base.rglob("run.json"))
+
+
+def run_dir(log_dir: str | os.PathLike[str], task_class: str | None = None) -> Path:
+    """The one run directory under a log directory (of one task class)."""
+    (found,) = run_dirs(log_dir, task_class)
+    return found
+
+
+def run_record(log_dir: str | os.PathLike[str], task_class: str | None = None) -> dict:
+    """The newest run record (`run.json`) under a log directory."""
+    import json
+
+    return json.loads((run_dirs(log_dir, task_class)[-1] / "run.json").read_text())
+
+
+def failures(log_dir: str | os.PathLike[str], task_class: str | None = None) -> list[dict]:
+    """The newest run's `failures.jsonl` rows (none when the file is absent)."""
+    import json
+
+    path = run_dirs(log_dir, task_class)[-1] / "failures.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def run_dispatch(
+    *args: str,
+    cwd: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
     """`python -m dispatcher ARGS` as a user would run it; returns the finished process."""
     full_env = dict(os.environ)
     full_env.pop("SLURM_ARRAY_TASK_ID", None)
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "dispatcher", *map(str, args)],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

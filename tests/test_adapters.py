@@ -21,7 +21,7 @@ import json
 import os
 
 from dispatcher import Placeholder, Task, atomic_write
-from dispatcher.execution import StageFailed
+from dispatcher.execution.steps import StageFailed
 from dispatcher.stage import Stage
 
 
@@ -190,7 +190,10 @@ def test_a_class_no_adapter_claims_is_refused_naming_the_task_classes(adapter, t
     operator = write_file(tmp_path / "operator.py", OPERATOR)
     proc = run_dispatch(str(operator), "Unclaimed", cwd=tmp_path)
     assert proc.returncode == 2
-    assert "'Unclaimed' in" in proc.stderr and "(task classes there: Crashes, NoModel, Upper)" in proc.stderr
+    assert (
+        "'Unclaimed' in" in proc.stderr
+        and "(task classes there: Crashes, NoModel, Upper)" in proc.stderr
+    )
 
 
 @pytest.mark.slow
@@ -239,8 +242,6 @@ def test_a_batch_that_kills_its_worker_fails_only_the_item_that_does(adapter, te
         timeout=120,
     )
     assert proc.returncode == 1, proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == [
-        f"t{i}.txt.json" for i in range(7) if i != 4
-    ]
+    assert sorted(p.name for p in out.iterdir()) == [f"t{i}.txt.json" for i in range(7) if i != 4]
     assert "failed t4.txt: WorkerDied" in proc.stderr
     assert "(6 ok, 1 failed)" in proc.stderr

@@ -306,7 +306,7 @@ def test_a_run_from_another_thread_works_without_handlers(tmp_path, backbone):
 def test_import_dispatcher_loads_neither_the_runner_nor_heavy_modules():
     code = (
         "import sys, dispatcher\n"
-        "assert 'dispatcher.runner' not in sys.modules\n"
+        "assert 'dispatcher.runner.execute' not in sys.modules\n"
         "from dispatcher import RunResult\n"
         "assert callable(dispatcher.run) and RunResult.__name__ == 'RunResult'\n"
         "heavy = {'torch', 'pandas', 'pyarrow', 'av'} & set(sys.modules)\n"

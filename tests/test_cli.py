@@ -9,7 +9,7 @@ import sys
 import pytest
 from conftest import REPO, run_dispatch, tree, write_file
 
-from dispatcher.records import is_provenance_name
+from dispatcher.outputs.records import is_provenance_name
 
 ECHO_TASK = '''
 import json, os
@@ -58,13 +58,34 @@ def outputs(out):
 
 def test_serial_run_receives_mixin_and_options(echo, tmp_path):
     out = tmp_path / "out"
-    proc = run_dispatch(echo, "Echo", "--backbone", "serial", "--mixin", f"output={out}", "n=3",
-                        "nested.deep.value=4", "--shout", "--words", "a", "b", "--level", "7", cwd=tmp_path)
+    proc = run_dispatch(
+        echo,
+        "Echo",
+        "--backbone",
+        "serial",
+        "--mixin",
+        f"output={out}",
+        "n=3",
+        "nested.deep.value=4",
+        "--shout",
+        "--words",
+        "a",
+        "b",
+        "--level",
+        "7",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     got = outputs(out)
     assert sorted(got) == ["item0", "item1", "item2"]
-    assert got["item0"] == {"name": "item0", "mode": "fast", "deep": 4.0, "tags": ["a", "b"],
-                            "words": ["A", "B"], "level": 7}
+    assert got["item0"] == {
+        "name": "item0",
+        "mode": "fast",
+        "deep": 4.0,
+        "tags": ["a", "b"],
+        "words": ["A", "B"],
+        "level": 7,
+    }
 
 
 def test_rerun_does_nothing_and_says_so(echo, tmp_path):
@@ -80,7 +101,9 @@ def test_rerun_does_nothing_and_says_so(echo, tmp_path):
 
 def test_reserved_options_work_after_positionals_and_before(echo, tmp_path):
     out = tmp_path / "out"
-    proc = run_dispatch("--mixin", f"output={out}", "n=1", echo, "Echo", "--backbone", "serial", cwd=tmp_path)
+    proc = run_dispatch(
+        "--mixin", f"output={out}", "n=1", echo, "Echo", "--backbone", "serial", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert list(outputs(out)) == ["item0"]
 
@@ -88,8 +111,21 @@ def test_reserved_options_work_after_positionals_and_before(echo, tmp_path):
 def test_hk_lists_every_reserved_option():
     proc = run_dispatch("-hk")
     assert proc.returncode == 0
-    for option in ["--backbone", "--cfg", "--mixin-cfg", "--mixin", "--shard", "--plan", "--force",
-                   "--print-config", "--debug", "--log-dir", "-h", "-hb", "-hk"]:
+    for option in [
+        "--backbone",
+        "--cfg",
+        "--mixin-cfg",
+        "--mixin",
+        "--shard",
+        "--plan",
+        "--force",
+        "--print-config",
+        "--debug",
+        "--log-dir",
+        "-h",
+        "-hb",
+        "-hk",
+    ]:
         assert option in proc.stdout
 
 
@@ -113,14 +149,17 @@ def test_hb_shows_the_backbone(echo):
 def test_print_config_resolves_everything(echo, tmp_path):
     import yaml
 
-    cfg = write_file(tmp_path / "c.yaml", """
+    cfg = write_file(
+        tmp_path / "c.yaml",
+        """
         task:
           shout: true
           words: [x, y]
         mixin:
           output: ${cfg_dir}/out
           n: 5
-    """)
+    """,
+    )
     proc = run_dispatch(echo, "Echo", "--backbone", "serial", "--cfg", cfg, "--print-config")
     assert proc.returncode == 0, proc.stderr
     conf = yaml.safe_load(proc.stdout)
@@ -142,18 +181,47 @@ def test_print_config_resolves_everything(echo, tmp_path):
         (["{echo}", "Echoo"], "no class 'Echoo' in {echo} (task classes there: Echo)"),
         (["{notask}", "Plain"], "'Plain' in {notask} is not a task class"),
         (["{echo}", "Echo", "--mixin", "n=3"], "unfilled placeholder 'output'"),
-        (["{echo}", "Echo", "--mixin", "output=o", "soft_shard.shard_nun=2"], "unknown mixin key 'soft_shard.shard_nun'"),
-        (["{echo}", "Echo", "--mixin", "output=o", "nested.deep.valeu=2"],
-         "unknown mixin key 'nested.deep.valeu' (did you mean 'nested.deep.value'?)"),
-        (["{echo}", "Echo", "--mixin", "output=o", "n=abc"], "mixin 'n': expected an integer, got 'abc'"),
-        (["{echo}", "Echo", "--mixin", "output=o", "mode=medium"], "mixin 'mode': 'medium' is not one of ['fast', 'slow']"),
+        (
+            ["{echo}", "Echo", "--mixin", "output=o", "soft_shard.shard_nun=2"],
+            "unknown mixin key 'soft_shard.shard_nun'",
+        ),
+        (
+            ["{echo}", "Echo", "--mixin", "output=o", "nested.deep.valeu=2"],
+            "unknown mixin key 'nested.deep.valeu' (did you mean 'nested.deep.value'?)",
+        ),
+        (
+            ["{echo}", "Echo", "--mixin", "output=o", "n=abc"],
+            "mixin 'n': expected an integer, got 'abc'",
+        ),
+        (
+            ["{echo}", "Echo", "--mixin", "output=o", "mode=medium"],
+            "mixin 'mode': 'medium' is not one of ['fast', 'slow']",
+        ),
         (["{echo}", "Echo", "--mixin", "output=o", "oops"], "--mixin item 'oops' has no '='"),
-        (["{echo}", "Echo", "--mixin", "output=o", "--levle", "3"], "unrecognized option --levle (did you mean '--level'?)"),
-        (["{echo}", "Echo", "--mixin", "output=o", "--level", "x"], "argument --level: invalid int value: 'x'"),
-        (["{echo}", "Echo", "--mixin-cfg", "{badyaml}", "--mixin", "output=o"], "malformed YAML in --mixin-cfg {badyaml}:2"),
-        (["{echo}", "Echo", "--cfg", "{badsection}", "--mixin", "output=o"], "unknown section 'mixn' (did you mean 'mixin'?)"),
-        (["{echo}", "Echo", "--backbone", "nope", "--mixin", "output=o"], "unknown backbone 'nope' (known: auto, serial, mp, torch"),
-        (["{echo}", "Echo", "--shard", "3/2", "--mixin", "output=o"], "--shard 3/2: shard 3 is out of range for 2 shards"),
+        (
+            ["{echo}", "Echo", "--mixin", "output=o", "--levle", "3"],
+            "unrecognized option --levle (did you mean '--level'?)",
+        ),
+        (
+            ["{echo}", "Echo", "--mixin", "output=o", "--level", "x"],
+            "argument --level: invalid int value: 'x'",
+        ),
+        (
+            ["{echo}", "Echo", "--mixin-cfg", "{badyaml}", "--mixin", "output=o"],
+            "malformed YAML in --mixin-cfg {badyaml}:2",
+        ),
+        (
+            ["{echo}", "Echo", "--cfg", "{badsection}", "--mixin", "output=o"],
+            "unknown section 'mixn' (did you mean 'mixin'?)",
+        ),
+        (
+            ["{echo}", "Echo", "--backbone", "nope", "--mixin", "output=o"],
+            "unknown backbone 'nope' (known: auto, serial, mp, torch",
+        ),
+        (
+            ["{echo}", "Echo", "--shard", "3/2", "--mixin", "output=o"],
+            "--shard 3/2: shard 3 is out of range for 2 shards",
+        ),
         (["{echo}", "Echo", "--shard", "x", "--mixin", "output=o"], "--shard expects I/N"),
         (["{echo}"], "TASK_FILE and TASK_CLASS are required"),
     ],
@@ -187,8 +255,19 @@ def test_errors_are_one_line_exit_2_and_write_nothing(tmp_path, echo, args, mess
 
 
 def test_all_configuration_errors_are_reported_together(echo, tmp_path):
-    proc = run_dispatch(echo, "Echo", "--backbone", "serial", "--mixin", "n=x", "mode=zzz",
-                        "nested.deep.valeu=1", "--levle", "3", cwd=tmp_path)
+    proc = run_dispatch(
+        echo,
+        "Echo",
+        "--backbone",
+        "serial",
+        "--mixin",
+        "n=x",
+        "mode=zzz",
+        "nested.deep.valeu=1",
+        "--levle",
+        "3",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     errors = [line for line in proc.stderr.splitlines() if line.startswith("dispatch: error:")]
     assert len(errors) == 5, proc.stderr  # unfilled output, n, mode, unknown key, unknown option
@@ -201,7 +280,9 @@ def test_debug_shows_traceback(echo, tmp_path):
 
 
 def test_failed_item_exit_1_and_failure_recorded(tmp_path):
-    task = write_file(tmp_path / "flaky.py", '''
+    task = write_file(
+        tmp_path / "flaky.py",
+        """
         from dispatcher import Task
         class Flaky(Task):
             def generate_tasks(self):
@@ -209,8 +290,11 @@ def test_failed_item_exit_1_and_failure_recorded(tmp_path):
             def process(self, i):
                 if i == 2:
                     raise ValueError("item two is bad")
-    ''')
-    proc = run_dispatch(task, "Flaky", "--backbone", "serial", "--log-dir", tmp_path / "logs", cwd=tmp_path)
+    """,
+    )
+    proc = run_dispatch(
+        task, "Flaky", "--backbone", "serial", "--log-dir", tmp_path / "logs", cwd=tmp_path
+    )
     assert proc.returncode == 1
     assert "1 failed" in proc.stderr
     assert "ValueError: item two is bad" in proc.stderr  # the reason, not only the file
@@ -229,7 +313,9 @@ def test_dispatch_console_script_is_installed():
 
 
 def test_python_m_dispatcher_from_repo_root():
-    proc = subprocess.run([sys.executable, "-m", "dispatcher", "-hk"], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dispatcher", "-hk"], cwd=REPO, capture_output=True, text=True
+    )
     assert proc.returncode == 0
 
 
@@ -237,17 +323,25 @@ def test_sigterm_during_configuration_exits_143_writing_nothing(tmp_path):
     import signal
     import time
 
-    task = write_file(tmp_path / "slow_import.py", '''
+    task = write_file(
+        tmp_path / "slow_import.py",
+        """
         import time
         time.sleep(30)  # a heavy import, still loading when the signal comes
         from dispatcher import Task
         class Slow(Task):
             pass
-    ''')
+    """,
+    )
     work = tmp_path / "work"
     work.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "dispatcher", str(task), "Slow", "--backbone", "serial"],
-                            cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", str(task), "Slow", "--backbone", "serial"],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=20)
@@ -256,7 +350,9 @@ def test_sigterm_during_configuration_exits_143_writing_nothing(tmp_path):
 
 
 def test_a_log_directory_inside_the_output_root_is_refused(tmp_path):
-    task = write_file(tmp_path / "tmpl.py", '''
+    task = write_file(
+        tmp_path / "tmpl.py",
+        """
         from dispatcher import Placeholder, Task
         from templates import InputByExtensions, OutputWithExtension, cpu_task
 
@@ -265,38 +361,66 @@ def test_a_log_directory_inside_the_output_root_is_refused(tmp_path):
         class Copy(Task):
             def process(self, input, output):
                 open(output, "w").write(open(input).read())
-    ''')
+    """,
+    )
     write_file(tmp_path / "in" / "a.txt", "a")
     out = tmp_path / "out"
     out.mkdir()
-    proc = run_dispatch(task, "Copy", "--backbone", "serial", "--mixin", f"input={tmp_path / 'in'}", "output=.",
-                        cwd=out)
+    proc = run_dispatch(
+        task,
+        "Copy",
+        "--backbone",
+        "serial",
+        "--mixin",
+        f"input={tmp_path / 'in'}",
+        "output=.",
+        cwd=out,
+    )
     assert proc.returncode == 2
     assert "is inside the output root" in proc.stderr
     assert list(out.iterdir()) == []
-    proc = run_dispatch(task, "Copy", "--backbone", "serial", "--mixin", f"input={tmp_path / 'in'}", "output=.",
-                        "--log-dir", tmp_path / "logs", cwd=out)
+    proc = run_dispatch(
+        task,
+        "Copy",
+        "--backbone",
+        "serial",
+        "--mixin",
+        f"input={tmp_path / 'in'}",
+        "output=.",
+        "--log-dir",
+        tmp_path / "logs",
+        cwd=out,
+    )
     assert proc.returncode == 0, proc.stderr
     assert [p.name for p in out.iterdir() if not is_provenance_name(p.name)] == ["a.txt.out"]
 
 
 def test_mixin_keys_for_a_task_that_declares_none_are_errors(tmp_path):
-    task = write_file(tmp_path / "bare.py", '''
+    task = write_file(
+        tmp_path / "bare.py",
+        """
         from dispatcher import Task
         class Bare(Task):
             def generate_tasks(self):
                 return [{"i": 0}]
             def process(self, i):
                 pass
-    ''')
-    proc = run_dispatch(task, "Bare", "--backbone", "serial", "--mixin", "a.b=1", "c=2", cwd=tmp_path)
+    """,
+    )
+    proc = run_dispatch(
+        task, "Bare", "--backbone", "serial", "--mixin", "a.b=1", "c=2", cwd=tmp_path
+    )
     assert proc.returncode == 2
     assert "unknown mixin key 'a.b' (this task declares no mixin)" in proc.stderr
     assert "unknown mixin key 'c' (this task declares no mixin)" in proc.stderr
 
 
 def test_help_piped_into_a_closed_reader_prints_no_traceback(echo):
-    proc = subprocess.run(f"{sys.executable} -m dispatcher {echo} Echo -h | head -1", shell=True,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        f"{sys.executable} -m dispatcher {echo} Echo -h | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+    )
     assert proc.stdout.startswith("usage: dispatch")
     assert "Traceback" not in proc.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_dispatch, tree
 
-from dispatcher.records import is_provenance_name
+from dispatcher.outputs.records import is_provenance_name
 
 av = pytest.importorskip("av")
 

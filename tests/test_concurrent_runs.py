@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.records import is_provenance_name
+from dispatcher.outputs.records import is_provenance_name
 
 TASK = r"""
 import os, time

@@ -11,14 +11,16 @@ from conftest import run_dispatch, write_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dispatcher.config import apply_option_defaults, load_layers
+from dispatcher.config.layers import apply_option_defaults, load_layers
+from dispatcher.config.placeholders import MIXIN_PLACEHOLDER, Placeholder, describe, fill
 from dispatcher.errors import ErrorList, UsageError
-from dispatcher.placeholders import MIXIN_PLACEHOLDER, Placeholder, describe, fill
 
 
 @dataclasses.dataclass
 class Mode:
-    exts: object = dataclasses.field(default_factory=lambda: Placeholder(list[str], default=[".mp4"]))
+    exts: object = dataclasses.field(
+        default_factory=lambda: Placeholder(list[str], default=[".mp4"])
+    )
     depth: object = 1
 
 
@@ -43,15 +45,24 @@ def test_three_layers_priority(tmp_path):
 
 def test_mixin_values_are_yaml_typed_and_dotted():
     layers = load_layers(None, None, ["n=3", "exts=[.mp4,.mkv]", "x=null", "a.b.c=true", "s='007'"])
-    assert layers.mixin == {"n": 3, "exts": [".mp4", ".mkv"], "x": None, "a": {"b": {"c": True}}, "s": "007"}
+    assert layers.mixin == {
+        "n": 3,
+        "exts": [".mp4", ".mkv"],
+        "x": None,
+        "a": {"b": {"c": True}},
+        "s": "007",
+    }
 
 
 def test_interpolation_with_config_directory(tmp_path):
-    cfg = write_file(tmp_path / "conf" / "run.yaml", """
+    cfg = write_file(
+        tmp_path / "conf" / "run.yaml",
+        """
         mixin:
           input: ${cfg_dir}/data
           output: ${mixin.input}_out
-    """)
+    """,
+    )
     layers = load_layers(str(cfg), None, [])
     assert layers.mixin["input"] == f"{tmp_path}/conf/data"
     assert layers.mixin["output"] == f"{tmp_path}/conf/data_out"
@@ -70,8 +81,15 @@ def test_placeholders_inside_dataclasses_objects_dicts_and_lists():
         "list": [Placeholder(int, default=1), {"inner": MIXIN_PLACEHOLDER}],
         "fixed": 10,
     }
-    value, errors = filled(declaration, {"mode": {"exts": [".MKV"]}, "obj": {"root": "/x"},
-                                         "list": {"1": {"inner": "here"}}, "fixed": "12"})
+    value, errors = filled(
+        declaration,
+        {
+            "mode": {"exts": [".MKV"]},
+            "obj": {"root": "/x"},
+            "list": {"1": {"inner": "here"}},
+            "fixed": "12",
+        },
+    )
     assert errors == []
     assert value["mode"].exts == [".MKV"] and value["mode"].depth == 1
     assert value["obj"].root == pathlib.Path("/x") and value["obj"].flag is False
@@ -82,15 +100,25 @@ def test_placeholders_inside_dataclasses_objects_dicts_and_lists():
 
 
 def test_unfilled_unknown_type_and_choice_errors_together():
-    declaration = {"a": MIXIN_PLACEHOLDER, "b": Placeholder(str, help="the b"),
-                   "soft_shard": {"shard_idx": 0, "shard_num": 1},
-                   "c": Placeholder(float, default=1.0), "d": Placeholder(str, default="x", choices=["x", "y"])}
-    _, errors = filled(declaration, {"soft_shard": {"shard_nun": 2}, "sof_shard": {"shard_num": 2},
-                                     "c": "fast", "d": "z"})
+    declaration = {
+        "a": MIXIN_PLACEHOLDER,
+        "b": Placeholder(str, help="the b"),
+        "soft_shard": {"shard_idx": 0, "shard_num": 1},
+        "c": Placeholder(float, default=1.0),
+        "d": Placeholder(str, default="x", choices=["x", "y"]),
+    }
+    _, errors = filled(
+        declaration,
+        {"soft_shard": {"shard_nun": 2}, "sof_shard": {"shard_num": 2}, "c": "fast", "d": "z"},
+    )
     assert "unfilled placeholder 'a' (set it with --mixin a=...)" in errors
     assert "unfilled placeholder 'b': the b (set it with --mixin b=...)" in errors
-    assert "unknown mixin key 'soft_shard.shard_nun' (did you mean 'soft_shard.shard_num'?)" in errors
-    assert "unknown mixin key 'sof_shard.shard_num' (did you mean 'soft_shard.shard_num'?)" in errors
+    assert (
+        "unknown mixin key 'soft_shard.shard_nun' (did you mean 'soft_shard.shard_num'?)" in errors
+    )
+    assert (
+        "unknown mixin key 'sof_shard.shard_num' (did you mean 'soft_shard.shard_num'?)" in errors
+    )
     assert "mixin 'c': expected a number, got 'fast'" in errors
     assert "mixin 'd': 'z' is not one of ['x', 'y']" in errors
     assert len(errors) == 6
@@ -98,16 +126,26 @@ def test_unfilled_unknown_type_and_choice_errors_together():
 
 @pytest.mark.parametrize(
     "tp, given, expected",
-    [(int, "5", 5), (float, 3, 3.0), (bool, "yes", True), (bool, "false", False), (str, 7, "7"),
-     (list[int], ["1", 2], [1, 2]), (dict[str, int], {"a": "1"}, {"a": 1}), (pathlib.Path, "a/b", pathlib.Path("a/b")),
-     (int | None, None, None)],
+    [
+        (int, "5", 5),
+        (float, 3, 3.0),
+        (bool, "yes", True),
+        (bool, "false", False),
+        (str, 7, "7"),
+        (list[int], ["1", 2], [1, 2]),
+        (dict[str, int], {"a": "1"}, {"a": 1}),
+        (pathlib.Path, "a/b", pathlib.Path("a/b")),
+        (int | None, None, None),
+    ],
 )
 def test_type_coercion(tp, given, expected):
     value, errors = filled({"x": Placeholder(tp)}, {"x": given})
     assert errors == [] and value["x"] == expected
 
 
-@pytest.mark.parametrize("tp, given", [(int, "1.5"), (int, True), (bool, "maybe"), (list, "a"), (dict, [1])])
+@pytest.mark.parametrize(
+    "tp, given", [(int, "1.5"), (int, True), (bool, "maybe"), (list, "a"), (dict, [1])]
+)
 def test_type_violations(tp, given):
     _, errors = filled({"x": Placeholder(tp)}, {"x": given})
     assert len(errors) == 1 and errors[0].startswith("mixin 'x': ")
@@ -117,7 +155,10 @@ def test_defaults_and_describe():
     declaration = {"n": Placeholder(int, default=3, help="count"), "o": MIXIN_PLACEHOLDER}
     value, errors = filled(declaration, {"o": 1})
     assert value == {"n": 3, "o": 1} and errors == []
-    assert describe(declaration) == [("n", "int", "default 3", "count"), ("o", "any", "required", "")]
+    assert describe(declaration) == [
+        ("n", "int", "default 3", "count"),
+        ("o", "any", "required", ""),
+    ]
 
 
 def test_open_empty_dict_accepts_any_keys():
@@ -139,19 +180,42 @@ def _parser():
 
 def test_cfg_sections_become_option_defaults_with_flags_and_lists():
     parser, errors = _parser(), ErrorList()
-    apply_option_defaults(parser, parser._actions, {"verbose": True, "loud": False, "exts": [".x", ".y"],
-                                                    "tag": ["t1", "t2"], "batch-size": "4", "needed": "yes"},
-                          "task", errors)
+    apply_option_defaults(
+        parser,
+        parser._actions,
+        {
+            "verbose": True,
+            "loud": False,
+            "exts": [".x", ".y"],
+            "tag": ["t1", "t2"],
+            "batch-size": "4",
+            "needed": "yes",
+        },
+        "task",
+        errors,
+    )
     assert errors.messages == []
     ns = parser.parse_args([])
-    assert (ns.verbose, ns.loud, ns.exts, ns.tag, ns.batch_size, ns.needed) == (True, False, [".x", ".y"], ["t1", "t2"], 4, "yes")
+    assert (ns.verbose, ns.loud, ns.exts, ns.tag, ns.batch_size, ns.needed) == (
+        True,
+        False,
+        [".x", ".y"],
+        ["t1", "t2"],
+        4,
+        "yes",
+    )
     assert parser.parse_args(["--batch-size", "9"]).batch_size == 9  # the command line still wins
 
 
 def test_cfg_option_errors():
     parser, errors = _parser(), ErrorList()
-    apply_option_defaults(parser, parser._actions, {"verbos": True, "verbose": "yes", "mode": "c",
-                                                    "batch_size": "x"}, "task", errors)
+    apply_option_defaults(
+        parser,
+        parser._actions,
+        {"verbos": True, "verbose": "yes", "mode": "c", "batch_size": "x"},
+        "task",
+        errors,
+    )
     assert errors.messages[0] == "--cfg task.verbos: no such task option (did you mean 'verbose'?)"
     assert "--cfg task.verbose: expected true or false" in errors.messages[1]
     assert "--cfg task.mode: 'c' is not one of ['a', 'b']" in errors.messages[2]
@@ -159,7 +223,9 @@ def test_cfg_option_errors():
 
 
 def test_cfg_end_to_end_booleans_lists_and_layers(tmp_path):
-    task = write_file(tmp_path / "t.py", '''
+    task = write_file(
+        tmp_path / "t.py",
+        """
         import json, os
         from dispatcher import Placeholder, Task, atomic_write
         class T(Task):
@@ -173,8 +239,11 @@ def test_cfg_end_to_end_booleans_lists_and_layers(tmp_path):
             def process(self, i):
                 with atomic_write(os.path.join(self.mixin.out, "r.json")) as tmp, open(tmp, "w") as fh:
                     json.dump({"loud": self.args.loud, "words": self.args.words, "who": self.mixin.who, "n": self.mixin.n}, fh)
-    ''')
-    cfg = write_file(tmp_path / "cfg.yaml", """
+    """,
+    )
+    cfg = write_file(
+        tmp_path / "cfg.yaml",
+        """
         task:
           loud: true
           words: [a, b]
@@ -182,20 +251,39 @@ def test_cfg_end_to_end_booleans_lists_and_layers(tmp_path):
           out: ${cfg_dir}/out
           who: cfg
           n: 1
-    """)
+    """,
+    )
     mixin_cfg = write_file(tmp_path / "m.yaml", "who: mixin-cfg\nn: 2\n")
-    proc = run_dispatch(task, "T", "--backbone", "serial", "--cfg", cfg, "--mixin-cfg", mixin_cfg, "--mixin", "n=3",
-                        cwd=tmp_path)
+    proc = run_dispatch(
+        task,
+        "T",
+        "--backbone",
+        "serial",
+        "--cfg",
+        cfg,
+        "--mixin-cfg",
+        mixin_cfg,
+        "--mixin",
+        "n=3",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     import json
 
-    assert json.loads((tmp_path / "out" / "r.json").read_text()) == {"loud": True, "words": ["a", "b"], "who": "mixin-cfg", "n": 3}
+    assert json.loads((tmp_path / "out" / "r.json").read_text()) == {
+        "loud": True,
+        "words": ["a", "b"],
+        "who": "mixin-cfg",
+        "n": 3,
+    }
 
 
 def test_two_task_files_with_the_same_name_do_not_collide(tmp_path):
     for name in ("one", "two"):
         write_file(tmp_path / name / "helper.py", f"WHO = {name!r}\n")
-        write_file(tmp_path / name / "task.py", f'''
+        write_file(
+            tmp_path / name / "task.py",
+            f"""
             import os
             from helper import WHO
             from dispatcher import Task, atomic_write
@@ -205,7 +293,8 @@ def test_two_task_files_with_the_same_name_do_not_collide(tmp_path):
                 def process(self, i):
                     with atomic_write(os.path.join({str(tmp_path / name / "out")!r}, "who.txt")) as tmp:
                         open(tmp, "w").write(WHO + " " + __name__ + " " + str(type(self).__module__ == __name__))
-        ''')
+        """,
+        )
     from dispatcher.loader import load_task_class
 
     a = load_task_class(str(tmp_path / "one" / "task.py"), "T")
@@ -221,36 +310,79 @@ def test_two_task_files_with_the_same_name_do_not_collide(tmp_path):
 def test_sibling_module_cannot_shadow_the_dispatcher(tmp_path):
     write_file(tmp_path / "dispatcher.py", "raise RuntimeError('shadowed!')\n")
     write_file(tmp_path / "templates.py", "raise RuntimeError('shadowed!')\n")
-    task = write_file(tmp_path / "task.py", '''
+    task = write_file(
+        tmp_path / "task.py",
+        """
         from dispatcher import Task
         class T(Task):
             def generate_tasks(self):
                 return [{"i": 0}]
             def process(self, i):
                 pass
-    ''')
+    """,
+    )
     proc = run_dispatch(task, "T", "--backbone", "serial", cwd=tmp_path / "..")
     assert proc.returncode == 0, proc.stderr
 
 
 VALUE_TEXTS = st.one_of(
-    st.sampled_from(["1e3", "1e-3", "-2.5E+4", "1.5", ".5", "-.5", "+1", "007", "0x1F", "0o17", "1_000", "12:30",
-                     ".inf", "-.Inf", ".nan", "yes", "no", "on", "off", "True", "null", "~", "", "2024-01-01",
-                     "2024-01-01 10:00:00", "[.mp4,.MKV]", "[1, 2.5, x]", "{a: 1, b: [2]}", "'quoted'",
-                     '"007"', "a b", "x=y", "/data/raw", "s3://bucket/key", "#c", "- a"]),
-    st.integers(-10**6, 10**6).map(str),
+    st.sampled_from(
+        [
+            "1e3",
+            "1e-3",
+            "-2.5E+4",
+            "1.5",
+            ".5",
+            "-.5",
+            "+1",
+            "007",
+            "0x1F",
+            "0o17",
+            "1_000",
+            "12:30",
+            ".inf",
+            "-.Inf",
+            ".nan",
+            "yes",
+            "no",
+            "on",
+            "off",
+            "True",
+            "null",
+            "~",
+            "",
+            "2024-01-01",
+            "2024-01-01 10:00:00",
+            "[.mp4,.MKV]",
+            "[1, 2.5, x]",
+            "{a: 1, b: [2]}",
+            "'quoted'",
+            '"007"',
+            "a b",
+            "x=y",
+            "/data/raw",
+            "s3://bucket/key",
+            "#c",
+            "- a",
+        ]
+    ),
+    st.integers(-(10**6), 10**6).map(str),
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
     st.text(alphabet="abc019._-/", max_size=8),
     st.from_regex(r"[A-Za-z_/~.<=-][A-Za-z0-9_./-]{0,7}", fullmatch=True),  # words, paths, Yes, off
 )
-KEYS_ = st.lists(st.from_regex(r"[a-z_][a-z0-9_-]{0,5}(\.[a-z0-9_]{1,4}){0,2}", fullmatch=True),
-                 min_size=1, max_size=4, unique=True)
+KEYS_ = st.lists(
+    st.from_regex(r"[a-z_][a-z0-9_-]{0,5}(\.[a-z0-9_]{1,4}){0,2}", fullmatch=True),
+    min_size=1,
+    max_size=4,
+    unique=True,
+)
 
 
 @settings(max_examples=300, deadline=None)
 @given(keys=KEYS_, values=st.lists(VALUE_TEXTS, min_size=4, max_size=4))
 def test_plain_mixin_items_are_typed_exactly_as_omegaconf_types_them(keys, values):
-    from dispatcher import config
+    from dispatcher.config import layers as config
 
     items = [f"{k}={v}" for k, v in zip(keys, values, strict=False)]
     if not config._is_plain_dotlist(items):
@@ -258,7 +390,11 @@ def test_plain_mixin_items_are_typed_exactly_as_omegaconf_types_them(keys, value
     plain_errors, omega_errors = ErrorList(), ErrorList()
     plain = config._plain_dotlist(items)  # a value YAML cannot read is its text, no error
     omega = config._omegaconf_dotlist(items, omega_errors)
-    assert bool(plain_errors) == bool(omega_errors), (items, plain_errors.messages, omega_errors.messages)
+    assert bool(plain_errors) == bool(omega_errors), (
+        items,
+        plain_errors.messages,
+        omega_errors.messages,
+    )
     if not plain_errors:
         assert plain == omega and repr(plain) == repr(omega), items
 
@@ -268,7 +404,7 @@ def test_plain_mixin_items_are_typed_exactly_as_omegaconf_types_them(keys, value
 def test_a_value_read_as_its_own_text_is_what_yaml_reads_under_both_loaders(text):
     import yaml
 
-    from dispatcher import config
+    from dispatcher.config import layers as config
 
     if config._is_own_text(text):
         for kind in (config.TYPED, config.TEXT):
@@ -281,8 +417,10 @@ def _layers_in_a_fresh_interpreter(items, module):
     import subprocess
     import sys
 
-    code = ("import sys; from dispatcher.config import load_layers; "
-            f"c = load_layers(None, None, {items!r}); print(c.mixin, {module!r} in sys.modules)")
+    code = (
+        "import sys; from dispatcher.config.layers import load_layers; "
+        f"c = load_layers(None, None, {items!r}); print(c.mixin, {module!r} in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return proc.stdout.strip()
 
@@ -312,7 +450,9 @@ def _filled_str_or_refused(mixin_cfg, items):
 
 def _filled_str(layers):
     errors = ErrorList()
-    value = fill({"x": Placeholder(str), "n": MIXIN_PLACEHOLDER}, layers.mixin, errors, layers.mixin_text)
+    value = fill(
+        {"x": Placeholder(str), "n": MIXIN_PLACEHOLDER}, layers.mixin, errors, layers.mixin_text
+    )
     return (value["x"], value["n"]) if not errors else errors.messages
 
 
@@ -342,7 +482,9 @@ def test_a_str_placeholder_takes_the_typed_text_on_every_path(tmp_path_factory, 
     assert repr(plain) == repr((value, typed)), value
 
 
-@pytest.mark.parametrize("text", ["0123", "007", "0x10", "1e3", "yes", "12:30", "-.Inf", "2024-01-01 10:00:00"])
+@pytest.mark.parametrize(
+    "text", ["0123", "007", "0x10", "1e3", "yes", "12:30", "-.Inf", "2024-01-01 10:00:00"]
+)
 def test_a_str_placeholder_keeps_text_from_yaml_files(tmp_path, text):
     cfg = write_file(tmp_path / "cfg.yaml", f"mixin:\n  x: {text}\n  n: {text}\n")
     mixin_cfg = write_file(tmp_path / "m.yaml", f"x: {text}\nn: '{text}'\n")
@@ -353,9 +495,17 @@ def test_a_str_placeholder_keeps_text_from_yaml_files(tmp_path, text):
 
 @pytest.mark.parametrize(
     "tp, given, text, expected",
-    [(str, 83, "0123", "0123"), (str, True, "yes", "yes"), (str, 1000.0, "1e3", "1e3"), (str, "007", "007", "007"),
-     (list[str], [7, "a"], ["007", "a"], ["007", "a"]), (dict[str, str], {"k": 16}, {"k": "0x10"}, {"k": "0x10"}),
-     (str | None, None, None, None), (pathlib.Path, 83, "0123", pathlib.Path("0123")), (int, 83, "0123", 83)],
+    [
+        (str, 83, "0123", "0123"),
+        (str, True, "yes", "yes"),
+        (str, 1000.0, "1e3", "1e3"),
+        (str, "007", "007", "007"),
+        (list[str], [7, "a"], ["007", "a"], ["007", "a"]),
+        (dict[str, str], {"k": 16}, {"k": "0x10"}, {"k": "0x10"}),
+        (str | None, None, None, None),
+        (pathlib.Path, 83, "0123", pathlib.Path("0123")),
+        (int, 83, "0123", 83),
+    ],
 )
 def test_coercion_with_the_typed_text(tp, given, text, expected):
     errors = ErrorList()
@@ -363,8 +513,15 @@ def test_coercion_with_the_typed_text(tp, given, text, expected):
     assert errors.messages == [] and value["x"] == expected
 
 
-@pytest.mark.parametrize("tp, message", [(str, "expected a string, got null"), (int, "expected an integer, got null"),
-                                         (list[str], "expected a list, got null"), (float, "expected a number, got null")])
+@pytest.mark.parametrize(
+    "tp, message",
+    [
+        (str, "expected a string, got null"),
+        (int, "expected an integer, got null"),
+        (list[str], "expected a list, got null"),
+        (float, "expected a number, got null"),
+    ],
+)
 def test_null_is_refused_unless_the_type_is_optional(tp, message):
     _, errors = filled({"x": Placeholder(tp)}, {"x": None})
     assert errors == [f"mixin 'x': {message}"]

@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import dispatcher
-from dispatcher import config
-from dispatcher.config import load_layers
+from dispatcher.config import layers as config
+from dispatcher.config.layers import load_layers
+from dispatcher.config.placeholders import MIXIN_PLACEHOLDER, Placeholder, fill
 from dispatcher.errors import ErrorList, UsageError
-from dispatcher.placeholders import MIXIN_PLACEHOLDER, Placeholder, fill
 
 HOSTILE = [
     ">", "|", "run #2", "#", "a\nb", "a: b", ": ", "*x", "&a", "!tag x", "@x", "%x", "`x", "[x",
@@ -416,7 +416,7 @@ def test_a_command_line_value_with_a_hash_still_costs_no_omegaconf():
     import subprocess
     import sys
 
-    code = ("import sys; from dispatcher.config import load_layers; "
+    code = ("import sys; from dispatcher.config.layers import load_layers; "
             "c = load_layers(None, None, ['output=res #2', 'input=/x']); "
             "print(repr(c.mixin_text['output']), 'omegaconf' in sys.modules)")  # fmt: skip
     env = dict(os.environ)

@@ -252,7 +252,7 @@ class Folder(Task):
 def test_the_done_mask_and_is_executed_agree_through_a_link_out_of_the_root(world, cls, planted):
     from dispatcher.cli import parse_command_line
     from dispatcher.plan import make_plan
-    from dispatcher.preparation import prepare
+    from dispatcher.runner.preparation import prepare
 
     (world / "linked.py").write_text(LINKED_TASK)
     src, out = world / "data" / "in", world / "data" / "out"

@@ -13,10 +13,10 @@ import pytest
 
 from dispatcher import outputs
 from dispatcher.cli import parse_command_line
-from dispatcher.execution import Outcome
+from dispatcher.execution.steps import Outcome
 from dispatcher.outputs import DoneElsewhere, MissingOutput, OutputOutsideRoot, confine
-from dispatcher.report import Reporter, _platform
-from dispatcher.runner import prepare
+from dispatcher.report.reporter import Reporter, _platform
+from dispatcher.runner.execute import prepare
 
 TASK = textwrap.dedent(
     """

@@ -417,8 +417,18 @@ class Preprocess:
 def test_no_statistic_value_changes_the_outcome_and_the_record_is_strict_json(tmp_path, backbone):
     op = write_file(tmp_path / "op.py", UNPRINTABLE)
     data, out, logs = _inputs(tmp_path), tmp_path / "out", tmp_path / "logs"
-    proc = run_dispatch(op, "Preprocess", "--backbone", backbone, "--log-dir", logs,
-                        "--mixin", f"input={data}", f"output={out}", cwd=tmp_path)
+    proc = run_dispatch(
+        op,
+        "Preprocess",
+        "--backbone",
+        backbone,
+        "--log-dir",
+        logs,
+        "--mixin",
+        f"input={data}",
+        f"output={out}",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     text = (_run_dir(logs) / "run.json").read_text()
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_dispatch, tree
 
-from dispatcher.records import is_provenance_name
+from dispatcher.outputs.records import is_provenance_name
 
 TASK = r'''
 import json, os, signal, sys, time
@@ -72,7 +72,7 @@ class Stubborn(Task):
 
 HOLD = r"""
 import sys, time
-from dispatcher.claims import Claim
+from dispatcher.outputs.claims import Claim
 claim = Claim(sys.argv[1])
 claim.acquire()
 print("held", flush=True)
@@ -288,7 +288,7 @@ def test_concurrent_writers_of_one_path_each_commit_only_their_own_complete_byte
 
 COUNTER = r"""
 import sys, time
-from dispatcher.claims import Claim
+from dispatcher.outputs.claims import Claim
 final, counter = sys.argv[1], sys.argv[2]
 for _ in range(int(sys.argv[3])):
     with Claim(final):
@@ -403,7 +403,11 @@ def test_a_rerun_with_nothing_to_do_removes_every_kind_of_leftover_and_plan_coun
     done = dispatch(ds, "Folders")
     assert done.returncode == 0 and "nothing to do" in done.stderr, done.stderr
     assert ours(out) == []
-    assert sorted(n for n in os.listdir(out) if not is_provenance_name(n)) == ["a.txt", "b.txt", "c.txt"]
+    assert sorted(n for n in os.listdir(out) if not is_provenance_name(n)) == [
+        "a.txt",
+        "b.txt",
+        "c.txt",
+    ]
     assert "leftovers" not in dispatch(ds, "Folders", "--plan").stdout
 
 
@@ -505,7 +509,7 @@ class Whole(TorchTask):
 
 def test_a_batch_claims_all_its_items_without_holding_any_while_it_waits(ds):
     pytest.importorskip("torch")
-    from dispatcher.claims import Claim
+    from dispatcher.outputs.claims import Claim
 
     (ds / "torch_task.py").write_text(TORCH_TASK)
     out = ds / "out"
@@ -567,8 +571,14 @@ def test_a_plain_task_declaring_its_roots_is_refused_over_its_input_too(tmp_path
     (data / "a.txt").write_text("one two two")
     before = snapshot(tmp_path)
     done = run_dispatch(
-        str(REPO / "tasks" / "wordcount.py"), "WordCount", "--backbone", "serial",
-        "--mixin", f"input={data}", f"output={data}", cwd=tmp_path,
+        str(REPO / "tasks" / "wordcount.py"),
+        "WordCount",
+        "--backbone",
+        "serial",
+        "--mixin",
+        f"input={data}",
+        f"output={data}",
+        cwd=tmp_path,
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.strip().splitlines() == [

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import run_dispatch
 
-from dispatcher.records import is_provenance_name
+from dispatcher.outputs.records import is_provenance_name
 
 TASK = """
 import os

@@ -18,7 +18,7 @@ PLUGIN = '''
 """A third-party backbone: runs items in this process, in reverse order."""
 
 from backbones import Backbone
-from dispatcher.execution import run_batch
+from dispatcher.execution.steps import run_batch
 
 
 class ReverseBackbone(Backbone):

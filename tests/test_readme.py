@@ -36,7 +36,9 @@ def _cluster_up() -> bool:
 
 @pytest.mark.slow
 def test_every_readme_command_runs(tmp_path):
-    shutil.copytree(REPO / "tasks", tmp_path / "tasks", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "tasks", tmp_path / "tasks", ignore=shutil.ignore_patterns("__pycache__")
+    )
     ran = 0
     for command in readme_commands():
         # The installs are what this environment already did; the suite itself is running.
@@ -46,7 +48,9 @@ def test_every_readme_command_runs(tmp_path):
             continue
         if "sbatch" in command and not _cluster_up():
             continue
-        proc = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(
+            command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
         assert proc.returncode == 0, f"{command}\n{proc.stdout}\n{proc.stderr}"
         ran += 1
     assert ran >= 10
@@ -54,6 +58,11 @@ def test_every_readme_command_runs(tmp_path):
         assert list((tmp_path / "dispatch-logs" / "slurm").glob("wordcount-*_*.out"))
         assert not list(tmp_path.glob("slurm-*.out"))
     assert (tmp_path / "out" / "clips" / "bars.mp4" / "clips.json").is_file()
-    clips = sorted(p.relative_to(tmp_path / "out" / "clips") for p in (tmp_path / "out" / "clips").rglob("*"))
-    sharded = sorted(p.relative_to(tmp_path / "out" / "sharded") for p in (tmp_path / "out" / "sharded").rglob("*"))
+    clips = sorted(
+        p.relative_to(tmp_path / "out" / "clips") for p in (tmp_path / "out" / "clips").rglob("*")
+    )
+    sharded = sorted(
+        p.relative_to(tmp_path / "out" / "sharded")
+        for p in (tmp_path / "out" / "sharded").rglob("*")
+    )
     assert clips == sharded

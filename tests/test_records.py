@@ -266,7 +266,9 @@ def test_drift_is_found_after_many_other_runs_and_from_another_folder(ds):
         assert other.returncode == 0, other.stderr
     again = dispatch(ds, "Shout", *base, "suffix=+")
     assert again.returncode == 0, again.stderr
-    assert "made with another configuration" in again.stderr and "suffix: '!' -> '+'" in again.stderr
+    assert (
+        "made with another configuration" in again.stderr and "suffix: '!' -> '+'" in again.stderr
+    )
     assert str(records(ds, "Shout")[0]) in again.stderr  # the run that made them
     elsewhere = ds / "elsewhere"
     elsewhere.mkdir()
@@ -279,7 +281,10 @@ def test_drift_is_found_after_many_other_runs_and_from_another_folder(ds):
 
 def test_the_provenance_record_is_hidden_and_never_an_input(ds):
     (ds / "in/sub/c.txt").write_text("c")
-    assert dispatch(ds, "Shout", "--mixin", f"input={ds / 'in'}", f"output={ds / 'out'}").returncode == 0
+    assert (
+        dispatch(ds, "Shout", "--mixin", f"input={ds / 'in'}", f"output={ds / 'out'}").returncode
+        == 0
+    )
     hidden = [p.name for p in (ds / "out").iterdir() if p.name.startswith(".")]
     assert hidden == [".dispatch-run.Shout"]
     made = json.loads((ds / "out" / hidden[0]).read_text())

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import run_dispatch, write_file
 
-from dispatcher.execution import Outcome
-from dispatcher.report import Reporter
+from dispatcher.execution.steps import Outcome
+from dispatcher.report.reporter import Reporter
 
 TASK = """
 import os

@@ -19,9 +19,9 @@ import pytest
 from conftest import run_dispatch, write_file
 
 from backbones.serial import SerialBackbone
-from dispatcher.options import build_options
-from dispatcher.report import Reporter
-from dispatcher.signals import StopSignal
+from dispatcher.execution.signals import StopSignal
+from dispatcher.report.reporter import Reporter
+from dispatcher.runner.options import build_options
 from dispatcher.stage import Stage
 
 SLOW = """

@@ -23,7 +23,7 @@ from test_slurm_submit import (
     wait_for,
 )
 
-from dispatcher.slurm_submit import render_script, split_shards
+from dispatcher.slurm.submit import render_script, split_shards
 
 
 def _script(tmp_path: Path, items: int, delay: float) -> Path:

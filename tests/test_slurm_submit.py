@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, run_dispatch, write_file
 
 from dispatcher.sharding import hash_bucket
-from dispatcher.slurm_submit import (
+from dispatcher.slurm.submit import (
     Chunk,
     array_spec,
     read_max_array_size,

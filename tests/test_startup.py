@@ -12,10 +12,17 @@ HEAVY = ("torch", "pandas", "pyarrow", "av", "numpy")
 
 
 def imported_modules(*args: str) -> set[str]:
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "dispatcher", *args],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "dispatcher", *args],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
-    return {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    return {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
 
 
 def test_help_dispatcher_imports_nothing_heavy():
@@ -26,7 +33,9 @@ def test_help_dispatcher_imports_nothing_heavy():
 
 
 def test_cpu_task_run_imports_nothing_heavy(tmp_path):
-    task = write_file(tmp_path / "probe.py", '''
+    task = write_file(
+        tmp_path / "probe.py",
+        """
         import json, os, sys
         from dispatcher import Task, atomic_write
         class Probe(Task):
@@ -36,7 +45,8 @@ def test_cpu_task_run_imports_nothing_heavy(tmp_path):
                 heavy = sorted(m for m in ("torch", "pandas", "pyarrow", "av") if m in sys.modules)
                 with atomic_write(os.path.join(os.path.dirname(__file__), "probe.json")) as tmp:
                     open(tmp, "w").write(json.dumps(heavy))
-    ''')
+    """,
+    )
     proc = run_dispatch(task, "Probe", "--backbone", "serial", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "probe.json").read_text()) == []

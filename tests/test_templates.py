@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from dispatcher.cli import main, parse_command_line
-from dispatcher.execution import run_item
+from dispatcher.execution.steps import run_item
+from dispatcher.outputs.records import is_provenance_name
 from dispatcher.plan import make_plan
-from dispatcher.preparation import prepare
-from dispatcher.records import is_provenance_name
+from dispatcher.runner.preparation import prepare
 from dispatcher.stage import stage_for
 from templates.adapters.torch_task import data_source, done_check
 
@@ -332,7 +332,9 @@ def test_an_output_root_beside_a_jsonl_file_input_is_not_inside_it(tmp_path, cap
     code, _, err = run(tmp_path, capsys, task, "Copy", *args)
     assert code == 0, err
     assert files(tmp_path / "data" / "copies") == {"a.txt.out": "a"}
-    task = write(tmp_path / "listed.py", HEADER + COPY.format(mode=f"InputFromJsonl(path={str(listing)!r})"))
+    task = write(
+        tmp_path / "listed.py", HEADER + COPY.format(mode=f"InputFromJsonl(path={str(listing)!r})")
+    )
     args = ["--mixin", f"input={tmp_path / 'data'}", f"output={tmp_path / 'data' / 'more'}"]
     code, _, err = run(tmp_path, capsys, task, "Copy", *args)
     assert code == 2 and "is inside the input root" in err, err
@@ -646,8 +648,14 @@ def test_torch_task_hooks_without_torch(tmp_path):
     """
     task_path = task_file(tmp_path, body)
     out = tmp_path / "out"
-    task, plan = plan_of(task_path, "Embed", "--mixin", f"input={src}", f"output={out}",
-                         backbone=("--backbone", "torch", "--device", "cpu"))
+    task, plan = plan_of(
+        task_path,
+        "Embed",
+        "--mixin",
+        f"input={src}",
+        f"output={out}",
+        backbone=("--backbone", "torch", "--device", "cpu"),
+    )
     assert data_source(type(task)) == "items" and done_check(type(task)) == "each"
     assert [k for k, _ in plan.pending] == ["2.jpg", "x/1.jpg"]
     key, payload = plan.pending[1]

@@ -28,8 +28,8 @@ import os
 import sys
 from typing import Any
 
+from dispatcher.config.placeholders import Placeholder
 from dispatcher.outputs import unsafe_reason
-from dispatcher.placeholders import Placeholder
 from dispatcher.task import Task
 from templates.adapters import aiges_real
 from templates.adapters.task import TaskStage

@@ -24,10 +24,10 @@ import os
 import traceback
 from typing import Any
 
-from dispatcher import statistics
+from dispatcher.config.placeholders import Placeholder
 from dispatcher.errors import MalformedInput
-from dispatcher.execution import error_line
-from dispatcher.placeholders import Placeholder
+from dispatcher.execution.steps import error_line
+from dispatcher.report import statistics
 from dispatcher.stage import Row
 from dispatcher.task import Task
 from templates.adapters.task import TaskStage

@@ -27,6 +27,7 @@ import traceback
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
+from dispatcher.config.placeholders import Placeholder
 from dispatcher.errors import UsageError
 from dispatcher.outputs import (
     Claimed,
@@ -38,8 +39,7 @@ from dispatcher.outputs import (
     is_staging_name,
     staged,
 )
-from dispatcher.placeholders import Placeholder
-from dispatcher.records import provenance_beside
+from dispatcher.outputs.records import provenance_beside
 from dispatcher.stage import Row, Stage
 from dispatcher.task import Item, Task
 from templates.adapters.modelarts_package import (
@@ -409,7 +409,7 @@ class ModelArtsStage(Stage):
         self._objects.clear()
 
     def warm_up(self) -> None:
-        from dispatcher.execution import StageFailed
+        from dispatcher.execution.steps import StageFailed
 
         try:
             self._operator("Process")

@@ -13,8 +13,8 @@ import os
 import sys
 from typing import Any
 
+from dispatcher.config.placeholders import MISSING, Placeholder, coerce
 from dispatcher.errors import UsageError
-from dispatcher.placeholders import MISSING, Placeholder, coerce
 
 PROGRAM = "program_package"
 SPEC = "operator.yaml"

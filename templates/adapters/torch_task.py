@@ -15,8 +15,8 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from dispatcher.execution import StageFailed, error_line
-from dispatcher.signals import ControlFlow
+from dispatcher.execution.signals import ControlFlow
+from dispatcher.execution.steps import StageFailed, error_line
 from dispatcher.stage import Batch, Row, Stage
 from dispatcher.task import Item, Task, TorchTask
 
@@ -67,7 +67,7 @@ def done_check(task_cls: type[Task]) -> str | None:
 
 
 def _batches() -> Any:
-    from dispatcher import batches
+    from dispatcher.execution import batches
 
     return batches
 

@@ -28,11 +28,11 @@ import time
 from multiprocessing import connection
 from typing import Any
 
-from backbones import torch_device_process as D
-from backbones.mp_items import describe_exit
-from backbones.mp_spawn import Spawner
-from backbones.torch_device import DeviceChoice
-from backbones.torch_device_items import (
+from backbones.mp.items import describe_exit
+from backbones.mp.spawn import Spawner
+from backbones.torch import device_process as D
+from backbones.torch.device import DeviceChoice
+from backbones.torch.device_items import (
     Device,
     DeviceItems,
     DeviceProcess,
@@ -40,10 +40,10 @@ from backbones.torch_device_items import (
     parked_fates,
     summarize,
 )
-from backbones.torch_feed import DRAIN
-from dispatcher.execution import error_line
-from dispatcher.report import Reporter
-from dispatcher.signals import StopSignal
+from backbones.torch.feed import DRAIN
+from dispatcher.execution.signals import StopSignal
+from dispatcher.execution.steps import error_line
+from dispatcher.report.reporter import Reporter
 from dispatcher.stage import Stage
 from dispatcher.task import Item
 

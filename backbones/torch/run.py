@@ -1,7 +1,7 @@
 """One torch run on one device: a DataLoader feeding batches to the device, a
 postprocessing thread writing them.
 
-`TorchRun` is the single-device engine of the torch backbone (`backbones/torch.py`) and
+`TorchRun` is the single-device engine of the torch backbone (`backbones/torch/backbone.py`) and
 the inside of each device process of a multi-device run (`torch_device_process.py`).
 """
 
@@ -17,16 +17,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from backbones import torch_device
 from backbones.base import run_in_process
-from dispatcher.execution import Outcome, after_load, compute, error_line, failed, write
-from dispatcher.ledger import ItemLedger, Ledger, RowLedger
-from dispatcher.signals import ControlFlow, GraceExpired
+from backbones.torch import device as torch_device
+from dispatcher.execution.signals import ControlFlow, GraceExpired
+from dispatcher.execution.steps import Outcome, after_load, compute, error_line, failed, write
+from dispatcher.report.ledger import ItemLedger, Ledger, RowLedger
 from dispatcher.stage import Stage
 from dispatcher.task import Item
 
 if TYPE_CHECKING:
-    from backbones.torch_data import Pack
+    from backbones.torch.data import Pack
 
 
 # --- postprocessing thread -------------------------------------------------------------------
@@ -133,7 +133,7 @@ class TorchRun:
     The stage's steps, placed: `load` in DataLoader workers, `compute` on the device in
     this thread, `write` on the postprocessing thread (or here, for a stage whose write
     computes too). A device process of a multi-device run is one of these, fed by its
-    parent (`backbones/torch_device_process.py`).
+    parent (`backbones/torch/device_process.py`).
     """
 
     THREAD_EXIT_SECONDS = 5.0  # for the postprocessing thread to finish the row in hand
@@ -147,8 +147,8 @@ class TorchRun:
         reporter: Any,
         stop: Any,
     ) -> None:
-        from backbones import torch_data
-        from dispatcher import batches
+        from backbones.torch import data as torch_data
+        from dispatcher.execution import batches
 
         self.data = torch_data
         self.batches = batches

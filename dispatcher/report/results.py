@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dispatcher.execution import Outcome
+from dispatcher.execution.steps import Outcome
 
 __all__ = ["Counts", "Outcome", "PlanSummary", "RunResult"]
 

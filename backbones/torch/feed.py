@@ -24,7 +24,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from backbones.torch_data import (
+from backbones.torch.data import (
     Fetcher,
     ItemDataset,
     LoaderSettings,
@@ -35,8 +35,8 @@ from backbones.torch_data import (
     make_loader,
     start,
 )
-from dispatcher.execution import error_line, load_row
-from dispatcher.signals import ControlFlow
+from dispatcher.execution.signals import ControlFlow
+from dispatcher.execution.steps import error_line, load_row
 
 Entry = tuple[int, tuple[str, Any]]
 """An item as a device process holds it: (its position in the parent's plan, the item)."""

@@ -24,19 +24,19 @@ import time
 from multiprocessing import connection
 from typing import Any
 
-from backbones import mp_worker as W
 from backbones.base import (
     Backbone,
     add_retries_option,
     positive_float,
     positive_int,
 )
-from backbones.mp_items import TARGET_CHUNK_SECONDS, ItemBook, PoolWorker, describe_exit
-from backbones.mp_spawn import Spawner
+from backbones.mp import worker as W
+from backbones.mp.items import TARGET_CHUNK_SECONDS, ItemBook, PoolWorker, describe_exit
+from backbones.mp.spawn import Spawner
 from dispatcher.environment import available_cpus
-from dispatcher.execution import Outcome, error_line
-from dispatcher.report import Reporter
-from dispatcher.signals import StopSignal
+from dispatcher.execution.signals import StopSignal
+from dispatcher.execution.steps import Outcome, error_line
+from dispatcher.report.reporter import Reporter
 from dispatcher.stage import Stage
 from dispatcher.task import Item, Task
 

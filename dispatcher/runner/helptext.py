@@ -8,14 +8,14 @@ import argparse
 from typing import Any
 
 from dispatcher import engines as registry  # names and loads backbones: the seam
-from dispatcher.config import load_layers
+from dispatcher.config.layers import load_layers
+from dispatcher.config.placeholders import MISSING, describe, describe_values, fill
 from dispatcher.errors import ErrorList, UsageError
-from dispatcher.invocation import Invocation
 from dispatcher.loader import load_task_class
-from dispatcher.options import build_options
-from dispatcher.placeholders import MISSING, describe, describe_values, fill
-from dispatcher.preparation import names_task, require_task, stage_class, take_cfg_settings
-from dispatcher.results import PlanSummary
+from dispatcher.report.results import PlanSummary
+from dispatcher.runner.options import build_options
+from dispatcher.runner.preparation import names_task, require_task, stage_class, take_cfg_settings
+from dispatcher.runner.request import Invocation
 from dispatcher.task import Task
 
 

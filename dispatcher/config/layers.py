@@ -26,8 +26,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from dispatcher.config.placeholders import MISSING, CommandLineText
 from dispatcher.errors import ErrorList, UsageError, did_you_mean
-from dispatcher.placeholders import MISSING, CommandLineText
 
 CFG_SECTIONS = ("task", "backbone", "mixin")
 RUN_KEYS = ("task_file", "task_class", "cwd", "shard", "force")

@@ -1,7 +1,7 @@
 """What one command line asks for: the reserved options, the `Invocation` they fill, exit codes.
 
 The command line (`dispatcher/cli.py`) parses argv into an `Invocation` and calls the run
-(`dispatcher/runner.py`), which carries it out; the run takes these names from here, never
+(`dispatcher/runner/execute.py`), which carries it out; the run takes these names from here, never
 from the command line, so the two form no import cycle.
 """
 
@@ -11,9 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dispatcher.errors import did_you_mean
-
-EXIT_OK, EXIT_USAGE = 0, 2
-"""Every item succeeded; a usage or configuration error (1 is a failed item, 130/143 a signal)."""
 
 # (spellings, metavar or None for a flag, help)
 RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [

@@ -11,11 +11,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from dispatcher.execution import Outcome
+from dispatcher.execution.steps import Outcome
 from dispatcher.task import Item
 
 if TYPE_CHECKING:
-    from dispatcher.report import Reporter
+    from dispatcher.report.reporter import Reporter
 
 MAX_LISTED_ROW_FAILURES = 20
 

@@ -17,10 +17,10 @@ import pickle
 import threading
 from typing import Any
 
-from backbones.mp_worker import supervised
-from backbones.torch_device import DeviceChoice
-from backbones.torch_run import TorchRun
-from dispatcher.execution import Outcome
+from backbones.mp.worker import supervised
+from backbones.torch.device import DeviceChoice
+from backbones.torch.run import TorchRun
+from dispatcher.execution.steps import Outcome
 from dispatcher.stage import Stage
 
 # Slots of the shared state array (doubles). TAKEN is written by the device process (how
@@ -156,7 +156,7 @@ class DeviceRun(TorchRun):
         return completed and not self.stop.is_set()
 
     def _stream(self, refs: list[int]) -> Any:
-        from backbones.torch_feed import FedPackStream
+        from backbones.torch.feed import FedPackStream
 
         self.refs = None  # a pack's positions are plan positions already
         return FedPackStream(
@@ -183,7 +183,7 @@ def device_main(
     `DISPATCH_DEVICE` names its device for the task's code (`cuda:1`, or `cpu#1` among
     several simulated cpus).
     """
-    from backbones.torch_feed import Feed
+    from backbones.torch.feed import Feed
 
     os.environ["DISPATCH_DEVICE"] = name
 

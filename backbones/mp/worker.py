@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from dispatcher.execution import Outcome, StageFailed, error_line, run_batch, run_item
-from dispatcher.signals import ControlFlow, unblock_stop_signals
+from dispatcher.execution.signals import ControlFlow, unblock_stop_signals
+from dispatcher.execution.steps import Outcome, StageFailed, error_line, run_batch, run_item
 from dispatcher.stage import Stage
 
 # Slots of the shared state array (doubles), written by the worker, read by the parent,

@@ -1,5 +1,5 @@
 """`torch`: one device (cuda, npu, mps or cpu) fed by a torch DataLoader, or several
-(`--devices`), one process each, fed from one queue (`backbones/torch_devices.py`).
+(`--devices`), one process each, fed from one queue (`backbones/torch/devices.py`).
 
 Rows load in DataLoader workers, batches are computed on the device under
 `torch.inference_mode()`, and each batch's postprocessing (usually writing files) runs in
@@ -16,19 +16,19 @@ failure like any exception, in whichever thread or process it runs. With `--retr
 failed items run again in a pass after the others. There is no per-item timeout: a
 batch computes on the device as one call, which nothing can interrupt safely.
 
-The run itself is `backbones/torch_run.py`; this module holds the options and picks it.
+The run itself is `backbones/torch/run.py`; this module holds the options and picks it.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from backbones import torch_device
 from backbones.base import Backbone, add_retries_option, non_negative_int, positive_int
+from backbones.torch import device as torch_device
 from dispatcher.environment import available_cpus
 from dispatcher.errors import UsageError
-from dispatcher.report import Reporter
-from dispatcher.signals import StopSignal
+from dispatcher.execution.signals import StopSignal
+from dispatcher.report.reporter import Reporter
 from dispatcher.stage import Stage
 from dispatcher.task import Item
 
@@ -123,7 +123,7 @@ class TorchBackbone(Backbone):
             self.device_choice = self.device_choices[0]
             options.devices = ",".join(choice.name for choice in self.device_choices)
             if getattr(options, "start_method", None) is None:
-                from backbones.torch_devices import start_method
+                from backbones.torch.devices import start_method
 
                 options.start_method = start_method(self.device_choices)
         else:
@@ -139,7 +139,7 @@ class TorchBackbone(Backbone):
         if not items:
             return
         if self.device_choices and not stage.whole_run:
-            from backbones.torch_devices import DevicePool
+            from backbones.torch.devices import DevicePool
 
             DevicePool(self.options, self.device_choices, stage, items, reporter, stop).run()
             return
@@ -147,6 +147,6 @@ class TorchBackbone(Backbone):
             reporter.note(
                 f"an own dataloader is one item: it runs on {self.device_choice.name} alone"
             )
-        from backbones.torch_run import TorchRun
+        from backbones.torch.run import TorchRun
 
         TorchRun(self.options, self.device_choice, stage, items, reporter, stop).run()

@@ -20,11 +20,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from dispatcher.errors import UsageError
-from dispatcher.invocation import EXIT_OK
+from dispatcher.errors import EXIT_OK, UsageError
 from dispatcher.plan import make_plan
 from dispatcher.sharding import hash_bucket
-from dispatcher.slurm_command import (
+from dispatcher.slurm.command import (
     Command,
     OwnParser,
     Parse,

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from dispatcher.errors import UsageError
-from dispatcher.invocation import Invocation
-from dispatcher.preparation import Prepared, prepare, request_from
+from dispatcher.runner.preparation import Prepared, prepare, request_from
+from dispatcher.runner.request import Invocation
 
 SLURM_FOLDER = "slurm"
 """Below the log directory: sbatch scripts, array task logs, submission records."""

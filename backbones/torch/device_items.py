@@ -1,7 +1,7 @@
 """The items of a `--devices` run, as the parent keeps them: one queue, what each device
 process holds, how far ahead each is sent, and every item's outcome settled exactly once.
 
-The pool (`backbones/torch_devices.py`) runs the processes; it tells this book what a
+The pool (`backbones/torch/devices.py`) runs the processes; it tells this book what a
 device process said or that it died, and the book decides what became of the items.
 
 A dead device process's items are suspects, not failures: which of them killed it (if any
@@ -25,12 +25,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from backbones import torch_device_process as D
-from backbones.mp_items import ItemQueue, clear_abandoned, read_crash_log
-from backbones.torch_device import DeviceChoice
-from dispatcher.execution import Outcome, error_line
-from dispatcher.ledger import Retries
-from dispatcher.report import Reporter
+from backbones.mp.items import ItemQueue, clear_abandoned, read_crash_log
+from backbones.torch import device_process as D
+from backbones.torch.device import DeviceChoice
+from dispatcher.execution.steps import Outcome, error_line
+from dispatcher.report.ledger import Retries
+from dispatcher.report.reporter import Reporter
 from dispatcher.stage import Stage
 from dispatcher.task import Item
 

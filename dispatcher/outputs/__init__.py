@@ -7,7 +7,7 @@ accept. The token (process id, random hex drawn once per process, and a count of
 attempts) is new for every attempt: two runs writing the same item at once each commit
 only their own complete bytes, and one run's clean-up never deletes the file another run
 is writing. Leftovers of killed attempts are found by
-name (`is_staging_name`) and removed under the item's claim (`dispatcher.claims`).
+name (`is_staging_name`) and removed under the item's claim (`dispatcher.outputs.claims`).
 Existence checks read one directory listing per output directory and reuse it.
 """
 
@@ -21,7 +21,7 @@ import shutil
 import stat
 from collections.abc import Iterable, Iterator, Sequence
 
-from dispatcher.claims import LOCK_SUFFIX, Claim, held_for_batch, hold_all
+from dispatcher.outputs.claims import LOCK_SUFFIX, Claim, held_for_batch, hold_all
 
 STAGING_SUFFIX = ".dispatch-part"
 RETIRED_SUFFIX = ".dispatch-old"

@@ -20,9 +20,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from dispatcher.errors import UsageError
-from dispatcher.invocation import EXIT_OK
-from dispatcher.slurm_command import (
+from dispatcher.errors import EXIT_OK, UsageError
+from dispatcher.slurm.command import (
     Command,
     OwnParser,
     Parse,
@@ -278,7 +277,7 @@ def main(argv: Sequence[str], parse: Parse) -> int:
     count = args.array or remembered_count(command, "submit")
     shards = list(range(count))
     if args.resubmit:
-        from dispatcher.slurm_status import resubmittable
+        from dispatcher.slurm.status import resubmittable
 
         shards, notes = resubmittable(command, count, queue_check=not args.no_queue_check)
         for note in notes:

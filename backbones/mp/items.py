@@ -1,7 +1,7 @@
 """The items of an `mp` run, as the supervisor keeps them: what each worker holds, what is
 still to send, what to retry, and every item's outcome settled exactly once.
 
-The supervisor (`backbones/mp.py`) runs the processes; it tells the book what a worker
+The supervisor (`backbones/mp/pool.py`) runs the processes; it tells the book what a worker
 said or how it died, and the book decides what became of the items involved.
 """
 
@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from multiprocessing import connection
 from typing import Any
 
-from backbones import mp_worker as W
-from dispatcher.execution import Outcome, error_line
-from dispatcher.ledger import Retries
-from dispatcher.report import Reporter
-from dispatcher.signals import signal_name
+from backbones.mp import worker as W
+from dispatcher.execution.signals import signal_name
+from dispatcher.execution.steps import Outcome, error_line
+from dispatcher.report.ledger import Retries
+from dispatcher.report.reporter import Reporter
 from dispatcher.stage import Stage
 from dispatcher.task import Item
 

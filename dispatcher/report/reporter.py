@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from dispatcher import statistics
-from dispatcher.execution import Outcome, error_line, is_task_exit
-from dispatcher.invocation import EXIT_USAGE
+from dispatcher.errors import EXIT_USAGE
+from dispatcher.execution.signals import signal_exit_code, signal_name
+from dispatcher.execution.steps import Outcome, error_line, is_task_exit
 from dispatcher.outputs import atomic_write
-from dispatcher.signals import signal_exit_code, signal_name
-from dispatcher.summary import SHOWN_FAILURES, SHOWN_MALFORMED, Named, summary_lines
+from dispatcher.report import statistics
+from dispatcher.report.summary import SHOWN_FAILURES, SHOWN_MALFORMED, Named, summary_lines
 
 DEFAULT_LOG_INTERVAL = 15.0
 """Seconds between progress lines when stderr is not a terminal (SLURM log files)."""

@@ -17,9 +17,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import MalformedInput
+from dispatcher.execution.signals import ControlFlow
 from dispatcher.outputs import DoneElsewhere
 from dispatcher.plan import pending_rows
-from dispatcher.signals import ControlFlow
 from dispatcher.task import Item
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
-"""One run, start to end: prepare (`dispatcher/preparation.py`), plan, execute, report.
+"""One run, start to end: prepare (`dispatcher/runner/preparation.py`), plan, execute, report.
 
 `execute` is what the command line and `dispatcher.run` share; `run` adds the command
-line's help and `--print-config` (`dispatcher/helptext.py`).
+line's help and `--print-config` (`dispatcher/runner/helptext.py`).
 """
 
 from __future__ import annotations
@@ -12,19 +12,19 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from dispatcher import records, sharding
+from dispatcher import sharding
 from dispatcher.environment import slurm_job
-from dispatcher.errors import UsageError
-from dispatcher.execution import is_task_exit
-from dispatcher.invocation import EXIT_OK, Invocation
-from dispatcher.outputs import is_inside, remove_leftovers, unwritable_reason
+from dispatcher.errors import EXIT_OK, UsageError
+from dispatcher.execution.steps import is_task_exit
+from dispatcher.outputs import is_inside, records, remove_leftovers, unwritable_reason
 from dispatcher.plan import Plan, make_plan
-from dispatcher.preparation import Prepared, Request, prepare, request_from
-from dispatcher.results import Counts, PlanSummary, RunResult
+from dispatcher.report.results import Counts, PlanSummary, RunResult
+from dispatcher.runner.preparation import Prepared, Request, prepare, request_from
+from dispatcher.runner.request import Invocation
 from dispatcher.task import Task
 
 if TYPE_CHECKING:
-    from dispatcher.report import Reporter
+    from dispatcher.report.reporter import Reporter
 
 
 def _run_dir(inv: Request, task: Task, shards: list[sharding.ShardSpec]) -> str:
@@ -50,7 +50,7 @@ def _check_log_dir(log_dir: str, task: Task) -> None:
 
 def _open_reporter(log_dir: str, run_dir: str, plan: Plan, record: dict[str, Any]) -> Reporter:
     """The run's reporter; a log directory it cannot write to is a configuration error."""
-    from dispatcher.report import Reporter
+    from dispatcher.report.reporter import Reporter
 
     try:
         return Reporter(run_dir, plan.to_run, record)
@@ -102,12 +102,12 @@ def _config_change(inv: Request, task: Task, prepared: Prepared) -> str | None:
 def run(inv: Invocation) -> int:
     """The command line's run: help and `--print-config` here, the rest through `execute`."""
     if inv.help == "task":
-        from dispatcher.helptext import task_help
+        from dispatcher.runner.helptext import task_help
 
         print(task_help(inv))
         return EXIT_OK
     if inv.help == "backbone":
-        from dispatcher.helptext import backbone_help
+        from dispatcher.runner.helptext import backbone_help
 
         print(backbone_help(inv))
         return EXIT_OK
@@ -115,13 +115,13 @@ def run(inv: Invocation) -> int:
     if inv.print_config:
         request.plan_only = True  # nothing runs: no install script either
         prepared = prepare(request)
-        from dispatcher.config import config_document
+        from dispatcher.config.layers import config_document
 
         print(config_document(prepared.config), end="")
         return EXIT_OK
     result = execute(request)
     if result.plan is not None:
-        from dispatcher.helptext import print_plan
+        from dispatcher.runner.helptext import print_plan
 
         print_plan(result.plan)
     return result.exit_code
@@ -200,7 +200,7 @@ def _start_recording(
 def execute(request: Request) -> RunResult:
     """Configure, plan, run and report one run; what the command line and Python share."""
     prepared = prepare(request)
-    from dispatcher.signals import StopSignal
+    from dispatcher.execution.signals import StopSignal
 
     task, stage, backbone = prepared.task, prepared.stage, prepared.backbone
     # Handlers are installed only in the main thread (Python allows no other).

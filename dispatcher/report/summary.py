@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from dispatcher import statistics
+from dispatcher.report import statistics
 
 SHOWN_FAILURES = 5
 """How many failed items the summary names; failures.jsonl has them all."""

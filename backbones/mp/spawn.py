@@ -14,9 +14,9 @@ import shutil
 import tempfile
 from typing import Any
 
-from backbones import mp_worker as W
-from backbones.mp_items import PoolWorker
-from dispatcher.signals import blocked_stop_signals
+from backbones.mp import worker as W
+from backbones.mp.items import PoolWorker
+from dispatcher.execution.signals import blocked_stop_signals
 from dispatcher.stage import Stage
 
 TMP_PREFIX = "dispatch-mp-"

@@ -15,20 +15,25 @@ from typing import Any
 
 from dispatcher import engines as registry  # names and loads backbones: the seam
 from dispatcher import sharding
-from dispatcher.config import LayeredConfig, apply_option_defaults, load_layers, replay_problems
+from dispatcher.config.layers import (
+    LayeredConfig,
+    apply_option_defaults,
+    load_layers,
+    replay_problems,
+)
+from dispatcher.config.placeholders import fill
 from dispatcher.engines import Backbone
 from dispatcher.errors import ErrorList, UsageError
-from dispatcher.invocation import Invocation, option_hint
 from dispatcher.loader import load_task_class
-from dispatcher.options import (
+from dispatcher.outputs import root_overlaps
+from dispatcher.runner.options import (
     Options,
     build_options,
     namespace_of,
     option_words,
     unexpected_argument,
 )
-from dispatcher.outputs import root_overlaps
-from dispatcher.placeholders import fill
+from dispatcher.runner.request import Invocation, option_hint
 from dispatcher.stage import Stage, adapter_for
 from dispatcher.task import Task
 

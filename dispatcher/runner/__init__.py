@@ -1,0 +1,1 @@
+"""One run: the request, its preparation (every problem before any work), plan, engine, report."""

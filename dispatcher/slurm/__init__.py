@@ -1,0 +1,1 @@
+"""SLURM: `dispatch submit` (array jobs over shards) and `dispatch status` (per shard)."""
