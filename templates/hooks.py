@@ -33,6 +33,7 @@ class TemplateHooks:
     mixin: Any
 
     def item_source(self) -> TemplateItems:
+        """The task's items and outputs from its modes (built once per process)."""
         return template_items(self)
 
     def validate(self) -> list[str]:
