@@ -106,7 +106,7 @@ class _Loop:
         self.batch_size = (size or stage.default_batch_size) if stage.batched else 1
 
     def run(self) -> None:
-        if self.stage.whole_run:
+        if self.stage.source.whole_run:
             self._whole_run()
             return
         # Failed items with retries left come back for another pass, after the others.

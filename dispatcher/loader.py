@@ -100,7 +100,7 @@ def load_package_class(path: str) -> type:
 
 def load_task_class(path: str, class_name: str | None) -> type:
     """The task class run for `class_name` in `path`: the class itself for a task class,
-    or the one the adapter that claims it builds (the adapters decide, not the loader).
+    or the one the adapter that accepts it builds (the adapters decide, not the loader).
     A directory is an operator package: it has no class name."""
     from dispatcher.stage import adapter_for
 

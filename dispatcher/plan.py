@@ -1,7 +1,8 @@
 """The plan: enumerate items in canonical order, keep this shard's, drop the done ones.
 
-Runs once, in the parent, before any backbone is involved; backbones receive only the
-pending items and never enumerate, shard or check outputs themselves. Rows known only
+Runs once, in the parent, before any backbone is involved: it asks the stage's item
+source (`dispatcher.items`) for the items, their final paths and which are done; backbones
+receive only the pending items and never enumerate, shard or check outputs themselves. Rows known only
 once loaded (an own dataloader) are checked here too, batch by batch (`pending_rows`). It holds each item
 once and builds no per-item objects beyond the lists it returns, so a plan over millions
 of template items (a key string and a None payload each) stays small.
@@ -17,10 +18,10 @@ from itertools import compress, islice, repeat
 
 from dispatcher import sharding
 from dispatcher.errors import UsageError
+from dispatcher.items import Item
 from dispatcher.outputs import unsafe_reason
 from dispatcher.sharding import ShardSpec
 from dispatcher.stage import Batch, Stage
-from dispatcher.task import Item
 
 
 @dataclass
@@ -91,25 +92,26 @@ def make_plan(stage: Stage, shards: Sequence[ShardSpec], force: bool = False) ->
 
 
 def _make_plan(stage: Stage, shards: Sequence[ShardSpec], force: bool) -> Plan:
-    produced = stage.items()
+    source = stage.source
+    produced = source.items()
     items = produced if isinstance(produced, list) else list(produced)
     items, keys, repeated = sorted_unique(items)
     found = len(items)
-    _refuse_nested_outputs(keys, stage.final_outputs(keys))
+    _refuse_nested_outputs(keys, source.final_outputs(keys))
     selected = sharding.select(items, keys, shards)
     del keys, items
     leftovers: list[str] = []
     if force:
         pending = selected  # each item clears its own leftovers when it runs
     else:
-        mask = list(stage.done_mask(selected))
+        mask = list(source.done_mask(selected))
         if len(mask) != len(selected):
             raise RuntimeError(
-                f"{type(stage.task).__name__}.executed_mask answered for {len(mask)} items, "
+                f"{type(source).__name__}.done_mask answered for {len(mask)} items, "
                 f"not {len(selected)}"
             )
         pending = list(compress(selected, map(operator.not_, mask)))
-        leftovers = list(stage.leftovers(selected))
+        leftovers = list(source.leftovers(selected))
     return Plan(
         found=found,
         in_shard=len(selected),
@@ -132,7 +134,7 @@ def pending_rows(stage: Stage, batch: Batch, size: int) -> tuple[list[int], list
     every = list(range(size))
     if stage.force:
         return every, []
-    mask = stage.done_after_load(batch, size)
+    mask = stage.source.done_after_load(batch, size)
     if mask is None:
         return every, []
     if len(mask) != size:

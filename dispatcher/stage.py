@@ -8,9 +8,13 @@ outputs, committed item by item; then tear down once. `dispatcher.execution.step
 functions that drive those steps (`run_batch`, or its three parts for an engine that
 places them apart); a backbone calls them and never a task's own methods.
 
+Beside the steps, a stage holds its item source (`source`, `dispatcher.items`): the plan
+asks it which items there are and which are done, and the steps commit each item's
+outputs through it.
+
 An *adapter* is a `Stage` subclass for one task style (plain and template `Task`s,
 `TorchTask`s, operator packages...). The loader asks the adapters, in order, which one
-claims a class (`adapter_for`), so a class that is not a `Task` at all can be claimed
+accepts a class (`adapter_for`), so a class that is not a `Task` at all can be run
 by an adapter without the loader or any backbone changing. Adapters live above the core
 (`templates/adapters/`) or in a third party's package (the `dispatcher.adapters`
 entry-point group, asked after the built-ins); the core names the built-ins by import
@@ -19,14 +23,14 @@ path, like the engines.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 from dispatcher.errors import UsageError
-from dispatcher.task import Item, Task
+from dispatcher.items import ItemSource
+from dispatcher.task import Task
 
 ENTRY_POINT_GROUP = "dispatcher.adapters"
 BUILTIN: tuple[str, ...] = (
@@ -36,8 +40,8 @@ BUILTIN: tuple[str, ...] = (
     "templates.adapters.clearml:PreprocessStage",
     "templates.adapters.aiges:WrapperStage",
 )
-"""Asked in this order, each imported only when asked: the first adapter that claims a
-class runs it. A `Task` subclass is claimed by the first two, so a task never imports an
+"""Asked in this order, each imported only when asked: the first adapter that accepts a
+class runs it. A `Task` subclass is accepted by the first two, so a task never imports an
 operator adapter, and a user's task that happens to be called `Preprocess` stays a task."""
 
 Row = Any
@@ -49,10 +53,10 @@ Batch = Any
 class Stage:
     """One task's work, in the steps every backbone places somewhere.
 
-    Plan side (in the parent, before any backbone): `items`, `done_mask`, `final_outputs`,
-    `leftovers`, answered by the task. Worker side: `setup`, `load`, `collate`, `compute`,
-    `write_row` or `write_rows`, `teardown`. A stage is built in the parent and pickled
-    to worker processes with its task.
+    Items and outputs (the plan's questions, each item's commit): its `source`. Worker
+    side: `setup`, `load`, `collate`, `compute`, `write_row` or `write_rows`, `teardown`.
+    A stage is built in the parent and pickled to worker processes with its task and
+    source.
     """
 
     style: ClassVar[str] = "task"
@@ -78,6 +82,8 @@ class Stage:
         self.task = task
         self.force = force
         """`--force`: an item completed by another run since the plan is made again."""
+        self.source: ItemSource = self.source_of(task)
+        """Where the items come from, which are done, where their outputs go."""
         self.run_dir: str | None = None
         """The run's log directory, set before the backbone runs (where a stage may record
         what is not an output: `dispatcher.report.statistics`), so it travels to every worker."""
@@ -85,9 +91,11 @@ class Stage:
     # --- which classes this adapter runs --------------------------------------------------
 
     @classmethod
-    def claims(cls, obj: type) -> bool:
-        """Whether this adapter runs the class `obj` (checked in `BUILTIN` order)."""
-        return False
+    def accepts(cls, obj: type) -> bool:
+        """Whether this adapter runs the class `obj` (checked in `BUILTIN` order). A plugin
+        written when this was named `claims` keeps working: its `claims` is asked."""
+        claims = getattr(cls, "claims", None)
+        return bool(claims(obj)) if claims is not None else False
 
     @classmethod
     def task_class(cls, obj: type) -> type[Task]:
@@ -101,12 +109,14 @@ class Stage:
 
     package_layout: ClassVar[str] = ""
     """For an adapter that runs directories (operator packages): what such a directory
-    holds, for the message when no adapter claims one."""
+    holds, for the message when no adapter accepts one."""
 
     @classmethod
-    def claims_path(cls, path: str) -> bool:
-        """Whether this adapter runs the directory `path` (an operator package)."""
-        return False
+    def accepts_path(cls, path: str) -> bool:
+        """Whether this adapter runs the directory `path` (an operator package); an older
+        plugin's `claims_path` is asked in its place."""
+        claims_path = getattr(cls, "claims_path", None)
+        return bool(claims_path(path)) if claims_path is not None else False
 
     @classmethod
     def task_class_for_path(cls, path: str) -> type[Task]:
@@ -121,7 +131,7 @@ class Stage:
 
     @classmethod
     def problems(cls, task_cls: type[Task]) -> list[str]:
-        """Why a class this adapter claims cannot run at all (a missing method), one line each."""
+        """Why a class this adapter accepts cannot run at all (a missing method), one line each."""
         return []
 
     @classmethod
@@ -130,35 +140,11 @@ class Stage:
         the run is then one plan item, and the plan's done check runs batch by batch."""
         return False
 
-    # --- plan side ---------------------------------------------------------------------------
+    # --- items and outputs ------------------------------------------------------------------
 
-    def items(self) -> Iterable[Item]:
-        return self.task.iter_items()
-
-    def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
-        return self.task.executed_mask(items)
-
-    def final_outputs(self, keys: Sequence[str]) -> Iterable[str] | None:
-        return self.task.final_outputs(keys)
-
-    def leftovers(self, items: Sequence[Item]) -> Iterable[str]:
-        return self.task.leftovers(items)
-
-    @property
-    def whole_run(self) -> bool:
-        """The plan's one item stands for every row an own loader yields (after `items`)."""
-        return False
-
-    @property
-    def checks_after_load(self) -> bool:
-        """Whether loaded batches go through the plan's `pending_rows` (rows of own data
-        that were not checked before loading)."""
-        return False
-
-    def done_after_load(self, batch: Batch, size: int) -> list[bool] | None:
-        """For rows known only after loading: whether each row of `batch` is done (None:
-        the task has no done check). Asked through `plan.pending_rows`, never directly."""
-        return None
+    def source_of(self, task: Task) -> ItemSource:
+        """The item source this stage runs (the task's own, unless the adapter knows better)."""
+        return task.item_source()
 
     # --- worker side ---------------------------------------------------------------------
 
@@ -178,7 +164,7 @@ class Stage:
 
     def load(self, key: str, payload: Any) -> Row:
         """An item's row: runs where data loads."""
-        return self.task.item_payload(key, payload)
+        return self.source.payload(key, payload)
 
     def collate(self, rows: list[Row]) -> Batch:
         return rows
@@ -212,21 +198,10 @@ class Stage:
         raise NotImplementedError
 
     def own_loader(self, loader_for: Callable[[Any, Callable[..., Any]], Iterable[Any]]) -> Any:
-        """What yields the batches of a `whole_run` (an iterable; a DataLoader for a torch
+        """What yields the batches of a `source.whole_run` (an iterable; a DataLoader for a torch
         task). `loader_for(dataset, collate)` is the backbone's way to load a dataset the
         task returns, with its own settings."""
         raise NotImplementedError
-
-    # --- outputs (the core's execution functions call these) ---------------------------------
-
-    def staged(self, key: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
-        return self.task.staged_outputs(key, remake=self.force)
-
-    def claim_all(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
-        return self.task.claim_outputs(keys)
-
-    def clear_abandoned(self, key: str) -> None:
-        self.task.clear_abandoned(key)
 
 
 def _entry_points() -> list[Any]:
@@ -265,27 +240,27 @@ def _plugins() -> tuple[type[Stage], ...]:
 
 def _adapters() -> Iterator[type[Stage]]:
     """Every adapter in the order they are asked: the built-ins first, then installed
-    plugins, whose entry points are scanned only once no built-in claimed the thing (so
+    plugins, whose entry points are scanned only once no built-in accepted the thing (so
     a task class or a package a built-in runs never pays for the scan)."""
     yield from _builtin()
     yield from _plugins()
 
 
 def adapter_for(obj: type) -> type[Stage] | None:
-    """The adapter that runs the class `obj`, or None when no adapter claims it.
+    """The adapter that runs the class `obj`, or None when no adapter accepts it.
 
     A class an adapter built names it (`__dispatch_adapter__`). Otherwise the built-ins
-    (they claim only `Task` subclasses), then installed plugins' adapters.
+    (they accept only `Task` subclasses), then installed plugins' adapters.
     """
     built_by = getattr(obj, "__dispatch_adapter__", None)
     if isinstance(built_by, type) and issubclass(built_by, Stage):
         return built_by
-    return next((a for a in _adapters() if a.claims(obj)), None)
+    return next((a for a in _adapters() if a.accepts(obj)), None)
 
 
 def adapter_for_path(path: str) -> type[Stage] | None:
     """The adapter that runs the directory `path`, or None."""
-    return next((a for a in _adapters() if a.claims_path(path)), None)
+    return next((a for a in _adapters() if a.accepts_path(path)), None)
 
 
 def package_layouts() -> list[str]:

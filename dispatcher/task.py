@@ -5,30 +5,28 @@ processes one (`process`). A torch task adds the model and batch methods listed 
 `TorchTask`. Options come from `add_arguments`, configuration from the class attribute
 `mixin` (a declaration with placeholders), filled per run into `self.mixin`.
 
-The plan and the backbones reach a task only through its adapter (`dispatcher.stage`),
-which calls `iter_items`, `executed_mask`, `item_payload`, `staged_outputs` and the
-task's own methods; templates override the first four to work on keys and directory
-listings instead of dicts.
+The plan and the backbones reach a task only through its adapter (`dispatcher.stage`)
+and its item source (`item_source()`, `dispatcher.items`): a plain task's source lists
+`generate_tasks` and asks `is_executed`; templates provide one that works on keys and
+directory listings instead of dicts.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from dispatcher.errors import UsageError
+from dispatcher.items import Item, ItemSource, TaskItems
 from dispatcher.outputs.records import provenance_path
 from dispatcher.signatures import call_problems
 
 if TYPE_CHECKING:
     from dispatcher.sharding import ShardSpec
 
-Item = tuple[str, Any]
-"""(key, payload): the key is stable and sortable; the payload is what `process` receives."""
+__all__ = ["Item", "Task", "TorchTask"]
 
 
 def _rebuild(cls: type[Task], state: dict[str, Any]) -> Task:
@@ -145,61 +143,10 @@ class Task:
         """A stable key for sorting and hash sharding: canonical JSON of the item."""
         return json.dumps(item, sort_keys=True, default=str, separators=(",", ":"))
 
-    def iter_items(self) -> Iterator[Item]:
-        first = True
-        for item in self.generate_tasks():
-            if not isinstance(item, dict):
-                raise TypeError(f"generate_tasks() must yield dicts, got {type(item).__name__}")
-            if first:  # one signature check, before any item runs: a usage error, exit 2
-                first = False
-                problems = self.item_problems(item)
-                if problems:
-                    raise UsageError(*problems)
-            yield self.item_key(item), item
-
-    def executed_mask(self, items: Sequence[Item]) -> Iterator[bool]:
-        """For each item, whether it is done. Runs in the parent, before dispatch."""
-        for _, payload in items:
-            yield bool(self.is_executed(**payload))
-
-    def final_outputs(self, keys: Sequence[str]) -> Iterable[str] | None:
-        """Each key's committed output path, relative to the output root, for the plan's
-        nesting check; None when outputs are not declared (plain tasks)."""
-        return None
-
-    def leftovers(self, items: Sequence[Item]) -> Iterable[str]:
-        """Leftovers of killed attempts seen by the last `executed_mask` (paths)."""
-        return ()
-
-    def item_payload(self, key: str, payload: Any) -> dict[str, Any]:
-        """The keyword arguments of `process` for an item (templates build them from the key)."""
-        return payload
-
-    def failure_item(self, key: str, payload: Any) -> Any:
-        """What a failure record shows of an item (in the parent): the item's own dict."""
-        return payload if isinstance(payload, dict) else None
-
-    def item_source(self) -> str:
-        """Where items come from, for the line that says none were found."""
-        return f"({type(self).__name__}.generate_tasks yielded none)"
-
-    @contextlib.contextmanager
-    def staged_outputs(self, key: str, remake: bool = False) -> Iterator[dict[str, Any]]:
-        """Keyword arguments naming where the item's outputs are to be written.
-
-        Templates yield staging paths here and commit them atomically when the block
-        succeeds (`remake`: even if another run completed the item since the plan); a
-        plain task declares no outputs (it may use `atomic_write` itself).
-        """
-        yield {}
-
-    def claim_outputs(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
-        """Hold the claims of several items at once, for a batch written by one call
-        (templates: see `dispatcher.outputs.claims.hold_all`; plain tasks declare no outputs)."""
-        return contextlib.nullcontext()
-
-    def clear_abandoned(self, key: str) -> None:
-        """Remove what a killed attempt at `key` left (templates: its staged outputs)."""
+    def item_source(self) -> ItemSource:
+        """The owner of this task's items and outputs (`dispatcher.items`): for a plain
+        task, `generate_tasks` keyed by `item_key`, done by `is_executed`."""
+        return TaskItems(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Rebuilt in workers by re-importing the task file, so any start method works.

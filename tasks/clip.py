@@ -524,7 +524,7 @@ class ClipTask(Task):
         return problems
 
     def process(self, input: str, output: str, output_manifest: str, **item: Any) -> None:
-        source = self._runtime().key_of({"input": input, **item})  # the item's key
+        source = self.item_source().key_of({"input": input, **item})  # the item's key
         manifest = cut_video(
             input,
             output,

@@ -132,7 +132,7 @@ class ImageEmbed(TorchTask):
         self, batch_idx, batch_size, input, output, embedding, phash, width, height, **row
     ) -> None:
         record = {
-            "source": self._runtime().key_of({"input": input}),
+            "source": self.item_source().key_of({"input": input}),
             "width": int(width),
             "height": int(height),
             "phash": hash_hex(phash),

@@ -184,5 +184,6 @@ torch_task.__doc__ = """Decorate a TorchTask with the same modes as `cpu_task`.
 
 The task implements `load_data(self, input, **item)` (run in DataLoader workers) and
 `postprocess_each(self, batch_idx, batch_size, output, output_<name>..., result, ...)`;
-each item's postprocessing runs inside its `staged_outputs(key)`, on whichever backbone.
+each item's postprocessing runs inside its staged outputs (`item_source().staged(key)`), on
+whichever backbone.
 """

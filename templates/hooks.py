@@ -1,26 +1,24 @@
-"""The hooks a template task gets from its declared modes (the plan's and the workers').
+"""The hooks a template task gets from its declared modes, answered by its item source.
 
 `cpu_task` and `torch_task` (`templates/decorators.py`) put them under a task class; an
-adapter that builds a template task for a class of another kind uses them directly.
+adapter that builds a template task for a class of another kind uses them directly. What
+the plan and the workers ask (items, done checks, staged outputs) is the item source's
+(`templates/items.py`, returned by `item_source()`); the hooks here are the user-facing
+ones (validation, roots, shards, kagurazaka's `generate_tasks` / `is_executed`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from dispatcher.config.placeholders import Placeholder
-from dispatcher.outputs import OutputOutsideRoot, claimed_all, clear_abandoned
 from dispatcher.sharding import HashShard, IndexShard, ShardSpec
 from dispatcher.signatures import call_problems
-from dispatcher.task import Item
+from templates.items import TemplateItems, template_items
 from templates.output_modes import FinishWhenAllExist
-from templates.runtime import Runtime
 from templates.shards import HardShard
-
-_RUNTIME = "_dispatch_runtime"
 
 
 def _shard_list(value: Any) -> list[Any]:
@@ -30,15 +28,13 @@ def _shard_list(value: Any) -> list[Any]:
 
 
 class TemplateHooks:
-    """The plan's and the workers' hooks, answered from the task's declared modes."""
+    """A template task's hooks, answered from its declared modes by its item source."""
 
     mixin: Any
 
-    def _runtime(self) -> Runtime:
-        runtime = self.__dict__.get(_RUNTIME)
-        if runtime is None:
-            runtime = self.__dict__[_RUNTIME] = Runtime.from_mixin(self.mixin)
-        return runtime
+    def item_source(self) -> TemplateItems:
+        """The task's items and outputs from its modes (built once per process)."""
+        return template_items(self)
 
     def validate(self) -> list[str]:
         mixin = self.mixin
@@ -68,9 +64,9 @@ class TemplateHooks:
             else:
                 problems.append(f"{where}: expected IndexShard or HashShard, got {spec!r}")
         if not problems:
-            runtime = self._runtime()
-            problems += input_mode.root_problems(runtime.input_value, runtime.input_root)
-            out = runtime.output_root
+            source = self.item_source()
+            problems += input_mode.root_problems(source.input_value, source.input_root)
+            out = source.output_root
             if os.path.exists(out) and not os.path.isdir(out):
                 problems.append(f"mixin 'output': output root {out} is not a folder")
         return problems + super().validate()  # type: ignore[misc]
@@ -85,10 +81,10 @@ class TemplateHooks:
         return inputs, output_mode.argument_names(), more
 
     def input_roots(self) -> list[str]:
-        return [self._runtime().read_root]
+        return [self.item_source().read_root]
 
     def output_roots(self) -> list[str]:
-        return [self._runtime().output_root]
+        return [self.item_source().output_root]
 
     def shard_specs(self) -> list[ShardSpec]:
         return _shard_list(self.mixin.get("shard")) + super().shard_specs()  # type: ignore[misc]
@@ -97,62 +93,15 @@ class TemplateHooks:
         hard = isinstance(self.mixin.get("hard_shard"), HardShard)
         return hard or super().splits_itself()  # type: ignore[misc]
 
-    def iter_items(self) -> list[Item]:  # type: ignore[override]
-        return self._runtime().items()
-
-    def executed_mask(self, items: Sequence[Item]) -> Iterator[bool]:
-        return self._runtime().done_mask(items)
-
-    def final_outputs(self, keys: Sequence[str]) -> Iterable[str] | None:
-        return self._runtime().final_outputs(keys)
-
-    def leftovers(self, items: Sequence[Item]) -> list[str]:
-        return self._runtime().leftovers(items)
-
-    def item_payload(self, key: str, payload: Any) -> dict[str, Any]:
-        return self._runtime().kwargs(key, payload)
-
-    def failure_item(self, key: str, payload: Any) -> dict[str, Any]:
-        return self._runtime().describe(key, payload)
-
-    def item_source(self) -> str:
-        runtime = self._runtime()
-        return f"under {runtime.input_value} (input mode {runtime.input_mode!r})"
-
-    def staged_outputs(
-        self, key: str, remake: bool = False
-    ) -> contextlib.AbstractContextManager[dict[str, Any]]:
-        # Claimed from staging to commit; an item another run completed since the plan
-        # looked is not made again (`DoneElsewhere`) unless `remake` (a forced run).
-        # One check of its outputs, in the worker, per item.
-        return self._runtime().staged(key, remake)
-
-    def claim_outputs(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
-        runtime = self._runtime()
-        finals = []
-        for key in keys:
-            # A key outside the root is never staged: its item fails with the reason.
-            with contextlib.suppress(OutputOutsideRoot):
-                finals.append(runtime.output_mode.final(runtime.output_root, key))
-        return claimed_all(finals)
-
-    def clear_abandoned(self, key: str) -> None:
-        runtime = self._runtime()
-        try:
-            final = runtime.output_mode.final(runtime.output_root, key)
-        except OutputOutsideRoot:
-            return
-        clear_abandoned(final)
-
     def generate_tasks(self) -> Iterator[dict[str, Any]]:
         """Each item's keyword arguments (without outputs), as kagurazaka tasks list them."""
-        runtime = self._runtime()
-        for key, payload in runtime.items():
-            yield runtime.kwargs(key, payload)
+        source = self.item_source()
+        for key, payload in source.items():
+            yield source.payload(key, payload)
 
     def _done_from_kwargs(self, item: dict[str, Any]) -> bool:
-        runtime = self._runtime()
-        return runtime.is_done(runtime.key_of(item))
+        source = self.item_source()
+        return source.is_done(source.key_of(item))
 
 
 class CpuTemplateHooks(TemplateHooks):

@@ -56,14 +56,14 @@ class InputMode:
             return [f"mixin 'input': input folder {input_value} {what}"]
         return []
 
-    def items(self, input_value: str, input_root: str, exclude: str | None) -> list[Item]:
+    def items(self, input_value: str, input_root: str) -> list[Item]:
         raise NotImplementedError
 
     def items_with_groups(
-        self, input_value: str, input_root: str, exclude: str | None
+        self, input_value: str, input_root: str
     ) -> tuple[list[Item], list[Group] | None]:
         """The items, and when the mode can tell, their folder groups in the same order."""
-        return self.items(input_value, input_root, exclude), None
+        return self.items(input_value, input_root), None
 
     def kwargs(self, input_value: str, input_root: str, key: str, payload: Any) -> dict[str, Any]:
         """The keyword arguments of `process` / `load_data` for one item (in the worker)."""
@@ -129,18 +129,17 @@ class InputByExtensions(_Walked):
             )
         return out
 
-    def items(self, input_value: str, input_root: str, exclude: str | None) -> list[Item]:
-        return self.items_with_groups(input_value, input_root, exclude)[0]
+    def items(self, input_value: str, input_root: str) -> list[Item]:
+        return self.items_with_groups(input_value, input_root)[0]
 
     def items_with_groups(
-        self, input_value: str, input_root: str, exclude: str | None
+        self, input_value: str, input_root: str
     ) -> tuple[list[Item], list[Group] | None]:
         groups = walk_suffixes(
             input_root,
             self._suffixes(),
             hidden=self.hidden,
             follow_links=self.follow_links,
-            exclude=exclude,
         )
         items: list[Item] = []
         for prefix, names in groups:
@@ -172,7 +171,7 @@ class InputByGlob(_Walked):
             out.append(f"mixin '{where}.case_sensitive': expected true or false")
         return out
 
-    def items(self, input_value: str, input_root: str, exclude: str | None) -> list[Item]:
+    def items(self, input_value: str, input_root: str) -> list[Item]:
         import re
 
         patterns = _str_list(self.pattern) or []
@@ -184,7 +183,6 @@ class InputByGlob(_Walked):
             max_depth=glob_depth(patterns),
             hidden=self.hidden,
             follow_links=self.follow_links,
-            exclude=exclude,
         )
         return list(zip(keys, repeat(None)))
 
@@ -208,7 +206,7 @@ class InputByDepth(_Walked):
             out.append(f"mixin '{where}.kind': expected dir, file or any, got {self.kind!r}")
         return out
 
-    def items(self, input_value: str, input_root: str, exclude: str | None) -> list[Item]:
+    def items(self, input_value: str, input_root: str) -> list[Item]:
         keys = walk(
             input_root,
             min_depth=self.depth,
@@ -216,7 +214,6 @@ class InputByDepth(_Walked):
             kind=self.kind,
             hidden=self.hidden,
             follow_links=self.follow_links,
-            exclude=exclude,
         )
         return list(zip(keys, repeat(None)))
 
@@ -306,7 +303,7 @@ class InputFromJsonl(InputMode):
             raw = "/".join(p for p in raw.split("/") if p not in ("", "."))
         return raw
 
-    def items(self, input_value: str, input_root: str, exclude: str | None) -> list[Item]:
+    def items(self, input_value: str, input_root: str) -> list[Item]:
         listing = self.list_file(input_value)
         key_field = self.key
         normalize = self.normalize
@@ -467,15 +464,15 @@ class InputJsonlFiles(InputMode):
             return [f"mixin 'input': {input_value} does not exist (a JSONL file or a folder)"]
         return super().root_problems(input_value, input_root)
 
-    def files(self, input_value: str, input_root: str, exclude: str | None) -> list[str]:
+    def files(self, input_value: str, input_root: str) -> list[str]:
         """The JSONL files' keys, in sorted order."""
         if os.path.isfile(input_value):
             return [os.path.basename(input_value)]
-        groups = walk_suffixes(input_root, (".jsonl",), exclude=exclude)
+        groups = walk_suffixes(input_root, (".jsonl",))
         return [prefix + name for prefix, names in groups for name in names]
 
-    def items(self, input_value: str, input_root: str, exclude: str | None) -> list[Item]:
-        return list(zip(self.files(input_value, input_root, exclude), repeat(None)))
+    def items(self, input_value: str, input_root: str) -> list[Item]:
+        return list(zip(self.files(input_value, input_root), repeat(None)))
 
 
 @dataclass
@@ -497,10 +494,10 @@ class InputJsonlRows(InputJsonlFiles):
             return [f"mixin '{where}.key': expected a field name, got {self.key!r}"]
         return []
 
-    def items(self, input_value: str, input_root: str, exclude: str | None) -> list[Item]:
+    def items(self, input_value: str, input_root: str) -> list[Item]:
         items: list[Item] = []
         seen: dict[str, str] = {}
-        for rel in self.files(input_value, input_root, exclude):
+        for rel in self.files(input_value, input_root):
             path = os.path.join(input_root, rel)
             offset = 0
             with open(path, "rb") as fh:

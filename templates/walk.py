@@ -37,21 +37,18 @@ def walk(
     kind: str = "file",
     hidden: bool = False,
     follow_links: bool = False,
-    exclude: str | None = None,
 ) -> list[str]:
     """Keys (POSIX paths relative to `root`) of the entries found under `root`.
 
     `accept_path(key)` tests an entry's relative path. Entries between `min_depth` and
     `max_depth` levels down (1: directly in `root`) whose type is `kind` (file, dir or any)
     are items; nothing below `max_depth` is listed. Hidden names (leading dot) are skipped
-    unless `hidden`; staging leftovers always are. `exclude` is a relative folder (the
-    output root when it lies inside the input root) that is never entered.
+    unless `hidden`; staging leftovers always are.
     """
     keys: list[str] = []
-    excluded = exclude_slash(exclude)
     want_files = kind in ("file", "any")
     want_dirs = kind in ("dir", "any")
-    for prefix, level, entries in _folders(root, max_depth, hidden, follow_links, exclude):
+    for prefix, level, entries in _folders(root, max_depth, hidden, follow_links):
         if level < min_depth:
             continue
         found = []
@@ -61,7 +58,7 @@ def walk(
                 continue
             try:
                 if entry.is_dir(follow_symlinks=follow_links):
-                    if want_dirs and key + "/" != excluded:
+                    if want_dirs:
                         found.append(key)
                 elif want_files and entry.is_file():
                     found.append(key)
@@ -70,10 +67,6 @@ def walk(
         found.sort()
         keys += found
     return keys
-
-
-def exclude_slash(exclude: str | None) -> str | None:
-    return exclude.strip("/") + "/" if exclude else None
 
 
 def _scan(root: str, prefix: str) -> list[os.DirEntry[str]] | None:
@@ -90,10 +83,9 @@ def _scan(root: str, prefix: str) -> list[os.DirEntry[str]] | None:
 
 
 def _folders(
-    root: str, max_depth: int | None, hidden: bool, follow_links: bool, exclude: str | None
+    root: str, max_depth: int | None, hidden: bool, follow_links: bool
 ) -> Iterator[tuple[str, int, list[os.DirEntry[str]]]]:
     """(relative prefix, level, visible entries) of every folder down to `max_depth`."""
-    excluded = exclude_slash(exclude)
     seen: set[tuple[int, int]] = set()
     stack: list[tuple[str, int]] = [("", 1)]
     while stack:
@@ -116,9 +108,7 @@ def _folders(
                 continue
         subdirs.sort(reverse=True)
         for name in subdirs:
-            sub = prefix + name + "/"
-            if sub != excluded:
-                stack.append((sub, level + 1))
+            stack.append((prefix + name + "/", level + 1))
 
 
 def _first_visit(path: str, seen: set[tuple[int, int]]) -> bool:
@@ -147,7 +137,6 @@ def walk_suffixes(
     *,
     hidden: bool = False,
     follow_links: bool = False,
-    exclude: str | None = None,
 ) -> list[Group]:
     """Files under `root` whose lower-cased name ends with one of `suffixes`, as groups.
 
@@ -156,7 +145,6 @@ def walk_suffixes(
     "a/x", "a/x" before "a0"), so the concatenated keys need no sorting.
     """
     groups: list[Group] = []
-    excluded = exclude_slash(exclude)
     seen: set[tuple[int, int]] = set()
     # A stack of pending work: a folder prefix to scan (str) or a finished group (tuple).
     stack: list[str | Group] = [""]
@@ -189,8 +177,6 @@ def walk_suffixes(
             except OSError:
                 continue
         found.sort()
-        if excluded is not None:
-            subdirs = [d for d in subdirs if prefix + d + "/" != excluded]
         if not subdirs:
             if found:
                 push((prefix, found))

@@ -1,6 +1,6 @@
 """Third-party adapters: a package registers a task style under `dispatcher.adapters`.
 
-The adapter here claims classes that are not `Task`s at all (callables marked
+The adapter here accepts classes that are not `Task`s at all (callables marked
 `__batch_operator__`), and runs them as a batched CPU stage: the loader, the plan and
 every backbone take it unchanged. `mp` hands it a chunk as one batch.
 """
@@ -22,6 +22,7 @@ import os
 
 from dispatcher import Placeholder, Task, atomic_write
 from dispatcher.execution.steps import StageFailed
+from dispatcher.items import ItemSource
 from dispatcher.stage import Stage
 
 
@@ -31,7 +32,7 @@ class BatchOperatorStage(Stage):
     default_batch_size = 4
 
     @classmethod
-    def claims(cls, obj):
+    def accepts(cls, obj):
         return bool(getattr(obj, "__batch_operator__", False))
 
     @classmethod
@@ -62,17 +63,25 @@ class BatchOperatorStage(Stage):
             json.dump({"result": result[i], "batch": size, "pid": os.getpid()}, fh)
 
 
+class TextFiles(ItemSource):
+    def __init__(self, input, output):
+        self.input, self.output = input, output
+
+    def items(self):
+        return [(name, None) for name in sorted(os.listdir(self.input))]
+
+    def done_mask(self, items):
+        done = set(os.listdir(self.output)) if os.path.isdir(self.output) else ()
+        return [key + ".json" in done for key, _ in items]
+
+
 @functools.cache
 def _task_class(operator, adapter):
     class OperatorTask(Task):
         mixin = {"input": Placeholder(str), "output": Placeholder(str)}
 
-        def iter_items(self):
-            return [(name, None) for name in sorted(os.listdir(self.mixin.input))]
-
-        def executed_mask(self, items):
-            done = set(os.listdir(self.mixin.output)) if os.path.isdir(self.mixin.output) else ()
-            return [key + ".json" in done for key, _ in items]
+        def item_source(self):
+            return TextFiles(self.mixin.input, self.mixin.output)
 
     OperatorTask.operator = operator
     OperatorTask.__dispatch_adapter__ = adapter

@@ -271,6 +271,6 @@ def test_the_done_mask_and_is_executed_agree_through_a_link_out_of_the_root(worl
     plan = make_plan(stage_for(task), [])
     assert [key for key, _ in plan.pending] == ["sub/a.txt"] and plan.done == 1
     items = [("ok/a.txt", None), ("sub/a.txt", None)]
-    assert list(task.executed_mask(items)) == [True, False]
+    assert list(task.item_source().done_mask(items)) == [True, False]
     assert task.is_executed(input=str(src / "ok" / "a.txt"))
     assert not task.is_executed(input=str(src / "sub" / "a.txt"))

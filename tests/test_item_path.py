@@ -51,13 +51,13 @@ def test_an_item_done_elsewhere_is_made_again_only_when_remade(template_task):
     task, out = template_task
     (out / "a").mkdir(parents=True)
     (out / "a" / "x.txt.json").write_text("old")  # another run finished it after the plan
-    with pytest.raises(DoneElsewhere), task.staged_outputs("a/x.txt") as outputs_:
+    with pytest.raises(DoneElsewhere), task.item_source().staged("a/x.txt") as outputs_:
         pytest.fail(f"staged {outputs_} for an item already done")
     assert (out / "a" / "x.txt.json").read_text() == "old"
     task.dispatch_force = True  # the flag is no longer what decides: the caller's remake is
-    with pytest.raises(DoneElsewhere), task.staged_outputs("a/x.txt"):
+    with pytest.raises(DoneElsewhere), task.item_source().staged("a/x.txt"):
         pass
-    with task.staged_outputs("a/x.txt", remake=True) as made:
+    with task.item_source().staged("a/x.txt", remake=True) as made:
         task.process(input="unused", **made)
         assert (out / "a" / "x.txt.json").read_text() == "old"  # not before the commit
     assert (out / "a" / "x.txt.json").read_text() == "new"
@@ -66,14 +66,14 @@ def test_an_item_done_elsewhere_is_made_again_only_when_remade(template_task):
 
 def test_a_failed_item_leaves_nothing_and_releases_its_claim(template_task):
     task, out = template_task
-    with pytest.raises(RuntimeError), task.staged_outputs("a/x.txt") as made:
+    with pytest.raises(RuntimeError), task.item_source().staged("a/x.txt") as made:
         task.process(input="unused", **made)
         raise RuntimeError("the task failed after writing")
     assert os.listdir(out / "a") == []
-    with pytest.raises(MissingOutput), task.staged_outputs("a/x.txt"):
+    with pytest.raises(MissingOutput), task.item_source().staged("a/x.txt"):
         pass  # wrote nothing
     assert os.listdir(out / "a") == []
-    with task.staged_outputs("a/x.txt") as made:  # the claim was let go both times
+    with task.item_source().staged("a/x.txt") as made:  # the claim was let go both times
         task.process(input="unused", **made)
     assert sorted(os.listdir(out / "a")) == ["x.txt.json"]
 

@@ -6,7 +6,6 @@ test_backbone_mp.py; here: the stop signal itself and the in-process `serial` ba
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import signal
@@ -20,6 +19,7 @@ from conftest import run_dispatch, write_file
 
 from backbones.serial import SerialBackbone
 from dispatcher.execution.signals import StopSignal
+from dispatcher.items import ItemSource
 from dispatcher.report.reporter import Reporter
 from dispatcher.runner.options import build_options
 from dispatcher.stage import Stage
@@ -182,6 +182,7 @@ class _Task(Stage):
         self.ran: list[str] = []
         self.torn_down = False
         self.force = False
+        self.source = ItemSource()  # no declared outputs: each item stages an empty dict
 
     def setup(self, device: object = None) -> None:
         pass
@@ -191,9 +192,6 @@ class _Task(Stage):
 
     def load(self, key: str, payload: object) -> str:
         return key
-
-    def staged(self, key: str) -> contextlib.AbstractContextManager[dict[str, object]]:
-        return contextlib.nullcontext({})
 
     def write_row(self, i: int, size: int, key: str, result: object, outputs: object) -> None:
         self.ran.append(key)

@@ -14,6 +14,7 @@ from conftest import REPO, run_dispatch, tree, write_file
 
 import dispatcher
 from dispatcher.errors import UsageError
+from dispatcher.stage import Stage
 
 STYLES = """
 import json, os
@@ -341,7 +342,7 @@ def test_backbones_reach_tasks_only_through_the_stage():
     """No engine asks whether an item is done, stages outputs, or reads a task's own state:
     the plan and the core's execution functions do."""
     forbidden = re.compile(
-        r"is_executed|is_each_executed|staged_outputs|claim_outputs|__dict__|"
+        r"is_executed|is_each_executed|\.staged\(|\.claim_all\(|__dict__|"
         r"load_model|postprocess_each\(|\.postprocess\(|\.inference\(|WHOLE_RUN_KEY|\bTorchTask\b"
     )
     for path in sorted((REPO / "backbones").glob("*.py")):
@@ -412,3 +413,20 @@ def test_retries_rerun_failed_items_of_a_torch_task(tmp_path, backbone):
     assert "d fails (failed 2 attempts)" in by_name["d"].error
     assert {n: (state / n).read_text() for n in "abcd"} == {"a": "2", "b": "1", "c": "1", "d": "2"}
     assert len(result.outcomes) == 4  # one outcome per item, however often it ran
+
+
+def test_an_adapter_that_still_says_claims_is_asked_by_accepts():
+    """Adapters written when the methods were `claims` / `claims_path` keep working."""
+
+    class Older(Stage):
+        @classmethod
+        def claims(cls, obj: type) -> bool:
+            return obj is int
+
+        @classmethod
+        def claims_path(cls, path: str) -> bool:
+            return path == "/operators/pkg"
+
+    assert Older.accepts(int) and not Older.accepts(str)
+    assert Older.accepts_path("/operators/pkg") and not Older.accepts_path("/elsewhere")
+    assert not Stage.accepts(int) and not Stage.accepts_path("/operators/pkg")

@@ -628,7 +628,7 @@ def test_plain_class_kagurazaka_hooks_and_pickling(tmp_path):
     clone = pickle.loads(pickle.dumps(task))
     assert run_item(stage_for(clone), ("a.txt", None)).ok
     assert task.is_executed(input=str(src / "a.txt"))
-    assert list(task.executed_mask(plan.pending)) == [True, False]
+    assert list(task.item_source().done_mask(plan.pending)) == [True, False]
 
 
 def test_torch_task_hooks_without_torch(tmp_path):
@@ -659,8 +659,8 @@ def test_torch_task_hooks_without_torch(tmp_path):
     assert data_source(type(task)) == "items" and done_check(type(task)) == "each"
     assert [k for k, _ in plan.pending] == ["2.jpg", "x/1.jpg"]
     key, payload = plan.pending[1]
-    row = task.load_data(**task.item_payload(key, payload))
-    with task.staged_outputs(key) as outputs:
+    row = task.load_data(**task.item_source().payload(key, payload))
+    with task.item_source().staged(key) as outputs:
         task.postprocess_each(0, 1, result=len(row["text"]), **outputs)
     assert (out / "x" / "1.jpg.emb").read_text() == "3"
     assert task.is_each_executed(input=str(src / "x" / "1.jpg"))

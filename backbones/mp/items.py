@@ -67,7 +67,7 @@ def clear_abandoned(stage: Stage, key: str, note: Callable[[str], None]) -> None
     """A child killed mid-item (SIGKILL after the grace period, the OOM killer) could not
     remove its staging: do it once it is reaped, unless a live run holds the item."""
     try:
-        stage.clear_abandoned(key)
+        stage.source.clear_abandoned(key)
     except Exception as exc:
         note(f"could not remove what the killed attempt at {key} left: {exc}")
 

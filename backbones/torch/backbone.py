@@ -138,7 +138,7 @@ class TorchBackbone(Backbone):
     def run(self, stage: Stage, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
         if not items:
             return
-        if self.device_choices and not stage.whole_run:
+        if self.device_choices and not stage.source.whole_run:
             from backbones.torch.devices import DevicePool
 
             DevicePool(self.options, self.device_choices, stage, items, reporter, stop).run()

@@ -171,7 +171,7 @@ class TorchRun:
         )
 
     def _ledger(self) -> Ledger:
-        if self.stage.whole_run:
+        if self.stage.source.whole_run:
             return RowLedger(self.items[0], self.reporter)
         return ItemLedger(self.items, self.reporter, getattr(self.options, "retries", 0) or 0)
 
@@ -226,7 +226,7 @@ class TorchRun:
         return None if deadline is None else deadline - time.monotonic()
 
     def _stream(self, refs: list[int]) -> Iterable[Pack]:
-        if self.stage.whole_run:
+        if self.stage.source.whole_run:
             self.refs = None  # the packs' positions are the rows' refs already
             return self._whole_batches()
         stage = self.stage
@@ -255,7 +255,7 @@ class TorchRun:
 
     def _loop(self, stream: Iterable[Pack], post: PostWorker) -> bool:
         """Compute every batch; False when the run ended early (a stop)."""
-        if isinstance(stream, self.data.PackStream) and not self.stage.checks_after_load:
+        if isinstance(stream, self.data.PackStream) and not self.stage.source.checks_after_load:
             stream.prime()  # workers start loading while the model loads
             self.stage.warm_up()
         for refs, batch in self._loaded(stream):

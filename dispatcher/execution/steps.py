@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from dispatcher.errors import MalformedInput
 from dispatcher.execution.signals import ControlFlow
+from dispatcher.items import Item
 from dispatcher.outputs import DoneElsewhere
 from dispatcher.plan import pending_rows
-from dispatcher.task import Item
 
 if TYPE_CHECKING:
     from dispatcher.stage import Stage
@@ -157,23 +157,24 @@ def write(
         return outcomes
     with contextlib.ExitStack() as claims:
         try:
-            claims.enter_context(stage.claim_all(keys))
+            claims.enter_context(stage.source.claim_all(keys))
         except Exception as exc:
             return failed(keys, error_line(exc), traceback.format_exc())
         return _write_rows_claimed(stage, keys, batch, result)
 
 
 def _write_row(stage: Stage, i: int, n: int, key: str, batch: Any, result: Any) -> None:
-    with stage.staged(key) as outputs:
+    with stage.source.staged(key, stage.force) as outputs:
         stage.write_row(i, n, stage.row(batch, i), result, outputs)
 
 
 def _write_rows_claimed(stage: Stage, keys: list[str], batch: Any, result: Any) -> list[Outcome]:
     entered: list[Any] = []
     outputs: list[dict[str, Any]] = []
+    staged, remake = stage.source.staged, stage.force
     try:
         for key in keys:
-            manager = stage.staged(key)
+            manager = staged(key, remake)
             outputs.append(manager.__enter__())
             entered.append(manager)
         names = list(outputs[0]) if outputs else []
@@ -206,7 +207,7 @@ def run_item(stage: Stage, item: Item) -> Outcome:
 
 def _load_and_write(stage: Stage, key: str, payload: Any) -> None:
     row = stage.load(key, payload)
-    with stage.staged(key) as outputs:
+    with stage.source.staged(key, stage.force) as outputs:
         stage.write_row(0, 1, row, None, outputs)
 
 
@@ -272,7 +273,7 @@ def after_load(
     check now (`plan.pending_rows`); a failing check fails the batch's rows.
     """
     every = list(range(len(keys)))
-    if not stage.checks_after_load:
+    if not stage.source.checks_after_load:
         return every, batch, []
     try:
         keep, done = pending_rows(stage, batch, len(keys))

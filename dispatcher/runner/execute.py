@@ -181,7 +181,7 @@ def _start_recording(
         record["slurm"] = slurm_job()
     run_dir = _run_dir(request, task, prepared.shards)
     reporter = _open_reporter(request.log_dir, run_dir, plan, record)
-    reporter.remember_payloads(plan.pending, task.failure_item)
+    reporter.remember_payloads(plan.pending, prepared.stage.source.describe)
     if request.keep_outcomes:
         reporter.outcomes = []
     # Where a task's own logs go, in every worker.
@@ -221,7 +221,7 @@ def execute(request: Request) -> RunResult:
         if stop.is_set():
             return RunResult(stop.exit_code or 130, _plan_counts(plan))
         if not plan.found:
-            print(f"dispatch: no items found {task.item_source()}", file=sys.stderr)
+            print(f"dispatch: no items found {stage.source.origin()}", file=sys.stderr)
             return RunResult(EXIT_OK, Counts())
         changed = (
             None if request.force or not plan.done else _config_change(request, task, prepared)

@@ -69,7 +69,7 @@ def count_shards(command: Command, count: int) -> list[ShardRow]:
     stage = command.prepared.stage
     plan = make_plan(stage, command.task_shards, force=True)
     keys = [key for key, _ in plan.pending]
-    done = list(stage.done_mask(plan.pending))
+    done = list(stage.source.done_mask(plan.pending))
     rows = [ShardRow(i) for i in range(count)]
     for shard, is_done in zip(shard_numbers(keys, count, command.shard_mode), done, strict=True):
         rows[shard].items += 1

@@ -248,7 +248,7 @@ class WrapperStage(TaskStage):
     style = "aiges Wrapper"
 
     @classmethod
-    def claims(cls, obj: type) -> bool:
+    def accepts(cls, obj: type) -> bool:
         return (
             isinstance(obj, type)
             and obj.__name__ == "Wrapper"

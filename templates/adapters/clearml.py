@@ -181,7 +181,7 @@ class PreprocessStage(TaskStage):
     style = "ClearML Preprocess"
 
     @classmethod
-    def claims(cls, obj: type) -> bool:
+    def accepts(cls, obj: type) -> bool:
         return (
             isinstance(obj, type)
             and obj.__name__ == "Preprocess"

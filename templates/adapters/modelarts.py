@@ -29,10 +29,10 @@ from typing import Any, ClassVar
 
 from dispatcher.config.placeholders import Placeholder
 from dispatcher.errors import UsageError
+from dispatcher.items import Item, ItemSource
 from dispatcher.outputs import (
     Claimed,
     DoneElsewhere,
-    OutputOutsideRoot,
     claimed_all,
     clear_abandoned,
     hidden_beside,
@@ -41,7 +41,7 @@ from dispatcher.outputs import (
 )
 from dispatcher.outputs.records import provenance_beside
 from dispatcher.stage import Row, Stage
-from dispatcher.task import Item, Task
+from dispatcher.task import Task
 from templates.adapters.modelarts_package import (
     PROGRAM,
     SPEC,
@@ -51,23 +51,20 @@ from templates.adapters.modelarts_package import (
     read_package,
 )
 from templates.input_modes import InputByGlob
+from templates.items import TemplateItems, template_items
 from templates.output_modes import FinishWhenAllExist, OutputSameFormat
-from templates.runtime import Runtime
 
 # --- mode 1: one item per input file -------------------------------------------------------
 
 
 class PerFileHooks:
-    """The plan's hooks of a mode-1 package, answered by the template runtime: every file
-    under the input root is an item (sorted keys), done when its output exists (listings)."""
+    """A mode-1 package's hooks: every file under the input root is an item (sorted keys),
+    done when its output exists (the template item source, `templates/items.py`)."""
 
     mixin: Any
 
-    def _runtime(self) -> Runtime:
-        runtime = self.__dict__.get("_dispatch_runtime")
-        if runtime is None:
-            runtime = self.__dict__["_dispatch_runtime"] = Runtime.from_mixin(self.mixin)
-        return runtime
+    def item_source(self) -> TemplateItems:
+        return template_items(self)
 
     def validate(self) -> list[str]:
         problems = []
@@ -78,56 +75,17 @@ class PerFileHooks:
         problems += modes + self.mixin["output_mode"].problems("output_mode")
         if problems:
             return problems
-        runtime = self._runtime()
-        problems += runtime.input_mode.root_problems(runtime.input_value, runtime.input_root)
-        if os.path.exists(runtime.output_root) and not os.path.isdir(runtime.output_root):
-            problems.append(f"mixin 'output': output root {runtime.output_root} is not a folder")
+        source = self.item_source()
+        problems += source.input_mode.root_problems(source.input_value, source.input_root)
+        if os.path.exists(source.output_root) and not os.path.isdir(source.output_root):
+            problems.append(f"mixin 'output': output root {source.output_root} is not a folder")
         return problems
 
     def input_roots(self) -> list[str]:
-        return [self._runtime().read_root]
+        return [self.item_source().read_root]
 
     def output_roots(self) -> list[str]:
-        return [self._runtime().output_root]
-
-    def iter_items(self) -> list[Item]:
-        return self._runtime().items()
-
-    def executed_mask(self, items: Sequence[Item]) -> Iterator[bool]:
-        return self._runtime().done_mask(items)
-
-    def final_outputs(self, keys: Sequence[str]) -> Any:
-        return self._runtime().final_outputs(keys)
-
-    def leftovers(self, items: Sequence[Item]) -> list[str]:
-        return self._runtime().leftovers(items)
-
-    def item_payload(self, key: str, payload: Any) -> dict[str, Any]:
-        return self._runtime().kwargs(key, payload)
-
-    def failure_item(self, key: str, payload: Any) -> dict[str, Any]:
-        return self._runtime().describe(key, payload)
-
-    def item_source(self) -> str:
-        return f"under {self._runtime().input_value}"
-
-    def staged_outputs(self, key: str, remake: bool = False) -> Any:
-        return self._runtime().staged(key, remake)
-
-    def _final(self, key: str) -> str | None:
-        runtime = self._runtime()
-        try:
-            return runtime.output_mode.final(runtime.output_root, key)
-        except OutputOutsideRoot:
-            return None  # never staged: its item fails with the reason
-
-    def claim_outputs(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
-        return claimed_all([f for f in map(self._final, keys) if f is not None])
-
-    def clear_abandoned(self, key: str) -> None:
-        final = self._final(key)
-        if final is not None:
-            clear_abandoned(final)
+        return [self.item_source().output_root]
 
 
 # --- mode 2: one item, a done marker beside the output root ----------------------------------
@@ -181,14 +139,76 @@ class _StagedMarker:
         self._stack.__exit__(*exc)
 
 
+class WholeDatasetItems(ItemSource):
+    """A mode-2 package's one item (named after the package), done when its marker exists;
+    its one output is the marker, staged and committed after Process returned."""
+
+    def __init__(self, input: str, output: str, package: str) -> None:
+        self.input, self.output, self.package = input, output, package
+        self.marker = done_marker(output)
+
+    def items(self) -> list[Item]:
+        return [(self.package, None)]
+
+    def payload(self, key: str, payload: Any) -> Any:
+        return None
+
+    def describe(self, key: str, payload: Any) -> dict[str, Any]:
+        return {"input": self.input, "output": self.output}
+
+    def origin(self) -> str:
+        return "(a mode-2 package is one item)"
+
+    def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
+        """Done when this package's marker is there. Another package's marker is refused:
+        those outputs are no result of this package (`--force` remakes them)."""
+        done = os.path.lexists(self.marker)
+        if done:
+            self._refuse_another_maker()
+        return iter([done] * len(items))
+
+    def _refuse_another_maker(self) -> None:
+        maker = marker_maker(self.marker)
+        if maker is not None and maker[0] == self.package:
+            return  # other parameters are drift: the runner's note, as for every task
+        made_by = (
+            f"the operator package {maker[0]} ({maker[1]})"
+            if maker is not None
+            else "an operator package its done marker does not name"
+        )
+        raise UsageError(
+            f"{self.output} was made by {made_by}, not by {self.package} "
+            f"(done marker {self.marker}); --force remakes it with {self.package}"
+        )
+
+    def leftovers(self, items: Sequence[Item]) -> list[str]:
+        folder, name = os.path.split(self.marker)
+        with contextlib.suppress(OSError):
+            return [
+                os.path.join(folder, n)
+                for n in os.listdir(folder)
+                if n.startswith(name) and is_staging_name(n)
+            ]
+        return []
+
+    def staged(self, key: str, remake: bool = False) -> _StagedMarker:
+        return _StagedMarker(self.marker, key, remake)
+
+    def claim_all(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        return claimed_all([self.marker])
+
+    def clear_abandoned(self, key: str) -> None:
+        clear_abandoned(self.marker)
+
+
 class WholeDatasetHooks:
-    """The plan's hooks of a mode-2 package: one item, done when its marker exists."""
+    """A mode-2 package's hooks: the whole dataset is one item (`WholeDatasetItems`)."""
 
     mixin: Any
     package: ClassVar[Package]
 
-    def _marker(self) -> str:
-        return done_marker(self.mixin["output"])
+    def item_source(self) -> WholeDatasetItems:
+        return WholeDatasetItems(self.mixin["input"], self.mixin["output"], self.package.name)
 
     def validate(self) -> list[str]:
         problems = []
@@ -205,7 +225,7 @@ class WholeDatasetHooks:
             problems.append(f"mixin 'output': {out} has no parent folder for the done marker")
         elif os.path.exists(out) and not os.path.isdir(out):
             problems.append(f"mixin 'output': output root {out} is not a folder")
-        marker = self._marker()
+        marker = done_marker(self.mixin["output"])
         inside = os.path.realpath(source)
         if os.path.realpath(os.path.dirname(marker)).startswith(inside.rstrip("/") + "/") or (
             os.path.realpath(os.path.dirname(marker)) == inside
@@ -224,60 +244,6 @@ class WholeDatasetHooks:
     def provenance_path(self, root: str) -> str:
         # The root is the operator's to fill as it likes: the record goes beside, with the marker.
         return provenance_beside(root, type(self).__name__)
-
-    def iter_items(self) -> list[Item]:
-        return [(self.package.name, None)]
-
-    def executed_mask(self, items: Sequence[Item]) -> Iterator[bool]:
-        """Done when this package's marker is there. Another package's marker is refused:
-        those outputs are no result of this package (`--force` remakes them)."""
-        marker = self._marker()
-        done = os.path.lexists(marker)
-        if done:
-            self._refuse_another_maker(marker)
-        return iter([done] * len(items))
-
-    def _refuse_another_maker(self, marker: str) -> None:
-        maker = marker_maker(marker)
-        if maker is not None and maker[0] == self.package.name:
-            return  # other parameters are drift: the runner's note, as for every task
-        made_by = (
-            f"the operator package {maker[0]} ({maker[1]})"
-            if maker is not None
-            else "an operator package its done marker does not name"
-        )
-        raise UsageError(
-            f"{self.mixin['output']} was made by {made_by}, not by {self.package.name} "
-            f"(done marker {marker}); --force remakes it with {self.package.name}"
-        )
-
-    def leftovers(self, items: Sequence[Item]) -> list[str]:
-        folder, name = os.path.split(self._marker())
-        with contextlib.suppress(OSError):
-            return [
-                os.path.join(folder, n)
-                for n in os.listdir(folder)
-                if n.startswith(name) and is_staging_name(n)
-            ]
-        return []
-
-    def item_payload(self, key: str, payload: Any) -> Any:
-        return None
-
-    def failure_item(self, key: str, payload: Any) -> dict[str, Any]:
-        return {"input": self.mixin["input"], "output": self.mixin["output"]}
-
-    def item_source(self) -> str:
-        return "(a mode-2 package is one item)"
-
-    def staged_outputs(self, key: str, remake: bool = False) -> _StagedMarker:
-        return _StagedMarker(self._marker(), key, remake)
-
-    def claim_outputs(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
-        return claimed_all([self._marker()])
-
-    def clear_abandoned(self, key: str) -> None:
-        clear_abandoned(self._marker())
 
 
 # --- the task class of a package -------------------------------------------------------------
@@ -357,7 +323,7 @@ class ModelArtsStage(Stage):
     package_layout = "a ModelArts operator package holds program_package/process.py"
 
     @classmethod
-    def claims_path(cls, path: str) -> bool:
+    def accepts_path(cls, path: str) -> bool:
         return os.path.isdir(path) and (
             os.path.isdir(os.path.join(path, PROGRAM)) or os.path.isfile(os.path.join(path, SPEC))
         )
@@ -424,7 +390,7 @@ class ModelArtsStage(Stage):
             return key, pd.DataFrame()
         from templates.adapters.modelarts_files import read_frame
 
-        path = self.task.item_payload(key, payload)["input"]
+        path = self.source.payload(key, payload)["input"]
         frame = read_frame(path, key)
         return key, self._step("PreProcess", frame)
 

@@ -18,7 +18,7 @@ class TaskStage(Stage):
     style = "task"
 
     @classmethod
-    def claims(cls, obj: type) -> bool:
+    def accepts(cls, obj: type) -> bool:
         return isinstance(obj, type) and issubclass(obj, Task)
 
     def write_row(self, i: int, size: int, row: Row, result: Any, outputs: dict[str, Any]) -> None:

@@ -4,25 +4,24 @@ A torch task picks one of each (see `dispatcher.task.TorchTask`): a data source
 (`generate_tasks` + `load_data`, an own `get_dataset`, an own `get_dataloader`), a done
 check (`is_each_executed`, `is_executed(batch)`) and a compute mode (`inference` with
 `postprocess_each` or `postprocess`, or a whole `process(device, batch)`). The choice is
-read here, once per class, and becomes the stage's steps; no backbone knows it.
+read here, once per class, and becomes the stage's steps and its item source
+(`torch_items.py`, or a template's own); no backbone knows it.
 
-Torch is imported only when a batch is collated or computed, never to claim a class.
+Torch is imported only when a batch is collated or computed, never to accept a class.
 """
 
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from dispatcher.execution.signals import ControlFlow
 from dispatcher.execution.steps import StageFailed, error_line
+from dispatcher.items import ItemSource, TaskItems
 from dispatcher.stage import Batch, Row, Stage
-from dispatcher.task import Item, Task, TorchTask
-
-WHOLE_RUN_KEY = "(all batches)"
-"""The one plan item of a run over an own dataloader or iterable dataset (rows unknown
-upfront). It succeeds when every row did; `--shard` cannot split it (shard inside the loader)."""
+from dispatcher.task import Task, TorchTask
+from templates.adapters.torch_items import ListedItems, OwnRows
 
 
 def overrides(task_cls: type, name: str, base: type = TorchTask) -> bool:
@@ -34,7 +33,7 @@ def data_source(task_cls: type[Task]) -> str:
     """`items` (generate_tasks / a template), `dataset` (own get_dataset) or `dataloader`."""
     if overrides(task_cls, "get_dataloader"):
         return "dataloader"
-    lists_items = overrides(task_cls, "generate_tasks") or overrides(task_cls, "iter_items")
+    lists_items = overrides(task_cls, "generate_tasks") or overrides(task_cls, "item_source")
     if overrides(task_cls, "get_dataset") and not lists_items:
         return "dataset"
     return "items"
@@ -83,25 +82,18 @@ class TorchTaskStage(Stage):
     compute_step = "inference"
 
     def __init__(self, task: Task, force: bool = False) -> None:
-        super().__init__(task, force)
         cls = type(task)
-        self.source = data_source(cls)
-        self.mode = compute_mode(cls)
+        self.data = data_source(cls)
         self.check = done_check(cls)
-        self.dataset: Any = None
-        self._whole = False
+        self.mode = compute_mode(cls)
+        super().__init__(task, force)
         self.device: Any = None
         self.model = "absent"  # absent | loaded | failed
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["dataset"] = None  # rebuilt by get_dataset() where it is needed
-        return state
 
     # --- the class ------------------------------------------------------------------------
 
     @classmethod
-    def claims(cls, obj: type) -> bool:
+    def accepts(cls, obj: type) -> bool:
         return isinstance(obj, type) and issubclass(obj, TorchTask)
 
     @classmethod
@@ -125,56 +117,17 @@ class TorchTaskStage(Stage):
     def writes_on_device(self) -> bool:  # type: ignore[override]
         return self.mode == "process"
 
-    # --- plan side -------------------------------------------------------------------------
+    # --- items ----------------------------------------------------------------------------
 
-    def items(self) -> Iterable[Item]:
-        if self.source == "items":
-            return self.task.iter_items()
-        return list(self._own_items())
-
-    def _own_items(self) -> Iterator[Item]:
-        if self.source == "dataset":
-            dataset = self.dataset = self.task.get_dataset()  # type: ignore[attr-defined]
-            try:
-                count = len(dataset)
-            except TypeError:
-                count = None  # an iterable dataset: its rows are known only by iterating
-            if count is not None and hasattr(dataset, "__getitem__"):
-                for index in range(count):
-                    yield f"{index:012d}", index
-                return
-        self._whole = True
-        yield WHOLE_RUN_KEY, None
-
-    @property
-    def whole_run(self) -> bool:
-        return self._whole
-
-    @property
-    def checks_after_load(self) -> bool:
-        return self.source != "items" and self.check is not None
-
-    def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
-        task: Any = self.task
-        for key, payload in items:
-            if self.source != "items":
-                yield False  # rows are known only once loaded: checked batch by batch
-            elif self.check == "each":
-                yield bool(task.is_each_executed(**task.item_payload(key, payload)))
-            elif self.check == "batch":
-                fields = task.item_payload(key, payload)
-                yield bool(task.is_executed({name: [value] for name, value in fields.items()}))
-            else:
-                yield False
-
-    def done_after_load(self, batch: Batch, size: int) -> list[bool] | None:
-        task: Any = self.task
-        if self.check == "batch":
-            return [bool(task.is_executed(batch))] * size
-        if self.check == "each":
-            row_of = _batches().row_of
-            return [bool(task.is_each_executed(**row_of(batch, i))) for i in range(size)]
-        return None
+    def source_of(self, task: Task) -> ItemSource:
+        """Own data: its rows. Listed items: a template's own source, or the items of
+        `generate_tasks` asked with the task's own done check."""
+        if self.data != "items":
+            return OwnRows(task, self.data, self.check)
+        source = task.item_source()
+        if isinstance(source, TaskItems):
+            return ListedItems(task, self.check)
+        return source
 
     # --- worker side -----------------------------------------------------------------------
 
@@ -198,16 +151,10 @@ class TorchTaskStage(Stage):
             raise StageFailed("load_model failed earlier")
 
     def load(self, key: str, payload: Any) -> Row:
-        task: Any = self.task
-        if self.source == "dataset":
-            if self.dataset is None:
-                self.dataset = task.get_dataset()
-            row = self.dataset[payload]
-            if not isinstance(row, Mapping):
-                raise TypeError(f"dataset rows must be dicts, got {type(row).__name__}")
-            return row
-        fields = task.item_payload(key, payload)
-        loaded = task.load_data(**fields)
+        fields = self.source.payload(key, payload)
+        if self.data == "dataset":
+            return fields  # a row of the task's own dataset
+        loaded = self.task.load_data(**fields)  # type: ignore[attr-defined]
         if not isinstance(loaded, Mapping):
             raise TypeError(f"load_data must return a dict, got {type(loaded).__name__}")
         # The item's own fields (a template's `input` path) ride along unless load_data
@@ -274,9 +221,7 @@ class TorchTaskStage(Stage):
 
     def own_loader(self, loader_for: Callable[[Any, Callable[..., Any]], Iterable[Any]]) -> Any:
         """The task's own dataloader, or `loader_for` over its iterable dataset."""
-        task: Any = self.task
-        if self.source == "dataloader":
-            return task.get_dataloader()
-        dataset = self.dataset if self.dataset is not None else task.get_dataset()
-        self.dataset = None
-        return loader_for(dataset, self.collate)
+        if self.data == "dataloader":
+            return self.task.get_dataloader()  # type: ignore[attr-defined]
+        own: Any = self.source
+        return loader_for(own.take_dataset(), self.collate)

@@ -1,11 +1,15 @@
-"""What a template task does at run time: roots, items, done checks, staged outputs.
+"""The template item source: items, done checks and outputs from a task's declared modes.
 
-Built once per process from the task's filled `mixin` (its modes and roots), so every
-hook the plan and the workers call works from the same resolved values.
+Built once from the task's filled `mixin` (its modes and roots), so the plan, the workers
+and the task's own hooks (`generate_tasks`, `is_executed`) work from the same resolved
+values. Keys are paths relative to the input root; done means every output the finish
+check names is in its folder's listing (one listing per output folder); outputs are
+staged, claimed and committed under the output root (`dispatcher.outputs`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -14,13 +18,15 @@ from itertools import chain, pairwise, repeat
 from operator import itemgetter
 from typing import Any
 
+from dispatcher.items import Item, ItemSource
 from dispatcher.outputs import (
     Claimed,
     DoneElsewhere,
     ListingIndex,
     OutputOutsideRoot,
+    claimed_all,
+    clear_abandoned,
     confine,
-    is_inside,
     is_staging_name,
     unsafe_reason,
 )
@@ -28,11 +34,22 @@ from templates.input_modes import InputMode
 from templates.output_modes import Finish, FinishWhenAllExist, OutputMode, OutputWithExtension
 from templates.shards import HardShard
 
-Item = tuple[str, Any]
+SOURCE = "_dispatch_items"
+"""Where a template task keeps its item source (built once per process from its mixin)."""
+
+
+def template_items(task: Any) -> TemplateItems:
+    """The item source of a template task, built from its filled `mixin` on first use."""
+    source = task.__dict__.get(SOURCE)
+    if source is None:
+        source = task.__dict__[SOURCE] = TemplateItems.from_mixin(task.mixin)
+    return source
 
 
 @dataclass
-class Runtime:
+class TemplateItems(ItemSource):
+    """A template task's items and outputs, answered from its declared modes."""
+
     input_value: str
     """The configured input (after hard-shard substitution), as the user wrote it."""
     input_root: str
@@ -42,11 +59,9 @@ class Runtime:
     input_mode: InputMode
     output_mode: OutputMode
     finish: Finish
-    exclude: str | None
-    """The output root relative to the input root, when it lies inside it (never walked)."""
 
     @classmethod
-    def from_mixin(cls, mixin: Any) -> Runtime:
+    def from_mixin(cls, mixin: Any) -> TemplateItems:
         input_value, output_value = mixin["input"], mixin["output"]
         hard = mixin.get("hard_shard")
         if isinstance(hard, HardShard):
@@ -61,7 +76,6 @@ class Runtime:
             input_mode=input_mode,
             output_mode=mixin["output_mode"],
             finish=mixin.get("finish") or FinishWhenAllExist(),
-            exclude=_nested(input_root, output_root),
         )
 
     @property
@@ -70,9 +84,7 @@ class Runtime:
         return os.path.abspath(self.input_mode.read_root(self.input_value))
 
     def items(self) -> list[Item]:
-        items, groups = self.input_mode.items_with_groups(
-            self.input_value, self.input_root, self.exclude
-        )
+        items, groups = self.input_mode.items_with_groups(self.input_value, self.input_root)
         # Kept for the done check of these very items (never pickled to workers), when
         # the groups are in key order: then the plan keeps the list as it is.
         ordered = groups is not None and all(
@@ -87,14 +99,19 @@ class Runtime:
         state.pop("_listings", None)
         return state
 
-    def kwargs(self, key: str, payload: Any) -> dict[str, Any]:
+    def payload(self, key: str, payload: Any) -> dict[str, Any]:
+        """The item's keyword arguments for `process` / `load_data` (its input path...)."""
         return self.input_mode.kwargs(self.input_value, self.input_root, key, payload)
 
     def describe(self, key: str, payload: Any) -> dict[str, Any]:
         """An item as a failure record shows it (in the parent: nothing is read but its row)."""
         return self.input_mode.describe(self.input_value, self.input_root, key, payload)
 
+    def origin(self) -> str:
+        return f"under {self.input_value} (input mode {self.input_mode!r})"
+
     def key_of(self, kwargs: dict[str, Any]) -> str:
+        """The key of the item whose keyword arguments are `kwargs` (the reverse of `payload`)."""
         return self.input_mode.key_of(self.input_value, self.input_root, kwargs)
 
     def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
@@ -171,6 +188,20 @@ class Runtime:
         """The item's outputs for `process`, claimed, staged and committed on success."""
         return StagedItem(self, key, remake)
 
+    def _final(self, key: str) -> str | None:
+        try:
+            return self.output_mode.final(self.output_root, key)
+        except OutputOutsideRoot:
+            return None  # never staged: its item fails with the reason when it runs
+
+    def claim_all(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        return claimed_all([final for final in map(self._final, keys) if final is not None])
+
+    def clear_abandoned(self, key: str) -> None:
+        final = self._final(key)
+        if final is not None:
+            clear_abandoned(final)
+
     def is_done_at(self, final: str, key: str) -> bool:
         """`is_done`, given the item's confined committed path (one `lstat` for a file)."""
         if isinstance(self.output_mode, OutputWithExtension):
@@ -203,25 +234,25 @@ class StagedItem:
     One object, not nested generators: it is entered once per item, millions of times.
     """
 
-    __slots__ = ("runtime", "key", "remake", "_claimed", "_stage")
+    __slots__ = ("source", "key", "remake", "_claimed", "_stage")
 
-    def __init__(self, runtime: Runtime, key: str, remake: bool = False) -> None:
-        self.runtime = runtime
+    def __init__(self, source: TemplateItems, key: str, remake: bool = False) -> None:
+        self.source = source
         self.key = key
         self.remake = remake
         self._claimed: Claimed | None = None
         self._stage: Any = None
 
     def __enter__(self) -> dict[str, Any]:
-        runtime, key = self.runtime, self.key
-        final = runtime.output_mode.final(runtime.output_root, key)
+        source, key = self.source, self.key
+        final = source.output_mode.final(source.output_root, key)
         claimed = self._claimed = Claimed(final)
         claim = claimed.__enter__()
         try:
             # A batch written by one call writes every row, so its items are made again.
-            if not claim.batch and not self.remake and runtime.is_done_at(final, key):
+            if not claim.batch and not self.remake and source.is_done_at(final, key):
                 raise DoneElsewhere(f"{key} was completed by another run")
-            stage = runtime.output_mode.stage_final(final)
+            stage = source.output_mode.stage_final(final)
             outputs = stage.__enter__()
         except BaseException:
             claimed.__exit__(None, None, None)
@@ -271,10 +302,3 @@ def _done_by_key(items: Sequence[Item], ext: str, listings: _Listings) -> Iterat
 
 def _is_safe(key: str) -> bool:
     return unsafe_reason(key) is None
-
-
-def _nested(input_root: str, output_root: str) -> str | None:
-    real_in, real_out = os.path.realpath(input_root), os.path.realpath(output_root)
-    if real_out != real_in and is_inside(real_in, real_out):
-        return os.path.relpath(real_out, real_in).replace(os.sep, "/")
-    return None

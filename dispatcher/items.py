@@ -1,0 +1,131 @@
+"""The item source: the one owner of a task's items and of their outputs.
+
+It says where items come from (enumeration, keys), whether each is done (a listing per
+output folder, finish checks) and where each one's outputs go (final paths, staging,
+claims, commit, leftovers). The plan asks it; the execution steps and the engines commit
+through it; nothing else computes a final path, a done check or a staging name
+(`dispatcher.outputs` holds the primitives it builds on). A new storage (an object store,
+with its own claim and commit) or a new item granularity (row ranges of a big file) is a
+new `ItemSource`, not edits across layers.
+
+Every task style provides one (`Task.item_source()`; templates and operator adapters
+their own); its stage holds it (`Stage.source`) and carries it to the workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import repeat
+from typing import Any
+
+from dispatcher.errors import UsageError
+
+Item = tuple[str, Any]
+"""(key, payload): the key is stable and sortable; the payload is what `payload` turns
+into the arguments of the task's work, in the worker."""
+
+
+class _NoOutputs:
+    """The staged outputs of a source that declares none: an empty dict, nothing to commit.
+
+    A plain object rather than a generator: it is entered once per item."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> dict[str, Any]:
+        return {}
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+NO_OUTPUTS = _NoOutputs()
+
+
+class ItemSource:
+    """Where a stage's items come from, whether each is done, and where its outputs go.
+
+    Built in the parent with its stage and pickled to the workers with it. The defaults
+    describe items without declared outputs: never done, nothing staged, nothing left over.
+    """
+
+    whole_run: bool = False
+    """The one item `items` listed stands for every row the stage's own loader yields."""
+    checks_after_load: bool = False
+    """Rows are known only once loaded: loaded batches go through `done_after_load`."""
+
+    def items(self) -> Iterable[Item]:
+        """Every item, `(key, payload)`, in any order (the plan sorts them by key)."""
+        raise NotImplementedError
+
+    def payload(self, key: str, payload: Any) -> Any:
+        """What the task's work receives for an item (in the worker)."""
+        return payload
+
+    def describe(self, key: str, payload: Any) -> Any:
+        """What a failure record shows of an item (in the parent, reading nothing)."""
+        return payload if isinstance(payload, dict) else None
+
+    def origin(self) -> str:
+        """Where items come from, for the line that says none were found."""
+        return ""
+
+    def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
+        """For each item, whether it is done; in the parent, before dispatch."""
+        return repeat(False, len(items))
+
+    def final_outputs(self, keys: Sequence[str]) -> Iterable[str] | None:
+        """Each key's committed path relative to its output root (None: none declared)."""
+        return None
+
+    def leftovers(self, items: Sequence[Item]) -> Iterable[str]:
+        """Paths that killed attempts left where the last `done_mask` looked."""
+        return ()
+
+    def staged(self, key: str, remake: bool = False) -> contextlib.AbstractContextManager[Any]:
+        """An item's outputs to write, for one `with` block: claimed, staged, committed on
+        success (`remake`: even if another run completed the item since the plan)."""
+        return NO_OUTPUTS
+
+    def claim_all(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        """Hold the claims of several items at once (a batch written by one call)."""
+        return contextlib.nullcontext()
+
+    def clear_abandoned(self, key: str) -> None:
+        """Remove what a killed attempt at `key` left, unless a live run holds it."""
+
+    def done_after_load(self, batch: Any, size: int) -> list[bool] | None:
+        """For rows known only once loaded: whether each row of a collated `batch` is
+        done (None: no done check). Asked through `plan.pending_rows`, never directly."""
+        return None
+
+
+class TaskItems(ItemSource):
+    """A plain task's items: the dicts `generate_tasks` yields, keyed by `item_key`, done
+    when `is_executed(**item)` says so. No outputs are declared (a task may write with
+    `atomic_write` itself)."""
+
+    def __init__(self, task: Any) -> None:
+        self.task = task
+
+    def items(self) -> Iterator[Item]:
+        task = self.task
+        first = True
+        for item in task.generate_tasks():
+            if not isinstance(item, dict):
+                raise TypeError(f"generate_tasks() must yield dicts, got {type(item).__name__}")
+            if first:  # one signature check, before any item runs: a usage error, exit 2
+                first = False
+                problems = task.item_problems(item)
+                if problems:
+                    raise UsageError(*problems)
+            yield task.item_key(item), item
+
+    def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
+        is_executed = self.task.is_executed
+        for _, payload in items:
+            yield bool(is_executed(**payload))
+
+    def origin(self) -> str:
+        return f"({type(self.task).__name__}.generate_tasks yielded none)"
