@@ -130,7 +130,7 @@ def write_file(path: Path, text: str) -> Path:
 
 def tree(root: Path) -> dict[str, bytes]:
     """Every output under `root` (relative POSIX path -> bytes): every file but the record of
-    which run made them (`.dispatch-run.CLASS`, tests/test_records.py checks it)."""
+    which run made them (`.dispatch-run.CLASS`, tests/dispatcher/outputs/test_records.py checks it)."""
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))

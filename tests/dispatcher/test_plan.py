@@ -63,7 +63,7 @@ def dispatch(ds: Path, cls: str, *args: str, env: dict[str, str] | None = None, 
 
 def everything(root: Path) -> dict[str, str | None]:
     """Every entry under `root`, hidden ones included (folders as None), but the record of
-    the run that made them (tests/test_records.py checks it)."""
+    the run that made them (tests/dispatcher/outputs/test_records.py checks it)."""
     return {
         p.relative_to(root).as_posix(): (None if p.is_dir() else p.read_text())
         for p in sorted(root.rglob("*"))
