@@ -7,49 +7,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, run_dispatch, tree, write_file
+from conftest import REPO, run_dispatch, task_file, tree, write_file
 
 from dispatcher.outputs.records import is_provenance_name
 
-ECHO_TASK = '''
-import json, os
-from dispatcher import Placeholder, MIXIN_PLACEHOLDER, Task, atomic_write
-
-class Echo(Task):
-    """Writes each item's resolved settings to OUT/<name>.json."""
-    mixin = {
-        "output": MIXIN_PLACEHOLDER,
-        "n": Placeholder(int, default=2, help="how many items"),
-        "mode": Placeholder(str, default="fast", choices=["fast", "slow"], help="speed"),
-        "nested": {"deep": {"value": Placeholder(float, default=1.5, help="a deep one")}},
-        "tags": [Placeholder(str, default="a"), "b"],
-    }
-
-    @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument("--shout", action="store_true", help="upper-case the greeting")
-        parser.add_argument("--words", nargs="+", default=["hi"], help="words to say")
-        parser.add_argument("--level", type=int, default=0)
-
-    def generate_tasks(self):
-        return [{"name": f"item{i}"} for i in range(self.mixin.n)]
-
-    def is_executed(self, name):
-        return os.path.exists(os.path.join(self.mixin.output, name + ".json"))
-
-    def process(self, name):
-        words = [w.upper() if self.args.shout else w for w in self.args.words]
-        record = {"name": name, "mode": self.mixin.mode, "deep": self.mixin.nested.deep.value,
-                  "tags": list(self.mixin.tags), "words": words, "level": self.args.level}
-        with atomic_write(os.path.join(self.mixin.output, name + ".json")) as tmp:
-            with open(tmp, "w") as fh:
-                json.dump(record, fh)
-'''
-
-
 @pytest.fixture
-def echo(tmp_path):
-    return write_file(tmp_path / "echo_task.py", ECHO_TASK)
+def echo():
+    return task_file("cli_echo")
 
 
 def outputs(out):
@@ -280,18 +244,7 @@ def test_debug_shows_traceback(echo, tmp_path):
 
 
 def test_failed_item_exit_1_and_failure_recorded(tmp_path):
-    task = write_file(
-        tmp_path / "flaky.py",
-        """
-        from dispatcher import Task
-        class Flaky(Task):
-            def generate_tasks(self):
-                return [{"i": i} for i in range(4)]
-            def process(self, i):
-                if i == 2:
-                    raise ValueError("item two is bad")
-    """,
-    )
+    task = task_file("cli_tasks")
     proc = run_dispatch(
         task, "Flaky", "--backbone", "serial", "--log-dir", tmp_path / "logs", cwd=tmp_path
     )
@@ -323,16 +276,7 @@ def test_sigterm_during_configuration_exits_143_writing_nothing(tmp_path):
     import signal
     import time
 
-    task = write_file(
-        tmp_path / "slow_import.py",
-        """
-        import time
-        time.sleep(30)  # a heavy import, still loading when the signal comes
-        from dispatcher import Task
-        class Slow(Task):
-            pass
-    """,
-    )
+    task = task_file("cli_slow_import")
     work = tmp_path / "work"
     work.mkdir()
     proc = subprocess.Popen(
@@ -350,19 +294,7 @@ def test_sigterm_during_configuration_exits_143_writing_nothing(tmp_path):
 
 
 def test_a_log_directory_inside_the_output_root_is_refused(tmp_path):
-    task = write_file(
-        tmp_path / "tmpl.py",
-        """
-        from dispatcher import Placeholder, Task
-        from templates import InputByExtensions, OutputWithExtension, cpu_task
-
-        @cpu_task(input=Placeholder(str), output=Placeholder(str),
-                  input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".out"))
-        class Copy(Task):
-            def process(self, input, output):
-                open(output, "w").write(open(input).read())
-    """,
-    )
+    task = task_file("cli_tasks")
     write_file(tmp_path / "in" / "a.txt", "a")
     out = tmp_path / "out"
     out.mkdir()
@@ -396,17 +328,7 @@ def test_a_log_directory_inside_the_output_root_is_refused(tmp_path):
 
 
 def test_mixin_keys_for_a_task_that_declares_none_are_errors(tmp_path):
-    task = write_file(
-        tmp_path / "bare.py",
-        """
-        from dispatcher import Task
-        class Bare(Task):
-            def generate_tasks(self):
-                return [{"i": 0}]
-            def process(self, i):
-                pass
-    """,
-    )
+    task = task_file("cli_tasks")
     proc = run_dispatch(
         task, "Bare", "--backbone", "serial", "--mixin", "a.b=1", "c=2", cwd=tmp_path
     )
