@@ -41,6 +41,6 @@ class Echo(Task):
             "words": words,
             "level": self.args.level,
         }
-        with atomic_write(os.path.join(self.mixin.output, name + ".json")) as tmp:
-            with open(tmp, "w") as fh:
-                json.dump(record, fh)
+        path = os.path.join(self.mixin.output, name + ".json")
+        with atomic_write(path) as tmp, open(tmp, "w") as fh:
+            json.dump(record, fh)

@@ -1,6 +1,8 @@
 """Small tasks the command-line tests run: one that fails an item, a template task, one
 that declares no mixin."""
 
+import shutil
+
 from dispatcher import Placeholder, Task
 from templates import InputByExtensions, OutputWithExtension, cpu_task
 
@@ -26,7 +28,7 @@ class Copy(Task):
     """Copies each .txt input to <name>.txt.out."""
 
     def process(self, input, output):
-        open(output, "w").write(open(input).read())
+        shutil.copyfile(input, output)
 
 
 class Bare(Task):

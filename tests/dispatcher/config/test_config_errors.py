@@ -5,31 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, write_file
-
-ECHO_TASK = """
-    import json, os
-    from dispatcher import Placeholder, Task, atomic_write
-
-    class Echo(Task):
-        mixin = {
-            "out": Placeholder(str),
-            "source": Placeholder(str),
-            "tags": Placeholder(list[str], default=[]),
-            "min_chars": Placeholder(int, default=1),
-            "note": Placeholder(str | None, default=None),
-        }
-
-        def generate_tasks(self):
-            return [{"i": 0}]
-
-        def process(self, i):
-            with atomic_write(os.path.join(self.mixin.out, "r.json")) as tmp, open(tmp, "w") as fh:
-                json.dump({k: self.mixin[k] for k in ("source", "tags", "min_chars", "note")}, fh)
-"""
+from conftest import REPO, run_dispatch, task_file, write_file
 
 
 def _error_lines(proc) -> list[str]:
@@ -37,7 +17,7 @@ def _error_lines(proc) -> list[str]:
 
 
 def _echo(tmp_path: Path, *args: str):
-    task = write_file(tmp_path / "echo.py", ECHO_TASK)
+    task = task_file("config_echo")
     out = tmp_path / "out"
     proc = run_dispatch(
         task, "Echo", "--backbone", "serial", "--mixin", f"out={out}", *args, cwd=tmp_path
@@ -69,16 +49,11 @@ def test_a_str_placeholder_keeps_the_typed_text_in_yaml_files(tmp_path):
 
 def test_quoted_and_interpolated_values_stay_strings(tmp_path):
     cfg = write_file(tmp_path / "cfg.yaml", "mixin:\n  raw: 0123\n  source: ${mixin.raw}\n")
-    task = write_file(
-        tmp_path / "echo.py",
-        ECHO_TASK.replace(
-            '"out": Placeholder(str),', '"out": Placeholder(str), "raw": Placeholder(str),'
-        ),
-    )
+    task = task_file("config_echo")
     out = tmp_path / "out"
     proc = run_dispatch(
         task,
-        "Echo",
+        "EchoRaw",
         "--backbone",
         "serial",
         "--cfg",
@@ -139,30 +114,23 @@ def test_null_in_a_yaml_file_is_refused_as_well(tmp_path):
 
 # --- signatures are checked up front -----------------------------------------------------
 
-TEMPLATE_TASK = """
-    from dispatcher import Task
-    from templates import InputByExtensions, OutputWithExtension, OutputSubfolder, cpu_task
-
-    @cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode={output_mode})
-    class Copy(Task):
-        def process(self, {params}):
-            import shutil
-            given = dict(locals())
-            given.update(given.pop("kwargs", {{}}))
-            shutil.copyfile(given["input"], given["output"])
-"""
+PROCESS_SIGNATURES = {
+    "input": ("config_process_no_output", "Copy"),
+    "input, output, output_text": ("config_process_unpassed", "Copy"),
+    "input, output": ("config_process_fits", "Named"),
+    "input, output, extra=1": ("config_process_fits", "WithDefault"),
+    "input, **kwargs": ("config_process_fits", "InputAndKwargs"),
+    "**kwargs": ("config_process_fits", "OnlyKwargs"),
+}
+"""A template task per process() signature: (module under tests/tasks/, class)."""
 
 
-def _template_run(
-    tmp_path: Path, params: str, output_mode: str = "OutputWithExtension(ext='.out')"
-):
-    task = write_file(
-        tmp_path / "copy_task.py", TEMPLATE_TASK.format(params=params, output_mode=output_mode)
-    )
+def _template_run(tmp_path: Path, params: str):
+    module, cls = PROCESS_SIGNATURES[params]
     write_file(tmp_path / "data" / "a.txt", "hello\n")
     return run_dispatch(
-        task,
-        "Copy",
+        task_file(module),
+        cls,
         "--backbone",
         "serial",
         "--mixin",
@@ -183,11 +151,7 @@ def test_process_that_cannot_take_the_template_output_is_refused(tmp_path):
 
 
 def test_process_with_a_required_parameter_nothing_passes_is_refused(tmp_path):
-    proc = _template_run(
-        tmp_path,
-        "input, output, output_text",
-        output_mode="OutputSubfolder(files={'txt': 'a.txt'})",
-    )
+    proc = _template_run(tmp_path, "input, output, output_text")
     assert proc.returncode == 2, proc.stderr
     assert _error_lines(proc) == [
         "dispatch: error: Copy.process() has no parameter 'output_txt', which its template passes "
@@ -207,18 +171,7 @@ def test_process_signatures_that_fit_run(tmp_path, params):
 
 
 def test_a_plain_task_item_that_process_cannot_take_is_refused_at_plan_time(tmp_path):
-    task = write_file(
-        tmp_path / "t.py",
-        """
-        import os
-        from dispatcher import Task
-        class T(Task):
-            def generate_tasks(self):
-                return [{"path": "a", "size": 1}, {"path": "b", "size": 2}]
-            def process(self, path, mode):
-                open(os.path.join(os.path.dirname(__file__), "ran"), "w").close()
-    """,
-    )
+    task = shutil.copy(task_file("config_item_signature"), tmp_path / "t.py")
     proc = run_dispatch(task, "T", "--backbone", "serial", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert _error_lines(proc) == [
@@ -231,22 +184,7 @@ def test_a_plain_task_item_that_process_cannot_take_is_refused_at_plan_time(tmp_
 
 @pytest.mark.slow
 def test_torch_template_load_data_and_postprocess_each_are_checked(tmp_path):
-    task = write_file(
-        tmp_path / "t.py",
-        """
-        from dispatcher import TorchTask
-        from templates import InputByExtensions, OutputWithExtension, torch_task
-
-        @torch_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(ext=".out"))
-        class T(TorchTask):
-            def load_data(self, path):
-                return {}
-            def inference(self, device, batch_size, **batch):
-                return [0] * batch_size
-            def postprocess_each(self, batch_idx, batch_size, input, result):
-                pass
-    """,
-    )
+    task = task_file("config_torch_signature")
     write_file(tmp_path / "data" / "a.txt", "x")
     proc = run_dispatch(
         task,
@@ -343,18 +281,7 @@ def test_clip_task_without_av_says_so_once_before_work(tmp_path):
 
 
 def test_a_task_requiring_a_missing_module_is_refused(tmp_path):
-    task = write_file(
-        tmp_path / "t.py",
-        """
-        from dispatcher import Task
-        class T(Task):
-            requires = {"no_such_module_for_dispatch": "extra-x", "json": "never-needed"}
-            def generate_tasks(self):
-                return [{"i": 0}]
-            def process(self, i):
-                pass
-    """,
-    )
+    task = task_file("config_requires")
     proc = run_dispatch(task, "T", "--backbone", "serial", cwd=tmp_path)
     assert proc.returncode == 2
     assert _error_lines(proc) == [
@@ -418,20 +345,7 @@ def test_shard_all_outside_slurm_is_every_item(tmp_path):
 
 
 def test_a_task_that_picks_its_own_part_runs_in_an_array_without_a_shard(tmp_path):
-    task = write_file(
-        tmp_path / "parts.py",
-        """
-        import shutil
-        from dispatcher import Placeholder, Task
-        from templates import HardShard, InputByExtensions, OutputWithExtension, cpu_task
-
-        @cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(ext=".out"),
-                  hard_shard=HardShard(shard=Placeholder(int)))
-        class Parts(Task):
-            def process(self, input, output):
-                shutil.copyfile(input, output)
-    """,
-    )
+    task = task_file("config_parts")
     write_file(tmp_path / "data" / "1" / "a.txt", "a")
     proc = run_dispatch(
         task,
