@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import pathlib
+import shutil
 
 import pytest
-from conftest import run_dispatch, write_file
+from conftest import run_dispatch, task_file, write_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -223,24 +224,7 @@ def test_cfg_option_errors():
 
 
 def test_cfg_end_to_end_booleans_lists_and_layers(tmp_path):
-    task = write_file(
-        tmp_path / "t.py",
-        """
-        import json, os
-        from dispatcher import Placeholder, Task, atomic_write
-        class T(Task):
-            mixin = {"out": Placeholder(str), "who": Placeholder(str, default="nobody"), "n": Placeholder(int, default=1)}
-            @classmethod
-            def add_arguments(cls, parser):
-                parser.add_argument("--loud", action="store_true")
-                parser.add_argument("--words", nargs="*", default=[])
-            def generate_tasks(self):
-                return [{"i": 0}]
-            def process(self, i):
-                with atomic_write(os.path.join(self.mixin.out, "r.json")) as tmp, open(tmp, "w") as fh:
-                    json.dump({"loud": self.args.loud, "words": self.args.words, "who": self.mixin.who, "n": self.mixin.n}, fh)
-    """,
-    )
+    task = task_file("config_layers")
     cfg = write_file(
         tmp_path / "cfg.yaml",
         """
@@ -281,20 +265,7 @@ def test_cfg_end_to_end_booleans_lists_and_layers(tmp_path):
 def test_two_task_files_with_the_same_name_do_not_collide(tmp_path):
     for name in ("one", "two"):
         write_file(tmp_path / name / "helper.py", f"WHO = {name!r}\n")
-        write_file(
-            tmp_path / name / "task.py",
-            f"""
-            import os
-            from helper import WHO
-            from dispatcher import Task, atomic_write
-            class T(Task):
-                def generate_tasks(self):
-                    return [{{"i": 0}}]
-                def process(self, i):
-                    with atomic_write(os.path.join({str(tmp_path / name / "out")!r}, "who.txt")) as tmp:
-                        open(tmp, "w").write(WHO + " " + __name__ + " " + str(type(self).__module__ == __name__))
-        """,
-        )
+        shutil.copy(task_file("config_beside_helper"), tmp_path / name / "task.py")
     from dispatcher.loader import load_task_class
 
     a = load_task_class(str(tmp_path / "one" / "task.py"), "T")
@@ -310,17 +281,7 @@ def test_two_task_files_with_the_same_name_do_not_collide(tmp_path):
 def test_sibling_module_cannot_shadow_the_dispatcher(tmp_path):
     write_file(tmp_path / "dispatcher.py", "raise RuntimeError('shadowed!')\n")
     write_file(tmp_path / "templates.py", "raise RuntimeError('shadowed!')\n")
-    task = write_file(
-        tmp_path / "task.py",
-        """
-        from dispatcher import Task
-        class T(Task):
-            def generate_tasks(self):
-                return [{"i": 0}]
-            def process(self, i):
-                pass
-    """,
-    )
+    task = shutil.copy(task_file("config_plain"), tmp_path / "task.py")
     proc = run_dispatch(task, "T", "--backbone", "serial", cwd=tmp_path / "..")
     assert proc.returncode == 0, proc.stderr
 
