@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO, backbone_params, run_dispatch, tree, write_file
+from conftest import REPO, backbone_params, run_dispatch, task_file, tree, write_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -28,48 +28,10 @@ HOSTILE = [
     " ", "- a", "? x", "a\tb", "a\n\nb\n", "x=y", "éß 中文 🙂", "\\n", "- ",
 ]  # fmt: skip
 
-ECHO = """
-    import json, os
-    from dispatcher import Placeholder, Task, atomic_write
-
-    class Echo(Task):
-        mixin = {
-            "out": Placeholder(str),
-            "text": Placeholder(str, default="t"),
-            "note": Placeholder(str | None, default="n"),
-            "n": Placeholder(int, default=1),
-            "any": Placeholder(default=None),
-            "words": Placeholder(list[str], default=[]),
-            "config": Placeholder(dict[str, str], default={}),
-            "s": {f"k{i}": Placeholder(str, default="") for i in range(40)},
-        }
-
-        @classmethod
-        def add_arguments(cls, parser):
-            parser.add_argument("--tag", default="t")
-
-        def output_roots(self):
-            return [self.mixin.out]
-
-        def generate_tasks(self):
-            return [{"i": 0}]
-
-        def process(self, i):
-            os.makedirs(self.mixin.out, exist_ok=True)
-            with atomic_write(os.path.join(self.mixin.out, "r.json")) as tmp:
-                with open(tmp, "w") as fh:
-                    seen = {k: v for k, v in self.mixin.items() if k != "out"}
-                    json.dump({**seen, "tag_option": self.args.tag}, fh)
-"""
-
-
-def _echo_task(tmp_path: Path) -> Path:
-    return write_file(tmp_path / "echo.py", ECHO)
-
 
 def _echo(tmp_path: Path, *args: str, out: str = "out", cwd: Path | None = None):
     """The Echo task run from `cwd` with `args`; (process, the mixin it saw or None)."""
-    task = _echo_task(tmp_path)
+    task = task_file("config_text_echo")
     proc = run_dispatch(task, "Echo", "--backbone", "serial", "--log-dir", tmp_path / "logs",
                         "--mixin", f"out={tmp_path / out}", *args, cwd=cwd or tmp_path)  # fmt: skip
     result = tmp_path / out / "r.json"
@@ -206,7 +168,7 @@ def test_a_str_option_in_cfg_sections_is_the_scalars_text(tmp_path):
     proc, seen = _echo(tmp_path, "--cfg", str(cfg))
     assert proc.returncode == 0, proc.stderr
     assert seen["tag_option"] == "0123"
-    printed = run_dispatch(_echo_task(tmp_path), "Echo", "--cfg", cfg, "--print-config",
+    printed = run_dispatch(task_file("config_text_echo"), "Echo", "--cfg", cfg, "--print-config",
                            "--mixin", "out=o", cwd=tmp_path)  # fmt: skip
     assert printed.returncode == 0, printed.stderr
     assert "  tag: '0123'\n" in printed.stdout
@@ -228,7 +190,7 @@ def test_print_config_read_back_by_cfg_gives_every_value_back(tmp_path):
     items += ["text=a ${mixin.note}", "note=\\${x}", "any='1e3'", "n=7", "words=[a, '0123']"]
     proc, direct = _echo(tmp_path, *items)
     assert proc.returncode == 0, proc.stderr
-    task = _echo_task(tmp_path)
+    task = task_file("config_text_echo")
     printed = run_dispatch(task, "Echo", "--print-config", "--mixin", f"out={tmp_path / 'again'}",
                            *items, cwd=tmp_path)  # fmt: skip
     assert printed.returncode == 0, printed.stderr
@@ -266,7 +228,7 @@ def test_a_printed_config_with_relative_paths_replays_only_where_it_was_printed(
 
 
 def test_python_mixin_str_values_pass_through_untouched(tmp_path):
-    task = _echo_task(tmp_path)
+    task = task_file("config_text_echo")
     values = {"out": str(tmp_path / "out"), "text": "a\nb #c", "note": "null", "any": "0123",
               "config": {"a.b": ">", "c": "${x}"}, "s.k0": "|"}  # fmt: skip
     result = dispatcher.run((str(task), "Echo"), values, backbone="serial",
@@ -279,36 +241,9 @@ def test_python_mixin_str_values_pass_through_untouched(tmp_path):
 
 # --- operator packages: aiges config.* and ModelArts str parameters ----------------------
 
-AIGES = """
-import json
-from aiges.sdk import WrapperBase, StringBodyField
-from aiges.dto import Response, ResponseData, DataListCls
-
-
-class UserRequest(object):
-    body = StringBodyField(key="text", value=b"")
-
-
-class Wrapper(WrapperBase):
-    requestCls = UserRequest()
-
-    @classmethod
-    def wrapperInit(cls, config: {}) -> int:
-        cls.config_seen = config
-        return 0
-
-    def wrapperOnceExec(cls, params: {}, reqData: DataListCls) -> Response:
-        r = Response()
-        d = ResponseData()
-        d.setData(json.dumps(cls.config_seen).encode())
-        d.key = "config"
-        r.list = [d]
-        return r
-"""
-
 
 def test_aiges_config_values_are_the_command_line_text(tmp_path):
-    op = write_file(tmp_path / "wrapper.py", AIGES)
+    op = task_file("config_aiges")
     rows = write_file(tmp_path / "in" / "rows.jsonl", '{"id": 1, "text": "x"}\n')
     out = tmp_path / "out"
     proc = run_dispatch(op, "Wrapper", "--backbone", "serial", "--log-dir", tmp_path / "logs",
@@ -320,19 +255,11 @@ def test_aiges_config_values_are_the_command_line_text(tmp_path):
     assert seen == {"prefix": ">", "bar": "|", "tag": "run #2", "lines": "a\nb"}
 
 
-MODELARTS = """\
-class Process:
-    def __init__(self, args):
-        self.tag = args["tag"]
-
-    def __call__(self, df):
-        return df.assign(tag=self.tag)
-"""
-
-
 def test_a_modelarts_str_parameter_is_the_command_line_text(tmp_path):
     package = tmp_path / "pkg"
-    write_file(package / "program_package" / "process.py", MODELARTS)
+    program = package / "program_package"
+    program.mkdir(parents=True)
+    shutil.copy(task_file("config_modelarts_process"), program / "process.py")
     write_file(package / "operator.yaml", "arguments:\n  - {name: tag, type: str, default: t}\n")
     write_file(tmp_path / "in" / "r.jsonl", '{"i": 1}\n')
     out = tmp_path / "out"
