@@ -19,48 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import task_file
 
 from dispatcher.outputs.records import is_provenance_name
 
-TASK = r"""
-import os, time
-from dispatcher import Task
-from templates import (FinishWhenExists, InputByExtensions, OutputSubfolder,
-                       OutputWithExtension, cpu_task)
-
-DELAY = float(os.environ.get("STRESS_DELAY", "0.02"))
-SIZE = 24 * 1024
-
-
-def body(data, salt=b""):
-    return ((data + salt) * (SIZE // max(1, len(data)) + 1))[:SIZE]
-
-
-def write_slowly(path, data):
-    with open(path, "wb") as fh:
-        for i in range(4):
-            fh.write(data[i * SIZE // 4:(i + 1) * SIZE // 4])
-            fh.flush()
-            time.sleep(DELAY)
-
-
-@cpu_task(input_mode=InputByExtensions(exts=[".dat"]), output_mode=OutputWithExtension(".bin"))
-class Files(Task):
-    def process(self, input, output):
-        write_slowly(output, body(open(input, "rb").read()))
-
-
-@cpu_task(input_mode=InputByExtensions(exts=[".dat"]),
-          output_mode=OutputSubfolder(files={"manifest": "manifest.txt"}),
-          finish=FinishWhenExists("manifest"))
-class Folders(Task):
-    def process(self, input, output, output_manifest):
-        data = open(input, "rb").read()
-        for i in range(2):
-            write_slowly(os.path.join(output, f"part-{i}.bin"), body(data, bytes([i])))
-        with open(output_manifest, "w") as fh:
-            fh.write("part-0.bin part-1.bin")
-"""
+TASK = task_file("outputs_concurrent")
 
 SIZE = 24 * 1024
 SUMMARY = re.compile(r"ran (\d+) \((\d+) ok, (\d+) failed\)(?:, (\d+) made by another run)?")
@@ -90,7 +53,6 @@ def leftovers(out: Path) -> list[str]:
 
 class Runs:
     def __init__(self, tmp: Path, cls: str, n: int) -> None:
-        (tmp / "task.py").write_text(TASK)
         self.tmp, self.cls = tmp, cls
         self.inputs = make_inputs(tmp / "in", n)
         self.out = tmp / "out"
@@ -99,7 +61,7 @@ class Runs:
         workers = ["--num-process", "2"] if backbone == "mp" else []
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_ARRAY")}
         return subprocess.Popen(
-            [sys.executable, "-m", "dispatcher", str(self.tmp / "task.py"), self.cls,
+            [sys.executable, "-m", "dispatcher", str(TASK), self.cls,
              "--backbone", backbone, *workers, "--log-dir", str(self.tmp / "logs"),
              "--mixin", f"input={self.tmp / 'in'}", f"output={self.out}", *extra],
             cwd=self.tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

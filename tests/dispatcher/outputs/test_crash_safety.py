@@ -19,68 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import task_file
 
 from dispatcher.outputs.records import is_provenance_name
 
-TASK = r"""
-import hashlib, os, signal, time
-from dispatcher import Task
-from templates import (FinishWhenExists, InputByExtensions, OutputSubfolder,
-                       OutputWithExtension, cpu_task)
-
-DELAY = float(os.environ.get("CRASH_DELAY", "0.004"))
-
-
-def crash(point, input, root):
-    key = os.path.relpath(input, root).replace(os.sep, "/")
-    if os.environ.get("CRASH_AT") == f"{point}:{key}":
-        os.killpg(os.getpgid(0), signal.SIGKILL)
-
-
-def content(data, size):
-    out, block = b"", data
-    while len(out) < size:
-        block = hashlib.sha256(block).digest()
-        out += block * 64
-    return out[:size]
-
-
-def write_slowly(path, body, input, root, pieces=4):
-    with open(path, "wb") as fh:
-        step = len(body) // pieces
-        for i in range(pieces):
-            fh.write(body[i * step:(i + 1) * step] if i < pieces - 1 else body[i * step:])
-            fh.flush()
-            if i == 1:
-                crash("mid", input, root)
-            time.sleep(DELAY)
-
-
-@cpu_task(input_mode=InputByExtensions(exts=[".dat"]), output_mode=OutputWithExtension(".bin"))
-class Files(Task):
-    def process(self, input, output):
-        data = open(input, "rb").read()
-        crash("start", input, self.mixin.input)
-        write_slowly(output, content(data, 48 * 1024), input, self.mixin.input)
-        crash("written", input, self.mixin.input)
-
-
-@cpu_task(
-    input_mode=InputByExtensions(exts=[".dat"]),
-    output_mode=OutputSubfolder(files={"manifest": "manifest.txt"}),
-    finish=FinishWhenExists("manifest"),
-)
-class Folders(Task):
-    def process(self, input, output, output_manifest):
-        data = open(input, "rb").read()
-        crash("start", input, self.mixin.input)
-        for i in range(3):
-            write_slowly(os.path.join(output, f"part-{i}.bin"), content(data + bytes([i]), 16 * 1024),
-                         input, self.mixin.input, pieces=2)
-        with open(output_manifest, "w") as fh:
-            fh.write("\n".join(sorted(os.listdir(output))))
-        crash("written", input, self.mixin.input)
-"""
+TASK = task_file("outputs_crash")
 
 ITEMS = 20
 
@@ -115,7 +58,7 @@ def is_staging(rel: str) -> bool:
 class Chain:
     def __init__(self, tmp: Path, cls: str, backbone: list[str]) -> None:
         self.tmp, self.cls, self.backbone = tmp, cls, backbone
-        self.task = tmp / "task.py"
+        self.task = TASK
         self.src = tmp / "in"
         self.out = tmp / f"out-{cls}"
         self.ref = tmp / f"ref-{cls}"
@@ -231,7 +174,6 @@ def run_chain(chain: Chain, keys: list[str], rnd: random.Random) -> list[str]:
 
 @pytest.mark.slow
 def test_kill_minus_nine_anywhere_then_rerun_gives_identical_outputs(tmp_path):
-    (tmp_path / "task.py").write_text(TASK)
     keys = make_inputs(tmp_path / "in")
     rnd = random.Random(20240607)
     chains = [

@@ -15,60 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, tree
+from conftest import REPO, run_dispatch, task_file, tree
 
 from dispatcher.outputs.records import is_provenance_name
 
-TASK = r'''
-import json, os, signal, sys, time
-from dispatcher import Task
-from templates import (FinishWhenExists, InputByExtensions, InputFromJsonl, OutputSubfolder,
-                       OutputWithExtension, cpu_task)
-
-DELAY = float(os.environ.get("TRUST_DELAY", "0"))
-
-
-@cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".json"))
-class Files(Task):
-    def process(self, input, output):
-        time.sleep(DELAY)
-        with open(output, "w") as fh:
-            json.dump({"input": os.path.basename(input), "pid": os.getpid()}, fh)
-
-
-@cpu_task(input_mode=InputByExtensions(exts=[".txt"]),
-          output_mode=OutputSubfolder(files={"manifest": "m.json"}), finish=FinishWhenExists("manifest"))
-class Folders(Task):
-    def process(self, input, output, output_manifest):
-        time.sleep(DELAY)
-        with open(output_manifest, "w") as fh:
-            json.dump({"input": os.path.basename(input)}, fh)
-
-
-@cpu_task(input_mode=InputFromJsonl(key="name"), output_mode=OutputSubfolder(files={"m": "m.txt"}))
-class ListedFolders(Task):
-    def process(self, output_m, **item):
-        open(output_m, "w").write("x")
-
-
-@cpu_task(input_mode=InputFromJsonl(key="name"), output_mode=OutputWithExtension(".json"))
-class ListedFiles(Task):
-    def process(self, output, **item):
-        open(output, "w").write("{}")
-
-
-@cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".json"))
-class Stubborn(Task):
-    """Ignores SIGTERM mid-write: only the SIGKILL after the grace period ends it."""
-
-    def process(self, input, output):
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-        with open(output, "w") as fh:
-            fh.write("half")
-            fh.flush()
-        open(os.environ["TRUST_STARTED"], "w").close()
-        time.sleep(600)
-'''
+TASK = task_file("outputs_trust")
 
 HOLD = r"""
 import sys, time
@@ -83,7 +34,6 @@ claim.release()
 
 @pytest.fixture
 def ds(tmp_path: Path) -> Path:
-    (tmp_path / "task.py").write_text(TASK)
     src = tmp_path / "in"
     for name in ("a", "b", "c"):
         (src / f"{name}.txt").parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +45,7 @@ def dispatch(ds: Path, cls: str, *args: str, inp: str | Path | None = None,
              out: str | Path | None = None, env: dict[str, str] | None = None,
              backbone: str = "serial") -> subprocess.CompletedProcess[str]:  # fmt: skip
     return run_dispatch(
-        ds / "task.py", cls, "--backbone", backbone, "--log-dir", ds / "logs",
+        TASK, cls, "--backbone", backbone, "--log-dir", ds / "logs",
         "--mixin", f"input={inp or ds / 'in'}", f"output={out or ds / 'out'}", *args,
         cwd=ds, env=env,
     )  # fmt: skip
@@ -316,7 +266,7 @@ def test_an_item_another_run_is_committing_is_waited_for_then_counted_as_made_el
     out.mkdir()
     holder = hold_claim(out / "b.txt.json")
     run = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", ds / "task.py", "Files", "--backbone", "serial",
+        [sys.executable, "-m", "dispatcher", TASK, "Files", "--backbone", "serial",
          "--log-dir", ds / "logs", "--mixin", f"input={ds / 'in'}", f"output={out}"],
         cwd=ds, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -343,7 +293,7 @@ def test_an_item_whose_holder_failed_is_made_by_the_waiting_run(ds):
     out.mkdir()
     holder = hold_claim(out / "a.txt.json")
     run = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", ds / "task.py", "Files", "--backbone", "mp",
+        [sys.executable, "-m", "dispatcher", TASK, "Files", "--backbone", "mp",
          "--num-process", "1", "--log-dir", ds / "logs", "--mixin", f"input={ds / 'in'}", f"output={out}"],
         cwd=ds, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -362,7 +312,7 @@ def test_a_run_waiting_for_a_claim_still_honours_sigterm(ds):
     holder = hold_claim(out / "a.txt.json")
     try:
         run = subprocess.Popen(
-            [sys.executable, "-m", "dispatcher", ds / "task.py", "Files", "--backbone", "serial",
+            [sys.executable, "-m", "dispatcher", TASK, "Files", "--backbone", "serial",
              "--grace", "1", "--log-dir", ds / "logs", "--mixin", f"input={ds / 'in'}",
              f"output={out}"],
             cwd=ds, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -441,7 +391,7 @@ def test_the_sigkill_after_the_grace_period_leaves_no_staging(ds):
     started = ds / "started"
     env = {"TRUST_STARTED": str(started)}
     run = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", ds / "task.py", "Stubborn", "--backbone", "mp",
+        [sys.executable, "-m", "dispatcher", TASK, "Stubborn", "--backbone", "mp",
          "--num-process", "1", "--grace", "0.5", "--log-dir", ds / "logs", "--mixin",
          f"input={ds / 'in'}", f"output={ds / 'out'}"],
         cwd=ds, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -465,7 +415,7 @@ def test_the_pool_folder_of_a_sigkilled_run_is_removed_by_the_next_run(ds, tmp_p
     tmp.mkdir()
     env = {**os.environ, "TMPDIR": str(tmp), "TRUST_DELAY": "30"}
     run = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", ds / "task.py", "Files", "--backbone", "mp", "--num-process", "1",
+        [sys.executable, "-m", "dispatcher", TASK, "Files", "--backbone", "mp", "--num-process", "1",
          "--log-dir", ds / "logs", "--mixin", f"input={ds / 'in'}", f"output={ds / 'out'}"],
         cwd=ds, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True,
     )  # fmt: skip
@@ -479,7 +429,7 @@ def test_the_pool_folder_of_a_sigkilled_run_is_removed_by_the_next_run(ds, tmp_p
     foreign = tmp / "dispatch-mp-notapid"  # not named by a pid: never ours to judge
     foreign.mkdir()
     done = run_dispatch(
-        ds / "task.py", "Files", "--backbone", "mp", "--num-process", "1", "--log-dir", ds / "logs",
+        TASK, "Files", "--backbone", "mp", "--num-process", "1", "--log-dir", ds / "logs",
         "--mixin", f"input={ds / 'in'}", f"output={ds / 'out'}", cwd=ds,
         env={"TMPDIR": str(tmp)},
     )  # fmt: skip
@@ -488,35 +438,18 @@ def test_the_pool_folder_of_a_sigkilled_run_is_removed_by_the_next_run(ds, tmp_p
     assert ours(ds / "out") == []
 
 
-TORCH_TASK = r"""
-import json, os
-from dispatcher import TorchTask
-from templates import InputByExtensions, OutputWithExtension, torch_task
-
-
-@torch_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".json"))
-class Whole(TorchTask):
-    def load_data(self, input):
-        import torch
-        return {"v": torch.tensor([float(len(open(input).read()))])}
-
-    def process(self, device, batch):
-        for path, name in zip(batch["output"], batch["input"]):
-            with open(path, "w") as fh:
-                json.dump({"input": os.path.basename(name)}, fh)
-"""
+TORCH_TASK = task_file("outputs_trust_torch")
 
 
 def test_a_batch_claims_all_its_items_without_holding_any_while_it_waits(ds):
     pytest.importorskip("torch")
     from dispatcher.outputs.claims import Claim
 
-    (ds / "torch_task.py").write_text(TORCH_TASK)
     out = ds / "out"
     out.mkdir()
     holder = hold_claim(out / "b.txt.json")
     run = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", ds / "torch_task.py", "Whole", "--backbone", "torch",
+        [sys.executable, "-m", "dispatcher", TORCH_TASK, "Whole", "--backbone", "torch",
          "--device", "cpu", "--batch-size", "3", "--num-workers", "0", "--log-dir", ds / "logs",
          "--mixin", f"input={ds / 'in'}", f"output={out}"],
         cwd=ds, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -621,7 +554,7 @@ def test_an_output_root_the_user_may_not_write_is_refused_before_any_work(ds):
     out.mkdir(mode=0o755)  # root's folder: nobody may not write in it
     os.chmod(ds, 0o777)  # but may write its log directory beside it
     done = subprocess.run(
-        [*_as_nobody(), sys.executable, "-m", "dispatcher", str(ds / "task.py"), "Files",
+        [*_as_nobody(), sys.executable, "-m", "dispatcher", str(TASK), "Files",
          "--backbone", "serial", "--log-dir", str(ds / "logs"),
          "--mixin", f"input={ds / 'in'}", f"output={out}"],
         cwd=ds, capture_output=True, text=True, timeout=120,
