@@ -12,35 +12,12 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, tree
+from conftest import run_dispatch, task_file, tree
 
 from dispatcher.outputs import OutputOutsideRoot, confine, unsafe_reason
 from dispatcher.stage import stage_for
 
-TASK = """
-import os
-from dispatcher import Task
-from templates import *
-
-@cpu_task(input_mode=InputFromJsonl(path=os.environ.get("LIST")), output_mode=OutputWithExtension(".out"))
-class FromList(Task):
-    def process(self, input, output, **item):
-        with open(output, "w") as fh:
-            fh.write("written")
-
-@cpu_task(input_mode=InputFromJsonl(path=os.environ.get("LIST")),
-          output_mode=OutputSubfolder(files={"m": "m.txt"}))
-class Folders(Task):
-    def process(self, input, output, output_m, **item):
-        with open(output_m, "w") as fh:
-            fh.write("written")
-
-@cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".out"))
-class Walked(Task):
-    def process(self, input, output):
-        with open(input, "rb") as src, open(output, "wb") as dst:
-            dst.write(src.read())
-"""
+TASK = task_file("outputs_confinement")
 
 
 def snapshot(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, bytes | None]:
@@ -59,8 +36,7 @@ def snapshot(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, bytes | None]
 
 @pytest.fixture
 def world(tmp_path):
-    """A sandbox: the task, an input root, an output root, and files outside both."""
-    (tmp_path / "task.py").write_text(TASK)
+    """A sandbox: an input root, an output root, and files outside both."""
     src = tmp_path / "data" / "in"
     (src / "ok").mkdir(parents=True)
     (src / "ok" / "a.txt").write_text("a")
@@ -75,7 +51,7 @@ def dispatch(world: Path, cls: str, rows: list, *args: str, out: Path | None = N
     listing.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = out or world / "data" / "out"
     return run_dispatch(
-        world / "task.py", cls, "--backbone", "serial", "--log-dir", world / "logs",
+        TASK, cls, "--backbone", "serial", "--log-dir", world / "logs",
         "--mixin", f"input={world / 'data' / 'in'}", f"output={out}", *args,
         env={"LIST": str(listing)},
     )  # fmt: skip
@@ -231,21 +207,7 @@ def test_confine_directly():
         assert unsafe_reason(fine) is None
 
 
-LINKED_TASK = """
-from dispatcher import Task
-from templates import *
-
-@cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".out"))
-class File(Task):
-    def process(self, input, output):
-        raise AssertionError("never run")
-
-@cpu_task(input_mode=InputByExtensions(exts=[".txt"]),
-          output_mode=OutputSubfolder(files={"m": "m.txt"}))
-class Folder(Task):
-    def process(self, input, output, output_m):
-        raise AssertionError("never run")
-"""
+LINKED_TASK = task_file("outputs_linked")
 
 
 @pytest.mark.parametrize("cls, planted", [("File", "a.txt.out"), ("Folder", "a.txt/m.txt")])
@@ -254,7 +216,6 @@ def test_the_done_mask_and_is_executed_agree_through_a_link_out_of_the_root(worl
     from dispatcher.plan import make_plan
     from dispatcher.runner.preparation import prepare
 
-    (world / "linked.py").write_text(LINKED_TASK)
     src, out = world / "data" / "in", world / "data" / "out"
     (src / "sub").mkdir()
     (src / "sub" / "a.txt").write_text("a")
@@ -265,7 +226,7 @@ def test_the_done_mask_and_is_executed_agree_through_a_link_out_of_the_root(worl
         marker = base / planted
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text("planted")
-    command = [str(world / "linked.py"), cls, "--backbone", "serial",
+    command = [str(LINKED_TASK), cls, "--backbone", "serial",
                "--mixin", f"input={src}", f"output={out}"]  # fmt: skip
     task = prepare(parse_command_line(command)).task
     plan = make_plan(stage_for(task), [])

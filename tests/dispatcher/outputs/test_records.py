@@ -10,77 +10,20 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, write_file
+from conftest import REPO, run_dispatch, task_file, write_file
 
-TASK = """
-import os
-from dispatcher import Placeholder, Task, atomic_write
-from templates import *
-
-
-@cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".out"),
-          suffix=Placeholder(str, default="!"))
-class Shout(Task):
-    @classmethod
-    def add_arguments(cls, parser):
-        parser.add_argument("--times", type=int, default=1)
-
-    def process(self, input, output):
-        text = open(input).read()
-        if "bad" in text:
-            raise ValueError("a bad file")
-        with open(output, "w") as fh:
-            fh.write((text.upper() + self.mixin.suffix) * self.args.times)
-
-
-@cpu_task(input_mode=InputFromJsonl(key="id"), output_mode=OutputWithExtension(".out"))
-class Rows(Task):
-    def process(self, input, output, **row):
-        if row.get("bad"):
-            raise ValueError(f"bad row {row['id']}")
-        with open(output, "w") as fh:
-            fh.write(str(row.get("v")))
-
-
-@cpu_task(input_mode=InputFromJsonl(path=Placeholder(str)), output_mode=OutputWithExtension(".out"))
-class Listed(Task):
-    def process(self, input, output, **row):
-        raise ValueError("never works")
-
-
-class Doubled(Task):
-    mixin = {"out": Placeholder(str)}
-
-    def generate_tasks(self):
-        for name in ["b", "a", "b", "c", "a", "b"]:
-            yield {"name": name}
-
-    def item_key(self, item):
-        return item["name"]
-
-    def process(self, name):
-        with atomic_write(os.path.join(self.mixin.out, name)) as tmp, open(tmp, "w") as fh:
-            fh.write(name)
-
-
-class Nothing(Task):
-    def generate_tasks(self):
-        return iter(())
-"""
+TASK = task_file("outputs_records")
 
 
 @pytest.fixture
 def ds(tmp_path: Path) -> Path:
-    write_file(tmp_path / "task.py", TASK)
     for name, text in [("a.txt", "a"), ("sub/b.txt", "b"), ("sub/c.txt", "bad")]:
         write_file(tmp_path / "in" / name, text)
     return tmp_path
 
 
 def dispatch(ds: Path, cls: str, *args: str):
-    return run_dispatch(
-        ds / "task.py", cls, "--backbone", "serial", "--log-dir", ds / "logs", *args, cwd=ds
-    )
+    return run_dispatch(TASK, cls, "--backbone", "serial", "--log-dir", ds / "logs", *args, cwd=ds)
 
 
 def records(ds: Path, cls: str) -> list[Path]:
@@ -272,7 +215,7 @@ def test_drift_is_found_after_many_other_runs_and_from_another_folder(ds):
     assert str(records(ds, "Shout")[0]) in again.stderr  # the run that made them
     elsewhere = ds / "elsewhere"
     elsewhere.mkdir()
-    moved = run_dispatch(ds / "task.py", "Shout", "--backbone", "serial", *base, "suffix=+",
+    moved = run_dispatch(TASK, "Shout", "--backbone", "serial", *base, "suffix=+",
                          cwd=elsewhere)  # fmt: skip
     assert moved.returncode == 0, moved.stderr
     assert "made with another configuration" in moved.stderr, moved.stderr
