@@ -10,42 +10,17 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch
+from conftest import run_dispatch, task_file
 
 from dispatcher.outputs.records import is_provenance_name
 
-TASK = """
-import os
-from dispatcher import IndexShard, Placeholder, Task
-from templates import *
-
-@cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".out"))
-class Copy(Task):
-    def process(self, input, output):
-        with open(input) as src, open(output, "w") as dst:
-            dst.write(src.read() + os.environ.get("MARK", ""))
-
-@cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".out"),
-          shard=IndexShard(shard_idx=Placeholder(int, default=0), shard_num=2))
-class Half(Task):
-    def process(self, input, output):
-        with open(output, "w") as dst:
-            dst.write("half")
-
-@cpu_task(input_mode=InputByExtensions(exts=[".txt"]),
-          output_mode=OutputSubfolder(files={"m": "m.txt"}))
-class Folder(Task):
-    def process(self, input, output, output_m):
-        with open(output_m, "w") as fh:
-            fh.write(open(input).read())
-"""
+TASK = task_file("plan_copy")
 
 NAMES = [f"{d}/{i:02d}.txt" for d in ("a", "b/c", "d") for i in range(4)]
 
 
 @pytest.fixture
 def ds(tmp_path):
-    (tmp_path / "task.py").write_text(TASK)
     for name in NAMES:
         path = tmp_path / "in" / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +31,7 @@ def ds(tmp_path):
 def dispatch(ds: Path, cls: str, *args: str, env: dict[str, str] | None = None, logs=True):
     extra = ["--log-dir", str(ds / "logs")] if logs else []
     return run_dispatch(
-        ds / "task.py", cls, "--backbone", "serial", *extra,
+        TASK, cls, "--backbone", "serial", *extra,
         "--mixin", f"input={ds / 'in'}", f"output={ds / 'out'}", *args, cwd=ds, env=env,
     )  # fmt: skip
 
@@ -198,7 +173,7 @@ def test_stale_staging_leftovers_are_removed_when_their_item_runs(ds):
     (folder / "a" / ".00.dispatch-part.txt" / "partial").write_text("x")
     (folder / "a" / ".01.dispatch-old.txt").mkdir()  # left by a --force killed mid-swap
     done = run_dispatch(
-        ds / "task.py", "Folder", "--backbone", "serial", "--log-dir", ds / "logs",
+        TASK, "Folder", "--backbone", "serial", "--log-dir", ds / "logs",
         "--mixin", f"input={ds / 'in'}", f"output={folder}",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -220,19 +195,6 @@ def test_logs_never_land_in_the_output_root(ds):
 
 
 def test_failed_items_are_retried_on_the_next_run(ds):
-    task = ds / "task.py"
-    task.write_text(
-        TASK
-        + """
-@cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".out"))
-class Flaky(Task):
-    def process(self, input, output):
-        if "c/" in input and os.environ.get("FAIL"):
-            raise ValueError("not today")
-        with open(output, "w") as fh:
-            fh.write("ok")
-"""
-    )
     first = dispatch(ds, "Flaky", env={"FAIL": "1"})
     assert first.returncode == 1 and "4 failed" in first.stderr
     assert not any("b/c" in p and p.endswith(".out") for p in everything(ds / "out"))
