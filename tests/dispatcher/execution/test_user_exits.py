@@ -19,65 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, write_file
-
-PLAIN = """
-import os, sys
-from dispatcher import Placeholder, Task, atomic_write
-
-RAISE = {
-    "exit0": lambda: sys.exit(0),
-    "exit3": lambda: sys.exit(3),
-    "interrupt": lambda: (_ for _ in ()).throw(KeyboardInterrupt()),
-    "genexit": lambda: (_ for _ in ()).throw(GeneratorExit()),
-}
-
-
-def maybe(kind):
-    if kind in RAISE:
-        RAISE[kind]()
-
-
-class Exits(Task):
-    mixin = {
-        "out": Placeholder(str),
-        "n": Placeholder(int, default=10),
-        "on": Placeholder(str, default="-"),
-        "kind": Placeholder(str, default="exit0"),
-        "hook": Placeholder(str, default="process"),
-    }
-
-    def generate_tasks(self):
-        return [{"i": i} for i in range(self.mixin.n)]
-
-    def item_key(self, item):
-        return f"{item['i']:03d}"
-
-    def _out(self, i):
-        return os.path.join(self.mixin.out, f"{i:03d}.txt")
-
-    def is_executed(self, i):
-        return os.path.exists(self._out(i))
-
-    def setup(self):
-        if self.mixin.hook == "setup":
-            maybe(self.mixin.kind)
-
-    def teardown(self):
-        if self.mixin.hook == "teardown":
-            maybe(self.mixin.kind)
-
-    def process(self, i):
-        if str(i) in self.mixin.on.split(","):
-            maybe(self.mixin.kind)
-        with atomic_write(self._out(i)) as tmp, open(tmp, "w") as fh:
-            fh.write(str(i))
-"""
+from conftest import run_dispatch, task_file
 
 
 @pytest.fixture
-def plain(tmp_path: Path) -> Path:
-    return write_file(tmp_path / "exits.py", PLAIN)
+def plain() -> Path:
+    return task_file("exits_plain")
 
 
 def failures(tmp_path: Path) -> dict[str | None, str]:
@@ -131,73 +78,11 @@ def test_base_exception_in_setup_or_teardown_never_reports_success(plain, tmp_pa
 
 # --- torch ---------------------------------------------------------------------------------
 
-TORCH = """
-import json, os, sys
-import torch
-from dispatcher import Placeholder, TorchTask, atomic_write
-
-
-class Base(TorchTask):
-    mixin = {
-        "out": Placeholder(str),
-        "n": Placeholder(int, default=40),
-        "hook": Placeholder(str, default="-"),
-        "on": Placeholder(str, default="i013"),
-    }
-
-    def exit_in(self, hook, names=()):
-        if hook == self.mixin.hook and (not names or self.mixin.on in names):
-            sys.exit(0)
-
-    def generate_tasks(self):
-        return [{"name": f"i{i:03d}", "value": i} for i in range(self.mixin.n)]
-
-    def item_key(self, item):
-        return item["name"]
-
-    def path(self, name):
-        return os.path.join(self.mixin.out, name + ".json")
-
-    def write(self, name, y):
-        with atomic_write(self.path(name)) as tmp, open(tmp, "w") as fh:
-            json.dump({"y": y}, fh)
-
-    def load_model(self, device):
-        self.exit_in("load_model")
-
-    def load_data(self, name, value):
-        self.exit_in("load_data", [name])
-        return {"x": torch.tensor([float(value)])}
-
-    def inference(self, device, batch_size, name, value, x):
-        self.exit_in("inference", name)
-        return x * 2
-
-
-class Each(Base):
-    def is_each_executed(self, name, value):
-        return os.path.exists(self.path(name))
-
-    def postprocess_each(self, batch_idx, batch_size, name, value, x, result):
-        self.exit_in("postprocess_each", [name])
-        self.write(name, result.item())
-
-
-class Batch(Base):
-    def is_executed(self, batch):
-        return all(os.path.exists(self.path(name)) for name in batch["name"])
-
-    def postprocess(self, batch_size, results, name, **batch):
-        self.exit_in("postprocess", name)
-        for i in range(batch_size):
-            self.write(name[i], results[i].item())
-"""
-
 
 @pytest.fixture
-def torch_tasks(tmp_path: Path) -> Path:
+def torch_tasks() -> Path:
     pytest.importorskip("torch")
-    return write_file(tmp_path / "torch_exits.py", TORCH)
+    return task_file("exits_torch")
 
 
 def torch_results(out: Path) -> set[str]:
@@ -274,19 +159,7 @@ def test_a_task_exit_escaping_a_backbone_is_a_crash_not_a_success(plain, tmp_pat
 def test_sigterm_during_an_import_that_swallows_exceptions_still_exits_143(tmp_path):
     # Some extension modules (torch among them) catch BaseException while importing: a
     # signal must not depend on an exception surviving the import.
-    task = write_file(tmp_path / "swallow.py", """
-        import time
-        try:
-            time.sleep(30)
-        except BaseException:
-            pass
-        from dispatcher import Task
-        class Slow(Task):
-            def generate_tasks(self):
-                return [{"i": 0}]
-            def process(self, i):
-                pass
-    """)  # fmt: skip
+    task = task_file("exits_swallowing_import")
     work = tmp_path / "work"
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "SLURM_ARRAY_TASK_ID"}
@@ -306,59 +179,12 @@ def test_sigterm_during_an_import_that_swallows_exceptions_still_exits_143(tmp_p
     assert list(work.iterdir()) == []
 
 
-BUSY = """
-import atexit, json, os, threading, time
-import torch
-from dispatcher import Placeholder, TorchTask, atomic_write
-
-
-def threads_left(path):
-    with open(path, "w") as fh:
-        json.dump(sorted(t.name for t in threading.enumerate() if t.is_alive()), fh)
-
-
-class Busy(TorchTask):
-    mixin = {"out": Placeholder(str), "n": Placeholder(int, default=20000)}
-
-    def setup(self):
-        # What is still running when the interpreter exits (atexit runs before the end).
-        atexit.register(threads_left, self.mixin.out.rstrip("/") + ".threads")
-
-    def generate_tasks(self):
-        return [{"name": f"i{i:05d}"} for i in range(self.mixin.n)]
-
-    def item_key(self, item):
-        return item["name"]
-
-    def is_each_executed(self, name):
-        return os.path.exists(os.path.join(self.mixin.out, name + ".json"))
-
-    def load_model(self, device):
-        self.w = torch.randn(64, 64)
-
-    def load_data(self, name):
-        return {"x": (torch.randn(64, 64) @ torch.randn(64, 64)).sum(0)}
-
-    def inference(self, device, batch_size, name, x):
-        time.sleep(0.003)
-        y = x @ self.w
-        for _ in range(5):
-            y = torch.tanh(y @ self.w)
-        return y
-
-    def postprocess_each(self, batch_idx, batch_size, name, x, result):
-        value = (result @ result).item()  # torch in the postprocessing thread
-        with atomic_write(os.path.join(self.mixin.out, name + ".json")) as tmp, open(tmp, "w") as fh:
-            json.dump({"v": value}, fh)
-"""
-
-
 def start_busy(task: Path, out: Path, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != "SLURM_ARRAY_TASK_ID"}
     return subprocess.Popen([sys.executable, "-m", "dispatcher", str(task), "Busy",
                              "--backbone", "torch", "--device", "cpu", "--batch-size", "4",
                              "--num-workers", "2", *args, "--mixin", f"out={out}"],
-                            cwd=task.parent, env=env, stdout=subprocess.PIPE,
+                            cwd=out.parent, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
@@ -374,7 +200,7 @@ def test_after_sigterm_no_thread_of_the_torch_run_is_left_at_exit(tmp_path):
     # A daemon thread still inside torch while the interpreter exits is ended in C++ code:
     # `terminate called without an active exception`, exit 134 instead of 143.
     pytest.importorskip("torch")
-    task = write_file(tmp_path / "busy.py", BUSY)
+    task = task_file("exits_busy")
     for args in [(), ("--postprocess-queue", "1")]:
         out = tmp_path / "out"
         proc = start_busy(task, out, *args)
@@ -396,7 +222,7 @@ def test_sigterm_at_random_moments_of_a_torch_run_always_exits_143(tmp_path):
     for a measurement).
     """
     pytest.importorskip("torch")
-    task = write_file(tmp_path / "busy.py", BUSY)
+    task = task_file("exits_busy")
     loops = int(os.environ.get("DISPATCH_SIGTERM_LOOPS", "5"))
     rng = random.Random(int(os.environ.get("DISPATCH_SIGTERM_SEED", "0")))
     codes: dict[int, int] = {}
