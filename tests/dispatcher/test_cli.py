@@ -11,6 +11,7 @@ from conftest import REPO, run_dispatch, task_file, tree, write_file
 
 from dispatcher.outputs.records import is_provenance_name
 
+
 @pytest.fixture
 def echo():
     return task_file("cli_echo")

@@ -16,46 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, write_file
+from conftest import run_dispatch, task_file
 
 from backbones.serial import SerialBackbone
 from dispatcher.execution.signals import StopSignal
 from dispatcher.report.reporter import Reporter
 from dispatcher.runner.options import build_options
 from dispatcher.stage import Stage
-
-SLOW = """
-import os, signal, time
-from dispatcher import Placeholder, Task, atomic_write
-
-
-class Slow(Task):
-    mixin = {
-        "out": Placeholder(str),
-        "n": Placeholder(int, default=30),
-        "sleep": Placeholder(float, default=0.1),
-        "hang_on": Placeholder(int, default=-1),
-    }
-
-    def generate_tasks(self):
-        return ({"i": i} for i in range(self.mixin.n))
-
-    def item_key(self, item):
-        return f"{item['i']:04d}"
-
-    def _out(self, i):
-        return os.path.join(self.mixin.out, f"{i:04d}.txt")
-
-    def is_executed(self, i):
-        return os.path.exists(self._out(i))
-
-    def process(self, i):
-        with atomic_write(self._out(i)) as tmp, open(tmp, "w") as fh:
-            fh.write("partial")
-            fh.flush()
-            time.sleep(120 if i == self.mixin.hang_on else self.mixin.sleep)
-            fh.write(" done")
-"""
 
 
 def _outputs(out: Path) -> dict[str, str]:
@@ -96,8 +63,8 @@ def _wait_for(predicate, timeout: float = 30.0) -> None:
 
 
 @pytest.fixture
-def slow_task(tmp_path: Path) -> Path:
-    return write_file(tmp_path / "slow.py", SLOW)
+def slow_task() -> Path:
+    return task_file("signals_slow")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

@@ -17,43 +17,15 @@ import termios
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, write_file
+from conftest import run_dispatch, task_file
 
 from dispatcher.execution.steps import Outcome
 from dispatcher.report.reporter import Reporter
 
-TASK = """
-import os
-from dispatcher import Placeholder, Task, atomic_write
-
-
-class Squares(Task):
-    mixin = {"out": Placeholder(str), "n": Placeholder(int, default=12),
-             "bad": Placeholder(int, default=-1)}
-
-    def generate_tasks(self):
-        return ({"i": i} for i in range(self.mixin.n))
-
-    def item_key(self, item):
-        return f"{item['i']:03d}"
-
-    def _out(self, i):
-        return os.path.join(self.mixin.out, f"{i:03d}.txt")
-
-    def is_executed(self, i):
-        return os.path.exists(self._out(i))
-
-    def process(self, i):
-        if i == self.mixin.bad:
-            raise ZeroDivisionError(f"cannot square {i}")
-        with atomic_write(self._out(i)) as tmp, open(tmp, "w") as fh:
-            fh.write(str(i * i))
-"""
-
 
 @pytest.fixture
-def task(tmp_path: Path) -> Path:
-    return write_file(tmp_path / "squares.py", TASK)
+def task() -> Path:
+    return task_file("report_squares")
 
 
 def _run_dir(logs: Path) -> Path:
