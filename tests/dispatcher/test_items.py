@@ -7,9 +7,9 @@ import os
 import platform
 import re
 import sys
-import textwrap
 
 import pytest
+from conftest import task_file
 
 from dispatcher import outputs
 from dispatcher.cli import parse_command_line
@@ -18,32 +18,13 @@ from dispatcher.outputs import DoneElsewhere, MissingOutput, OutputOutsideRoot, 
 from dispatcher.report.reporter import Reporter, _platform
 from dispatcher.runner.execute import prepare
 
-TASK = textwrap.dedent(
-    """
-    from dispatcher import Task, Placeholder
-    from templates import InputByExtensions, OutputWithExtension, cpu_task
-
-    @cpu_task(
-        input=Placeholder(str),
-        output=Placeholder(str),
-        input_mode=InputByExtensions(exts=[".txt"]),
-        output_mode=OutputWithExtension(".json"),
-    )
-    class T(Task):
-        def process(self, input, output):
-            with open(output, "w") as fh:
-                fh.write("new")
-    """
-)
-
 
 @pytest.fixture
 def template_task(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     (src / "a").mkdir(parents=True)
     (src / "a" / "x.txt").write_text("x")
-    (tmp_path / "t.py").write_text(TASK)
-    argv = [str(tmp_path / "t.py"), "T", "--mixin", f"input={src}", f"output={out}"]
+    argv = [str(task_file("items_template")), "T", "--mixin", f"input={src}", f"output={out}"]
     return prepare(parse_command_line(argv)).task, out
 
 

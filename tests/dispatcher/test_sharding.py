@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import xxhash
-from conftest import run_dispatch
+from conftest import run_dispatch, task_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -163,16 +163,8 @@ def test_sorted_unique_keeps_the_first_of_each_key(pairs):
 
 # --- real trees created in different orders ------------------------------------------------
 
-TEMPLATE_TASK = """
-from dispatcher import Task
-from templates import InputByExtensions, OutputWithExtension, cpu_task
-
-@cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".out"))
-class Copy(Task):
-    def process(self, input, output):
-        with open(input) as src, open(output, "w") as dst:
-            dst.write(src.read())
-"""
+COPY = task_file("plan_copy")
+"""A template task copying each .txt file (class Copy)."""
 
 SEGMENT = st.text(st.sampled_from("ab0_-.Z"), min_size=1, max_size=3).filter(
     lambda s: s not in (".", "..") and not s.startswith(".")
@@ -206,8 +198,7 @@ def test_two_copies_created_in_different_orders_shard_identically(tree, rnd, cou
     paths = sorted({"/".join(parts) + ".txt" for parts in tree})
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        task_path = base / "task.py"
-        task_path.write_text(TEMPLATE_TASK)
+        task_path = COPY
         build_tree(base / "one", paths, rnd)
         build_tree(base / "two", list(reversed(paths)), rnd)
         for mode in ("index", "hash"):
@@ -221,8 +212,7 @@ def test_the_fifteen_file_tree_that_kagurazaka_splits_wrongly(tmp_path):
     """Two copies of a 15-file tree, created in opposite orders: each shard run on one copy,
     merged outputs equal one unsharded run, nothing missed, nothing twice."""
     names = [f"{d}/{f}.txt" for d in ("b", "a", "c/x") for f in ("q", "w", "e", "r", "t")]
-    task_path = tmp_path / "task.py"
-    task_path.write_text(TEMPLATE_TASK)
+    task_path = COPY
     build_tree(tmp_path / "one", names, random.Random(1))
     build_tree(tmp_path / "two", list(reversed(names)), random.Random(2))
     for mode in ("index", "hash"):
@@ -320,8 +310,7 @@ def test_auto_with_inconsistent_variables_is_a_usage_error(monkeypatch, env, mes
 
 @pytest.mark.parametrize("text", ["4/4", "-1/4", "0/0", "1", "a/b", "1/2/3", "", "1/-2"])
 def test_bad_cli_shards_exit_2_with_one_line(tmp_path, text):
-    task_path = tmp_path / "task.py"
-    task_path.write_text(TEMPLATE_TASK)
+    task_path = COPY
     (tmp_path / "in").mkdir()
     done = run_dispatch(
         task_path, "Copy", "--shard", text, "--log-dir", tmp_path / "logs",
@@ -347,8 +336,7 @@ def test_cli_shard_spec_and_description():
     ids=["slurm-array-5-7", "torchrun"],
 )
 def test_auto_in_a_real_run_equals_the_explicit_shard(tmp_path, env):
-    task_path = tmp_path / "task.py"
-    task_path.write_text(TEMPLATE_TASK)
+    task_path = COPY
     for i in range(12):
         (tmp_path / "in").mkdir(exist_ok=True)
         (tmp_path / "in" / f"{i}.txt").write_text(str(i))

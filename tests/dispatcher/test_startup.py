@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
-from conftest import run_dispatch, write_file
+from conftest import run_dispatch, task_file
 
 HEAVY = ("torch", "pandas", "pyarrow", "av", "numpy")
 
@@ -33,20 +34,7 @@ def test_help_dispatcher_imports_nothing_heavy():
 
 
 def test_cpu_task_run_imports_nothing_heavy(tmp_path):
-    task = write_file(
-        tmp_path / "probe.py",
-        """
-        import json, os, sys
-        from dispatcher import Task, atomic_write
-        class Probe(Task):
-            def generate_tasks(self):
-                return [{"i": 0}]
-            def process(self, i):
-                heavy = sorted(m for m in ("torch", "pandas", "pyarrow", "av") if m in sys.modules)
-                with atomic_write(os.path.join(os.path.dirname(__file__), "probe.json")) as tmp:
-                    open(tmp, "w").write(json.dumps(heavy))
-    """,
-    )
+    task = shutil.copy(task_file("runner_probe"), tmp_path / "probe.py")
     proc = run_dispatch(task, "Probe", "--backbone", "serial", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "probe.json").read_text()) == []
