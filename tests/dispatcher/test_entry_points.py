@@ -7,39 +7,17 @@ import json
 
 import pytest
 import yaml
-from conftest import REPO, run_dispatch, tree, write_file
+from conftest import REPO, run_dispatch, task_file, tree, write_file
 
 import dispatcher
 
 WORDCOUNT = REPO / "tasks" / "wordcount.py"
 TEXT = REPO / "tasks" / "data" / "text"
 
-TEMPLATE_TASK = '''
-import json
-from dispatcher import Placeholder, Task
-from templates import *
-
-@cpu_task(
-    input_mode=InputByExtensions(exts=[".txt"]),
-    output_mode=OutputWithExtension(ext=Placeholder(str, default="json")),
-    tag=Placeholder(str, default="t"),
-)
-class Sizes(Task):
-    """Writes the size of every .txt file."""
-    def process(self, input, output):
-        with open(input, "rb") as src, open(output, "w") as fh:
-            json.dump({"size": len(src.read()), "tag": self.mixin.tag}, fh)
-
-@cpu_task(input_mode=InputFromJsonl(), output_mode=OutputWithExtension(ext=".out"))
-class Listed(Task):
-    def process(self, input, output):
-        open(output, "w").close()
-'''
-
 
 @pytest.fixture
-def template_task(tmp_path):
-    return write_file(tmp_path / "sizes.py", TEMPLATE_TASK)
+def template_task():
+    return task_file("cli_templates")
 
 
 def _error_lines(proc) -> list[str]:
