@@ -94,6 +94,11 @@ def failures(log_dir: str | os.PathLike[str], task_class: str | None = None) -> 
     return [json.loads(line) for line in path.read_text().splitlines() if line]
 
 
+def failure_reasons(log_dir: str | os.PathLike[str], task_class: str | None = None) -> dict:
+    """The newest run's failed items: key -> error line (from `failures.jsonl`)."""
+    return {row["key"]: row["error"] for row in failures(log_dir, task_class)}
+
+
 def run_dispatch(
     *args: str,
     cwd: str | os.PathLike[str] | None = None,

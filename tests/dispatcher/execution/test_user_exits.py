@@ -19,19 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, task_file
+from conftest import failure_reasons, run_dispatch, task_file
 
 
 @pytest.fixture
 def plain() -> Path:
     return task_file("exits_plain")
-
-
-def failures(tmp_path: Path) -> dict[str | None, str]:
-    rows = []
-    for path in (tmp_path / "dispatch-logs").rglob("failures.jsonl"):
-        rows += [json.loads(line) for line in path.read_text().splitlines()]
-    return {row["key"]: row["error"] for row in rows}
 
 
 def written(out: Path) -> set[str]:
@@ -50,7 +43,7 @@ def test_base_exceptions_in_items_fail_those_items_only(plain, tmp_path, backbon
         assert proc.returncode == 1, proc.stderr
         assert "ran 10 (8 ok, 2 failed)" in proc.stderr, proc.stderr
         assert written(out) == {f"{i:03d}" for i in range(10)} - {"002", "005"}
-        failed = failures(tmp_path)
+        failed = failure_reasons(tmp_path / "dispatch-logs")
         assert set(failed) == {"002", "005"}, failed
         assert all(e == f"{line} (raised by the task)" for e in failed.values()), failed
         assert "died" not in proc.stderr and "exited with code" not in proc.stderr
@@ -112,7 +105,7 @@ def test_sys_exit_in_torch_hooks_fails_those_items_and_the_run_goes_on(
                         f"hook={hook}", cwd=tmp_path, timeout=120)  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert torch_results(out) == {f"i{i:03d}" for i in range(40)} - failed
-    errors = failures(tmp_path)
+    errors = failure_reasons(tmp_path / "dispatch-logs")
     assert set(errors) == failed, errors
     assert all("SystemExit: 0 (raised by the task)" in e for e in errors.values()), errors
     assert f"ran 40 ({40 - len(failed)} ok, {len(failed)} failed)" in proc.stderr, proc.stderr

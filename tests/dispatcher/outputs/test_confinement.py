@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, task_file, tree
+from conftest import failure_reasons, run_dispatch, task_file, tree
 
 from dispatcher.outputs import OutputOutsideRoot, confine, unsafe_reason
 from dispatcher.stage import stage_for
@@ -57,15 +57,6 @@ def dispatch(world: Path, cls: str, rows: list, *args: str, out: Path | None = N
     )  # fmt: skip
 
 
-def failures(world: Path) -> dict[str, str]:
-    rows = [
-        json.loads(line)
-        for path in (world / "logs").rglob("failures.jsonl")
-        for line in path.read_text().splitlines()
-    ]
-    return {row["key"]: row["error"] for row in rows}
-
-
 HOSTILE = {
     "../escape.txt": "climbs out of the output root",
     "ok/../../../escape2.txt": "climbs out of the output root",
@@ -80,7 +71,7 @@ def test_hostile_path_rows_fail_with_a_reason_and_write_nothing_outside(world, c
     before = snapshot(world, skip=(world / "data", world / "logs", world / "list.jsonl"))
     done = dispatch(world, cls, ["ok/a.txt", *HOSTILE])
     assert done.returncode == 1, done.stderr
-    reasons = failures(world)
+    reasons = failure_reasons(world / "logs")
     normalized = {"ok/nul\x00.txt": "ok/nul\x00.txt", "/etc/passwd-copy": "/etc/passwd-copy"}
     for row, reason in HOSTILE.items():
         key = normalized.get(row, row.strip("./") if row == "./" else row)
@@ -103,7 +94,7 @@ def test_unsafe_keys_fail_alone_before_the_nesting_check_sees_them(world, cls):
     before = snapshot(world, skip=(world / "data", world / "logs", world / "list.jsonl"))
     done = dispatch(world, cls, rows)
     assert done.returncode == 1, done.stderr
-    reasons = failures(world)
+    reasons = failure_reasons(world / "logs")
     assert set(reasons) == {"..", "../escape", "ok/../../up"}, reasons
     assert all(error.startswith("OutputOutsideRoot: ") for error in reasons.values()), reasons
     out = world / "data" / "out"
@@ -120,7 +111,7 @@ def test_hostile_object_rows_and_colliding_fields(world):
     ]
     done = dispatch(world, "FromList", rows)
     assert done.returncode == 1
-    reasons = failures(world)
+    reasons = failure_reasons(world / "logs")
     assert set(reasons) == {"../../outside/keep.txt", "ok/b.txt", "ok/c.txt"}
     assert "climbs out" in reasons["../../outside/keep.txt"]
     assert "collide" in reasons["ok/b.txt"] and "collide" in reasons["ok/c.txt"]
@@ -140,7 +131,7 @@ def test_a_symlink_leading_out_of_the_root_is_refused_and_never_counts_as_done(w
     assert plan.returncode == 0 and "already done:   0" in plan.stdout, plan.stdout
     done = dispatch(world, "FromList", rows)
     assert done.returncode == 1
-    reasons = failures(world)
+    reasons = failure_reasons(world / "logs")
     assert set(reasons) == {"link/x.txt", "link/new.txt", "dangling/y.txt"}
     assert all("resolves outside the output root" in r for r in reasons.values())
     assert snapshot(world / "outside") == before

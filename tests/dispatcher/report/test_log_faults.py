@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, task_file
+from conftest import run_dir, run_dispatch, run_record, task_file
 
 pytestmark = pytest.mark.slow
 
@@ -35,11 +35,6 @@ def _dispatch(tmp_path: Path, logs: Path, backbone: str, *mixin: str):
     )
 
 
-def _run_dir(logs: Path) -> Path:
-    (run_dir,) = (logs / "Filler").iterdir()
-    return run_dir
-
-
 def _error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if "Traceback" in line or "Error" in line]
 
@@ -57,12 +52,12 @@ def test_a_log_directory_that_fills_up_mid_run_still_ends_with_a_summary(tmpfs, 
     assert len(fault) == 1 and "No space left on device" in fault[0], done.stderr
     assert "the run record could not be written" in done.stderr
     # what was recorded is whole lines; the record still says it was running
-    run_dir = _run_dir(logs)
-    rows = [json.loads(line) for line in (run_dir / "failures.jsonl").read_text().splitlines()]
+    made_in = run_dir(logs, "Filler")
+    rows = [json.loads(line) for line in (made_in / "failures.jsonl").read_text().splitlines()]
     # (mp workers finish in any order: the rows are some of the failed items, each once)
     keys = [r["key"] for r in rows]
     assert len(set(keys)) == len(keys) and set(keys) <= {"001", "003", "005", "007", "009"}
-    assert json.loads((run_dir / "run.json").read_text())["outcome"] == "running"
+    assert json.loads((made_in / "run.json").read_text())["outcome"] == "running"
 
 
 def test_a_record_gets_its_outcome_when_space_comes_back(tmpfs, tmp_path):
@@ -71,14 +66,15 @@ def test_a_record_gets_its_outcome_when_space_comes_back(tmpfs, tmp_path):
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert len(list(out.iterdir())) == 10
-    record = json.loads((_run_dir(logs) / "run.json").read_text())
+    record = run_record(logs, "Filler")
     assert record["outcome"] == "some items failed" and record["exit_code"] == 1
     assert record["counts"]["failed"] == 5
     lost = record["log_faults"]
     assert lost["failures_not_written"] >= 1 and "No space left" in lost["error"]
     assert "the run record could not be written" not in done.stderr
     rows = [
-        json.loads(line) for line in (_run_dir(logs) / "failures.jsonl").read_text().splitlines()
+        json.loads(line)
+        for line in (run_dir(logs, "Filler") / "failures.jsonl").read_text().splitlines()
     ]
     assert len(rows) == 5 - lost["failures_not_written"]
 

@@ -17,7 +17,7 @@ import termios
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, task_file
+from conftest import run_dir, run_dispatch, run_record, task_file
 
 from dispatcher.execution.steps import Outcome
 from dispatcher.report.reporter import Reporter
@@ -26,11 +26,6 @@ from dispatcher.report.reporter import Reporter
 @pytest.fixture
 def task() -> Path:
     return task_file("report_squares")
-
-
-def _run_dir(logs: Path) -> Path:
-    runs = sorted(logs.glob("Squares/*/run.json"), key=os.path.getmtime)
-    return runs[-1].parent
 
 
 @pytest.mark.parametrize("backbone", ["serial", "mp"])
@@ -58,18 +53,18 @@ def test_summary_failures_and_run_record_for_every_backbone(task, tmp_path, back
         done.stderr,
     )
     assert summary, done.stderr
-    run_dir = _run_dir(logs)
-    assert f"failures listed in {run_dir / 'failures.jsonl'}" in done.stderr
+    made_in = run_dir(logs, "Squares")
+    assert f"failures listed in {made_in / 'failures.jsonl'}" in done.stderr
     # nothing but outputs in the output root
     assert sorted(p.name for p in out.iterdir()) == [f"{i:03d}.txt" for i in range(12) if i != 5]
 
-    rows = [json.loads(line) for line in (run_dir / "failures.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (made_in / "failures.jsonl").read_text().splitlines()]
     assert len(rows) == 1
     assert rows[0]["key"] == "005" and rows[0]["item"] == {"i": 5}
     assert rows[0]["error"] == "ZeroDivisionError: cannot square 5"
     assert "Traceback" in rows[0]["traceback"] and "raise ZeroDivisionError" in rows[0]["traceback"]
 
-    record = json.loads((run_dir / "run.json").read_text())
+    record = run_record(logs, "Squares")
     assert record["argv"] == argv
     assert record["config"]["backbone"]["name"] == backbone
     assert record["config"]["mixin"] == {"out": str(out), "n": 12, "bad": 5}
@@ -110,13 +105,13 @@ def test_run_record_names_the_shard(task, tmp_path):
         "n=30",
     )
     assert done.returncode == 0, done.stderr
-    record = json.loads((_run_dir(logs) / "run.json").read_text())
+    record = run_record(logs, "Squares")
     assert record["config"]["shard"] == "hash 1/3"
     assert record["counts"]["found"] == 30
     assert 0 < record["counts"]["in_shard"] < 30
     assert record["counts"]["succeeded"] == record["counts"]["in_shard"] == len(list(out.iterdir()))
     assert record["outcome"] == "success" and record["exit_code"] == 0
-    assert not (_run_dir(logs) / "failures.jsonl").exists()
+    assert not (run_dir(logs, "Squares") / "failures.jsonl").exists()
 
 
 def test_plain_progress_lines_when_not_a_terminal(tmp_path):
