@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, write_file
+from conftest import REPO, task_file
 
 from dispatcher.sharding import hash_bucket
 
@@ -48,51 +48,6 @@ def _cluster_problem() -> str | None:
 
 _PROBLEM = _cluster_problem()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(_PROBLEM is not None, reason=str(_PROBLEM))]
-
-# A plain task: one JSON output per item saying which array task made it, plus one journal
-# line per committed item (outside the output root) so a second processing would show.
-STAMP_TASK = """
-import json, os, sys, time
-from dispatcher import Placeholder, Task, atomic_write
-
-class Stamp(Task):
-    mixin = {
-        "output": Placeholder(str),
-        "journal": Placeholder(str),
-        "count": Placeholder(int, default=12),
-        "delay": Placeholder(float, default=0.0),
-    }
-
-    def generate_tasks(self):
-        for i in range(self.mixin.count):
-            yield {"name": f"item-{i:03d}"}
-
-    def item_key(self, item):
-        return item["name"]
-
-    def _path(self, name):
-        return os.path.join(self.mixin.output, name + ".json")
-
-    def is_executed(self, name):
-        return os.path.exists(self._path(name))
-
-    def setup(self):
-        task = os.environ.get("SLURM_ARRAY_TASK_ID")
-        print(f"stamp: process {os.getpid()} is array task {task}", file=sys.stderr, flush=True)
-
-    def process(self, name):
-        time.sleep(self.mixin.delay)
-        record = {
-            "name": name,
-            "task": int(os.environ["SLURM_ARRAY_TASK_ID"]),
-            "job": os.environ["SLURM_ARRAY_JOB_ID"],
-            "pid": os.getpid(),
-        }
-        with atomic_write(self._path(name)) as tmp, open(tmp, "w") as fh:
-            json.dump(record, fh)
-        with open(self.mixin.journal, "a") as fh:
-            fh.write(json.dumps(record) + "\\n")
-"""
 
 
 class Cluster:
@@ -171,9 +126,8 @@ def cluster(tmp_path: Path):
 @pytest.fixture
 def stamp_job(tmp_path: Path) -> Path:
     """A batch script that `exec`s the dispatcher over the Stamp task; sbatch ARGS go to it."""
-    task_file = write_file(tmp_path / "stamp.py", STAMP_TASK)
     argv = [
-        sys.executable, "-m", "dispatcher", str(task_file), "Stamp",
+        sys.executable, "-m", "dispatcher", str(task_file("slurm_array_stamp")), "Stamp",
         "--backbone", "serial", "--shard", "auto", "--log-dir", str(tmp_path / "logs"),
         "--mixin", f"output={tmp_path / 'out'}", f"journal={tmp_path / 'journal.jsonl'}",
     ]  # fmt: skip
@@ -193,7 +147,7 @@ def outputs(tmp_path: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in (tmp_path / "out").glob("*.json")}
 
 
-def run_record(log: str) -> dict:
+def record_named_in(log: str) -> dict:
     """The run.json a dispatcher run named in its last lines."""
     paths = re.findall(r"run record (\S+)", log)
     assert paths, f"no run record in the job's log:\n{log}"
@@ -254,7 +208,7 @@ def test_cancelled_array_exits_143_and_resubmission_finishes(cluster, stamp_job,
     for task in (0, 1):
         log = cluster.log(job, task)
         assert "interrupted by SIGTERM" in log, log
-        assert run_record(log)["exit_code"] == 143
+        assert record_named_in(log)["exit_code"] == 143
     # Whatever the first run committed is complete; nothing was left half-written.
     assert set(outputs(tmp_path)) == {r["name"] for r in first_run}
     assert not [p for p in (tmp_path / "out").iterdir() if not p.name.endswith(".json")]
@@ -269,7 +223,7 @@ def test_cancelled_array_exits_143_and_resubmission_finishes(cluster, stamp_job,
     assert sorted(r["name"] for r in every) == names, "an item was processed twice"
     assert {r["job"] for r in every} == {job, again}
     for task in (0, 1):
-        record = run_record(cluster.log(again, task))
+        record = record_named_in(cluster.log(again, task))
         assert record["exit_code"] == 0
         done_before = sum(r["task"] == task for r in first_run)
         assert record["counts"]["skipped"] == done_before

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_dir, run_record
 from test_slurm_submit import (
     clean_env,
     journal,
@@ -38,7 +39,7 @@ def _script(tmp_path: Path, items: int, delay: float) -> Path:
     return path
 
 
-def _start(path: Path, tmp_path: Path) -> subprocess.Popen[str]:
+def _start_job(path: Path, tmp_path: Path) -> subprocess.Popen[str]:
     env = clean_env()
     env.update(SLURM_ARRAY_JOB_ID="4242420", SLURM_JOB_ID="4242421", SLURM_ARRAY_TASK_ID="0")
     return subprocess.Popen(
@@ -54,26 +55,21 @@ def _wait_for_items(tmp_path: Path, n: int, proc: subprocess.Popen[str]) -> None
         time.sleep(0.05)
 
 
-def _record(tmp_path: Path) -> dict:
-    (run,) = (tmp_path / "logs" / "Stamp").iterdir()
-    return json.loads((run / "run.json").read_text())
-
-
 def test_usr1_stops_the_dispatcher_with_its_record_and_asks_for_a_requeue(tmp_path):
-    proc = _start(_script(tmp_path, 40, 0.2), tmp_path)
+    proc = _start_job(_script(tmp_path, 40, 0.2), tmp_path)
     _wait_for_items(tmp_path, 1, proc)
     os.kill(proc.pid, signal.SIGUSR1)  # what --signal=B:USR1 does: the batch shell only
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "requeueing 4242420_0" in err
-    record = _record(tmp_path)
+    record = run_record(run_dir(tmp_path / "logs", "Stamp"))
     assert record["exit_code"] == 143 and record["outcome"] == "interrupted by SIGTERM"
     assert 1 <= len(outputs(tmp_path)) < 40
 
 
 def test_sigterm_to_the_whole_job_stops_it_once_without_requeue(tmp_path):
     """scancel: every process gets SIGTERM; the shell does not send a second one."""
-    proc = _start(_script(tmp_path, 40, 0.5), tmp_path)
+    proc = _start_job(_script(tmp_path, 40, 0.5), tmp_path)
     _wait_for_items(tmp_path, 1, proc)
     os.killpg(proc.pid, signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
@@ -81,7 +77,7 @@ def test_sigterm_to_the_whole_job_stops_it_once_without_requeue(tmp_path):
     assert "requeueing" not in err
     # One signal: the grace period let the item in flight finish (a second would abandon it).
     assert "abandon" not in err.lower(), err
-    assert _record(tmp_path)["exit_code"] == 143
+    assert run_record(run_dir(tmp_path / "logs", "Stamp"))["exit_code"] == 143
 
 
 @pytest.mark.slow

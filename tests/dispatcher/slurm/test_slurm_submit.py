@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, write_file
+from conftest import REPO, run_dispatch, task_file
 
 from dispatcher.sharding import hash_bucket
 from dispatcher.slurm.submit import (
@@ -62,48 +62,9 @@ def test_max_array_size_is_read_from_scontrol_show_config():
 
 # --- the script, run by bash as SLURM would start it -----------------------------------------
 
-STAMP_TASK = """
-import json, os, time
-from dispatcher import Placeholder, Task, atomic_write
-
-class Stamp(Task):
-    mixin = {
-        "output": Placeholder(str),
-        "journal": Placeholder(str),
-        "count": Placeholder(int, default=12),
-        "delay": Placeholder(float, default=0.0),
-    }
-
-    def generate_tasks(self):
-        for i in range(self.mixin.count):
-            yield {"name": f"item-{i:03d}"}
-
-    def item_key(self, item):
-        return item["name"]
-
-    def _path(self, name):
-        return os.path.join(self.mixin.output, name + ".json")
-
-    def is_executed(self, name):
-        return os.path.exists(self._path(name))
-
-    def process(self, name):
-        time.sleep(self.mixin.delay)
-        record = {
-            "name": name,
-            "task": os.environ.get("SLURM_ARRAY_TASK_ID"),
-            "job": os.environ.get("SLURM_ARRAY_JOB_ID"),
-            "shard": os.environ.get("DISPATCH_SHARD_INDEX"),
-        }
-        with atomic_write(self._path(name)) as tmp, open(tmp, "w") as fh:
-            json.dump(record, fh)
-        with open(self.mixin.journal, "a") as fh:
-            fh.write(json.dumps(record) + "\\n")
-"""
-
 
 def stamp_command(tmp_path: Path, count: int = 12, delay: float = 0.0) -> list[str]:
-    task = write_file(tmp_path / "stamp.py", STAMP_TASK)
+    task = task_file("slurm_submit_stamp")
     return [
         str(task), "Stamp", "--backbone", "serial", "--log-dir", str(tmp_path / "logs"),
         "--mixin", f"output={tmp_path / 'out'}", f"journal={tmp_path / 'journal.jsonl'}",
