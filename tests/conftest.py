@@ -49,9 +49,14 @@ def run_task(
 
 
 def start_dispatch(
-    *args: str, cwd: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None
+    *args: str,
+    cwd: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+    start_new_session: bool = False,
 ) -> subprocess.Popen[str]:
-    """`python -m dispatcher ARGS` started, not waited for (to signal or kill it)."""
+    """`python -m dispatcher ARGS` started, not waited for (to signal or kill it); with
+    `start_new_session`, in a process group of its own (a signal to the group reaches its
+    workers as a terminal's would)."""
     full_env = dict(os.environ)
     full_env.pop("SLURM_ARRAY_TASK_ID", None)
     full_env.update(env or {})
@@ -62,6 +67,7 @@ def start_dispatch(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=start_new_session,
     )
 
 

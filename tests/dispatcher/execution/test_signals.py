@@ -11,12 +11,11 @@ import io
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, task_file
+from conftest import run_dispatch, start_dispatch, task_file
 
 from backbones.serial import SerialBackbone
 from dispatcher.execution.signals import StopSignal
@@ -33,26 +32,11 @@ def _staging(out: Path) -> list[Path]:
     return list(out.glob(".*dispatch-part*")) if out.exists() else []
 
 
-def _start(task: Path, out: Path, *extra: str, **mixin: object) -> subprocess.Popen[str]:
+def _start_slow(task: Path, out: Path, *extra: str, **mixin: object) -> subprocess.Popen[str]:
+    """The Slow task started on `serial`, its logs beside `out`."""
     fills = [f"out={out}", *(f"{k}={v}" for k, v in mixin.items())]
-    argv = [
-        str(task),
-        "Slow",
-        "--backbone",
-        "serial",
-        "--log-dir",
-        str(out.parent / "logs"),
-        *extra,
-        "--mixin",
-        *fills,
-    ]
-    return subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    return start_dispatch(task, "Slow", "--backbone", "serial", "--log-dir", out.parent / "logs",
+                          *extra, "--mixin", *fills, start_new_session=True)  # fmt: skip
 
 
 def _wait_for(predicate, timeout: float = 30.0) -> None:
@@ -70,7 +54,7 @@ def slow_task() -> Path:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serial_stops_after_the_item_in_flight_and_a_rerun_completes(slow_task, tmp_path, sig):
     out = tmp_path / "out"
-    proc = _start(slow_task, out, n=30)
+    proc = _start_slow(slow_task, out, n=30)
     _wait_for(lambda: len(_outputs(out)) >= 3)
     os.killpg(proc.pid, sig)
     _, stderr = proc.communicate(timeout=30)
@@ -100,7 +84,7 @@ def test_serial_stops_after_the_item_in_flight_and_a_rerun_completes(slow_task, 
 
 def test_serial_abandons_an_item_that_outlives_the_grace_period(slow_task, tmp_path):
     out = tmp_path / "out"
-    proc = _start(slow_task, out, "--grace", "0.5", n=5, sleep=0, hang_on=2)
+    proc = _start_slow(slow_task, out, "--grace", "0.5", n=5, sleep=0, hang_on=2)
     _wait_for(lambda: len(_outputs(out)) >= 2 and bool(_staging(out)))
     began = time.monotonic()
     os.kill(proc.pid, signal.SIGTERM)
@@ -115,7 +99,7 @@ def test_serial_abandons_an_item_that_outlives_the_grace_period(slow_task, tmp_p
 
 def test_a_second_signal_ends_the_serial_grace_period_at_once(slow_task, tmp_path):
     out = tmp_path / "out"
-    proc = _start(slow_task, out, "--grace", "60", n=3, sleep=0, hang_on=1)
+    proc = _start_slow(slow_task, out, "--grace", "60", n=3, sleep=0, hang_on=1)
     _wait_for(lambda: bool(_staging(out)))
     os.kill(proc.pid, signal.SIGINT)
     time.sleep(0.3)

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, task_file, write_file
+from conftest import REPO, failures, run_dirs, run_dispatch, run_record, task_file, write_file
 
 TASK = task_file("outputs_records")
 
@@ -27,7 +27,8 @@ def dispatch(ds: Path, cls: str, *args: str):
 
 
 def records(ds: Path, cls: str) -> list[Path]:
-    return sorted((ds / "logs" / cls).glob("*/run.json"))
+    """The run records (`run.json`) of one task class, oldest first."""
+    return [run / "run.json" for run in run_dirs(ds / "logs", cls)]
 
 
 # --- inputs ---------------------------------------------------------------------------
@@ -98,7 +99,7 @@ def test_duplicates_of_a_plain_task_run_once_and_are_reported(ds):
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == ["a", "b", "c"]
     assert "dispatch: 3 duplicate items ran once (same key as an earlier item: a, b)" in done.stderr
-    record = json.loads(records(ds, "Doubled")[-1].read_text())
+    record = run_record(ds / "logs", "Doubled")
     assert record["counts"]["duplicates"] == 3 and record["counts"]["found"] == 3
     assert record["duplicate_keys"] == ["a", "b"]
 
@@ -112,7 +113,7 @@ def test_failure_records_of_jsonl_rows_carry_the_row_and_its_line(ds):
     listing.write_text("\n" + "".join(json.dumps(r) + "\n" for r in rows))
     done = dispatch(ds, "Rows", "--mixin", f"input={listing}", f"output={ds / 'out'}")
     assert done.returncode == 1, done.stderr
-    (failure,) = [json.loads(x) for x in (records(ds, "Rows")[-1].parent / "failures.jsonl").open()]
+    (failure,) = failures(ds / "logs", "Rows")
     assert failure["key"] == "x"
     assert failure["item"] == {
         "input": str(ds / "x"),
@@ -128,8 +129,8 @@ def test_failure_records_of_path_rows_carry_the_row_and_its_line(ds):
         f"input_mode.path={listing}",
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
-    failures = [json.loads(x) for x in (records(ds, "Listed")[-1].parent / "failures.jsonl").open()]
-    assert [(f["key"], f["item"]) for f in failures] == [
+    rows = failures(ds / "logs", "Listed")
+    assert [(f["key"], f["item"]) for f in rows] == [
         ("a.txt", {"input": str(ds / "in/a.txt"), "row": "a.txt", "source": f"{listing}:1"}),
         (
             "sub/b.txt",
@@ -141,9 +142,7 @@ def test_failure_records_of_path_rows_carry_the_row_and_its_line(ds):
 def test_failure_records_of_files_carry_the_input_path(ds):
     done = dispatch(ds, "Shout", "--mixin", f"input={ds / 'in'}", f"output={ds / 'out'}")
     assert done.returncode == 1, done.stderr
-    (failure,) = [
-        json.loads(x) for x in (records(ds, "Shout")[-1].parent / "failures.jsonl").open()
-    ]
+    (failure,) = failures(ds / "logs", "Shout")
     assert failure["key"] == "sub/c.txt"
     assert failure["item"] == {"input": str(ds / "in/sub/c.txt")}
 
