@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import xxhash
-from conftest import run_dispatch, task_file
+from conftest import run_dispatch, run_task, task_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -219,11 +219,11 @@ def test_the_fifteen_file_tree_that_kagurazaka_splits_wrongly(tmp_path):
         outputs: dict[str, int] = {}
         for i, copy in enumerate(["one", "two"]):
             out = tmp_path / f"out-{mode}-{i}"
-            done = run_dispatch(
-                task_path, "Copy", "--backbone", "serial", "--shard", f"{i}/2", "--shard-mode", mode,
-                "--log-dir", tmp_path / "logs", "--mixin", f"input={tmp_path / copy}", f"output={out}",
+            done = run_task(
+                task_path, "Copy", {"input": str(tmp_path / copy), "output": str(out)},
+                log_dir=tmp_path / "logs", backbone="serial", shard=f"{i}/2", shard_mode=mode,
             )  # fmt: skip
-            assert done.returncode == 0, done.stderr
+            assert done.exit_code == 0, done.outcomes
             for path in out.rglob("*.out"):
                 rel = path.relative_to(out).as_posix()
                 outputs[rel] = outputs.get(rel, 0) + 1
