@@ -49,9 +49,14 @@ def run_task(
 
 
 def start_dispatch(
-    *args: str, cwd: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None
+    *args: str,
+    cwd: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+    start_new_session: bool = False,
 ) -> subprocess.Popen[str]:
-    """`python -m dispatcher ARGS` started, not waited for (to signal or kill it)."""
+    """`python -m dispatcher ARGS` started, not waited for (to signal or kill it); with
+    `start_new_session`, in a process group of its own (a signal to the group reaches its
+    workers as a terminal's would)."""
     full_env = dict(os.environ)
     full_env.pop("SLURM_ARRAY_TASK_ID", None)
     full_env.update(env or {})
@@ -62,6 +67,7 @@ def start_dispatch(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=start_new_session,
     )
 
 
@@ -92,6 +98,11 @@ def failures(log_dir: str | os.PathLike[str], task_class: str | None = None) -> 
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def failure_reasons(log_dir: str | os.PathLike[str], task_class: str | None = None) -> dict:
+    """The newest run's failed items: key -> error line (from `failures.jsonl`)."""
+    return {row["key"]: row["error"] for row in failures(log_dir, task_class)}
 
 
 def run_dispatch(
@@ -130,7 +141,7 @@ def write_file(path: Path, text: str) -> Path:
 
 def tree(root: Path) -> dict[str, bytes]:
     """Every output under `root` (relative POSIX path -> bytes): every file but the record of
-    which run made them (`.dispatch-run.CLASS`, tests/test_records.py checks it)."""
+    which run made them (`.dispatch-run.CLASS`, tests/dispatcher/outputs/test_records.py checks it)."""
     return {
         p.relative_to(root).as_posix(): p.read_bytes()
         for p in sorted(root.rglob("*"))
