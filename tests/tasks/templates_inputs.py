@@ -29,9 +29,10 @@ class Meta(Task):
     """Each object row's fields, as `process` receives them."""
 
     def process(self, input, output, path, caption, fps):
+        fields = {"input": os.path.relpath(input, self.mixin.input), "path": path,
+                  "caption": caption, "fps": fps, "exists": os.path.exists(input)}  # fmt: skip
         with open(output, "w") as fh:
-            json.dump({"input": os.path.relpath(input, self.mixin.input), "path": path,
-                       "caption": caption, "fps": fps, "exists": os.path.exists(input)}, fh)  # fmt: skip
+            json.dump(fields, fh)
 
 
 @cpu_task(
