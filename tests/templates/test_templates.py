@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, task_file
+from conftest import failures, run_dispatch, task_file
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -299,8 +299,7 @@ def test_an_output_not_written_fails_the_item_and_leaves_nothing(tmp_path, capsy
     assert code == 1
     assert files(out) == {"b.txt/main.json": "m", "b.txt/t/thumb.jpg": "t"}
     assert sorted(os.listdir(out)) == [".dispatch-run.Partial", "b.txt"]  # no staging for a.txt
-    failures = list((tmp_path / "logs").rglob("failures.jsonl"))
-    row = json.loads(failures[0].read_text().splitlines()[0])
+    row = failures(tmp_path / "logs")[0]
     assert row["key"] == "a.txt" and "t/thumb.jpg" in row["error"]
 
 

@@ -496,7 +496,8 @@ def test_a_step_returning_no_dataframe_fails_its_file_and_a_rerun_runs_it(
 
 
 def _whole_dataset_package(tmp_path: Path, name: str) -> Path:
-    return shutil.copytree(TASKS / "operators_modelarts_whole", tmp_path / "packages" / name)
+    package = tmp_path / "packages" / name
+    return shutil.copytree(TASKS / "operators_modelarts_whole", package, dirs_exist_ok=True)
 
 
 def _whole_run(package: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
