@@ -1,7 +1,8 @@
 """Template decorators: every input, output and finish mode, placeholders in every field.
 
 Most tests run the real command in-process (`dispatcher.cli.main`) on real files with the
-serial backbone; a few go through a subprocess and the process pool.
+serial backbone; a few go through a subprocess and the process pool. The tasks are
+tests/tasks/templates_*.py: one class per declared mode, so a test names what it runs.
 """
 
 from __future__ import annotations
