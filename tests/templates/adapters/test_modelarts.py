@@ -13,25 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, backbone_params, run_dispatch, tree, write_file
+from conftest import REPO, TASKS, backbone_params, run_dispatch, run_record, tree, write_file
 
 OPERATORS = REPO / "tasks" / "operators"
-
-KILL_HOOK = """
-import os, signal
-from templates.adapters import modelarts
-
-_write_row = modelarts.ModelArtsStage.write_row
-
-
-def write_row(self, i, size, row, result, outputs):
-    _write_row(self, i, size, row, result, outputs)
-    if os.environ.get("CRASH_AT") == row[0]:  # written, not yet committed
-        os.killpg(os.getpgid(0), signal.SIGKILL)
-
-
-modelarts.ModelArtsStage.write_row = write_row
-"""
 
 
 def _jsonl_data(root: Path, files: int = 6) -> Path:
@@ -161,12 +145,12 @@ def test_example_killed_mid_run_leaves_nothing_counted_done(package, tmp_path):
     src, logs = make(tmp_path / "in"), tmp_path / "logs"
     reference = tmp_path / "reference"
     assert run_dispatch(*_command(package, src, reference, logs), cwd=tmp_path).returncode == 0
-    hook = write_file(tmp_path / "hook" / "sitecustomize.py", KILL_HOOK)
+    hook = TASKS / "operators_modelarts_kill_hook"
     keys = sorted(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
     victim = package if EXAMPLES[package][2] is None else keys[len(keys) // 2]
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_ARRAY")}
-    env.update(CRASH_AT=victim, PYTHONPATH=f"{hook.parent}{os.pathsep}{REPO}")
+    env.update(CRASH_AT=victim, PYTHONPATH=f"{hook}{os.pathsep}{REPO}")
     proc = subprocess.Popen(
         [sys.executable, "-m", "dispatcher", *_command(package, src, out, logs)],
         env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -190,44 +174,8 @@ def test_example_killed_mid_run_leaves_nothing_counted_done(package, tmp_path):
     assert _outputs(out) == expected
 
 
-PLACEMENT = """
-import os, threading
-import pandas as pd
-
-
-def _where():
-    return f"{os.getpid()}:{threading.current_thread().name}"
-
-
-class PreProcess:
-    def __init__(self, args):
-        self.built = _where()
-
-    def __call__(self, df):
-        return df.assign(pre=_where(), pre_built=self.built)
-
-
-class Process:
-    def __init__(self, args):
-        self.tag = args.tag if "tag" in args else "none"
-
-    def __call__(self, df):
-        return df.assign(proc=_where(), tag=self.tag)
-
-
-class PostProcess:
-    def __init__(self, args):
-        pass
-
-    def __call__(self, df):
-        return df.assign(post=_where())
-"""
-
-
 def _placement_package(tmp_path: Path) -> Path:
-    package = tmp_path / "where_op"
-    write_file(package / "program_package" / "process.py", PLACEMENT)
-    write_file(package / "operator.yaml", "arguments:\n  - {name: tag, type: str, default: t}\n")
+    package = shutil.copytree(TASKS / "operators_modelarts_placement", tmp_path / "where_op")
     data = tmp_path / "in"
     data.mkdir()
     for i in range(4):
@@ -264,11 +212,6 @@ def test_each_class_runs_where_its_backbone_places_that_step(backbone, tmp_path)
 BAD_ROWS = '{"text": "ok"}\n{"text": broken\n'
 
 
-def _run_record(logs: Path) -> dict:
-    (record,) = logs.rglob("run.json")
-    return json.loads(record.read_text())
-
-
 @pytest.mark.parametrize("backbone", backbone_params(["serial", "mp", "torch"]))
 def test_an_unreadable_row_is_malformed_input_exit_2_naming_file_and_line(tmp_path, backbone):
     """The bad file writes nothing and is not retried, the good one is made, the run exits
@@ -291,7 +234,7 @@ def test_an_unreadable_row_is_malformed_input_exit_2_naming_file_and_line(tmp_pa
     ], proc.stderr
     assert "retrying" not in proc.stderr and "Traceback" not in proc.stderr
     assert sorted(_outputs(out)) == ["good.jsonl"]  # nothing of bad.jsonl, no staging left
-    record = _run_record(logs)
+    record = run_record(logs)
     assert record["exit_code"] == 2 and record["outcome"] == "malformed input"
     assert record["counts"]["malformed_inputs"] == 1 and record["counts"]["succeeded"] == 1
 
@@ -299,7 +242,7 @@ def test_an_unreadable_row_is_malformed_input_exit_2_naming_file_and_line(tmp_pa
     shutil.rmtree(logs)
     again = run_dispatch(*command, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert _run_record(logs)["counts"]["ran"] == 1
+    assert run_record(logs)["counts"]["ran"] == 1
     assert sorted(_outputs(out)) == ["bad.jsonl", "good.jsonl"]
 
 
@@ -505,33 +448,6 @@ def test_a_package_runs_from_python(tmp_path):
     assert result.exit_code == 0 and result.counts.succeeded == 2
 
 
-FORGETFUL = """
-import pandas as pd
-
-
-class _Step:
-    def __init__(self, args):
-        self.forget, self.gives = args.forget, args.gives
-
-    def __call__(self, df):
-        if self.forget == type(self).__name__ and df["i"].iloc[0] == 1:
-            return None if self.gives == "none" else df.to_dict("records")
-        return df
-
-
-class PreProcess(_Step):
-    pass
-
-
-class Process(_Step):
-    pass
-
-
-class PostProcess(_Step):
-    pass
-"""
-
-
 def _cases(step: str, gives: str, backbones: list[str]) -> list:
     """(step, gives, backbone) parameters, each skipped where its backbone is."""
     cases = []
@@ -555,13 +471,7 @@ def test_a_step_returning_no_dataframe_fails_its_file_and_a_rerun_runs_it(
     step, gives, backbone, tmp_path
 ):
     """A forgotten `return` is a failure naming the class, never an empty output counted done."""
-    package = tmp_path / "forgetful"
-    write_file(package / "program_package" / "process.py", FORGETFUL)
-    write_file(
-        package / "operator.yaml",
-        "arguments:\n  - {name: forget, type: str, default: ''}\n"
-        "  - {name: gives, type: str, default: none}\n",
-    )
+    package = shutil.copytree(TASKS / "operators_modelarts_forgetful", tmp_path / "forgetful")
     data = tmp_path / "in"
     for i in range(3):
         write_file(data / f"r{i}.jsonl", json.dumps({"i": i}) + "\n")
@@ -585,29 +495,9 @@ def test_a_step_returning_no_dataframe_fails_its_file_and_a_rerun_runs_it(
     assert sorted(_outputs(out)) == ["r0.jsonl", "r1.jsonl", "r2.jsonl"]
 
 
-WHOLE = """
-import os
-
-
-class Process:
-    def __init__(self, args):
-        self.args = args
-
-    def __call__(self, df):
-        os.makedirs(self.args.obs_output_path, exist_ok=True)
-        with open(os.path.join(self.args.obs_output_path, "made_by.txt"), "w") as fh:
-            fh.write(f"{PACKAGE} {self.args.level}")
-"""
-
-
 def _whole_dataset_package(tmp_path: Path, name: str) -> Path:
     package = tmp_path / "packages" / name
-    write_file(package / "program_package" / "process.py", f"PACKAGE = {name!r}\n" + WHOLE)
-    write_file(
-        package / "operator.yaml",
-        "auto-data-loading: false\narguments:\n  - {name: level, type: int, default: 1}\n",
-    )
-    return package
+    return shutil.copytree(TASKS / "operators_modelarts_whole", package, dirs_exist_ok=True)
 
 
 def _whole_run(package: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -8,7 +8,6 @@ and see that each one set up and tore down once.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,126 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, write_file
-
-PROBE = """
-import ctypes, os, time
-from dispatcher import Placeholder, Task, atomic_write
-
-
-def listed(value, i):
-    return value == "all" or str(i) in str(value).split(",")
-
-
-class Poison:
-    # pickles fine in the parent; unpickling it in a worker segfaults
-
-    def __reduce__(self):
-        return (ctypes.string_at, (0,))
-
-
-class Garbled:
-    # pickles fine in the parent; unpickling it in a worker raises
-
-    def __reduce__(self):
-        return (int, ("not a number",))
-
-
-class Probe(Task):
-    mixin = {
-        "out": Placeholder(str),
-        "n": Placeholder(int, default=20),
-        "sleep": Placeholder(float, default=0.0),
-        "raise_on": Placeholder(str, default="-"),
-        "crash_on": Placeholder(str, default="-"),
-        "hang_on": Placeholder(str, default="-"),
-        "flaky": Placeholder(str, default="-"),
-        "crash_once": Placeholder(str, default="-"),
-        "unsendable": Placeholder(str, default="-"),
-        "poison_on": Placeholder(str, default="-"),
-        "garbled_on": Placeholder(str, default="-"),
-        "setup_fails": Placeholder(bool, default=False),
-        "setup_crashes": Placeholder(bool, default=False),
-        "second_setup_fails": Placeholder(bool, default=False),
-    }
-
-    def generate_tasks(self):
-        for i in range(self.mixin.n):
-            if listed(self.mixin.unsendable, i):
-                yield {"i": i, "fn": lambda: None}
-            elif listed(self.mixin.poison_on, i):
-                yield {"i": i, "fn": Poison()}
-            elif listed(self.mixin.garbled_on, i):
-                yield {"i": i, "fn": Garbled()}
-            else:
-                yield {"i": i}
-
-    def item_key(self, item):
-        return f"{item['i']:04d}"
-
-    def _out(self, i):
-        return os.path.join(self.mixin.out, f"{i:04d}.txt")
-
-    def _mark(self, folder, name, text):
-        path = os.path.join(self.mixin.out, "_" + folder)
-        os.makedirs(path, exist_ok=True)
-        with open(os.path.join(path, name), "a") as fh:
-            fh.write(text)
-
-    def is_executed(self, i, fn=None):
-        return os.path.exists(self._out(i))
-
-    def setup(self):
-        self._mark("workers", str(os.getpid()), "s")
-        if self.mixin.setup_crashes:
-            ctypes.string_at(0)
-        if self.mixin.setup_fails:
-            raise RuntimeError("no model here")
-        if self.mixin.second_setup_fails:
-            # the first worker sets up; the next one fails once an item is running
-            os.makedirs(os.path.join(self.mixin.out, "_setup"), exist_ok=True)
-            try:
-                os.close(os.open(os.path.join(self.mixin.out, "_setup", "first"),
-                                 os.O_CREAT | os.O_EXCL))
-            except FileExistsError:
-                end = time.monotonic() + 30
-                while not os.path.isdir(os.path.join(self.mixin.out, "_pids")):
-                    if time.monotonic() > end:
-                        break
-                    time.sleep(0.05)
-                raise RuntimeError("no model for the second worker")
-
-    def teardown(self):
-        self._mark("workers", str(os.getpid()), "t")
-
-    def process(self, i, fn=None):
-        self._mark("attempts", f"{i:04d}", "a")
-        if listed(self.mixin.raise_on, i):
-            raise ValueError(f"item {i} is bad")
-        if listed(self.mixin.crash_on, i):
-            ctypes.string_at(0)
-        marker = os.path.join(self.mixin.out, "_attempts", f"{i:04d}.tried")
-        if listed(self.mixin.flaky, i) and not os.path.exists(marker):
-            open(marker, "w").close()
-            raise OSError("transient")
-        if listed(self.mixin.crash_once, i) and not os.path.exists(marker):
-            open(marker, "w").close()
-            ctypes.string_at(0)
-        with atomic_write(self._out(i)) as tmp:
-            with open(tmp, "w") as fh:
-                fh.write("partial")
-                fh.flush()
-                if listed(self.mixin.hang_on, i):
-                    self._mark("pids", f"{i:04d}", str(os.getpid()))
-                    time.sleep(120)
-                time.sleep(self.mixin.sleep)
-                fh.write(f" done {i * i}")
-"""
+from conftest import failures, run_dispatch, run_record, start_dispatch, task_file
+from helpers_engines import start_dispatch_in_own_group
 
 
 @pytest.fixture
-def probe(tmp_path: Path) -> Path:
-    return write_file(tmp_path / "probe.py", PROBE)
+def probe() -> Path:
+    return task_file("mp_probe")
 
 
 def args(probe: Path, out: Path, *extra: str, n: int = 20, **mixin: object) -> list[str]:
@@ -172,25 +58,9 @@ def workers(out: Path) -> dict[str, str]:
 
 
 def last_run(out: Path) -> tuple[dict, list[dict]]:
-    runs = sorted((out.parent / "logs").glob("Probe/*/run.json"), key=os.path.getmtime)
-    record = json.loads(runs[-1].read_text())
-    failures_path = runs[-1].parent / "failures.jsonl"
-    failures = (
-        [json.loads(line) for line in failures_path.read_text().splitlines()]
-        if failures_path.exists()
-        else []
-    )
-    return record, failures
-
-
-def start(argv: list[str], **kwargs: object) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kwargs,
-    )
+    """The newest run's record and failures (`args` logs beside `out`)."""
+    logs = out.parent / "logs"
+    return run_record(logs, "Probe"), failures(logs, "Probe")
 
 
 def wait_for(predicate, timeout: float = 30.0) -> None:
@@ -265,7 +135,7 @@ def test_raising_segfaulting_and_unsendable_items_are_recorded_and_the_run_finis
 def test_a_worker_killed_with_sigkill_costs_only_its_item(probe, tmp_path):
     out = tmp_path / "out"
     # one worker: the rest of the items can only run if a replacement starts
-    proc = start(args(probe, out, "--num-process", "1", n=16, hang_on=5))
+    proc = start_dispatch(*args(probe, out, "--num-process", "1", n=16, hang_on=5))
     pid_file = out / "_pids" / "0005"
     wait_for(pid_file.exists)
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
@@ -398,8 +268,8 @@ def test_a_signal_after_an_abort_still_ends_in_flight_items_within_the_grace_per
     probe, tmp_path
 ):
     out = tmp_path / "out"
-    proc = start(
-        args(
+    proc = start_dispatch(
+        *args(
             probe,
             out,
             "--num-process",
@@ -439,8 +309,8 @@ def test_workers_that_keep_dying_in_setup_end_the_run_instead_of_looping(probe, 
 def _stop_mid_run(
     probe: Path, out: Path, how: str, sig: int, n: int, extra: tuple[str, ...] = (), **mixin: object
 ) -> subprocess.Popen[str]:
-    proc = start(
-        args(probe, out, "--num-process", "2", *extra, n=n, **mixin), start_new_session=True
+    proc = start_dispatch_in_own_group(
+        *args(probe, out, "--num-process", "2", *extra, n=n, **mixin)
     )
     wait_for(lambda: len(outputs(out)) >= 4)
     if how == "group":
@@ -529,8 +399,8 @@ def _gone(pid: int) -> bool:
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_workers_do_not_outlive_a_parent_killed_with_sigkill(probe, tmp_path, method):
     out = tmp_path / "out"
-    proc = start(
-        args(probe, out, "--start-method", method, "--num-process", "2", n=6, hang_on="all")
+    proc = start_dispatch(
+        *args(probe, out, "--start-method", method, "--num-process", "2", n=6, hang_on="all")
     )
     pids_dir = out / "_pids"
     # every item hangs: each worker is inside its first item
@@ -545,9 +415,8 @@ def test_workers_do_not_outlive_a_parent_killed_with_sigkill(probe, tmp_path, me
 @pytest.mark.parametrize("delay", [0.0, 0.2])
 def test_sigterm_while_spawn_workers_start_never_hangs(probe, tmp_path, delay):
     out = tmp_path / "out"
-    proc = start(
-        args(probe, out, "--start-method", "spawn", "--num-process", "2", n=20, sleep=0.2),
-        start_new_session=True,
+    proc = start_dispatch_in_own_group(
+        *args(probe, out, "--start-method", "spawn", "--num-process", "2", n=20, sleep=0.2)
     )
     # the run record appears just before the backbone starts its workers
     wait_for(lambda: any((tmp_path / "logs").glob("Probe/*/run.json")))

@@ -7,7 +7,6 @@ events file beside the output folder so a test can see what ran, and how often.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,228 +14,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, tree, write_file
+from conftest import REPO, failures, run_dispatch, run_record, start_dispatch, task_file, tree
+from helpers_engines import npu_stand_in_env
 
 torch = pytest.importorskip("torch")
 
-TASKS = '''
-import json, os, signal, threading, time
-import torch
-from torch.utils.data import DataLoader, Dataset
-from dispatcher import Placeholder, TorchTask, atomic_write
-
-
-class Base(TorchTask):
-    mixin = {
-        "output": Placeholder(str),
-        "n": Placeholder(int, default=7),
-        "fail_load": Placeholder(str, default="-"),
-        "fail_infer": Placeholder(str, default="-"),
-        "fail_post": Placeholder(str, default="-"),
-        "kill_load": Placeholder(str, default="-"),
-        "sleep": Placeholder(float, default=0.0),
-    }
-
-    def log(self, text):
-        with open(self.mixin.output.rstrip("/") + ".events", "a") as fh:
-            fh.write(text + "\\n")
-
-    def setup(self):
-        self.log("setup")
-
-    def teardown(self):
-        self.log("teardown")
-
-    def load_model(self, device):
-        self.log(f"load_model {device}")
-        self.device = device
-        self.scale = torch.tensor(2.0, device=device)
-
-    def out(self, name):
-        return os.path.join(self.mixin.output, name + ".json")
-
-    def exists(self, name):
-        return os.path.exists(self.out(name))
-
-    def write(self, name, y, **extra):
-        if name == self.mixin.fail_post:
-            raise OSError(f"disk full writing {name}")
-        record = {"name": name, "y": y, "pid": os.getpid(),
-                  "thread": threading.current_thread().name, **extra}
-        with atomic_write(self.out(name)) as tmp, open(tmp, "w") as fh:
-            json.dump(record, fh)
-
-    def compute(self, name, x):
-        assert torch.is_inference_mode_enabled()
-        if self.mixin.fail_infer in name:
-            raise RuntimeError("inference exploded")
-        time.sleep(self.mixin.sleep)
-        return x * self.scale
-
-
-class Items(Base):
-    def generate_tasks(self):
-        return [{"name": f"i{i:03d}", "value": i} for i in range(self.mixin.n)]
-
-    def item_key(self, item):
-        return item["name"]
-
-    def load_data(self, name, value):
-        if name == self.mixin.fail_load:
-            raise ValueError(f"cannot decode {name}")
-        if name == self.mixin.kill_load:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return {"x": torch.tensor([float(value)]), "loader_pid": os.getpid()}
-
-
-class Each(Items):
-    def is_each_executed(self, name, value):
-        return self.exists(name)
-
-    def inference(self, device, batch_size, name, x, **batch):
-        assert len(name) == batch_size == x.shape[0]
-        return self.compute(name, x)
-
-    def postprocess_each(self, batch_idx, batch_size, name, value, x, loader_pid, result):
-        assert isinstance(name, str) and result.shape == (1,)
-        self.write(name, result.item(), loader_pid=int(loader_pid), batch_size=batch_size)
-
-
-class Batch(Items):
-    def is_executed(self, batch):
-        return all(self.exists(name) for name in batch["name"])
-
-    def inference(self, device, batch_size, name, x, **batch):
-        return {"y": self.compute(name, x)[:, 0], "tag": [f"t-{n}" for n in name]}
-
-    def postprocess(self, batch_size, results, name, **batch):
-        for i in range(batch_size):
-            self.write(name[i], results["y"][i].item(), tag=results["tag"][i])
-
-
-class Proc(Items):
-    def is_each_executed(self, name, value):
-        return self.exists(name)
-
-    def process(self, device, batch):
-        y = self.compute(batch["name"], batch["x"])
-        for name, value in zip(batch["name"], y[:, 0].tolist()):
-            self.write(name, value)
-
-
-class Rows(Dataset):
-    def __init__(self, n):
-        self.n = n
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        return {"name": f"r{i:03d}", "x": torch.tensor([float(i)])}
-
-
-class OwnDataset(Base):
-    def get_dataset(self):
-        self.log("get_dataset")
-        return Rows(self.mixin.n)
-
-    def is_each_executed(self, name, x):
-        return self.exists(name)
-
-    def inference(self, device, batch_size, name, x):
-        return self.compute(name, x)
-
-    def postprocess_each(self, batch_idx, batch_size, name, x, result):
-        self.write(name, result.item())
-
-
-class WaitsForModel(Rows):
-    """Rows that wait (up to 5 s) for load_model and say whether it came first."""
-
-    def __init__(self, n, events):
-        super().__init__(n)
-        self.events = events
-
-    def model_loaded(self):
-        return os.path.exists(self.events) and "load_model" in open(self.events).read()
-
-    def __getitem__(self, i):
-        deadline = time.monotonic() + 5.0
-        while not self.model_loaded() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return {**super().__getitem__(i), "model_first": self.model_loaded()}
-
-
-class OwnDatasetNoCheck(Base):
-    """An own dataset without a done check: nothing to check after loading."""
-
-    def get_dataset(self):
-        return WaitsForModel(self.mixin.n, self.mixin.output.rstrip("/") + ".events")
-
-    def inference(self, device, batch_size, name, x, model_first):
-        return self.compute(name, x)
-
-    def postprocess_each(self, batch_idx, batch_size, name, x, model_first, result):
-        self.write(name, result.item(), model_first=bool(model_first))
-
-
-class OwnLoader(OwnDataset):
-    def get_dataloader(self):
-        return DataLoader(Rows(self.mixin.n), batch_size=3, num_workers=1)
-
-    def is_each_executed(self, **row):
-        raise AssertionError("not asked: the batch-level check is implemented")
-
-    def is_executed(self, batch):
-        return all(self.exists(name) for name in batch["name"])
-
-
-class Strings(Items):
-    """No tensors at all: runs on a stand-in device that cannot hold any."""
-
-    def generate_tasks(self):
-        return [{"name": f"s{i}"} for i in range(self.mixin.n)]
-
-    def load_model(self, device):
-        self.log(f"load_model {device}")
-        self.device = device
-
-    def load_data(self, name):
-        return {"label": name.upper()}
-
-    def is_each_executed(self, name):
-        return self.exists(name)
-
-    def inference(self, device, batch_size, name, label):
-        return [f"{l}@{device}" for l in label]
-
-    def postprocess_each(self, batch_idx, batch_size, name, label, result):
-        self.write(name, result, device=str(self.device))
-'''
-
-FAKE_TORCH_NPU = '''
-"""A stand-in for Ascend's torch_npu: registers the `npu` device name and `torch.npu`."""
-import os, types
-import torch
-
-torch.utils.rename_privateuse1_backend("npu")
-npu = types.ModuleType("torch.npu")
-npu.is_available = lambda: True
-npu.device_count = lambda: int(os.environ.get("FAKE_NPU_COUNT", "1"))
-
-def set_device(index):
-    with open(os.environ["FAKE_NPU_LOG"], "a") as fh:
-        fh.write(f"set_device {index}\\n")
-
-npu.set_device = set_device
-npu.current_device = lambda: 0
-torch._register_device_module("npu", npu)
-'''
-
 
 @pytest.fixture
-def tasks(tmp_path: Path) -> Path:
-    return write_file(tmp_path / "torch_tasks.py", TASKS)
+def tasks() -> Path:
+    return task_file("torch_variants")
 
 
 def torch_run(tasks: Path, cls: str, out: Path, *args: str, env=None, mixin=()):
@@ -253,7 +39,7 @@ def torch_run(tasks: Path, cls: str, out: Path, *args: str, env=None, mixin=()):
         "--mixin",
         f"output={out}",
         *mixin,
-        cwd=tasks.parent,
+        cwd=out.parent,
         env=env,
     )
 
@@ -267,11 +53,9 @@ def results(out: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
 
 
-def failures(tmp_path: Path) -> dict[str, str]:
-    rows = []
-    for path in (tmp_path / "dispatch-logs").rglob("failures.jsonl"):
-        rows += [json.loads(line) for line in path.read_text().splitlines()]
-    return {row["key"]: row["error"] for row in rows}
+def errors_by_key(tmp_path: Path) -> dict[str, str]:
+    """Key -> error of the run's failures (run from `tmp_path`)."""
+    return {row["key"]: row["error"] for row in failures(tmp_path / "dispatch-logs")}
 
 
 def test_inference_postprocess_each_in_workers_then_reruns_skip_loading(tasks, tmp_path):
@@ -316,7 +100,7 @@ def test_failures_are_per_item_and_recorded(tasks, tmp_path):
     assert {v["loader_pid"] for v in results(out).values()} == {
         v["pid"] for v in results(out).values()
     }
-    failed = failures(tmp_path)
+    failed = errors_by_key(tmp_path)
     assert set(failed) == {"i001", "i003", "i004", "i005", "i007"}
     assert failed["i001"] == "ValueError: cannot decode i001"
     assert failed["i004"] == "inference: RuntimeError: inference exploded"
@@ -349,7 +133,7 @@ def test_process_device_batch_variant(tasks, tmp_path):
     proc = torch_run(tasks, "Proc", out, "--num-workers", "0", mixin=["n=5", "fail_infer=i004"])
     assert proc.returncode == 1, proc.stderr
     assert {k: v["y"] for k, v in results(out).items()} == {f"i{i:03d}": 2.0 * i for i in range(3)}
-    failed = failures(tmp_path)
+    failed = errors_by_key(tmp_path)
     assert set(failed) == {"i003", "i004"}
     assert failed["i003"] == "RuntimeError: inference exploded"
 
@@ -391,7 +175,7 @@ def test_own_dataloader_with_batch_level_check_and_a_failing_row(tasks, tmp_path
     proc = torch_run(tasks, "OwnLoader", out, mixin=["fail_post=r004"])
     assert proc.returncode == 1, proc.stderr
     assert set(results(out)) == {f"r{i:03d}" for i in range(7)} - {"r004"}
-    failed = failures(tmp_path)
+    failed = errors_by_key(tmp_path)
     assert list(failed.values()) == [
         "1 of 7 rows failed; first r004: OSError: disk full writing r004"
     ]
@@ -431,12 +215,8 @@ def importlib_util_find(name: str):
 
 
 def test_npu_branch_with_a_stand_in_torch_npu(tasks, tmp_path):
-    fake = write_file(tmp_path / "fake" / "torch_npu" / "__init__.py", FAKE_TORCH_NPU)
     log = tmp_path / "npu.log"
-    env = {
-        "PYTHONPATH": os.pathsep.join([str(fake.parent.parent), os.environ.get("PYTHONPATH", "")]),
-        "FAKE_NPU_LOG": str(log),
-    }
+    env = npu_stand_in_env(log)
     out = tmp_path / "out"
     proc = run_dispatch(
         tasks,
@@ -458,7 +238,7 @@ def test_npu_branch_with_a_stand_in_torch_npu(tasks, tmp_path):
         f"s{i}": f"S{i}@npu:0" for i in range(4)
     }
     assert log.read_text() == "set_device 0\n"
-    record = json.loads(next((tmp_path / "dispatch-logs").rglob("run.json")).read_text())
+    record = run_record(tmp_path / "dispatch-logs")
     options = record["config"]["backbone"]["options"]
     assert options["device"] == "npu:0" and options["pin_memory"] is True
 
@@ -488,7 +268,7 @@ def test_a_killed_loader_worker_fails_its_item_only(tasks, tmp_path):
     proc = torch_run(tasks, "Each", out, "--num-workers", "2", mixin=["n=12", "kill_load=i007"])
     assert proc.returncode == 1, proc.stderr
     assert set(results(out)) == {f"i{i:03d}" for i in range(12)} - {"i007"}
-    failed = failures(tmp_path)
+    failed = errors_by_key(tmp_path)
     assert set(failed) == {"i007"}
     assert all("exited unexpectedly" in error for error in failed.values())
 
@@ -496,34 +276,11 @@ def test_a_killed_loader_worker_fails_its_item_only(tasks, tmp_path):
 @pytest.mark.slow
 def test_sigterm_stops_between_batches_and_the_rerun_completes(tasks, tmp_path):
     out = tmp_path / "out"
-    env = dict(os.environ)
-    env.pop("SLURM_ARRAY_TASK_ID", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dispatcher",
-            str(tasks),
-            "Each",
-            "--backbone",
-            "torch",
-            "--device",
-            "cpu",
-            "--batch-size",
-            "2",
-            "--num-workers",
-            "1",
-            "--mixin",
-            f"output={out}",
-            "n=40",
-            "sleep=0.25",
-        ],
+    proc = start_dispatch(
+        tasks, "Each", "--backbone", "torch", "--device", "cpu", "--batch-size", "2",
+        "--num-workers", "1", "--mixin", f"output={out}", "n=40", "sleep=0.25",
         cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    )  # fmt: skip
     deadline = time.monotonic() + 60
     while not (out.exists() and len(list(out.glob("*.json"))) >= 2):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
@@ -606,12 +363,10 @@ def test_sample_images_are_small_and_regenerate_identically(tmp_path):
 
 def test_a_batch_outliving_the_grace_period_is_abandoned(tasks, tmp_path):
     out = tmp_path / "out"
-    env = {k: v for k, v in os.environ.items() if k != "SLURM_ARRAY_TASK_ID"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", str(tasks), "Each", "--backbone", "torch",
-         "--device", "cpu", "--batch-size", "2", "--num-workers", "1", "--grace", "0.5",
-         "--mixin", f"output={out}", "n=6", "sleep=60"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = start_dispatch(
+        tasks, "Each", "--backbone", "torch", "--device", "cpu", "--batch-size", "2",
+        "--num-workers", "1", "--grace", "0.5", "--mixin", f"output={out}", "n=6", "sleep=60",
+        cwd=tmp_path,
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while "load_model cpu" not in events(out):

@@ -10,56 +10,19 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, write_file
+from conftest import run_dispatch, task_file
 
 pytest.importorskip("torch")
-
-TASK = """
-import json, os, signal
-import torch
-from dispatcher import Placeholder, TorchTask, atomic_write
-
-
-class Killer(TorchTask):
-    mixin = {"out": Placeholder(str), "n": Placeholder(int, default=16),
-             "kill": Placeholder(str, default="i005")}
-
-    def generate_tasks(self):
-        return [{"name": f"i{i:03d}", "value": i} for i in range(self.mixin.n)]
-
-    def item_key(self, item):
-        return item["name"]
-
-    def path(self, name):
-        return os.path.join(self.mixin.out, name + ".json")
-
-    def is_each_executed(self, name, value):
-        return os.path.exists(self.path(name))
-
-    def load_model(self, device):
-        pass
-
-    def load_data(self, name, value):
-        if name in self.mixin.kill.split(","):
-            os.kill(os.getpid(), signal.SIGKILL)  # takes its DataLoader worker down
-        return {"x": torch.tensor([float(value)])}
-
-    def inference(self, device, batch_size, name, value, x):
-        return x * 2
-
-    def postprocess_each(self, batch_idx, batch_size, name, value, x, result):
-        with atomic_write(self.path(name)) as tmp, open(tmp, "w") as fh:
-            json.dump({"y": result.item(), "batch_size": batch_size}, fh)
-"""
 
 
 def run(task: Path, out: Path, *mixin: str):
     return run_dispatch(task, "Killer", "--backbone", "torch", "--device", "cpu",
                         "--batch-size", "4", "--num-workers", "2", "--mixin", f"out={out}",
-                        *mixin, cwd=task.parent, timeout=240)  # fmt: skip
+                        *mixin, cwd=out.parent, timeout=240)  # fmt: skip
 
 
-def failures(root: Path) -> list[dict]:
+def all_failures(root: Path) -> list[dict]:
+    """Every run's failures, oldest run first (conftest's `failures` reads the newest)."""
     rows = []
     for path in sorted((root / "dispatch-logs").rglob("failures.jsonl")):
         rows += [json.loads(line) for line in path.read_text().splitlines()]
@@ -69,7 +32,7 @@ def failures(root: Path) -> list[dict]:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_only_the_item_that_kills_its_worker_fails_and_a_rerun_runs_only_it(tmp_path):
-    task = write_file(tmp_path / "killer.py", TASK)
+    task = task_file("torch_killer")
     out = tmp_path / "out"
     proc = run(task, out)
     assert proc.returncode == 1, proc.stderr
@@ -77,20 +40,20 @@ def test_only_the_item_that_kills_its_worker_fails_and_a_rerun_runs_only_it(tmp_
     done = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
     assert set(done) == {f"i{i:03d}" for i in range(16)} - {"i005"}
     assert all(v["y"] == 2.0 * int(k[1:]) for k, v in done.items())
-    rows = failures(tmp_path)
+    rows = all_failures(tmp_path)
     assert [row["key"] for row in rows] == ["i005"]
     assert "exited unexpectedly" in rows[0]["error"]
 
     rerun = run(task, out)
     assert rerun.returncode == 1, rerun.stderr
     assert "skipped 15, ran 1 (0 ok, 1 failed)" in rerun.stderr, rerun.stderr
-    assert [row["key"] for row in failures(tmp_path)] == ["i005", "i005"]
+    assert [row["key"] for row in all_failures(tmp_path)] == ["i005", "i005"]
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_two_culprits_in_one_batch_fail_alone(tmp_path):
-    task = write_file(tmp_path / "killer.py", TASK)
+    task = task_file("torch_killer")
     out = tmp_path / "out"
     proc = run(task, out, "n=12", "kill=i004,i007")
     assert proc.returncode == 1, proc.stderr
@@ -99,4 +62,4 @@ def test_two_culprits_in_one_batch_fail_alone(tmp_path):
         "i004",
         "i007",
     }
-    assert sorted(row["key"] for row in failures(tmp_path)) == ["i004", "i007"]
+    assert sorted(row["key"] for row in all_failures(tmp_path)) == ["i004", "i007"]

@@ -11,87 +11,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, write_file
+from conftest import failures, run_dispatch, run_record, start_dispatch, task_file
+from helpers_engines import npu_stand_in_env
 
 torch = pytest.importorskip("torch")
 
-TASKS = '''
-import json, os, signal, time
-import torch
-from dispatcher import Placeholder, TorchTask, atomic_write
-
-
-class Uneven(TorchTask):
-    """Items of uneven cost (every 5th is 4x); the device named `slow` is `factor`x slower."""
-
-    mixin = {
-        "output": Placeholder(str),
-        "n": Placeholder(int, default=60),
-        "cost": Placeholder(float, default=0.004),
-        "slow": Placeholder(str, default="-"),
-        "factor": Placeholder(float, default=4.0),
-        "fail": Placeholder(str, default="-"),
-        "crash_setup": Placeholder(str, default="-"),
-        "kill_on": Placeholder(str, default="-"),
-        "poison": Placeholder(str, default="-"),
-    }
-
-    def journal(self, text):
-        with open(self.mixin.output.rstrip("/") + ".journal", "a") as fh:
-            fh.write(text + "\\n")
-
-    def setup(self):
-        self.me = os.environ.get("DISPATCH_DEVICE", "?")
-        if self.me == self.mixin.crash_setup:
-            raise RuntimeError(f"no memory left on {self.me}")
-
-    def load_model(self, device):
-        self.journal(f"model {self.me} {os.getpid()} {device}")
-
-    def generate_tasks(self):
-        return [{"name": f"i{i:04d}", "value": i} for i in range(self.mixin.n)]
-
-    def item_key(self, item):
-        return item["name"]
-
-    def out(self, name):
-        return os.path.join(self.mixin.output, name + ".json")
-
-    def is_each_executed(self, name, value):
-        return os.path.exists(self.out(name))
-
-    def load_data(self, name, value):
-        return {"x": torch.tensor([float(value)])}
-
-    def inference(self, device, batch_size, name, x, **batch):
-        if self.mixin.fail in name:
-            raise RuntimeError("inference exploded")
-        if self.me.startswith(self.mixin.kill_on):
-            os.kill(os.getpid(), signal.SIGKILL)
-        if set(name) & set(self.mixin.poison.split("+")):
-            os.kill(os.getpid(), signal.SIGKILL)  # kills whichever device computes it
-        units = sum(4 if int(n[1:]) % 5 == 0 else 1 for n in name)
-        factor = self.mixin.factor if self.me == self.mixin.slow else 1.0
-        time.sleep(self.mixin.cost * units * factor)
-        for n in name:
-            self.journal(f"ran {n} {self.me} {os.getpid()}")
-        return x * 2
-
-    def postprocess_each(self, batch_idx, batch_size, name, value, x, result):
-        with atomic_write(self.out(name)) as tmp, open(tmp, "w") as fh:
-            json.dump({"name": name, "y": result.item(), "device": self.me,
-                       "pid": os.getpid()}, fh)
-'''
-
 
 @pytest.fixture
-def tasks(tmp_path: Path) -> Path:
-    return write_file(tmp_path / "device_tasks.py", TASKS)
+def tasks() -> Path:
+    return task_file("devices_uneven")
 
 
 def devices_args(out: Path, devices: str = "cpu,cpu,cpu", *extra: str, mixin=()) -> list[str]:
@@ -102,7 +34,7 @@ def devices_args(out: Path, devices: str = "cpu,cpu,cpu", *extra: str, mixin=())
 
 
 def run_devices(tasks: Path, out: Path, *extra: str, devices="cpu,cpu,cpu", mixin=()):
-    return run_dispatch(tasks, *devices_args(out, devices, *extra, mixin=mixin), cwd=tasks.parent)
+    return run_dispatch(tasks, *devices_args(out, devices, *extra, mixin=mixin), cwd=out.parent)
 
 
 def outputs(out: Path) -> dict[str, dict]:
@@ -117,19 +49,13 @@ def journal(out: Path, kind: str) -> list[list[str]]:
 
 
 def record(tmp_path: Path) -> dict:
-    runs = sorted(
-        (tmp_path / "dispatch-logs" / "Uneven").iterdir(), key=lambda p: p.stat().st_mtime
-    )
-    return json.loads((runs[-1] / "run.json").read_text())
+    """The newest run record of a run from `tmp_path`."""
+    return run_record(tmp_path / "dispatch-logs", "Uneven")
 
 
-def failures(tmp_path: Path) -> dict[str, str]:
-    runs = sorted(
-        (tmp_path / "dispatch-logs" / "Uneven").iterdir(), key=lambda p: p.stat().st_mtime
-    )
-    path = runs[-1] / "failures.jsonl"
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    return {row["key"]: row["error"] for row in rows}
+def errors_by_key(tmp_path: Path) -> dict[str, str]:
+    """Key -> error of the newest run's failures (run from `tmp_path`)."""
+    return {row["key"]: row["error"] for row in failures(tmp_path / "dispatch-logs", "Uneven")}
 
 
 def names(n: int) -> set[str]:
@@ -170,8 +96,8 @@ def test_a_failing_item_fails_alone_and_is_retried(tasks, tmp_path):
     out = tmp_path / "out"
     done = run_devices(tasks, out, "--retries", "1", mixin=["n=30", "fail=i0007"])
     assert done.returncode == 1, done.stderr
-    assert failures(tmp_path).keys() == {"i0006", "i0007"}  # batch-mates: one inference call
-    assert all("(failed 2 attempts)" in e for e in failures(tmp_path).values())
+    assert errors_by_key(tmp_path).keys() == {"i0006", "i0007"}  # batch-mates: one inference call
+    assert all("(failed 2 attempts)" in e for e in errors_by_key(tmp_path).values())
     assert set(outputs(out)) == names(30) - {"i0006", "i0007"}
     assert "retrying i0007 (1/1)" in done.stderr
 
@@ -182,7 +108,7 @@ def test_a_poison_item_fails_alone_and_its_batch_mates_are_made(tasks, tmp_path)
         tasks, out, "--retries", "1", devices="cpu,cpu", mixin=["n=20", "poison=i0007"]
     )
     assert done.returncode == 1, done.stderr
-    failed = failures(tmp_path)
+    failed = errors_by_key(tmp_path)
     assert list(failed) == ["i0007"], failed
     assert "killed the device process" in failed["i0007"]
     assert "retrying i0007" not in done.stderr  # never sent again in this run
@@ -192,7 +118,7 @@ def test_a_poison_item_fails_alone_and_its_batch_mates_are_made(tasks, tmp_path)
     rerun = run_devices(tasks, out, devices="cpu,cpu", mixin=["n=20", "poison=i0007"])
     assert rerun.returncode == 1, rerun.stderr
     assert "skipped 19, ran 1" in rerun.stderr
-    assert list(failures(tmp_path)) == ["i0007"]
+    assert list(errors_by_key(tmp_path)) == ["i0007"]
 
 
 def test_poison_items_never_drop_a_device_whatever_the_retries(tasks, tmp_path):
@@ -208,7 +134,7 @@ def test_poison_items_never_drop_a_device_whatever_the_retries(tasks, tmp_path):
     )
     assert done.returncode == 1, done.stderr
     assert "every device was dropped" not in done.stderr and "is dropped" not in done.stderr
-    assert sorted(failures(tmp_path)) == poison
+    assert sorted(errors_by_key(tmp_path)) == poison
     assert set(outputs(out)) == names(24) - set(poison)
 
 
@@ -216,19 +142,14 @@ def test_a_poison_item_on_a_single_device_fails_alone(tasks, tmp_path):
     out = tmp_path / "out"
     done = run_devices(tasks, out, "--retries", "2", devices="cpu", mixin=["n=16", "poison=i0005"])
     assert done.returncode == 1, done.stderr
-    assert list(failures(tmp_path)) == ["i0005"]
+    assert list(errors_by_key(tmp_path)) == ["i0005"]
     assert set(outputs(out)) == names(16) - {"i0005"}
     assert not record(tmp_path)["devices"][0]["dropped"]
 
 
-def _start(tasks: Path, out: Path, *extra: str, mixin=()) -> subprocess.Popen:
-    env = dict(os.environ)
-    env.pop("SLURM_ARRAY_TASK_ID", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", str(tasks), *devices_args(out, "cpu,cpu,cpu", *extra,
-                                                                         mixin=mixin)],
-        cwd=tasks.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+def start_devices(tasks: Path, out: Path, *extra: str, mixin=()) -> subprocess.Popen:
+    return start_dispatch(tasks, *devices_args(out, "cpu,cpu,cpu", *extra, mixin=mixin),
+                          cwd=out.parent)  # fmt: skip
 
 
 def _wait_for_outputs(proc: subprocess.Popen, out: Path, count: int) -> dict[str, dict]:
@@ -244,14 +165,14 @@ def _wait_for_outputs(proc: subprocess.Popen, out: Path, count: int) -> dict[str
 def test_a_killed_device_process_is_restarted_and_its_items_run_again(tasks, tmp_path):
     out = tmp_path / "out"
     n = 240
-    proc = _start(tasks, out, mixin=[f"n={n}", "cost=0.01"])
+    proc = start_devices(tasks, out, mixin=[f"n={n}", "cost=0.01"])
     made = _wait_for_outputs(proc, out, 12)
     victim = next(v for v in made.values() if v["device"] == "cpu#1")["pid"]
     os.kill(victim, signal.SIGKILL)
     _, stderr = proc.communicate(timeout=120)
     # No item killed it: what it had taken ran again one at a time, on whichever device.
     assert proc.returncode == 0, stderr
-    assert not failures(tmp_path)
+    assert not errors_by_key(tmp_path)
     assert set(outputs(out)) == names(n)
     assert "cpu#1 device process died of SIGKILL" in stderr and "restarting it" in stderr
     assert "go again one at a time" in stderr
@@ -270,7 +191,7 @@ def test_a_device_whose_process_dies_twice_is_dropped_and_the_run_goes_on(tasks,
     assert "cpu#2 is dropped from the run" in done.stderr
     # The items it died with ran again one at a time on the others: no item is to blame.
     assert done.returncode == 0, done.stderr
-    assert not failures(tmp_path)
+    assert not errors_by_key(tmp_path)
     assert set(outputs(out)) == names(60)
     assert {v["device"] for v in outputs(out).values()} == {"cpu#0", "cpu#1"}
     rec = record(tmp_path)
@@ -300,7 +221,7 @@ def test_a_setup_failure_on_one_device_aborts_with_exit_1(tasks, tmp_path):
 def test_sigterm_stops_every_device_with_143_and_a_rerun_completes(tasks, tmp_path):
     out = tmp_path / "out"
     n = 300
-    proc = _start(tasks, out, mixin=[f"n={n}", "cost=0.02"])
+    proc = start_devices(tasks, out, mixin=[f"n={n}", "cost=0.02"])
     _wait_for_outputs(proc, out, 6)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
@@ -368,17 +289,9 @@ def test_cuda_all(tasks, tmp_path):
 
 
 def test_npu_all_with_a_stand_in_torch_npu_spawns_one_process_per_npu(tmp_path):
-    from test_backbone_torch import FAKE_TORCH_NPU
-    from test_backbone_torch import TASKS as TORCH_TASKS
-
-    tasks = write_file(tmp_path / "torch_tasks.py", TORCH_TASKS)
-    fake = write_file(tmp_path / "fake" / "torch_npu" / "__init__.py", FAKE_TORCH_NPU)
+    tasks = task_file("torch_variants")
     log = tmp_path / "npu.log"
-    env = {
-        "PYTHONPATH": os.pathsep.join([str(fake.parent.parent), os.environ.get("PYTHONPATH", "")]),
-        "FAKE_NPU_LOG": str(log),
-        "FAKE_NPU_COUNT": "2",
-    }
+    env = npu_stand_in_env(log, count=2)
     out = tmp_path / "out"
     done = run_dispatch(
         tasks, "Strings", "--backbone", "torch", "--devices", "npu:all", "--num-workers", "0",
@@ -389,7 +302,7 @@ def test_npu_all_with_a_stand_in_torch_npu_spawns_one_process_per_npu(tmp_path):
     assert set(made) == {f"s{i}" for i in range(24)}
     assert {v["y"].split("@")[1] for v in made.values()} <= {"npu:0", "npu:1"}
     assert sorted(log.read_text().splitlines()) == ["set_device 0", "set_device 1"]
-    record = json.loads(next((tmp_path / "dispatch-logs").rglob("run.json")).read_text())
+    record = run_record(tmp_path / "dispatch-logs")
     options = record["config"]["backbone"]["options"]
     assert options["devices"] == "npu:0,npu:1" and options["start_method"] == "spawn"
     assert options["pin_memory"] is True

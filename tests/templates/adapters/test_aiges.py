@@ -11,16 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, backbone_params, run_dispatch, tree, write_file
+from conftest import REPO, backbone_params, failures, run_dispatch, task_file, tree, write_file
 
 EXAMPLE = REPO / "tasks" / "operators" / "aiges_example"
 REQUESTS = EXAMPLE / "data" / "requests.jsonl"
-
-
-def _run_dir(logs: Path) -> Path:
-    found = sorted(logs.glob("*/*/run.json"), key=lambda p: p.stat().st_mtime)
-    assert found, f"no run record under {logs}"
-    return found[-1].parent
 
 
 def _expected(row: dict, greeting: str) -> dict[str, bytes]:
@@ -124,55 +118,13 @@ def test_an_error_code_fails_the_item_with_wrapper_error_message(tmp_path):
     proc = run_dispatch(*_args(out, logs, "--backbone", "serial", input=rows), cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert sorted({k.split("/")[0] for k in tree(out)}) == ["r0", "r2"]
-    failures = [json.loads(x) for x in (_run_dir(logs) / "failures.jsonl").read_text().splitlines()]
-    assert [f["key"] for f in failures] == ["r1"]
+    failed = failures(logs)
+    assert [f["key"] for f in failed] == ["r1"]
     assert (
-        failures[0]["error"]
+        failed[0]["error"]
         == "WrapperError: wrapperOnceExec returned error code 10001: unknown mode: use upper or lower"
     )
-    assert failures[0]["item"]["source"] == f"{rows}:2"
-
-
-VARIANTS = """
-import json, os
-from aiges.sdk import WrapperBase, StringParamField, IntegerParamField, StringBodyField
-from aiges.dto import Response, ResponseData, DataListCls
-
-
-class UserRequest(object):
-    p1 = StringParamField(key="lang", value="en")
-    p2 = IntegerParamField(key="level", value=3)
-    body = StringBodyField(key="text", value=b"")
-
-
-class Wrapper(WrapperBase):
-    requestCls = UserRequest()
-
-    @classmethod
-    def wrapperInit(cls, config: {}) -> int:
-        cls.config_seen = config
-        return int(config.get("fail", "0"))
-
-    def wrapperOnceExec(cls, params: {}, reqData: DataListCls) -> Response:
-        r = Response()
-        d = ResponseData()
-        d.setData(json.dumps({
-            "params": params,
-            "nodes": [[n.key, n.data.decode(), n.len, n.type, n.status] for n in reqData.list],
-            "config": cls.config_seen,
-        }).encode())
-        d.key = "echo"
-        r.list = [d]
-        return r
-
-    def wrapperError(cls, ret: int) -> str:
-        return {7: "the model file is missing"}.get(ret, "")
-
-    def wrapperFini() -> int:
-        with open(os.environ["FINI_MARK"], "a") as fh:
-            fh.write("fini\\n")
-        return 0
-"""
+    assert failed[0]["item"]["source"] == f"{rows}:2"
 
 
 def _variant_rows(tmp_path: Path) -> Path:
@@ -185,7 +137,7 @@ def _variant_rows(tmp_path: Path) -> Path:
 
 
 def test_wrapper_variants_get_string_params_body_nodes_and_string_config(tmp_path):
-    op = write_file(tmp_path / "wrapper.py", VARIANTS)
+    op = task_file("operators_aiges_variants")
     rows, out = _variant_rows(tmp_path), tmp_path / "out"
     mark = tmp_path / "fini.txt"
     proc = run_dispatch(
@@ -222,7 +174,7 @@ def test_wrapper_variants_get_string_params_body_nodes_and_string_config(tmp_pat
 
 
 def test_a_non_zero_wrapper_init_fails_the_setup_naming_the_code(tmp_path):
-    op = write_file(tmp_path / "wrapper.py", VARIANTS)
+    op = task_file("operators_aiges_variants")
     rows, out = _variant_rows(tmp_path), tmp_path / "out"
     proc = run_dispatch(
         op,
@@ -255,7 +207,7 @@ def test_a_non_zero_wrapper_init_fails_the_setup_naming_the_code(tmp_path):
     ],
 )
 def test_unreadable_or_ambiguous_rows_are_refused_before_any_work(tmp_path, content, message):
-    op = write_file(tmp_path / "wrapper.py", VARIANTS)
+    op = task_file("operators_aiges_variants")
     rows = write_file(tmp_path / "in" / "rows.jsonl", content)
     proc = run_dispatch(
         op, "Wrapper", "--mixin", f"input={rows}", f"output={tmp_path / 'out'}", cwd=tmp_path
@@ -269,7 +221,7 @@ def test_a_folder_of_jsonl_files_is_every_row_of_each(tmp_path):
     data = tmp_path / "in"
     write_file(data / "a.jsonl", '{"id": "x1", "text": "a"}\n')
     write_file(data / "deep" / "b.jsonl", '{"text": "b"}\n{"id": "x2", "text": "c"}\n')
-    op = write_file(tmp_path / "wrapper.py", VARIANTS)
+    op = task_file("operators_aiges_variants")
     out = tmp_path / "out"
     proc = run_dispatch(
         op,
@@ -313,24 +265,9 @@ def test_the_stand_in_sdk_is_served_only_to_task_files():
     assert proc.stdout.strip() == "not importable" or real
 
 
-KILLER = """
-import os, signal, sys
-sys.path.insert(0, {example!r})
-from wrapper import Wrapper as Example
-
-
-class Wrapper(Example):
-    def wrapperOnceExec(self, params, reqData):
-        response = super().wrapperOnceExec(params, reqData)
-        if os.environ.get("KILL_AT") == reqData.get("text").data.decode():
-            os.killpg(os.getpgid(0), signal.SIGKILL)
-        return response
-"""
-
-
 @pytest.mark.slow
 def test_a_run_killed_mid_item_leaves_no_output_that_counts_as_done(tmp_path):
-    op = write_file(tmp_path / "killer.py", KILLER.format(example=str(EXAMPLE)))
+    op = task_file("operators_aiges_killer")
     out, logs = tmp_path / "out", tmp_path / "logs"
     args = [
         op,
@@ -365,32 +302,6 @@ def test_a_run_killed_mid_item_leaves_no_output_that_counts_as_done(tmp_path):
     assert tree(out) == reference
 
 
-FORGETFUL = """
-from aiges.sdk import WrapperBase, StringBodyField
-from aiges.dto import Response, ResponseData, DataListCls
-
-
-class UserRequest(object):
-    body = StringBodyField(key="text", value=b"")
-
-
-class Wrapper(WrapperBase):
-    requestCls = UserRequest()
-
-    def wrapperInit(cls, config: {}) -> int:
-        return 0
-
-    def wrapperOnceExec(cls, params: {}, reqData: DataListCls) -> Response:
-        text = reqData.get("text").data.decode()
-        r = Response()
-        d = ResponseData()
-        d.key = "echo"
-        d.data = None if text == "forget" else text.encode()
-        r.list = [d]
-        return r
-"""
-
-
 ENGINES = {**BACKBONES, "devices": ["--devices", "cpu,cpu", "--num-workers", "1"]}
 """Every engine: `devices` is torch's --devices (skipped with torch)."""
 
@@ -404,7 +315,7 @@ def _engines() -> list:
 @pytest.mark.parametrize("backbone", _engines())
 def test_response_data_of_none_fails_its_row_and_a_rerun_runs_it(tmp_path, backbone):
     """`data` left None is a failure naming the key, never an empty file counted done."""
-    op = write_file(tmp_path / "wrapper.py", FORGETFUL)
+    op = task_file("operators_aiges_forgetful")
     rows = tmp_path / "in" / "rows.jsonl"
     texts = ["a", "forget", "c"]
     write_file(
@@ -498,7 +409,7 @@ def test_a_wrapper_written_like_the_aiges_doc_runs_unchanged_with_the_real_sdk(
 def test_a_wrapper_calling_set_data_runs_with_the_real_sdk_without_a_note(
     tmp_path, real_sdk_python
 ):
-    op = write_file(tmp_path / "wrapper.py", VARIANTS)
+    op = task_file("operators_aiges_variants")
     rows, out = _variant_rows(tmp_path), tmp_path / "out"
     proc = _run_with(
         real_sdk_python, op, "Wrapper", "--backbone", "serial", "--log-dir", tmp_path / "logs",
@@ -510,16 +421,6 @@ def test_a_wrapper_calling_set_data_runs_with_the_real_sdk_without_a_note(
     assert first["nodes"] == [["text", "one", 3, 0, 3]] and first["config"] == {"name": "x"}
 
 
-CONSTRUCTED = FORGETFUL.replace(
-    """        d = ResponseData()
-        d.key = "echo"
-        d.data = None if text == "forget" else text.encode()
-""",
-    """        d = ResponseData(key="echo", data=text.encode())
-""",
-)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("code", ["forgetful", "constructed"])
 def test_response_data_runs_as_with_the_stand_in_under_the_real_sdk(
@@ -527,7 +428,7 @@ def test_response_data_runs_as_with_the_stand_in_under_the_real_sdk(
 ):
     """The same rows give the same outputs and failures with either SDK: a None `data`
     fails its row; data given to the constructor (dropped by 0.16.0) is kept, with a note."""
-    op = write_file(tmp_path / "wrapper.py", FORGETFUL if code == "forgetful" else CONSTRUCTED)
+    op = task_file(f"operators_aiges_{code}")
     rows = tmp_path / "in" / "rows.jsonl"
     write_file(rows, "".join(json.dumps({"id": f"r{i}", "text": t}) + "\n"
                              for i, t in enumerate(["a", "forget", "c"])))  # fmt: skip

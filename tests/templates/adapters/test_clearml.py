@@ -10,15 +10,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, backbone_params, run_dispatch, tree, write_file
+from conftest import (
+    REPO,
+    backbone_params,
+    failures,
+    run_dirs,
+    run_dispatch,
+    run_record,
+    task_file,
+    tree,
+    write_file,
+)
 
 EXAMPLE = REPO / "tasks" / "operators" / "clearml_example"
-
-
-def _run_dir(logs: Path) -> Path:
-    found = sorted(logs.glob("*/*/run.json"), key=lambda p: p.stat().st_mtime)
-    assert found, f"no run record under {logs}"
-    return found[-1].parent
 
 
 def _rows(path: Path) -> list[dict]:
@@ -77,7 +81,7 @@ def test_the_example_writes_one_row_per_input_row_and_reruns_nothing(tmp_path, b
     proc = run_dispatch(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert tree(out) == _direct(EXAMPLE / "data", EXAMPLE / "model.json")
-    record = json.loads((_run_dir(logs) / "run.json").read_text())
+    record = run_record(logs)
     rows = sum(len(_rows(p)) for p in (EXAMPLE / "data").rglob("*.jsonl"))
     tokens = record["statistics"]["tokens"]
     assert tokens["count"] == rows and tokens["sum"] == 6 * rows
@@ -122,44 +126,6 @@ def test_shards_of_the_example_make_one_full_run(tmp_path):
     assert union == tree(full)
 
 
-OPERATORS = """
-import asyncio, json, os
-
-
-class Preprocess:
-    seen_model = "unset"
-    instances = 0
-
-    def __init__(self):
-        Preprocess.instances += 1
-        self.instance = Preprocess.instances
-
-    def load(self, local_file_name):
-        self.seen_model = local_file_name
-
-    async def preprocess(self, body, state, collect):
-        assert state == {}, "state is fresh per request"
-        state["n"] = body["n"]
-        collect({"n": body["n"], "kind": body.get("kind", "plain")})
-        collect({"kind": "last-wins"} if body.get("kind") == "twice" else {})
-        await asyncio.sleep(0)
-        if body.get("boom"):
-            raise ValueError("boom at " + str(body["n"]))
-        return body["n"]
-
-    def postprocess(self, data, state, collect):
-        # no process(): the identity, as a missing method is
-        return {"n": data, "state": state["n"], "model": self.seen_model,
-                "instance": self.instance, "pid": os.getpid()}
-"""
-
-SENDER = """
-class Preprocess:
-    def process(self, data, state, collect):
-        return self.send_request("other_model", data=data)
-"""
-
-
 def _inputs(root: Path, boom_at: tuple[str, int] | None = None) -> Path:
     data = root / "in"
     for name, count in (("a.jsonl", 5), ("sub/b.jsonl", 4)):
@@ -176,7 +142,7 @@ def _inputs(root: Path, boom_at: tuple[str, int] | None = None) -> Path:
 
 
 def test_a_preprocess_class_runs_as_the_serving_engine_calls_it(tmp_path):
-    op = write_file(tmp_path / "op.py", OPERATORS)
+    op = task_file("operators_clearml_rows")
     data, out, logs = _inputs(tmp_path), tmp_path / "out", tmp_path / "logs"
     proc = run_dispatch(
         op,
@@ -201,14 +167,14 @@ def test_a_preprocess_class_runs_as_the_serving_engine_calls_it(tmp_path):
     ]
     assert {r["model"] for r in rows} == {None}  # load(None): no model configured
     assert {r["instance"] for r in rows + _rows(out / "sub" / "b.jsonl")} == {1}  # once per worker
-    stats = json.loads((_run_dir(logs) / "run.json").read_text())["statistics"]
+    stats = run_record(logs)["statistics"]
     assert stats["n"] == {"count": 9, "sum": 16, "min": 0, "max": 4, "mean": 16 / 9}
     # one request's calls update one dict: the last value of a key counts, once
     assert stats["kind"]["values"] == {"plain": 7, "last-wins": 2}
 
 
 def test_load_gets_the_model_path(tmp_path):
-    op = write_file(tmp_path / "op.py", OPERATORS)
+    op = task_file("operators_clearml_rows")
     model = write_file(tmp_path / "model.bin", "weights")
     data, out = _inputs(tmp_path), tmp_path / "out"
     proc = run_dispatch(
@@ -230,7 +196,7 @@ def test_load_gets_the_model_path(tmp_path):
 
 
 def test_a_failing_row_fails_its_file_naming_the_line(tmp_path):
-    op = write_file(tmp_path / "op.py", OPERATORS)
+    op = task_file("operators_clearml_rows")
     data, out, logs = (
         _inputs(tmp_path, boom_at=("sub/b.jsonl", 2)),
         tmp_path / "out",
@@ -250,15 +216,13 @@ def test_a_failing_row_fails_its_file_naming_the_line(tmp_path):
     )
     assert proc.returncode == 1, proc.stderr
     assert sorted(tree(out)) == ["a.jsonl"]  # the failing file left nothing at its path
-    failures = [
-        json.loads(line) for line in (_run_dir(logs) / "failures.jsonl").read_text().splitlines()
-    ]
-    assert [f["key"] for f in failures] == ["sub/b.jsonl"]
-    assert f"{data / 'sub' / 'b.jsonl'}:3: ValueError: boom at 2" in failures[0]["error"]
+    failed = failures(logs)
+    assert [f["key"] for f in failed] == ["sub/b.jsonl"]
+    assert f"{data / 'sub' / 'b.jsonl'}:3: ValueError: boom at 2" in failed[0]["error"]
 
 
 def test_skip_failed_rows_leaves_them_out_and_lists_each(tmp_path):
-    op = write_file(tmp_path / "op.py", OPERATORS)
+    op = task_file("operators_clearml_rows")
     data, out, logs = (
         _inputs(tmp_path, boom_at=("sub/b.jsonl", 2)),
         tmp_path / "out",
@@ -279,7 +243,7 @@ def test_skip_failed_rows_leaves_them_out_and_lists_each(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert [r["n"] for r in _rows(out / "sub" / "b.jsonl")] == [0, 1, 3]
-    run_dir = _run_dir(logs)
+    run_dir = run_dirs(logs)[-1]
     skipped = [
         json.loads(line) for line in (run_dir / "skipped_rows.jsonl").read_text().splitlines()
     ]
@@ -291,7 +255,7 @@ def test_skip_failed_rows_leaves_them_out_and_lists_each(tmp_path):
 
 @pytest.mark.parametrize("skip", [False, True])
 def test_a_line_that_is_not_json_is_malformed_input_unless_rows_are_skipped(tmp_path, skip):
-    op = write_file(tmp_path / "op.py", OPERATORS)
+    op = task_file("operators_clearml_rows")
     data, out, logs = _inputs(tmp_path), tmp_path / "out", tmp_path / "logs"
     bad = data / "sub" / "b.jsonl"
     bad.write_text(bad.read_text().replace('{"n": 2}', '{"n": 2'))
@@ -312,7 +276,7 @@ def test_a_line_that_is_not_json_is_malformed_input_unless_rows_are_skipped(tmp_
 
 
 def test_send_request_says_it_is_not_available_in_batch_mode(tmp_path):
-    op = write_file(tmp_path / "op.py", SENDER)
+    op = task_file("operators_clearml_sender")
     data, out, logs = _inputs(tmp_path), tmp_path / "out", tmp_path / "logs"
     proc = run_dispatch(
         op,
@@ -332,7 +296,7 @@ def test_send_request_says_it_is_not_available_in_batch_mode(tmp_path):
 
 
 def test_a_missing_input_is_refused_before_any_work(tmp_path):
-    op = write_file(tmp_path / "op.py", OPERATORS)
+    op = task_file("operators_clearml_rows")
     proc = run_dispatch(
         op,
         "Preprocess",
@@ -346,24 +310,9 @@ def test_a_missing_input_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-KILLER = """
-import os, signal, sys
-sys.path.insert(0, {example!r})
-from preprocess import Preprocess as Example
-
-
-class Preprocess(Example):
-    def postprocess(self, data, state, collect):
-        result = super().postprocess(data, state, collect)
-        if os.environ.get("KILL_AT") == str(state["id"]):
-            os.killpg(os.getpgid(0), signal.SIGKILL)
-        return result
-"""
-
-
 @pytest.mark.slow
 def test_a_run_killed_mid_file_leaves_no_output_that_counts_as_done(tmp_path):
-    op = write_file(tmp_path / "killer.py", KILLER.format(example=str(EXAMPLE)))
+    op = task_file("operators_clearml_killer")
     out, logs = tmp_path / "out", tmp_path / "logs"
     args = [
         op,
@@ -401,21 +350,9 @@ def test_a_run_killed_mid_file_leaves_no_output_that_counts_as_done(tmp_path):
     assert tree(out) == reference
 
 
-UNPRINTABLE = """
-class Preprocess:
-    def preprocess(self, body, state, collect):
-        collect({"huge": 10**400, "nan": float("nan"), "inf": float("inf"),
-                 "big": 1e308, "ok": body["n"]})
-        return body["n"]
-
-    def postprocess(self, data, state, collect):
-        return {"n": data}
-"""
-
-
 @pytest.mark.parametrize("backbone", backbone_params(["serial", "mp", "torch"]))
 def test_no_statistic_value_changes_the_outcome_and_the_record_is_strict_json(tmp_path, backbone):
-    op = write_file(tmp_path / "op.py", UNPRINTABLE)
+    op = task_file("operators_clearml_statistics")
     data, out, logs = _inputs(tmp_path), tmp_path / "out", tmp_path / "logs"
     proc = run_dispatch(
         op,
@@ -430,7 +367,7 @@ def test_no_statistic_value_changes_the_outcome_and_the_record_is_strict_json(tm
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    text = (_run_dir(logs) / "run.json").read_text()
+    text = (run_dirs(logs)[-1] / "run.json").read_text()
 
     def refuse(word):
         raise ValueError(f"not strict JSON: {word}")

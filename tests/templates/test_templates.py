@@ -1,7 +1,8 @@
 """Template decorators: every input, output and finish mode, placeholders in every field.
 
 Most tests run the real command in-process (`dispatcher.cli.main`) on real files with the
-serial backbone; a few go through a subprocess and the process pool.
+serial backbone; a few go through a subprocess and the process pool. The tasks are
+tests/tasks/templates_*.py: one class per declared mode, so a test names what it runs.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import pickle
 import random
 import re
 import tempfile
-import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch
+from conftest import failures, run_dispatch, task_file
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -28,11 +28,12 @@ from dispatcher.runner.preparation import prepare
 from dispatcher.stage import stage_for
 from templates.adapters.torch_task import data_source, done_check
 
-HEADER = """
-import json, os
-from dispatcher import Task, TorchTask, Placeholder, IndexShard, HashShard
-from templates import *
-"""
+COPY = task_file("templates_copy")
+INPUTS = task_file("templates_inputs")
+OUTPUTS = task_file("templates_outputs")
+EVERYTHING = task_file("templates_placeholders")
+BAD_MODES = task_file("templates_bad_modes")
+HOOKS = task_file("templates_hooks")
 
 
 def write(path: Path, text: str | bytes = "x") -> Path:
@@ -42,10 +43,6 @@ def write(path: Path, text: str | bytes = "x") -> Path:
     else:
         path.write_text(text)
     return path
-
-
-def task_file(tmp_path: Path, body: str) -> Path:
-    return write(tmp_path / "task.py", HEADER + textwrap.dedent(body))
 
 
 def run(tmp_path: Path, capsys, task: Path, cls: str, *args: str) -> tuple[int, str, str]:
@@ -75,15 +72,6 @@ def files(root: Path) -> dict[str, str]:
     }
 
 
-COPY = """
-@cpu_task(input_mode={mode}, output_mode=OutputWithExtension(".out"))
-class Copy(Task):
-    def process(self, input, output, **item):
-        with open(input) as src, open(output, "w") as dst:
-            dst.write(src.read())
-"""
-
-
 # --- input modes --------------------------------------------------------------------------
 
 
@@ -92,8 +80,7 @@ def test_extensions_are_recursive_case_insensitive_and_skip_hidden(tmp_path):
     for name in ["a.mp4", "b.MKV", "deep/er/c.Mp4", "d.txt", ".hidden.mp4", "dir/._e.mp4"]:
         write(src / name)
     (src / "folder.mp4").mkdir()  # a folder is never a file item
-    task = task_file(tmp_path, COPY.format(mode='InputByExtensions(exts=[".mp4", "mkv"])'))
-    found = keys(task, "Copy", "--mixin", f"input={src}", f"output={tmp_path / 'out'}")
+    found = keys(COPY, "CopyVideos", "--mixin", f"input={src}", f"output={tmp_path / 'out'}")
     assert found == ["a.mp4", "b.MKV", "deep/er/c.Mp4"]
 
 
@@ -102,8 +89,9 @@ def test_extensions_hidden_true_still_never_lists_staging_leftovers(tmp_path):
     write(src / ".h.txt")
     write(src / ".x.dispatch-part.txt")
     write(src / "v.txt")
-    task = task_file(tmp_path, COPY.format(mode='InputByExtensions(exts=[".txt"], hidden=True)'))
-    assert keys(task, "Copy", "--mixin", f"input={src}", f"output={tmp_path / 'o'}") == [
+    assert keys(
+        COPY, "CopyTextHiddenToo", "--mixin", f"input={src}", f"output={tmp_path / 'o'}"
+    ) == [
         ".h.txt",
         "v.txt",
     ]
@@ -116,15 +104,9 @@ def test_symlinked_files_count_symlinked_folders_only_when_followed(tmp_path):
     (src / "link.txt").symlink_to(elsewhere / "e.txt")
     (src / "linked").symlink_to(elsewhere, target_is_directory=True)
     (src / "loop").symlink_to(src, target_is_directory=True)
-    task = task_file(
-        tmp_path,
-        COPY.format(
-            mode='InputByExtensions(exts=[".txt"], follow_links=Placeholder(bool, default=False))'
-        ),
-    )
     common = ["--mixin", f"input={src}", f"output={tmp_path / 'o'}"]
-    assert keys(task, "Copy", *common) == ["link.txt", "real.txt"]
-    followed = keys(task, "Copy", *common, "input_mode.follow_links=true")
+    assert keys(COPY, "CopyTextFollowingLinks", *common) == ["link.txt", "real.txt"]
+    followed = keys(COPY, "CopyTextFollowingLinks", *common, "input_mode.follow_links=true")
     assert followed == ["link.txt", "linked/e.txt", "real.txt"]  # the loop is walked once
 
 
@@ -132,18 +114,12 @@ def test_glob_patterns(tmp_path):
     src = tmp_path / "in"
     for name in ["a.jpg", "x/b.jpg", "x/y/c.jpg", "x/frames/d.png", "z/frames/e.PNG", "f.png"]:
         write(src / name)
-    task = task_file(
-        tmp_path,
-        COPY.format(
-            mode="InputByGlob(pattern=Placeholder(list[str]), case_sensitive=Placeholder(bool, default=True))"
-        ),
-    )
 
     def by(*patterns: str, extra: tuple[str, ...] = ()) -> list[str]:
         value = "[" + ",".join(json.dumps(p) for p in patterns) + "]"
         return keys(
-            task,
-            "Copy",
+            COPY,
+            "CopyByGlob",
             "--mixin",
             f"input={src}",
             f"output={tmp_path / 'o'}",
@@ -167,15 +143,7 @@ def test_depth_items_are_folders_or_files_at_that_level(tmp_path):
     src = tmp_path / "in"
     for name in ["s1/f1.png", "s1/f2.png", "s2/f1.png", "s2/sub/g.png", "top.png"]:
         write(src / name)
-    body = """
-    @cpu_task(input_mode=InputByDepth(depth=Placeholder(int, default=1), kind=Placeholder(str, default="dir")),
-              output_mode=OutputWithExtension(".json"))
-    class Scenes(Task):
-        def process(self, input, output):
-            with open(output, "w") as fh:
-                json.dump(sorted(os.listdir(input)) if os.path.isdir(input) else "file", fh)
-    """
-    task = task_file(tmp_path, body)
+    task = INPUTS
     common = ["--mixin", f"input={src}", f"output={tmp_path / 'out'}"]
     assert keys(task, "Scenes", *common) == ["s1", "s2"]
     assert keys(task, "Scenes", *common, "input_mode.depth=2") == ["s2/sub"]
@@ -191,16 +159,10 @@ def test_depth_run_writes_one_output_per_folder(tmp_path, capsys):
     src = tmp_path / "in"
     for name in ["s1/f1.png", "s1/f2.png", "s2/f1.png"]:
         write(src / name)
-    body = """
-    @cpu_task(input_mode=InputByDepth(depth=1), output_mode=OutputWithExtension(".json"))
-    class Scenes(Task):
-        def process(self, input, output):
-            with open(output, "w") as fh:
-                json.dump(sorted(os.listdir(input)), fh)
-    """
-    task = task_file(tmp_path, body)
     out = tmp_path / "out"
-    code, _, err = run(tmp_path, capsys, task, "Scenes", "--mixin", f"input={src}", f"output={out}")
+    code, _, err = run(
+        tmp_path, capsys, INPUTS, "Scenes", "--mixin", f"input={src}", f"output={out}"
+    )
     assert code == 0, err
     assert files(out) == {"s1.json": '["f1.png", "f2.png"]', "s2.json": '["f1.png"]'}
 
@@ -211,12 +173,11 @@ def test_jsonl_path_rows_are_normalized_and_deduplicated(tmp_path, capsys):
     write(src / "b.txt", "b")
     rows = ['"a/x.txt"', '"./b.txt"', f'"{src}/a/x.txt"', '"a//x.txt"', "", '  "b.txt"  ']
     listing = write(tmp_path / "list.jsonl", "\n".join(rows) + "\n")
-    task = task_file(tmp_path, COPY.format(mode="InputFromJsonl(path=Placeholder(str))"))
     args = ["--mixin", f"input={src}", f"output={tmp_path / 'out'}", f"input_mode.path={listing}"]
-    task_obj, plan = plan_of(task, "Copy", *args)
+    task_obj, plan = plan_of(COPY, "CopyFromJsonl", *args)
     assert [k for k, _ in plan.pending] == ["a/x.txt", "b.txt"]
     assert plan.duplicates == 3
-    code, _, err = run(tmp_path, capsys, task, "Copy", *args)
+    code, _, err = run(tmp_path, capsys, COPY, "CopyFromJsonl", *args)
     assert code == 0, err
     assert files(tmp_path / "out") == {"a/x.txt.out": "ax", "b.txt.out": "b"}
 
@@ -229,18 +190,9 @@ def test_jsonl_object_rows_pass_their_fields(tmp_path, capsys):
         {"path": "v/2.mp4", "caption": "no file", "fps": 25},
     ]
     listing = write(tmp_path / "list.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    body = """
-    @cpu_task(input_mode=InputFromJsonl(path=Placeholder(str)), output_mode=OutputWithExtension(".json"))
-    class Meta(Task):
-        def process(self, input, output, path, caption, fps):
-            with open(output, "w") as fh:
-                json.dump({"input": os.path.relpath(input, self.mixin.input), "path": path,
-                           "caption": caption, "fps": fps, "exists": os.path.exists(input)}, fh)
-    """
-    task = task_file(tmp_path, body)
     out = tmp_path / "out"
     code, _, err = run(
-        tmp_path, capsys, task, "Meta", "--mixin", f"input={src}", f"output={out}",
+        tmp_path, capsys, INPUTS, "Meta", "--mixin", f"input={src}", f"output={out}",
         f"input_mode.path={listing}",
     )  # fmt: skip
     assert code == 0, err
@@ -256,18 +208,9 @@ def test_jsonl_as_input_with_a_custom_key_field(tmp_path, capsys):
         tmp_path / "data" / "records.jsonl",
         '{"id": "r/1", "text": "hello"}\n{"id": "r/2", "text": "bye"}\n',
     )
-    body = """
-    @cpu_task(input_mode=InputFromJsonl(key=Placeholder(str, default="id")),
-              output_mode=OutputWithExtension(".txt"))
-    class Upper(Task):
-        def process(self, input, output, id, text):
-            with open(output, "w") as fh:
-                fh.write(text.upper() + " " + os.path.relpath(input, os.path.dirname(self.mixin.input)))
-    """
-    task = task_file(tmp_path, body)
     out = tmp_path / "out"
     code, _, err = run(
-        tmp_path, capsys, task, "Upper", "--mixin", f"input={listing}", f"output={out}"
+        tmp_path, capsys, INPUTS, "Upper", "--mixin", f"input={listing}", f"output={out}"
     )
     assert code == 0, err
     assert files(out) == {"r/1.txt": "HELLO r/1", "r/2.txt": "BYE r/2"}
@@ -287,9 +230,11 @@ def test_bad_jsonl_rows_stop_the_run_with_the_line_number(tmp_path, capsys, line
     src = tmp_path / "in"
     write(src / "a.txt")
     listing = write(tmp_path / "list.jsonl", f'"a.txt"\n{line}\n')
-    task = task_file(tmp_path, COPY.format(mode=f"InputFromJsonl(path={str(listing)!r})"))
     out = tmp_path / "out"
-    code, _, err = run(tmp_path, capsys, task, "Copy", "--mixin", f"input={src}", f"output={out}")
+    code, _, err = run(
+        tmp_path, capsys, COPY, "CopyFromJsonl", "--mixin", f"input={src}", f"output={out}",
+        f"input_mode.path={listing}",
+    )  # fmt: skip
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1
@@ -299,9 +244,8 @@ def test_bad_jsonl_rows_stop_the_run_with_the_line_number(tmp_path, capsys, line
 def test_an_output_root_inside_the_input_root_is_refused(tmp_path, capsys):
     src = tmp_path / "data"
     write(src / "a.txt", "a")
-    task = task_file(tmp_path, COPY.format(mode='InputByExtensions(exts=[".txt", ".out"])'))
     args = ["--mixin", f"input={src}", f"output={src / 'results'}"]
-    code, _, err = run(tmp_path, capsys, task, "Copy", *args)
+    code, _, err = run(tmp_path, capsys, COPY, "CopyTextAndOut", *args)
     assert code == 2 and "is inside the input root" in err, err
     assert not (src / "results").exists() and not (tmp_path / "logs").exists()
 
@@ -310,33 +254,22 @@ def test_an_output_root_beside_a_jsonl_file_input_is_not_inside_it(tmp_path, cap
     """A JSONL file that lists the items is the input root: nothing around it is walked, so
     outputs may go beside it; an input folder named beside its list is still an input root."""
     rows = write(tmp_path / "data" / "rows.jsonl", '{"id": "a"}\n')
-    body = """
-    from templates.input_modes import InputJsonlFiles  # what the operator adapters read with
-
-    @cpu_task(input_mode=InputJsonlFiles(), output_mode=OutputWithExtension(".out"))
-    class Rows(Task):
-        def process(self, input, output):
-            with open(input) as src, open(output, "w") as dst:
-                dst.write(json.loads(src.readline())["id"])
-    """
-    task = task_file(tmp_path, body)
     out = tmp_path / "data" / "out"
-    code, _, err = run(tmp_path, capsys, task, "Rows", "--mixin", f"input={rows}", f"output={out}")
+    code, _, err = run(
+        tmp_path, capsys, INPUTS, "Rows", "--mixin", f"input={rows}", f"output={out}"
+    )
     assert code == 0, err
     assert files(out) == {"rows.jsonl.out": "a"}
 
     write(tmp_path / "data" / "a.txt", "a")
     listing = write(tmp_path / "data" / "list.jsonl", '"a.txt"\n')
-    task = write(tmp_path / "copy.py", HEADER + COPY.format(mode="InputFromJsonl()"))
     args = ["--mixin", f"input={listing}", f"output={tmp_path / 'data' / 'copies'}"]
-    code, _, err = run(tmp_path, capsys, task, "Copy", *args)
+    code, _, err = run(tmp_path, capsys, COPY, "CopyFromJsonl", *args)
     assert code == 0, err
     assert files(tmp_path / "data" / "copies") == {"a.txt.out": "a"}
-    task = write(
-        tmp_path / "listed.py", HEADER + COPY.format(mode=f"InputFromJsonl(path={str(listing)!r})")
-    )
-    args = ["--mixin", f"input={tmp_path / 'data'}", f"output={tmp_path / 'data' / 'more'}"]
-    code, _, err = run(tmp_path, capsys, task, "Copy", *args)
+    args = ["--mixin", f"input={tmp_path / 'data'}", f"output={tmp_path / 'data' / 'more'}",
+            f"input_mode.path={listing}"]  # fmt: skip
+    code, _, err = run(tmp_path, capsys, COPY, "CopyFromJsonl", *args)
     assert code == 2 and "is inside the input root" in err, err
 
 
@@ -346,22 +279,10 @@ def test_an_output_root_beside_a_jsonl_file_input_is_not_inside_it(tmp_path, cap
 def test_output_with_extension_is_staged_then_committed(tmp_path, capsys):
     src = tmp_path / "in"
     write(src / "a/b.mp4", "video")
-    body = """
-    SEEN = []
-    @cpu_task(input_mode=InputByExtensions(exts=[".mp4"]), output_mode=OutputWithExtension(ext=".json"))
-    class Probe(Task):
-        def process(self, input, output):
-            final = os.path.join(self.mixin.output, "a", "b.mp4.json")
-            assert isinstance(output, str) and output.path == output
-            assert output.endswith(".json") and os.path.basename(output).startswith(".")
-            assert os.path.dirname(output) == os.path.dirname(final)
-            assert not os.path.exists(final)
-            with open(output, "w") as fh:
-                json.dump({"staging": os.path.basename(output)}, fh)
-    """
-    task = task_file(tmp_path, body)
     out = tmp_path / "out"
-    code, _, err = run(tmp_path, capsys, task, "Probe", "--mixin", f"input={src}", f"output={out}")
+    code, _, err = run(
+        tmp_path, capsys, OUTPUTS, "Probe", "--mixin", f"input={src}", f"output={out}"
+    )
     assert code == 0, err
     assert list(files(out)) == ["a/b.mp4.json"]
     staging = json.loads(files(out)["a/b.mp4.json"])["staging"]
@@ -372,59 +293,29 @@ def test_an_output_not_written_fails_the_item_and_leaves_nothing(tmp_path, capsy
     src = tmp_path / "in"
     write(src / "a.txt")
     write(src / "b.txt")
-    body = """
-    @cpu_task(input_mode=InputByExtensions(exts=[".txt"]),
-              output_mode=OutputSubfolder(files={"main": "main.json", "thumb": "t/thumb.jpg"}))
-    class Partial(Task):
-        def process(self, input, output, output_main, output_thumb):
-            with open(output_main, "w") as fh:
-                fh.write("m")
-            if input.endswith("b.txt"):
-                with open(output_thumb, "w") as fh:
-                    fh.write("t")
-    """
-    task = task_file(tmp_path, body)
     out = tmp_path / "out"
     code, _, err = run(
-        tmp_path, capsys, task, "Partial", "--mixin", f"input={src}", f"output={out}"
+        tmp_path, capsys, OUTPUTS, "Partial", "--mixin", f"input={src}", f"output={out}"
     )
     assert code == 1
     assert files(out) == {"b.txt/main.json": "m", "b.txt/t/thumb.jpg": "t"}
     assert sorted(os.listdir(out)) == [".dispatch-run.Partial", "b.txt"]  # no staging for a.txt
-    failures = list((tmp_path / "logs").rglob("failures.jsonl"))
-    row = json.loads(failures[0].read_text().splitlines()[0])
+    row = failures(tmp_path / "logs")[0]
     assert row["key"] == "a.txt" and "t/thumb.jpg" in row["error"]
 
 
-SUBFOLDER = """
-@cpu_task(input_mode=InputByExtensions(exts=[".mp4"]),
-          output_mode=OutputSubfolder(files={{"manifest": "clips.json", "first": "clip_000.txt"}}),
-          finish={finish})
-class Clip(Task):
-    def process(self, input, output, output_manifest, output_first):
-        assert os.path.isdir(output) and os.path.dirname(output_manifest) == output
-        for i in range(2):
-            with open(os.path.join(output, f"clip_{{i:03d}}.txt"), "w") as fh:
-                fh.write(f"{{os.path.basename(input)}} {{i}}")
-        clips = sorted(os.listdir(output))
-        with open(output_manifest, "w") as fh:
-            json.dump(clips, fh)
-"""
-
-
 @pytest.mark.parametrize(
-    "finish, rerun_after_losing_a_clip",
-    [("FinishWhenAllExist()", True), ('FinishWhenExists("manifest")', False),
-     ("FinishWhenExists()", False)],
+    "clip, rerun_after_losing_a_clip",
+    [("Clip", True), ("ClipDoneWithManifest", False), ("ClipDoneWithFolder", False)],
 )  # fmt: skip
-def test_subfolder_outputs_and_finish_checks(tmp_path, capsys, finish, rerun_after_losing_a_clip):
+def test_subfolder_outputs_and_finish_checks(tmp_path, capsys, clip, rerun_after_losing_a_clip):
     src = tmp_path / "in"
     write(src / "cats/a.mp4")
     write(src / "b.mp4")
-    task = task_file(tmp_path, SUBFOLDER.format(finish=finish))
+    task = OUTPUTS
     out = tmp_path / "out"
     args = ["--mixin", f"input={src}", f"output={out}"]
-    code, _, err = run(tmp_path, capsys, task, "Clip", *args)
+    code, _, err = run(tmp_path, capsys, task, clip, *args)
     assert code == 0, err
     assert files(out) == {
         "b.mp4/clip_000.txt": "b.mp4 0",
@@ -434,24 +325,23 @@ def test_subfolder_outputs_and_finish_checks(tmp_path, capsys, finish, rerun_aft
         "cats/a.mp4/clip_001.txt": "a.mp4 1",
         "cats/a.mp4/clips.json": '["clip_000.txt", "clip_001.txt"]',
     }
-    assert keys(task, "Clip", *args) == []
+    assert keys(task, clip, *args) == []
     (out / "b.mp4" / "clip_000.txt").unlink()
-    assert keys(task, "Clip", *args) == (["b.mp4"] if rerun_after_losing_a_clip else [])
-    assert run(tmp_path, capsys, task, "Clip", *args)[0] == 0
+    assert keys(task, clip, *args) == (["b.mp4"] if rerun_after_losing_a_clip else [])
+    assert run(tmp_path, capsys, task, clip, *args)[0] == 0
     (out / "cats" / "a.mp4" / "clips.json").unlink()
-    expected = [] if finish == "FinishWhenExists()" else ["cats/a.mp4"]
-    assert keys(task, "Clip", *args) == expected
+    expected = [] if clip == "ClipDoneWithFolder" else ["cats/a.mp4"]
+    assert keys(task, clip, *args) == expected
 
 
 def test_force_replaces_a_folder_output_as_a_whole(tmp_path, capsys):
     src = tmp_path / "in"
     write(src / "a.mp4")
-    task = task_file(tmp_path, SUBFOLDER.format(finish="None"))
     out = tmp_path / "out"
     args = ["--mixin", f"input={src}", f"output={out}"]
-    assert run(tmp_path, capsys, task, "Clip", *args)[0] == 0
+    assert run(tmp_path, capsys, OUTPUTS, "Clip", *args)[0] == 0
     write(out / "a.mp4" / "stale.txt")
-    assert run(tmp_path, capsys, task, "Clip", *args, "--force")[0] == 0
+    assert run(tmp_path, capsys, OUTPUTS, "Clip", *args, "--force")[0] == 0
     assert sorted(files(out)) == ["a.mp4/clip_000.txt", "a.mp4/clip_001.txt", "a.mp4/clips.json"]
     assert sorted(os.listdir(out)) == [".dispatch-run.Clip", "a.mp4"]
 
@@ -459,26 +349,8 @@ def test_force_replaces_a_folder_output_as_a_whole(tmp_path, capsys):
 # --- placeholders, hard and soft shards ---------------------------------------------------
 
 
-EVERYTHING = """
-@cpu_task(
-    input=Placeholder(str, help="the input root"),
-    output=Placeholder(str, help="the output root"),
-    input_mode=InputByExtensions(exts=Placeholder(list[str], default=[".txt"], help="which files")),
-    output_mode=OutputWithExtension(ext=Placeholder(str, default=".json")),
-    finish=FinishWhenExists(name=Placeholder(str, default=None)),
-    hard_shard=HardShard(shard=Placeholder(int, help="part")),
-    shard=IndexShard(shard_idx=Placeholder(int | list[int], default=0), shard_num=Placeholder(int, default=1)),
-    suffix=Placeholder(str, default="!", help="appended to every line"),
-)
-class Everything(Task):
-    def process(self, input, output):
-        with open(input) as src, open(output, "w") as dst:
-            dst.write(src.read() + self.mixin.suffix)
-"""
-
-
 def test_every_field_can_be_a_placeholder_and_h_lists_them(tmp_path, capsys):
-    task = task_file(tmp_path, EVERYTHING)
+    task = EVERYTHING
     code, out, _ = run(tmp_path, capsys, task, "Everything", "-h")
     assert code == 0
     for path in ["input ", "output ", "input_mode.exts", "output_mode.ext", "finish.name",
@@ -507,24 +379,19 @@ def test_nested_template_shards_then_cli_shard(tmp_path):
     names = [f"f{i:02d}.txt" for i in range(24)]
     for name in names:
         write(src / name)
-    body = COPY.format(mode='InputByExtensions(exts=[".txt"])').replace(
-        "output_mode=OutputWithExtension",
-        "shard=[IndexShard(shard_idx=1, shard_num=2), IndexShard(shard_idx=[0, 1], shard_num=3)], "
-        "output_mode=OutputWithExtension",
-    )
-    task = task_file(tmp_path, body)
+    task, cls = COPY, "CopyNestedShards"
     common = ["--mixin", f"input={src}", f"output={tmp_path / 'o'}"]
     odd = names[1::2]
     nested = [k for i, k in enumerate(odd) if i % 3 in (0, 1)]
-    assert keys(task, "Copy", *common) == nested
-    both = keys(task, "Copy", *common, "--shard", "1/2", "--shard-mode", "index")
+    assert keys(task, cls, *common) == nested
+    both = keys(task, cls, *common, "--shard", "1/2", "--shard-mode", "index")
     assert both == nested[1::2]
-    by_hash = [keys(task, "Copy", *common, "--shard", f"{i}/3") for i in range(3)]
+    by_hash = [keys(task, cls, *common, "--shard", f"{i}/3") for i in range(3)]
     assert sorted(sum(by_hash, [])) == nested
 
 
 def test_configuration_problems_are_reported_together_exit_2(tmp_path, capsys):
-    task = task_file(tmp_path, EVERYTHING)
+    task = EVERYTHING
     out = tmp_path / "out"
     code, _, err = run(
         tmp_path, capsys, task, "Everything", "--mixin", f"input={tmp_path / 'missing'}",
@@ -541,43 +408,35 @@ def test_configuration_problems_are_reported_together_exit_2(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "mode, output, message",
+    "cls, message",
     [
-        ('InputByExtensions(exts=[".txt"])', "OutputWithExtension('')", "output_mode.ext"),
-        ("InputByExtensions(exts=[])", "OutputWithExtension('.j')", "input_mode.exts"),
-        ("InputByGlob(pattern='../*')", "OutputWithExtension('.j')", "input_mode.pattern"),
-        ("InputByDepth(depth=0)", "OutputWithExtension('.j')", "input_mode.depth"),
-        ("InputByDepth(kind='pipe')", "OutputWithExtension('.j')", "input_mode.kind"),
-        ('InputByExtensions(exts=[".txt"])', "OutputSubfolder(files={'x': '../x'})", "climbs out"),
-        ('InputByExtensions(exts=[".txt"])', "OutputSubfolder(files={'a-b': 'x'})", "identifier"),
-        ("InputFromJsonl(path='nope.jsonl')", "OutputWithExtension('.j')", "does not exist"),
+        ("EmptyExtension", "output_mode.ext"),
+        ("NoExtensions", "input_mode.exts"),
+        ("GlobAboveTheRoot", "input_mode.pattern"),
+        ("DepthZero", "input_mode.depth"),
+        ("UnknownKind", "input_mode.kind"),
+        ("FileAboveTheFolder", "climbs out"),
+        ("NameNotAnIdentifier", "identifier"),
+        ("MissingList", "does not exist"),
     ],
 )
-def test_bad_mode_values_exit_2(tmp_path, capsys, mode, output, message):
+def test_bad_mode_values_exit_2(tmp_path, capsys, cls, message):
     write(tmp_path / "in" / "a.txt")
-    body = f"""
-    @cpu_task(input_mode={mode}, output_mode={output})
-    class Bad(Task):
-        def process(self, input, output, **item):
-            pass
-    """
-    task = task_file(tmp_path, body)
     out = tmp_path / "out"
     code, _, err = run(
-        tmp_path, capsys, task, "Bad", "--mixin", f"input={tmp_path / 'in'}", f"output={out}"
+        tmp_path, capsys, BAD_MODES, cls, "--mixin", f"input={tmp_path / 'in'}", f"output={out}"
     )
     assert code == 2 and message in err, err
     assert not out.exists()
 
 
 def test_input_root_missing_or_output_root_a_file_exit_2(tmp_path, capsys):
-    task = task_file(tmp_path, COPY.format(mode='InputByExtensions(exts=[".txt"])'))
     write(tmp_path / "file")
     code, _, err = run(
         tmp_path,
         capsys,
-        task,
-        "Copy",
+        COPY,
+        "CopyText",
         "--mixin",
         f"input={tmp_path / 'nope'}",
         f"output={tmp_path / 'file'}",
@@ -608,15 +467,7 @@ def test_plain_class_kagurazaka_hooks_and_pickling(tmp_path):
     src = tmp_path / "in"
     write(src / "a.txt", "A")
     write(src / "s/b.txt", "B")
-    body = """
-    @cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".o"))
-    class Plain:
-        def process(self, input, output):
-            with open(output, "w") as fh:
-                fh.write(open(input).read())
-    """
-    task_path = task_file(tmp_path, body)
-    task, plan = plan_of(task_path, "Plain", "--mixin", f"input={src}", f"output={tmp_path / 'o'}")
+    task, plan = plan_of(HOOKS, "Plain", "--mixin", f"input={src}", f"output={tmp_path / 'o'}")
     from dispatcher import Task
 
     assert isinstance(task, Task)
@@ -635,21 +486,9 @@ def test_torch_task_hooks_without_torch(tmp_path):
     src = tmp_path / "in"
     write(src / "x/1.jpg", "one")
     write(src / "2.jpg", "two")
-    body = """
-    @torch_task(input_mode=InputByExtensions(exts=[".jpg"]), output_mode=OutputWithExtension(".emb"))
-    class Embed(TorchTask):
-        def load_data(self, input):
-            return {"text": open(input).read()}
-        def inference(self, device, batch_size, text, **batch):
-            return [len(t) for t in text]
-        def postprocess_each(self, batch_idx, batch_size, output, result, **row):
-            with open(output, "w") as fh:
-                fh.write(str(result))
-    """
-    task_path = task_file(tmp_path, body)
     out = tmp_path / "out"
     task, plan = plan_of(
-        task_path,
+        HOOKS,
         "Embed",
         "--mixin",
         f"input={src}",
@@ -671,10 +510,9 @@ def test_process_pool_runs_a_template_task(tmp_path):
     src = tmp_path / "in"
     for i in range(30):
         write(src / f"d{i % 3}" / f"{i:02d}.txt", str(i))
-    task = task_file(tmp_path, COPY.format(mode='InputByExtensions(exts=[".txt"])'))
     out = tmp_path / "out"
     done = run_dispatch(
-        task, "Copy", "--backbone", "mp", "--num-process", "2", "--start-method", "spawn",
+        COPY, "CopyText", "--backbone", "mp", "--num-process", "2", "--start-method", "spawn",
         "--log-dir", tmp_path / "logs", "--mixin", f"input={src}", f"output={out}",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -733,16 +571,15 @@ def test_done_check_agrees_with_the_filesystem(paths, data, shard):
         for rel in done:
             write(base / "out" / f"{rel}.out", "done")
         listing = write(base / "list.jsonl", "".join(json.dumps(k) + "\n" for k in made))
-        task = task_file(base, COPY.format(mode="InputByExtensions(exts=['.txt'])"))
-        task_file(base / "j", COPY.format(mode=f"InputFromJsonl(path={str(listing)!r})"))
-        for path in (task, base / "j" / "task.py"):
+        for cls, listed in (("CopyText", []), ("CopyFromJsonl", [f"input_mode.path={listing}"])):
             _, plan = plan_of(
-                path,
-                "Copy",
+                COPY,
+                cls,
                 *shard.split(),
                 "--mixin",
                 f"input={base / 'in'}",
                 f"output={base / 'out'}",
+                *listed,
             )
             in_shard = plan.in_shard
             pending = [k for k, _ in plan.pending]
@@ -754,19 +591,7 @@ def test_done_check_agrees_with_the_filesystem(paths, data, shard):
 
 def test_subfolder_files_and_finish_name_as_placeholders(tmp_path, capsys):
     write(tmp_path / "in" / "a.mp4")
-    body = """
-    @cpu_task(
-        input_mode=InputByExtensions(exts=[".mp4"], hidden=Placeholder(bool, default=False)),
-        output_mode=OutputSubfolder(files=Placeholder(dict[str, str], default={"m": "m.json"})),
-        finish=FinishWhenExists(Placeholder(str, default="m")),
-    )
-    class Any(Task):
-        def process(self, input, output, **outputs):
-            for name, path in sorted(outputs.items()):
-                with open(path, "w") as fh:
-                    fh.write(name)
-    """
-    task = task_file(tmp_path, body)
+    task = OUTPUTS
     out = tmp_path / "out"
     args = ["--mixin", f"input={tmp_path / 'in'}", f"output={out}",
             "output_mode.files={meta: meta.json, thumb: t/0.jpg}", "finish.name=meta"]  # fmt: skip
@@ -783,25 +608,7 @@ def test_torch_task_runs_on_the_torch_backbone_on_cpu(tmp_path):
     pytest.importorskip("torch")
     for i in range(5):
         write(tmp_path / "in" / f"d{i % 2}" / f"{i}.txt", "x" * (i + 1))
-    body = """
-    import torch
-
-    @torch_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".len"))
-    class Length(TorchTask):
-        def load_data(self, input):
-            return {"n": torch.tensor([float(len(open(input).read()))])}
-
-        def load_model(self, device):
-            self.scale = 2.0
-
-        def inference(self, device, batch_size, n, **batch):
-            return n.to(device) * self.scale
-
-        def postprocess_each(self, batch_idx, batch_size, output, result, **row):
-            with open(output, "w") as fh:
-                fh.write(str(int(result.item())))
-    """
-    task = task_file(tmp_path, body)
+    task = task_file("templates_torch")
     out = tmp_path / "out"
     args = ["--backbone", "torch", "--device", "cpu", "--batch-size", "2", "--num-workers", "0",
             "--log-dir", tmp_path / "logs", "--mixin", f"input={tmp_path / 'in'}", f"output={out}"]  # fmt: skip

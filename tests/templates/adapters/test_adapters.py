@@ -8,87 +8,13 @@ every backbone take it unchanged. `mp` hands it a chunk as one batch.
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 
 import pytest
-from conftest import installed_package, run_dispatch, write_file
+from conftest import installed_package, run_dispatch, task_file, write_file
 
-ADAPTER = '''
-"""A test adapter: a callable over a list of texts, run in batches."""
-
-import functools
-import json
-import os
-
-from dispatcher import Placeholder, Task, atomic_write
-from dispatcher.execution.steps import StageFailed
-from dispatcher.items import ItemSource
-from dispatcher.stage import Stage
-
-
-class BatchOperatorStage(Stage):
-    style = "batch operator"
-    batched = True
-    default_batch_size = 4
-
-    @classmethod
-    def accepts(cls, obj):
-        return bool(getattr(obj, "__batch_operator__", False))
-
-    @classmethod
-    def task_class(cls, obj):
-        return _task_class(obj, cls)
-
-    def setup(self, device=None):
-        self.operator = self.task.operator()
-
-    def teardown(self):
-        pass
-
-    def warm_up(self):
-        if getattr(self.task.operator, "model_missing", False):
-            raise StageFailed("load_model failed: the model is missing")
-
-    def load(self, key, payload):
-        with open(os.path.join(self.task.mixin.input, key)) as fh:
-            return {"name": key, "text": fh.read()}
-
-    def compute(self, batch, size):
-        return self.operator([row["text"] for row in batch])
-
-    def write_row(self, i, size, row, result, outputs):
-        os.makedirs(self.task.mixin.output, exist_ok=True)
-        path = os.path.join(self.task.mixin.output, row["name"] + ".json")
-        with atomic_write(path) as tmp, open(tmp, "w") as fh:
-            json.dump({"result": result[i], "batch": size, "pid": os.getpid()}, fh)
-
-
-class TextFiles(ItemSource):
-    def __init__(self, input, output):
-        self.input, self.output = input, output
-
-    def items(self):
-        return [(name, None) for name in sorted(os.listdir(self.input))]
-
-    def done_mask(self, items):
-        done = set(os.listdir(self.output)) if os.path.isdir(self.output) else ()
-        return [key + ".json" in done for key, _ in items]
-
-
-@functools.cache
-def _task_class(operator, adapter):
-    class OperatorTask(Task):
-        mixin = {"input": Placeholder(str), "output": Placeholder(str)}
-
-        def item_source(self):
-            return TextFiles(self.mixin.input, self.mixin.output)
-
-    OperatorTask.operator = operator
-    OperatorTask.__dispatch_adapter__ = adapter
-    OperatorTask.__name__ = OperatorTask.__qualname__ = operator.__name__
-    OperatorTask.__module__ = operator.__module__
-    return OperatorTask
-'''
+OPERATORS = task_file("adapters_batch_operators")
 
 PYPROJECT = """
 [build-system]
@@ -106,32 +32,6 @@ batch-operator = "{module}:BatchOperatorStage"
 py-modules = ["{module}"]
 """
 
-OPERATOR = """
-class Upper:
-    '''Not a Task: a callable over a batch of texts, as an operator platform writes them.'''
-
-    __batch_operator__ = True
-
-    def __call__(self, texts):
-        return [text.upper() for text in texts]
-
-
-class Unclaimed:
-    pass
-
-
-class NoModel(Upper):
-    model_missing = True
-
-
-class Crashes(Upper):
-    def __call__(self, texts):
-        if "text 4" in texts:
-            import os, signal
-            os.kill(os.getpid(), signal.SIGKILL)  # a segfault in a decoder, the OOM killer
-        return super().__call__(texts)
-"""
-
 
 @pytest.fixture(scope="module")
 def adapter(tmp_path_factory: pytest.TempPathFactory):
@@ -139,7 +39,7 @@ def adapter(tmp_path_factory: pytest.TempPathFactory):
     module, dist = f"dispatch_batch_adapter_{suffix}", f"dispatch-test-adapter-{suffix}"
     root = tmp_path_factory.mktemp("adapter")
     write_file(root / "pyproject.toml", PYPROJECT.format(dist=dist, module=module))
-    write_file(root / f"{module}.py", ADAPTER)
+    shutil.copy(task_file("adapters_batch_stage"), root / f"{module}.py")
     with installed_package(root, dist):
         yield module
 
@@ -165,7 +65,7 @@ BACKBONES = {
 def test_a_class_that_is_not_a_task_runs_through_an_installed_adapter(
     adapter, texts, tmp_path, backbone
 ):
-    operator = write_file(tmp_path / "operator.py", OPERATOR)
+    operator = OPERATORS
     out = tmp_path / "out"
     command = [
         str(operator),
@@ -196,7 +96,7 @@ def test_a_class_that_is_not_a_task_runs_through_an_installed_adapter(
 
 @pytest.mark.slow
 def test_a_class_no_adapter_claims_is_refused_naming_the_task_classes(adapter, tmp_path):
-    operator = write_file(tmp_path / "operator.py", OPERATOR)
+    operator = OPERATORS
     proc = run_dispatch(str(operator), "Unclaimed", cwd=tmp_path)
     assert proc.returncode == 2
     assert (
@@ -210,7 +110,7 @@ def test_a_class_no_adapter_claims_is_refused_naming_the_task_classes(adapter, t
 def test_a_stage_that_cannot_compute_stops_the_run_with_nothing_written(
     adapter, texts, tmp_path, backbone
 ):
-    operator = write_file(tmp_path / "operator.py", OPERATOR)
+    operator = OPERATORS
     out = tmp_path / "out"
     proc = run_dispatch(
         str(operator),
@@ -234,7 +134,7 @@ def test_a_stage_that_cannot_compute_stops_the_run_with_nothing_written(
 
 @pytest.mark.slow
 def test_a_batch_that_kills_its_worker_fails_only_the_item_that_does(adapter, texts, tmp_path):
-    operator = write_file(tmp_path / "operator.py", OPERATOR)
+    operator = OPERATORS
     out = tmp_path / "out"
     proc = run_dispatch(
         str(operator),

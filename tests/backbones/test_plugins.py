@@ -6,13 +6,14 @@ The test builds a throwaway package in a temp dir, pip-installs it into this env
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
-from conftest import installed_package, run_dispatch, write_file
+from conftest import installed_package, run_dispatch, run_record, task_file, write_file
 
 from backbones import registry
+
+STAMP = task_file("stage_stamp")
 
 PLUGIN = '''
 """A third-party backbone: runs items in this process, in reverse order."""
@@ -58,31 +59,6 @@ version = "0.0.1"
 py-modules = ["{module}"]
 """
 
-TASK = """
-import os
-from dispatcher import Placeholder, Task, atomic_write
-
-
-class Stamp(Task):
-    mixin = {"out": Placeholder(str)}
-
-    def generate_tasks(self):
-        return ({"i": i} for i in range(5))
-
-    def item_key(self, item):
-        return str(item["i"])
-
-    def is_executed(self, i):
-        return os.path.exists(os.path.join(self.mixin.out, f"{i}.txt"))
-
-    def process(self, i):
-        os.makedirs(self.mixin.out, exist_ok=True)
-        with open(os.path.join(self.mixin.out, "order.log"), "a") as fh:
-            fh.write(f"{i}\\n")
-        with atomic_write(os.path.join(self.mixin.out, f"{i}.txt")) as tmp, open(tmp, "w") as fh:
-            fh.write(getattr(self, "stamp", "none"))
-"""
-
 
 @pytest.fixture(scope="module")
 def plugin(tmp_path_factory: pytest.TempPathFactory):
@@ -98,7 +74,7 @@ def plugin(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.mark.slow
 def test_an_installed_plugin_runs_a_task_and_shows_its_options(plugin, tmp_path):
-    task = write_file(tmp_path / "stamp.py", TASK)
+    task = STAMP
     out = tmp_path / "out"
     logs = tmp_path / "logs"
 
@@ -117,7 +93,7 @@ def test_an_installed_plugin_runs_a_task_and_shows_its_options(plugin, tmp_path)
     assert done.returncode == 0, done.stderr
     assert (out / "order.log").read_text().split() == ["4", "3", "2", "1", "0"]
     assert {p.read_text() for p in out.glob("*.txt")} == {"from-plugin"}
-    record = json.loads(next(logs.glob("Stamp/*/run.json")).read_text())
+    record = run_record(logs, "Stamp")
     assert record["config"]["backbone"] == {"name": plugin, "options": {"stamp": "from-plugin"}}
 
     helped = run_dispatch(str(task), "Stamp", "--backbone", plugin, "-hb")
@@ -143,7 +119,7 @@ def test_an_installed_plugin_runs_a_task_and_shows_its_options(plugin, tmp_path)
 def test_an_unknown_backbone_lists_the_known_ones(tmp_path):
     import dispatcher
 
-    task = write_file(tmp_path / "stamp.py", TASK)
+    task = STAMP
     with pytest.raises(dispatcher.UsageError) as caught:
         dispatcher.run(f"{task}:Stamp", {"out": str(tmp_path / "out")}, backbone="mpp")
     err = caught.value.messages

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, tree
+from conftest import REPO, failures, run_dispatch, tree
 
 from dispatcher.outputs.records import is_provenance_name
 
@@ -160,8 +160,7 @@ def test_corrupt_video_fails_alone(tmp_path):
     assert result.returncode == 1, result.stderr
     good = sample_videos(VIDEOS)
     assert f"ran {len(good) + 1} ({len(good)} ok, 1 failed)" in result.stderr
-    [failures] = (tmp_path / "dispatch-logs").rglob("failures.jsonl")
-    [row] = [json.loads(line) for line in failures.read_text().splitlines()]
+    [row] = failures(tmp_path / "dispatch-logs")
     assert row["key"] == "nested/broken.mp4"
     assert "not a readable video" in row["error"]
     assert not (out / "nested" / "broken.mp4").exists()

@@ -10,120 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, tree, write_file
+from conftest import REPO, run_dispatch, task_file, tree, write_file
 
 import dispatcher
 from dispatcher.errors import UsageError
 from dispatcher.stage import Stage
-
-STYLES = """
-import json, os
-from dispatcher import Placeholder, Task, TorchTask
-from templates import InputByExtensions, OutputWithExtension, cpu_task, torch_task
-
-NAMES = ["a", "b", "c", "d", "e"]
-
-
-def mark(root, name, how):
-    os.makedirs(root, exist_ok=True)
-    with open(os.path.join(root, name + ".json"), "w") as fh:
-        json.dump({"name": name, "how": how, "pid": os.getpid()}, fh)
-
-
-class Plain(Task):
-    mixin = {"output": Placeholder(str)}
-
-    def generate_tasks(self):
-        return [{"name": n} for n in NAMES]
-
-    def is_executed(self, name):
-        return os.path.exists(os.path.join(self.mixin.output, name + ".json"))
-
-    def process(self, name):
-        mark(self.mixin.output, name, "plain")
-
-
-@cpu_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".json"))
-class CpuTemplate(Task):
-    def process(self, input, output):
-        with open(output, "w") as fh:
-            json.dump({"text": open(input).read(), "pid": os.getpid()}, fh)
-
-
-class TorchItems(TorchTask):
-    mixin = {"output": Placeholder(str)}
-
-    def generate_tasks(self):
-        return [{"name": n} for n in NAMES]
-
-    def is_each_executed(self, name):
-        return os.path.exists(os.path.join(self.mixin.output, name + ".json"))
-
-    def load_data(self, name):
-        import torch
-        return {"x": torch.tensor([float(ord(name))])}
-
-    def inference(self, device, batch_size, x, **batch):
-        return x * 2
-
-    def postprocess_each(self, batch_idx, batch_size, name, result, **row):
-        mark(self.mixin.output, name, "torch-items")
-
-
-@torch_task(input_mode=InputByExtensions(exts=[".txt"]), output_mode=OutputWithExtension(".json"))
-class TorchTemplate(TorchTask):
-    def load_data(self, input):
-        import torch
-        return {"n": torch.tensor([len(open(input).read())])}
-
-    def inference(self, device, batch_size, n, **batch):
-        return n + 1
-
-    def postprocess_each(self, batch_idx, batch_size, output, result, **row):
-        with open(output, "w") as fh:
-            json.dump({"result": int(result), "pid": os.getpid()}, fh)
-
-
-class RowsDataset:
-    def __len__(self):
-        return len(NAMES)
-
-    def __getitem__(self, i):
-        return {"name": NAMES[i]}
-
-
-class TorchDataset(TorchTask):
-    mixin = {"output": Placeholder(str)}
-
-    def get_dataset(self):
-        return RowsDataset()
-
-    def is_each_executed(self, name, **row):
-        return os.path.exists(os.path.join(self.mixin.output, name + ".json"))
-
-    def inference(self, device, batch_size, name, **batch):
-        return list(name)
-
-    def postprocess_each(self, batch_idx, batch_size, name, result, **row):
-        mark(self.mixin.output, name, "torch-dataset")
-
-
-class TorchLoader(TorchTask):
-    mixin = {"output": Placeholder(str)}
-
-    def get_dataloader(self):
-        from torch.utils.data import DataLoader
-        return DataLoader(RowsDataset(), batch_size=2, collate_fn=lambda rows: {"name": [r["name"] for r in rows]})
-
-    def is_each_executed(self, name):
-        return os.path.exists(os.path.join(self.mixin.output, name + ".json"))
-
-    def inference(self, device, batch_size, name):
-        return list(name)
-
-    def postprocess_each(self, batch_idx, batch_size, name, result):
-        mark(self.mixin.output, name, "torch-loader")
-"""
 
 TEMPLATED = {"CpuTemplate", "TorchTemplate"}
 TORCH = {"TorchItems", "TorchTemplate", "TorchDataset", "TorchLoader"}
@@ -132,7 +23,7 @@ STYLE_NAMES = ["Plain", "CpuTemplate", "TorchItems", "TorchTemplate", "TorchData
 
 @pytest.fixture
 def styles(tmp_path):
-    path = write_file(tmp_path / "styles.py", STYLES)
+    path = task_file("stage_styles")
     data = tmp_path / "data"
     data.mkdir()
     for name in ("a", "b", "c", "d", "e"):
@@ -207,31 +98,7 @@ def test_serial_runs_a_torch_task_in_this_process(styles, tmp_path):
 
 
 def test_serial_batches_a_torch_task_by_batch_size(tmp_path):
-    task = write_file(
-        tmp_path / "sizes.py",
-        """
-import json, os
-from dispatcher import Placeholder, TorchTask
-
-class Sizes(TorchTask):
-    mixin = {"output": Placeholder(str)}
-
-    def generate_tasks(self):
-        return [{"i": i} for i in range(7)]
-
-    def load_data(self, i):
-        import torch
-        return {"x": torch.tensor(float(i))}
-
-    def inference(self, device, batch_size, x, i):
-        return [batch_size] * batch_size
-
-    def postprocess_each(self, batch_idx, batch_size, i, x, result):
-        os.makedirs(self.mixin.output, exist_ok=True)
-        with open(os.path.join(self.mixin.output, f"{int(i)}.json"), "w") as fh:
-            json.dump({"size": result, "device": str(x.device)}, fh)
-""",
-    )
+    task = task_file("stage_serial")
     out = tmp_path / "out"
     result = dispatcher.run(
         f"{task}:Sizes",
@@ -277,29 +144,7 @@ def test_image_embed_serial_gives_the_embeddings_of_torch_cpu(tmp_path):
 
 
 def test_serial_retries_and_times_out_items(tmp_path):
-    task = write_file(
-        tmp_path / "flaky.py",
-        """
-import os, time
-from dispatcher import Placeholder, Task
-
-class Flaky(Task):
-    mixin = {"state": Placeholder(str)}
-
-    def generate_tasks(self):
-        return [{"name": "once"}, {"name": "stuck"}, {"name": "fine"}]
-
-    def process(self, name):
-        path = os.path.join(self.mixin.state, name)
-        tries = int(open(path).read()) if os.path.exists(path) else 0
-        with open(path, "w") as fh:
-            fh.write(str(tries + 1))
-        if name == "once" and tries == 0:
-            raise RuntimeError("first try fails")
-        if name == "stuck":
-            time.sleep(30)
-""",
-    )
+    task = task_file("stage_serial")
     state = tmp_path / "state"
     state.mkdir()
     result = dispatcher.run(
@@ -318,19 +163,7 @@ class Flaky(Task):
 
 
 def test_a_torch_task_without_a_compute_mode_is_refused_on_every_backbone(tmp_path):
-    task = write_file(
-        tmp_path / "half.py",
-        """
-from dispatcher import TorchTask
-
-class Half(TorchTask):
-    def generate_tasks(self):
-        return [{"i": 1}]
-
-    def inference(self, device, batch_size, **batch):
-        return batch
-""",
-    )
+    task = task_file("stage_serial")
     for backbone in ("serial", "torch", "auto"):
         proc = run_dispatch(str(task), "Half", "--backbone", backbone, cwd=tmp_path)
         assert proc.returncode == 2, proc.stderr
@@ -345,7 +178,7 @@ def test_backbones_reach_tasks_only_through_the_stage():
         r"is_executed|is_each_executed|\.staged\(|\.claim_all\(|__dict__|"
         r"load_model|postprocess_each\(|\.postprocess\(|\.inference\(|WHOLE_RUN_KEY|\bTorchTask\b"
     )
-    for path in sorted((REPO / "backbones").glob("*.py")):
+    for path in sorted((REPO / "backbones").rglob("*.py")):  # the engine packages too
         for number, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("#", 1)[0]
             if code.strip().startswith(('"', "'")):
@@ -362,39 +195,9 @@ def test_a_class_no_adapter_claims_is_a_usage_error(tmp_path):
         dispatcher.run(int, {})
 
 
-FLAKY_TORCH = """
-import os
-from dispatcher import Placeholder, TorchTask
-
-class FlakyTorch(TorchTask):
-    mixin = {"state": Placeholder(str)}
-
-    def generate_tasks(self):
-        return [{"name": n} for n in ("a", "b", "c", "d")]
-
-    def load_data(self, name):
-        import torch
-        if name == "c" and not os.path.exists(os.path.join(self.mixin.state, "c-loaded")):
-            open(os.path.join(self.mixin.state, "c-loaded"), "w").close()
-            raise OSError("first load fails")
-        return {"x": torch.tensor(1.0)}
-
-    def inference(self, device, batch_size, x, **batch):
-        return x
-
-    def postprocess_each(self, batch_idx, batch_size, name, **row):
-        path = os.path.join(self.mixin.state, name)
-        tries = int(open(path).read()) if os.path.exists(path) else 0
-        with open(path, "w") as fh:
-            fh.write(str(tries + 1))
-        if name in ("a", "d") and tries == 0 or name == "d":
-            raise RuntimeError(f"{name} fails")
-"""
-
-
 @pytest.mark.parametrize("backbone", ["torch", "serial"])
 def test_retries_rerun_failed_items_of_a_torch_task(tmp_path, backbone):
-    task = write_file(tmp_path / "flaky_torch.py", FLAKY_TORCH)
+    task = task_file("stage_serial")
     state = tmp_path / "state"
     state.mkdir()
     options = {"retries": 1, "batch_size": 2}

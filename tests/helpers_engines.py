@@ -1,0 +1,40 @@
+"""Helpers the engine tests share beyond conftest's: the stand-in torch_npu, a run in a
+process group of its own."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import TASKS
+
+NPU_STAND_IN = TASKS / "torch_npu_stand_in"
+"""A folder holding a `torch_npu` package that registers a fake `npu` device."""
+
+
+def npu_stand_in_env(log: Path, count: int | None = None) -> dict[str, str]:
+    """Environment for a `dispatch` process that imports the stand-in torch_npu: it logs each
+    `set_device` call to `log` and reports `count` devices (1 unless given)."""
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(NPU_STAND_IN), os.environ.get("PYTHONPATH", "")]),
+        "FAKE_NPU_LOG": str(log),
+    }
+    if count is not None:
+        env["FAKE_NPU_COUNT"] = str(count)
+    return env
+
+
+def start_dispatch_in_own_group(*args: str | os.PathLike[str]) -> subprocess.Popen[str]:
+    """`python -m dispatcher ARGS` started in a session (and process group) of its own, so a
+    test signals the whole group as SLURM and a terminal's Ctrl-C do (`os.killpg`)."""
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_ARRAY_TASK_ID"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )

@@ -1,0 +1,24 @@
+"""An aiges `Wrapper` that leaves its ResponseData's data None for the text "forget"."""
+
+from aiges.dto import DataListCls, Response, ResponseData
+from aiges.sdk import StringBodyField, WrapperBase
+
+
+class UserRequest:
+    body = StringBodyField(key="text", value=b"")
+
+
+class Wrapper(WrapperBase):
+    requestCls = UserRequest()
+
+    def wrapperInit(cls, config: {}) -> int:
+        return 0
+
+    def wrapperOnceExec(cls, params: {}, reqData: DataListCls) -> Response:
+        text = reqData.get("text").data.decode()
+        r = Response()
+        d = ResponseData()
+        d.key = "echo"
+        d.data = None if text == "forget" else text.encode()
+        r.list = [d]
+        return r
