@@ -6,7 +6,7 @@
 #   bash scripts/pandas-floor.sh [PYTHON3.10]     default: python3.10 on the PATH
 #
 # Builds a throwaway virtual environment (PANDAS_FLOOR_VENV, default /tmp/pandas-floor),
-# runs tests/test_operators_modelarts.py and tests/test_operators_clearml.py with the
+# runs tests/templates/adapters/test_modelarts.py and tests/templates/adapters/test_clearml.py with the
 # checkout on PYTHONPATH; tests of the torch backbone skip (no torch there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +20,4 @@ command -v "$PYTHON" > /dev/null || { echo "pandas-floor: $PYTHON not found" >&2
     omegaconf pyyaml xxhash tqdm pillow pytest pytest-timeout hypothesis
 "$VENV/bin/python" -c 'import pandas, pyarrow; print("pandas", pandas.__version__, "pyarrow", pyarrow.__version__)'
 PYTHONPATH="$PWD" "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
-    tests/test_operators_modelarts.py tests/test_operators_clearml.py
+    tests/templates/adapters/test_modelarts.py tests/templates/adapters/test_clearml.py
