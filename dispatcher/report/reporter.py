@@ -25,6 +25,7 @@ from dispatcher.execution.signals import signal_exit_code, signal_name
 from dispatcher.execution.steps import Outcome, error_line, is_task_exit
 from dispatcher.outputs import atomic_write
 from dispatcher.report import statistics
+from dispatcher.report.log import hide, logger, show
 from dispatcher.report.summary import SHOWN_FAILURES, SHOWN_MALFORMED, Named, summary_lines
 
 DEFAULT_LOG_INTERVAL = 15.0
@@ -99,7 +100,10 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """A tqdm bar on a terminal; plain periodic lines otherwise (SLURM log files)."""
+    """A tqdm bar on a terminal; plain periodic lines otherwise (SLURM log files).
+
+    While open it is the display the `dispatcher` logger writes through (`show`).
+    """
 
     def __init__(self, total: int, stream: TextIO, interval: float) -> None:
         self.total = total
@@ -124,6 +128,7 @@ class Progress:
                 desc="dispatch",
             )
             self._bar.set_postfix(failed=0, refresh=False)
+        show(self)
 
     def update(self, done: int, failed: int) -> None:
         if self._bar is not None:
@@ -163,6 +168,7 @@ class Progress:
             self.stream.flush()
 
     def close(self) -> None:
+        hide(self)
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -266,7 +272,7 @@ class Reporter:
 
     def note(self, text: str) -> None:
         """A line for the user (a worker replaced, an item retried), beside the progress."""
-        self.progress.write(f"dispatch: {text}")
+        logger.info(text)
 
     def abort(self, error: str, traceback: str | None = None) -> None:
         """The run cannot go on (e.g. the task's setup failed): recorded once, exit code 1.
@@ -276,7 +282,7 @@ class Reporter:
         if self.aborted is None:
             self.aborted = error
             self._write_failure(None, error, traceback)
-            self.note(f"error: {error}")
+            logger.error(error)
 
     def _item(self, key: str | None) -> Any:
         if key is None:
@@ -313,9 +319,8 @@ class Reporter:
         """A log write failed: said once; items go on, their outputs are unaffected."""
         if self.log_fault is None:
             self.log_fault = f"{type(exc).__name__}: {exc.strerror or exc}"
-            self.note(
-                f"warning: cannot write {path} ({self.log_fault}); the run goes on, "
-                "outputs are unaffected"
+            logger.warning(
+                f"cannot write {path} ({self.log_fault}); the run goes on, outputs are unaffected"
             )
 
     def _write_record(self) -> None:
@@ -338,12 +343,12 @@ class Reporter:
         here and recorded as the outcome before it propagates; so is a task's `sys.exit()`
         or KeyboardInterrupt that a backbone let through (a crash, never a success).
         """
-        self.progress.close()
         crash = sys.exc_info()[1]
         if crash is not None and not (isinstance(crash, Exception) or is_task_exit(crash)):
             crash = None  # the dispatcher's own unwinding after a signal
         if crash is not None and self.aborted is None:
             self.abort(f"the backbone crashed: {error_line(crash)}")
+        self.progress.close()
         if self._failures is not None:
             os.close(self._failures)
             self._failures = None
