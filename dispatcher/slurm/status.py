@@ -167,9 +167,7 @@ def resubmittable(
                 "shards still queued or running would be submitted again and could run twice; "
                 "pass --no-queue-check to submit every incomplete shard anyway"
             )
-        notes.append(
-            "--no-queue-check: the incomplete shards are not checked against the queue"
-        )
+        notes.append("--no-queue-check: the incomplete shards are not checked against the queue")
     waiting = [row.shard for row in incomplete if row.queue]
     if waiting:
         notes.append(
