@@ -353,27 +353,8 @@ class Reporter:
             os.close(self._failures)
             self._failures = None
         wall = time.monotonic() - self.started
-        counts = dict(self.record.get("counts", {}))
-        counts.update(
-            ran=self.ran,
-            succeeded=self.succeeded,
-            failed=self.failed,
-            not_run=self.total - self.ran - self.elsewhere,
-        )
-        if self.elsewhere:
-            counts["made_elsewhere"] = self.elsewhere
-        if self.malformed_inputs.count:
-            counts["malformed_inputs"] = self.malformed_inputs.count
-        if signum is not None:
-            code, outcome = signal_exit_code(signum), f"interrupted by {signal_name(signum)}"
-        elif self.aborted is not None:
-            code, outcome = 1, f"aborted: {self.aborted}"
-        elif self.malformed_inputs.count:
-            code, outcome = EXIT_USAGE, "malformed input"
-        elif self.failed:
-            code, outcome = 1, "some items failed"
-        else:
-            code, outcome = 0, "success"
+        counts = self._counts()
+        code, outcome = self._outcome(signum)
         self.record.update(
             counts=counts,
             end=_now(),
@@ -401,6 +382,33 @@ class Reporter:
                 flush=True,
             )
         return code
+
+    def _counts(self) -> dict[str, int]:
+        """The plan's counts with what this run did."""
+        counts = dict(self.record.get("counts", {}))
+        counts.update(
+            ran=self.ran,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            not_run=self.total - self.ran - self.elsewhere,
+        )
+        if self.elsewhere:
+            counts["made_elsewhere"] = self.elsewhere
+        if self.malformed_inputs.count:
+            counts["malformed_inputs"] = self.malformed_inputs.count
+        return counts
+
+    def _outcome(self, signum: int | None) -> tuple[int, str]:
+        """(exit code, outcome): a signal first, then an abort, malformed input, failures."""
+        if signum is not None:
+            return signal_exit_code(signum), f"interrupted by {signal_name(signum)}"
+        if self.aborted is not None:
+            return 1, f"aborted: {self.aborted}"
+        if self.malformed_inputs.count:
+            return EXIT_USAGE, "malformed input"
+        if self.failed:
+            return 1, "some items failed"
+        return 0, "success"
 
     def _record_statistics(self) -> None:
         """Custom statistics the stage's items recorded in the run directory, merged into
