@@ -217,8 +217,10 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
+        from dispatcher.report.log import logger
+
         for message in exc.messages:
-            print(f"dispatch: error: {message}", file=sys.stderr)
+            logger.error(message)
         code = EXIT_USAGE
     except KeyboardInterrupt:
         code = 130

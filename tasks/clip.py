@@ -241,17 +241,6 @@ def _stream_copy(
     how many late audio packets were dropped."""
     import av
 
-    dts = [0] * len(probe.packet_pts)
-    bounds = [*cuts, len(probe.packet_pts)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
-        dts[a:b] = _decode_timestamps(probe.packet_pts[a:b])
-    starts = [probe.time(probe.packet_pts[c]) for c in cuts[:clip_count]]
-    last_end = (
-        probe.time(probe.packet_pts[cuts[clip_count]]) if clip_count < len(cuts) else probe.duration
-    )
-    ends = [*starts[1:], last_end]
-    origin = probe.start_pts * probe.time_base
-
     with _open(src) as container:
         video = container.streams.video[0]
         sound = container.streams.audio[0] if audio and container.streams.audio else None
@@ -259,51 +248,82 @@ def _stream_copy(
         writers = _ClipWriters(
             folder, lambda p: _CopiedClip(p, templates), len(templates), _lag(clip_seconds)
         )
-        video_index, clip = 0, 0
-        audio_starts: list[int] = []
-        audio_ends: list[int] = []
-        if sound is not None:  # clip starts and ends in the audio time base
-            tb = Fraction(sound.time_base)
-            audio_starts = [round((start + origin) / tb) for start in starts]
-            audio_ends = [math.ceil((end + origin) / tb) for end in ends]
+        router = _CopyRouter(probe, cuts, clip_count, writers, sound)
         try:
             for packet in container.demux(templates):
                 if packet.size == 0:
                     continue
                 if packet.stream.index == video.index:
-                    if packet.pts is None:
-                        continue
-                    if video_index >= len(dts) or packet.pts != probe.packet_pts[video_index]:
-                        raise RuntimeError("the video packets changed between two reads")
-                    while clip + 1 < len(cuts) and video_index >= cuts[clip + 1]:
-                        clip += 1
-                    video_index += 1
-                    if clip >= clip_count:
-                        continue  # the dropped tail
-                    offset = probe.packet_pts[cuts[clip]]
-                    out = writers.get(clip, 0)
-                    packet.dts = dts[video_index - 1] - offset
-                    packet.pts -= offset
-                    packet.stream = out.streams[0]
-                    out.container.mux(packet)
+                    router.video(packet)
                 else:
-                    if packet.pts is None or not clip_count:
-                        continue
-                    target = bisect.bisect_right(audio_ends, packet.pts)
-                    if target >= clip_count:
-                        continue  # after the last clip (the dropped tail)
-                    out = writers.get(target, 1)
-                    if out is None:
-                        continue
-                    packet.pts -= audio_starts[target]
-                    packet.dts = packet.pts
-                    packet.stream = out.streams[1]
-                    out.container.mux(packet)
+                    router.audio(packet)
         except av.error.FFmpegError as exc:
             raise _unreadable(exc) from None
         finally:
             writers.close_all()
     return writers.dropped
+
+
+class _CopyRouter:
+    """Sends each demuxed packet of a stream copy to its clip, rebased to the clip's start:
+    video packets by their position in decode order, audio packets by time."""
+
+    def __init__(
+        self, probe: _Probe, cuts: list[int], clip_count: int, writers: _ClipWriters, sound: Any
+    ) -> None:
+        self.probe, self.cuts, self.clip_count, self.writers = probe, cuts, clip_count, writers
+        self.dts = [0] * len(probe.packet_pts)
+        bounds = [*cuts, len(probe.packet_pts)]
+        for a, b in zip(bounds, bounds[1:], strict=False):
+            self.dts[a:b] = _decode_timestamps(probe.packet_pts[a:b])
+        self.video_index, self.clip = 0, 0
+        self.audio_starts: list[int] = []
+        self.audio_ends: list[int] = []
+        if sound is not None:  # clip starts and ends in the audio time base
+            starts = [probe.time(probe.packet_pts[c]) for c in cuts[:clip_count]]
+            last_end = (
+                probe.time(probe.packet_pts[cuts[clip_count]])
+                if clip_count < len(cuts)
+                else probe.duration
+            )
+            ends = [*starts[1:], last_end]
+            origin = probe.start_pts * probe.time_base
+            tb = Fraction(sound.time_base)
+            self.audio_starts = [round((start + origin) / tb) for start in starts]
+            self.audio_ends = [math.ceil((end + origin) / tb) for end in ends]
+
+    def video(self, packet: Any) -> None:
+        if packet.pts is None:
+            return
+        pts, cuts, index = self.probe.packet_pts, self.cuts, self.video_index
+        if index >= len(self.dts) or packet.pts != pts[index]:
+            raise RuntimeError("the video packets changed between two reads")
+        while self.clip + 1 < len(cuts) and index >= cuts[self.clip + 1]:
+            self.clip += 1
+        self.video_index = index + 1
+        clip = self.clip
+        if clip >= self.clip_count:
+            return  # the dropped tail
+        offset = pts[cuts[clip]]
+        out = self.writers.get(clip, 0)
+        packet.dts = self.dts[index] - offset
+        packet.pts -= offset
+        packet.stream = out.streams[0]
+        out.container.mux(packet)
+
+    def audio(self, packet: Any) -> None:
+        if packet.pts is None or not self.clip_count:
+            return
+        target = bisect.bisect_right(self.audio_ends, packet.pts)
+        if target >= self.clip_count:
+            return  # after the last clip (the dropped tail)
+        out = self.writers.get(target, 1)
+        if out is None:
+            return
+        packet.pts -= self.audio_starts[target]
+        packet.dts = packet.pts
+        packet.stream = out.streams[1]
+        out.container.mux(packet)
 
 
 ENCODERS = {"libx264": "h264", "mpeg4": "mpeg4"}  # preferred first; encoder -> codec
@@ -423,20 +443,9 @@ def cut_video(
     problems = _copy_problems(probe, audio)
     mode = REENCODED if reencode or problems else STREAM_COPY
     total = probe.duration
-    shortest = _limit(min_clip_seconds)
-
-    if mode == STREAM_COPY:
-        cuts = keyframe_cuts(probe, clip_seconds, min_clip_seconds)
-        starts = [probe.time(probe.packet_pts[c]) for c in cuts]
-        ends = [*starts[1:], total]
-        counts = [b - a for a, b in zip(cuts, [*cuts[1:], len(probe.packet_pts)], strict=True)]
-    else:
-        step = _limit(clip_seconds)
-        n = max(1, math.ceil(total / step))
-        starts = [step * i for i in range(n)]
-        ends = [min(step * (i + 1), total) for i in range(n)]
+    cuts, starts, ends, counts = _clip_times(probe, mode, clip_seconds, min_clip_seconds)
     keep = len(starts)
-    if keep and ends[-1] - starts[-1] < shortest:
+    if keep and ends[-1] - starts[-1] < _limit(min_clip_seconds):
         keep -= 1  # a tail shorter than min_clip_seconds is not worth a clip
 
     audio_codec = probe.audio_codec if audio else None
@@ -448,24 +457,7 @@ def cut_video(
         video_codec = ENCODERS[_encoder()]
         audio_codec = audio_codec and "aac"
 
-    clips = []
-    notes = []
-    for i in range(keep):
-        if not frames[i]:  # a gap in a variable-frame-rate video: nothing to show
-            remove_path(os.path.join(folder, clip_name(i)))
-            notes.append(
-                f"no video frames between {_seconds(starts[i])} s and {_seconds(ends[i])} s"
-            )
-            continue
-        clips.append(
-            {
-                "file": clip_name(i),
-                "start": _seconds(starts[i]),
-                "end": _seconds(ends[i]),
-                "duration": _seconds(ends[i] - starts[i]),
-                "frames": frames[i],
-            }
-        )
+    clips, notes = _clip_entries(folder, frames, starts[:keep], ends[:keep])
     if dropped_audio:
         notes.append(f"{dropped_audio} audio packets dropped: streams interleaved over 10 s apart")
     dropped = None
@@ -488,6 +480,46 @@ def cut_video(
         "dropped_tail": dropped,
         "notes": notes,
     }
+
+
+def _clip_times(
+    probe: _Probe, mode: str, clip_seconds: float, min_clip_seconds: float
+) -> tuple[list[int], list[Fraction], list[Fraction], list[int]]:
+    """(cut packet indexes, clip starts, clip ends, video packets per clip): by stream
+    copy on keyframes, else at exact times."""
+    total = probe.duration
+    if mode == STREAM_COPY:
+        cuts = keyframe_cuts(probe, clip_seconds, min_clip_seconds)
+        starts = [probe.time(probe.packet_pts[c]) for c in cuts]
+        counts = [b - a for a, b in zip(cuts, [*cuts[1:], len(probe.packet_pts)], strict=True)]
+        return cuts, starts, [*starts[1:], total], counts
+    step = _limit(clip_seconds)
+    n = max(1, math.ceil(total / step))
+    starts = [step * i for i in range(n)]
+    return [], starts, [min(step * (i + 1), total) for i in range(n)], []
+
+
+def _clip_entries(
+    folder: str, frames: list[int], starts: list[Fraction], ends: list[Fraction]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The manifest's clips, and notes on the clips removed for having no video frame."""
+    clips = []
+    notes = []
+    for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        if not frames[i]:  # a gap in a variable-frame-rate video: nothing to show
+            remove_path(os.path.join(folder, clip_name(i)))
+            notes.append(f"no video frames between {_seconds(start)} s and {_seconds(end)} s")
+            continue
+        clips.append(
+            {
+                "file": clip_name(i),
+                "start": _seconds(start),
+                "end": _seconds(end),
+                "duration": _seconds(end - start),
+                "frames": frames[i],
+            }
+        )
+    return clips, notes
 
 
 @cpu_task(

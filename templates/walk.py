@@ -160,42 +160,53 @@ def walk_suffixes(
         entries = _scan(root, prefix)
         if entries is None:
             continue
-        found: list[str] = []
-        add = found.append
-        subdirs: list[str] = []
-        for entry in entries:
-            name = entry.name
-            if name[0] == "." and (not hidden or _bookkeeping(name)):
-                continue
-            try:
-                if (name.endswith(suffixes) or name.lower().endswith(suffixes)) and (
-                    entry.is_file()
-                ):
-                    add(name)
-                elif entry.is_dir(follow_symlinks=follow_links):
-                    subdirs.append(name)
-            except OSError:
-                continue
-        found.sort()
+        found, subdirs = _matching(entries, suffixes, hidden, follow_links)
         if not subdirs:
             if found:
                 push((prefix, found))
             continue
-        # Interleave: a sub-folder d sorts as "d/" among its sibling file names.
-        subdirs.sort(key=_as_folder)
-        pending: list[str | Group] = []
-        cut = 0
-        for name in subdirs:
-            at = bisect.bisect_left(found, name + "/", cut)
-            if at > cut:
-                pending.append((prefix, found[cut:at]))
-            pending.append(prefix + name + "/")
-            cut = at
-        if cut < len(found):
-            pending.append((prefix, found[cut:]))
-        pending.reverse()
-        stack += pending
+        stack += _interleaved(prefix, found, subdirs)
     return groups
+
+
+def _matching(
+    entries: list[os.DirEntry[str]], suffixes: tuple[str, ...], hidden: bool, follow_links: bool
+) -> tuple[list[str], list[str]]:
+    """(sorted names of a folder's files with one of `suffixes`, names of its sub-folders)."""
+    found: list[str] = []
+    add = found.append
+    subdirs: list[str] = []
+    for entry in entries:
+        name = entry.name
+        if name[0] == "." and (not hidden or _bookkeeping(name)):
+            continue
+        try:
+            if (name.endswith(suffixes) or name.lower().endswith(suffixes)) and entry.is_file():
+                add(name)
+            elif entry.is_dir(follow_symlinks=follow_links):
+                subdirs.append(name)
+        except OSError:
+            continue
+    found.sort()
+    return found, subdirs
+
+
+def _interleaved(prefix: str, found: list[str], subdirs: list[str]) -> list[str | Group]:
+    """A folder's work for the stack, last first: its files in groups between its
+    sub-folders, each sub-folder `d` sorting as "d/" among the file names."""
+    subdirs.sort(key=_as_folder)
+    pending: list[str | Group] = []
+    cut = 0
+    for name in subdirs:
+        at = bisect.bisect_left(found, name + "/", cut)
+        if at > cut:
+            pending.append((prefix, found[cut:at]))
+        pending.append(prefix + name + "/")
+        cut = at
+    if cut < len(found):
+        pending.append((prefix, found[cut:]))
+    pending.reverse()
+    return pending
 
 
 def _segment_regex(segment: str) -> str:

@@ -130,7 +130,8 @@ def _platform_start_method() -> str:
 
 
 class _Supervisor:
-    """Feeds chunks to workers, settles every item exactly once, replaces dead workers."""
+    """Feeds chunks to workers until every item is settled, halts on a signal or an abort,
+    and shuts the pool down; `_Workers` watches the processes themselves."""
 
     def __init__(
         self,
@@ -140,14 +141,12 @@ class _Supervisor:
         stop: StopSignal,
         options: argparse.Namespace,
     ) -> None:
-        self.stage = stage
         self.items = items
         self.reporter = reporter
         self.stop = stop
         self.num_process = max(1, min(int(options.num_process), len(items)))
         self.fixed_chunk: int | None = options.chunksize
         self.max_tasks: int | None = options.max_tasks_per_child
-        self.timeout: float | None = options.timeout
         self.ctx = multiprocessing.get_context(options.start_method)
         self.book = ItemBook(
             stage,
@@ -158,11 +157,8 @@ class _Supervisor:
             self.fixed_chunk,
             self.max_tasks,
         )
-        self.workers: list[PoolWorker] = []
-        """Live workers only: a worker whose process ended is released at once."""
-        self.halting: str | None = None
-        self.barren_deaths = 0
         self.spawner = Spawner(self.ctx)
+        self.pool = _Workers(stage, self.book, self.spawner, options.timeout, self.num_process)
 
     # --- the loop -------------------------------------------------------------------------
 
@@ -178,60 +174,31 @@ class _Supervisor:
             self.spawner.close()
 
     def _loop(self) -> None:
+        pool, book = self.pool, self.book
         while True:
-            if self.stop.is_set() and self.halting is None:
-                self._halt("signal")
-            busy = [w for w in self.workers if w.chunks]
-            if self.halting is None:
-                if not self.book.pending and not busy:
+            if self.stop.is_set() and not book.halting:
+                pool.halt()
+            busy = [w for w in pool.workers if w.chunks]
+            if not book.halting:
+                if not book.pending and not busy:
                     return
                 self._feed()
             else:
                 if not busy:
                     return
                 # Whatever halted the run first (an abort, say), a signal's grace period holds.
-                self._kill_past_deadline(busy)
-            self._check_timers()
+                pool.kill_past_deadline(busy, self.stop.deadline())
+            pool.check_timers()
             self.reporter.tick()
-            self._wait()
-
-    def _halt(self, why: str) -> None:
-        """No new items: workers finish the item in hand and hand back the rest of their chunk."""
-        self.halting = why
-        self.book.halting = True
-        for w in self.workers:
-            w.state[W.HALT] = 1
-
-    def _kill_past_deadline(self, workers: list[PoolWorker]) -> None:
-        """Once a signal's grace period is over, stop these workers (their items are abandoned)."""
-        deadline = self.stop.deadline()
-        if deadline is not None and time.monotonic() >= deadline:
-            for w in workers:
-                if w.kill_reason is None:
-                    self._kill(w, None)
-
-    # --- workers ------------------------------------------------------------------------
-
-    def _start_worker(self) -> PoolWorker | None:
-        try:
-            worker = self.spawner.start(self.stage, self.workers)
-        except Exception as exc:
-            self._abort(
-                f"could not start a worker process ({self.spawner.method}): {error_line(exc)}"
-            )
-            return None
-        self.workers.append(worker)
-        return worker
-
-    def _active(self) -> list[PoolWorker]:
-        return [w for w in self.workers if not w.retiring and w.kill_reason is None]
+            pool.wait()
 
     def _feed(self) -> None:
-        active = self._active()
+        pool = self.pool
+        active = pool.active()
         busy = sum(1 for w in active if w.chunks)
         wanted = min(self.num_process, len(self.book.pending) + busy)
-        while len(active) < wanted and self.halting is None:
-            worker = self._start_worker()
+        while len(active) < wanted and not self.book.halting:
+            worker = pool.start()
             if worker is None:
                 return
             active.append(worker)
@@ -240,7 +207,7 @@ class _Supervisor:
                 continue  # a worker gets work once its setup() is done: sends never block long
             if self._used_up(w):
                 if not w.chunks:
-                    self._retire(w)
+                    pool.retire(w)
                 continue
             # A second chunk waits in the pipe while the first runs, so a worker never idles
             # for a round trip; it is sent only if small enough to never block the send.
@@ -252,13 +219,78 @@ class _Supervisor:
         """The worker has been sent its --max-tasks-per-child items: it gets no more."""
         return self.max_tasks is not None and w.assigned >= self.max_tasks
 
-    def _retire(self, w: PoolWorker) -> None:
+    def _shutdown(self) -> None:
+        """Let idle workers tear down and exit; stop the rest; never wait forever."""
+        pool = self.pool
+        for w in pool.workers:
+            if not w.retiring and w.kill_reason is None:
+                if not w.chunks:
+                    pool.retire(w)
+                else:
+                    pool.kill(w, None)
+        while pool.workers:
+            pool.kill_past_deadline(pool.workers, self.stop.deadline())
+            pool.check_timers()
+            pool.wait()
+
+
+class _Workers:
+    """The live worker processes: started, retired or stopped on request, timed, and
+    listened to; what they say and how they end is settled in the item book."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        book: ItemBook,
+        spawner: Spawner,
+        timeout: float | None,
+        num_process: int,
+    ) -> None:
+        self.stage = stage
+        self.book = book
+        self.items = book.items
+        self.reporter = book.reporter
+        self.spawner = spawner
+        self.timeout = timeout
+        self.num_process = num_process
+        self.workers: list[PoolWorker] = []
+        """Live workers only: a worker whose process ended is released at once."""
+        self.barren_deaths = 0
+
+    def start(self) -> PoolWorker | None:
+        try:
+            worker = self.spawner.start(self.stage, self.workers)
+        except Exception as exc:
+            self.abort(
+                f"could not start a worker process ({self.spawner.method}): {error_line(exc)}"
+            )
+            return None
+        self.workers.append(worker)
+        return worker
+
+    def halt(self) -> None:
+        """No new items: workers finish the item in hand and hand back the rest of their chunk."""
+        self.book.halting = True
+        for w in self.workers:
+            w.state[W.HALT] = 1
+
+    def abort(self, error: str, tb: str | None = None) -> None:
+        """The run cannot go on (a worker cannot start or set up, or keeps dying before it
+        runs anything): recorded once, and the run halts."""
+        self.reporter.abort(error, tb)
+        if not self.book.halting:
+            self.halt()
+
+    def active(self) -> list[PoolWorker]:
+        return [w for w in self.workers if not w.retiring and w.kill_reason is None]
+
+    def retire(self, w: PoolWorker) -> None:
         """Ask a worker to tear down and exit (max-tasks-per-child); a new one replaces it."""
         w.retiring = True
         with contextlib.suppress(OSError):
             w.conn.send_bytes(pickle.dumps(None))
 
-    def _kill(self, w: PoolWorker, reason: str | None) -> None:
+    def kill(self, w: PoolWorker, reason: str | None) -> None:
         """Stop a worker now: SIGTERM abandons its item (staging removed), SIGKILL follows."""
         running = int(w.state[W.RUNNING])
         w.kill_reason = (running, reason)
@@ -266,7 +298,14 @@ class _Supervisor:
         w.signal(signal.SIGTERM)
         w.kill_at = time.monotonic() + TERM_WAIT_SECONDS
 
-    def _check_timers(self) -> None:
+    def kill_past_deadline(self, workers: list[PoolWorker], deadline: float | None) -> None:
+        """Once a signal's grace period is over, stop these workers (their items are abandoned)."""
+        if deadline is not None and time.monotonic() >= deadline:
+            for w in workers:
+                if w.kill_reason is None:
+                    self.kill(w, None)
+
+    def check_timers(self) -> None:
         now = time.monotonic()
         for w in self.workers:
             if w.kill_at is not None and now >= w.kill_at:
@@ -277,7 +316,7 @@ class _Supervisor:
             running = w.state[W.RUNNING]
             started = w.state[W.STARTED]
             if running >= 0 and now - started > self.timeout:
-                self._kill(
+                self.kill(
                     w,
                     f"TimeoutError: item ran longer than --timeout {self.timeout:g}s; "
                     "its worker was stopped and replaced",
@@ -285,7 +324,7 @@ class _Supervisor:
 
     # --- events ---------------------------------------------------------------------------
 
-    def _wait(self) -> None:
+    def wait(self) -> None:
         live = list(self.workers)
         if not live:
             return
@@ -337,7 +376,7 @@ class _Supervisor:
             self.book.chunk_unpacked_badly(w, error, tb)
         elif kind == "setup_failed":
             _, error, tb = message
-            self._abort(f"task setup failed in a worker: {error}", tb)
+            self.abort(f"task setup failed in a worker: {error}", tb)
 
     def _on_death(self, w: PoolWorker) -> None:
         w.dead = True
@@ -345,7 +384,7 @@ class _Supervisor:
         exitcode = w.process.exitcode
         try:
             lost = self.book.settle_dead_worker(w, exitcode, self.reporter.note)
-            if w.kill_reason is not None or self.halting:
+            if w.kill_reason is not None or self.book.halting:
                 return
             if w.retiring:
                 if exitcode:
@@ -368,28 +407,8 @@ class _Supervisor:
         when = "before finishing setup()" if not w.ready else "without running an item"
         self.reporter.note(f"a worker died {when}: {describe_exit(exitcode)}")
         if self.barren_deaths >= max(BARREN_DEATHS_LIMIT, self.num_process):
-            self._abort(
+            self.abort(
                 f"{self.barren_deaths} worker processes in a row died {when} "
                 f"({describe_exit(exitcode)})",
                 w.crash_text(),
             )
-
-    def _abort(self, error: str, tb: str | None = None) -> None:
-        self.reporter.abort(error, tb)
-        if self.halting is None:
-            self._halt("abort")
-
-    # --- the end ------------------------------------------------------------------------
-
-    def _shutdown(self) -> None:
-        """Let idle workers tear down and exit; stop the rest; never wait forever."""
-        for w in self.workers:
-            if not w.retiring and w.kill_reason is None:
-                if not w.chunks:
-                    self._retire(w)
-                else:
-                    self._kill(w, None)
-        while self.workers:
-            self._kill_past_deadline(self.workers)
-            self._check_timers()
-            self._wait()

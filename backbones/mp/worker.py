@@ -176,11 +176,9 @@ def _serve(stage: Stage, conn: Connection, state: Any, parent: ParentWatch) -> N
     except ControlFlow:
         raise
     except BaseException as exc:
-        print(
-            f"dispatch: worker {os.getpid()}: task teardown failed: {error_line(exc)}",
-            file=sys.stderr,
-            flush=True,
-        )
+        from dispatcher.report.log import logger
+
+        logger.info(f"worker {os.getpid()}: task teardown failed: {error_line(exc)}")
 
 
 def worker_main(

@@ -65,7 +65,8 @@ def start_method(choices: list[DeviceChoice]) -> str:
 
 
 class DevicePool:
-    """Feeds every device process from one queue; settles every item exactly once."""
+    """Feeds every device process from one queue until every item is settled, then shuts
+    them down; `_DeviceProcesses` starts, watches and stops the processes themselves."""
 
     def __init__(
         self,
@@ -77,7 +78,6 @@ class DevicePool:
         stop: StopSignal,
     ) -> None:
         self.options = options
-        self.stage = stage
         self.items = items
         self.reporter = reporter
         self.stop = stop
@@ -94,10 +94,9 @@ class DevicePool:
         )
         method = getattr(options, "start_method", None) or start_method(choices)
         self.spawner = Spawner(multiprocessing.get_context(method))
-        self.live: list[DeviceProcess] = []
-        self.deadline_sent: float | None = None
-
-    # --- the loop -------------------------------------------------------------------------
+        self.processes = _DeviceProcesses(
+            options, stage, self.devices, self.book, self.spawner, stop
+        )
 
     def run(self) -> None:
         names = ", ".join(d.name for d in self.devices)
@@ -107,7 +106,7 @@ class DevicePool:
         )
         try:
             for device in self.devices:
-                if not self._start(device):
+                if not self.processes.start(device):
                     break
             self._loop()
         finally:
@@ -116,23 +115,79 @@ class DevicePool:
             summarize(self.devices, self.reporter)
 
     def _loop(self) -> None:
+        processes, book = self.processes, self.book
         while True:
             if self.stop.is_set():
-                self._halt()
-            if not self.book.halting:
-                if self.book.all_settled(self.live):
+                processes.halt()
+            if not book.halting:
+                if book.all_settled(processes.live):
                     return
                 self._feed()
             else:
-                if not self.live:
+                if not processes.live:
                     return
-                self._kill_past_deadline()
-            self._check_timers()
+                processes.kill_past_deadline()
+            processes.check_timers()
             self.reporter.tick()
-            self._wait()
-            self._settle_parked()
+            processes.wait()
+            processes.settle_parked()
 
-    def _halt(self) -> None:
+    def _feed(self) -> None:
+        live, send = self.processes.live, self.processes.send
+        windows = self.book.windows(live)
+        for p in live:
+            if not p.ready or p.finishing or p.killing:
+                continue
+            while (p.hungry or len(p.held) < windows[id(p)]) and self.book.offers(p, live):
+                message = self.book.next_batch(p, live)
+                if message is not None:
+                    send(p, message)
+                p.hungry = False
+            if p.hungry:  # nothing for it now: its loader's pass ends with what it has
+                send(p, (DRAIN,))
+                p.hungry = False
+
+    def _shutdown(self) -> None:
+        """Tell idle device processes there is no more work; stop the rest; never wait forever."""
+        processes = self.processes
+        for p in processes.live:
+            if p.held and not self.book.halting:
+                processes.kill(p)  # only after an error in this loop
+            elif not p.finishing:
+                p.finishing = True
+                processes.send(p, None)
+        while processes.live:
+            if self.stop.is_set():
+                processes.halt()
+            processes.kill_past_deadline()
+            processes.check_timers()
+            processes.wait()
+
+
+class _DeviceProcesses:
+    """The live device processes: started (again after a death), listened to, halted and
+    stopped; a device whose deaths no item explains waits, then is restarted or dropped."""
+
+    def __init__(
+        self,
+        options: argparse.Namespace,
+        stage: Stage,
+        devices: list[Device],
+        book: DeviceItems,
+        spawner: Spawner,
+        stop: StopSignal,
+    ) -> None:
+        self.options = options
+        self.stage = stage
+        self.devices = devices
+        self.book = book
+        self.reporter = book.reporter
+        self.spawner = spawner
+        self.stop = stop
+        self.live: list[DeviceProcess] = []
+        self.deadline_sent: float | None = None
+
+    def halt(self) -> None:
         """No new batches; in-flight ones finish (within a signal's grace period)."""
         self.book.halting = True
         deadline = self.stop.deadline()
@@ -143,13 +198,11 @@ class DevicePool:
             p.state[D.DEADLINE] = deadline or 0.0
             p.state[D.HALT] = 1
 
-    def _abort(self, error: str, tb: str | None = None) -> None:
+    def abort(self, error: str, tb: str | None = None) -> None:
         self.reporter.abort(error, tb)
-        self._halt()
+        self.halt()
 
-    # --- device processes -----------------------------------------------------------------
-
-    def _start(self, device: Device) -> bool:
+    def start(self, device: Device) -> bool:
         device.starts += 1
         try:
             process, conn, state, crash_log = self.spawner.launch(
@@ -160,33 +213,19 @@ class DevicePool:
                 "dispatch-device",
             )
         except Exception as exc:
-            self._abort(f"could not start the {device.name} device process: {error_line(exc)}")
+            self.abort(f"could not start the {device.name} device process: {error_line(exc)}")
             return False
         self.live.append(DeviceProcess(device, process, conn, state, crash_log))
         return True
 
-    def _send(self, p: DeviceProcess, message: tuple[Any, ...] | None) -> None:
+    def send(self, p: DeviceProcess, message: tuple[Any, ...] | None) -> None:
         # If it died, its sentinel says so and its items are settled then.
         with contextlib.suppress(OSError):
             p.conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
 
-    def _feed(self) -> None:
-        windows = self.book.windows(self.live)
-        for p in self.live:
-            if not p.ready or p.finishing or p.killing:
-                continue
-            while (p.hungry or len(p.held) < windows[id(p)]) and self.book.offers(p, self.live):
-                message = self.book.next_batch(p, self.live)
-                if message is not None:
-                    self._send(p, message)
-                p.hungry = False
-            if p.hungry:  # nothing for it now: its loader's pass ends with what it has
-                self._send(p, (DRAIN,))
-                p.hungry = False
-
     # --- events ---------------------------------------------------------------------------
 
-    def _wait(self) -> None:
+    def wait(self) -> None:
         if not self.live:
             return
         by_conn = {id(p.conn): p for p in self.live}
@@ -228,7 +267,7 @@ class DevicePool:
             self.book.unreadable(p, *message[1:])
         elif kind == "abort":
             _, error, tb = message
-            self._abort(f"{device.name}: {error}", tb)
+            self.abort(f"{device.name}: {error}", tb)
 
     def _on_death(self, p: DeviceProcess) -> None:
         p.process.join(0.5)
@@ -250,14 +289,14 @@ class DevicePool:
             why = f": {culprit} killed it, failed" if culprit is not None else lost
             if culprit is not None or device.restartable():  # a culprit's deaths never count
                 self.reporter.note(f"{what}{why}; restarting it")
-                self._start(device)
+                self.start(device)
                 return
             device.parked = True
             self.reporter.note(f"{what} again{why}; {device.name} waits until they ran")
         finally:
             self.spawner.release(p)
 
-    def _settle_parked(self) -> None:
+    def settle_parked(self) -> None:
         """Restart or drop the waiting devices whose deaths are settled (`parked_fates`);
         asked after every wait, since an item settling anywhere can settle them."""
         if self.book.halting:
@@ -268,7 +307,7 @@ class DevicePool:
         for device in restart:
             if not self.book.all_settled(self.live):
                 self.reporter.note(f"{device.name}: no item explains its death; restarting it")
-                self._start(device)
+                self.start(device)
 
     def _drop(self, device: Device) -> None:
         device.dropped = True
@@ -278,42 +317,27 @@ class DevicePool:
             f"held was the cause (last: {what})"
         )
         if all(d.dropped for d in self.devices):
-            self._abort(f"every device was dropped; the last: {what}", crash)
+            self.abort(f"every device was dropped; the last: {what}", crash)
 
     # --- stopping -------------------------------------------------------------------------
 
-    def _kill(self, p: DeviceProcess) -> None:
+    def kill(self, p: DeviceProcess) -> None:
         """Abandon a device's work now: SIGTERM raises in it (staging removed), SIGKILL follows."""
         p.killing = True
         p.state[D.ABORT] = 1
         p.signal(signal.SIGTERM)
         p.kill_at = time.monotonic() + TERM_WAIT_SECONDS
 
-    def _kill_past_deadline(self) -> None:
+    def kill_past_deadline(self) -> None:
         deadline = self.stop.deadline()
         if deadline is not None and time.monotonic() >= deadline:
             for p in self.live:
                 if not p.killing:
-                    self._kill(p)
+                    self.kill(p)
 
-    def _check_timers(self) -> None:
+    def check_timers(self) -> None:
         now = time.monotonic()
         for p in self.live:
             if p.kill_at is not None and now >= p.kill_at:
                 p.signal(signal.SIGKILL)
                 p.kill_at = None
-
-    def _shutdown(self) -> None:
-        """Tell idle device processes there is no more work; stop the rest; never wait forever."""
-        for p in self.live:
-            if p.held and not self.book.halting:
-                self._kill(p)  # only after an error in this loop
-            elif not p.finishing:
-                p.finishing = True
-                self._send(p, None)
-        while self.live:
-            if self.stop.is_set():
-                self._halt()
-            self._kill_past_deadline()
-            self._check_timers()
-            self._wait()

@@ -13,27 +13,44 @@ What the user typed is what runs: each layer is read twice, YAML-typed (`mixin`)
 typed (`mixin_text`), and the declared type picks. A `str` placeholder takes a `--mixin`
 value's text after `=` verbatim (`#`, `>`, `|`, quotes and newlines kept; `${...}` still
 resolved), and a YAML file scalar's source text (`tag: 0123` is "0123"); any other type
-takes the YAML value. `config_document` writes `--print-config`'s YAML so that `--cfg`
-reads every value back as it was.
+takes the YAML value (`values` reads one value both ways, `dotlist` the `--mixin` items).
+`document.config_document` writes `--print-config`'s YAML so that `--cfg` reads every value
+back as it was; `option_defaults` turns the `task:` and `backbone:` sections into option
+defaults. Both are importable from here, where a run reads its configuration.
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
 import os
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dispatcher.config.placeholders import MISSING, CommandLineText
+from dispatcher.config.document import config_document, replay_problems
+from dispatcher.config.dotlist import (
+    is_plain_dotlist,
+    mark_command_line,
+    omegaconf_dotlist,
+    plain_dotlist,
+    text_dotlist,
+    valid_mixin_items,
+)
+from dispatcher.config.option_defaults import apply_option_defaults
+from dispatcher.config.values import TEXT, TYPED, loader
 from dispatcher.errors import ErrorList, UsageError, did_you_mean
 
 CFG_SECTIONS = ("task", "backbone", "mixin")
 RUN_KEYS = ("task_file", "task_class", "cwd", "shard", "force")
 
-if TYPE_CHECKING:
-    import yaml
+__all__ = [
+    "CFG_SECTIONS",
+    "RUN_KEYS",
+    "LayeredConfig",
+    "apply_option_defaults",
+    "config_document",
+    "load_layers",
+    "replay_problems",
+]
 
 
 @dataclass
@@ -64,7 +81,7 @@ def _read_yaml(path: str, what: str, errors: ErrorList, kind: str) -> dict[str, 
         return {}
     try:
         with open(path, encoding="utf-8") as fh:
-            data = yaml.load(fh, Loader=_loader(kind))
+            data = yaml.load(fh, Loader=loader(kind))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else path
@@ -77,233 +94,6 @@ def _read_yaml(path: str, what: str, errors: ErrorList, kind: str) -> dict[str, 
         errors.add(f"{what} {path} must hold a mapping at its top level, not {type(data).__name__}")
         return {}
     return data
-
-
-def _valid_mixin_items(items: list[str], errors: ErrorList) -> list[str]:
-    good = []
-    for item in items:
-        if "=" not in item:
-            errors.add(f"--mixin item '{item}' has no '=' (expected KEY=VALUE)")
-        elif not item.split("=", 1)[0].strip():
-            errors.add(f"--mixin item '{item}' has an empty key")
-        else:
-            good.append(item)
-    return good
-
-
-def _omegaconf_dotlist(
-    items: list[str], errors: ErrorList, problems: dict[int, str] | None = None
-) -> dict[str, Any]:
-    """The `--mixin` items merged as OmegaConf merges them, each value YAML-typed; a value
-    YAML cannot read is kept as its text, with why in `problems` (by item index)."""
-    from omegaconf import OmegaConf
-
-    merged: dict[str, Any] = {}
-    for index, item in enumerate(items):
-        try:
-            conf = OmegaConf.from_dotlist([item])
-        except Exception as exc:
-            key, text = item.split("=", 1)
-            try:  # the key is fine, the value is not: a `str` may still take its text
-                conf = OmegaConf.create({})
-                OmegaConf.update(conf, key, text, merge=True)
-            except Exception:
-                errors.add(f"--mixin item '{item}' cannot be parsed: {str(exc).splitlines()[0]}")
-                continue
-            _, problem = _typed_value(text)
-            if problems is not None:
-                problems[index] = problem or str(exc).splitlines()[0]
-        merged = OmegaConf.to_container(OmegaConf.merge(merged, conf), resolve=False)  # type: ignore[assignment]
-    return merged
-
-
-# --- the common case without OmegaConf ---------------------------------------------------
-# Importing OmegaConf costs more than the rest of a rerun's start-up. With no file to merge,
-# no interpolation, and distinct plain dotted keys, a `--mixin` list is only nested keys
-# and YAML values, which this loader types exactly as OmegaConf's does (1e3 is a float, a
-# date stays a string); tests compare the two on generated items.
-
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
-_YAML_FLOAT = re.compile(  # YAML 1.2 floats: `1e3` and `1_000.5` are numbers
-    r"""^(?:[-+]?[0-9]+(?:_[0-9]+)*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?[0-9]+(?:_[0-9]+)*(?:[eE][-+]?[0-9]+)
-    |\.[0-9]+(?:_[0-9]+)*(?:[eE][-+][0-9]+)?
-    |[-+]?[0-9]+(?:_[0-9]+)*(?::[0-5]?[0-9])+\.[0-9_]*
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""",
-    re.X,
-)
-
-
-# The two loaders, built on first use: a command line of plain words and paths never
-# imports YAML (`_is_own_text`).
-TYPED, TEXT = "typed", "text"
-
-
-@functools.cache
-def _loader(kind: str) -> type[yaml.SafeLoader]:
-    """`typed`: types a `--mixin` value, or a YAML file's, the way OmegaConf's YAML loader
-    does. `text`: reads every plain scalar as the text it was written as (only `null`,
-    `~` and an empty value stay None), so the declared type, not YAML, decides what
-    `0123` is."""
-    import yaml
-
-    if kind == TYPED:
-        loader = type("_MixinValueLoader", (yaml.SafeLoader,), {})
-        loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_FLOAT, list("-+0123456789."))
-        keep = lambda tag: tag != "tag:yaml.org,2002:timestamp"  # noqa: E731
-    else:
-        loader = type("_TextLoader", (yaml.SafeLoader,), {})
-        keep = lambda tag: tag == "tag:yaml.org,2002:null"  # noqa: E731
-    loader.yaml_implicit_resolvers = {
-        first: [(tag, rx) for tag, rx in resolvers if keep(tag)]
-        for first, resolvers in loader.yaml_implicit_resolvers.items()
-    }
-    return loader
-
-
-_OWN_TEXT = re.compile(r"[A-Za-z_/][A-Za-z0-9_./-]*")
-_KEYWORDS = frozenset(
-    spelling
-    for word in ("yes", "no", "true", "false", "on", "off", "null")
-    for spelling in (word, word.capitalize(), word.upper())
-)
-"""Plain scalars YAML reads as text under either loader: no indicator, space, `:` or `#`,
-a first character that starts no number, date or `~`, and not one of the words of
-YAML 1.1's booleans and null. Paths and words, read without importing YAML."""
-
-
-def _is_own_text(text: str) -> bool:
-    return _OWN_TEXT.fullmatch(text) is not None and text not in _KEYWORDS
-
-
-def _load_value(text: str, kind: str) -> Any:
-    """One `--mixin` value, as the loader `kind` types it (an empty value is None)."""
-    if _is_own_text(text):
-        return text
-    if not text.strip():
-        return None
-    import yaml
-
-    try:
-        value = yaml.load(text, Loader=_loader(kind))
-    except yaml.YAMLError as exc:
-        raise ValueError(getattr(exc, "problem", None) or str(exc).splitlines()[0]) from None
-    if not _is_plain_data(value):
-        raise ValueError(f"YAML reads it as {type(value).__name__}, which no placeholder takes")
-    return value
-
-
-def _is_plain_data(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(isinstance(k, (str, int, float)) and _is_plain_data(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_is_plain_data(v) for v in value)
-    return value is None or isinstance(value, (str, int, float, bool))
-
-
-def _typed_value(text: str) -> tuple[Any, str | None]:
-    """A `--mixin` value as YAML types it, for any placeholder but a `str`; where YAML
-    cannot read it, the text itself and why (a `str` takes it, anything else refuses it)."""
-    try:
-        return _load_value(text, TYPED), None
-    except ValueError as exc:
-        return text, str(exc)
-
-
-def _command_line_text(text: str, value: Any, problem: str | None) -> CommandLineText | None:
-    """What the text tree holds for one `--mixin` value: the text as typed, with the source
-    text of each scalar when YAML reads it as a list or mapping. An empty value is no value
-    (None): an unset shell variable in `output=$OUT` is refused, not the working directory."""
-    if text == "":
-        return None
-    elements: Any = MISSING
-    if isinstance(value, (list, dict)):
-        try:
-            elements = _load_value(text, TEXT)
-        except ValueError:
-            elements = MISSING
-    return CommandLineText(text, elements, problem)
-
-
-def _text_dotlist(items: list[str]) -> dict[str, Any]:
-    """The `--mixin` items merged as `_omegaconf_dotlist` merges them, each value the text
-    after `=` (OmegaConf resolves its `${...}`, the one exception to verbatim); a list or
-    mapping as the source text of its scalars, so both passes merge alike."""
-    from omegaconf import OmegaConf
-
-    merged: dict[str, Any] = {}
-    for item in items:
-        key, text = item.split("=", 1)
-        conf = OmegaConf.create({})
-        try:
-            parsed = _typed_value(text)[1] is None and _load_value(text, TEXT)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, (list, dict)):
-            OmegaConf.update(conf, key, parsed, merge=True)
-        else:
-            OmegaConf.update(conf, key, text if text != "" else None, merge=True)
-        merged = OmegaConf.to_container(OmegaConf.merge(merged, conf), resolve=False)  # type: ignore[assignment]
-    return merged
-
-
-def _mark_command_line(
-    texts: dict[str, Any], typed: dict[str, Any], items: list[str], problems: dict[int, str]
-) -> None:
-    """Each `--mixin` item still in effect gets its `CommandLineText` in `texts` (merged and
-    resolved as `typed` is): the last item of a key wins; a list or mapping only while no
-    other layer merged into it."""
-    seen: set[str] = set()
-    for index in reversed(range(len(items))):
-        key, text = items[index].split("=", 1)
-        if key in seen:
-            continue
-        seen.add(key)
-        problem = problems.get(index)
-        if not _PLAIN_KEY.fullmatch(key):
-            if problem is not None:
-                raise UsageError(f"--mixin item '{items[index]}' cannot be parsed: {problem}")
-            continue
-        *parents, last = key.split(".")
-        node, twin = texts, typed
-        for part in parents:
-            node = node.get(part) if isinstance(node, dict) else None
-            twin = twin.get(part) if isinstance(twin, dict) else None
-        if not isinstance(node, dict) or not isinstance(twin, dict):
-            continue
-        leaf, value = node.get(last), twin.get(last, MISSING)
-        if isinstance(leaf, str):
-            problem = problem if value == leaf else None
-            node[last] = CommandLineText(leaf, MISSING, problem)
-        elif isinstance(leaf, (list, dict)) and value == _typed_value(text)[0]:
-            node[last] = CommandLineText(text, leaf)
-
-
-def _is_plain_dotlist(items: list[str]) -> bool:
-    keys = [item.split("=", 1)[0] for item in items]
-    if any(
-        "${" in item.split("=", 1)[1] or not _PLAIN_KEY.fullmatch(k)
-        for item, k in zip(items, keys, strict=True)
-    ):
-        return False
-    prefixes = {k.rsplit(".", i)[0] for k in keys for i in range(1, k.count(".") + 1)}
-    return len(set(keys)) == len(keys) and not prefixes & set(keys)
-
-
-def _plain_dotlist(items: list[str], kind: str = TYPED) -> dict[str, Any]:
-    """`kind` TYPED: the YAML values (a value YAML cannot read is its text); TEXT: the
-    command line's texts (`CommandLineText`). Keys are plain and distinct."""
-    tree: dict[str, Any] = {}
-    for item in items:
-        key, text = item.split("=", 1)
-        value, problem = _typed_value(text)
-        *parents, last = key.split(".")
-        node = tree
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = value if kind == TYPED else _command_line_text(text, value, problem)
-    return tree
 
 
 def _nested(values: dict[str, Any]) -> dict[str, Any]:
@@ -356,10 +146,10 @@ def load_layers(
     taken as they are, not interpolated.
     """
     errors = ErrorList()
-    items = _valid_mixin_items(mixin_items, errors)
-    if not cfg_path and not mixin_cfg_path and _is_plain_dotlist(items):
+    items = valid_mixin_items(mixin_items, errors)
+    if not cfg_path and not mixin_cfg_path and is_plain_dotlist(items):
         errors.raise_if_any()
-        layers = LayeredConfig(mixin=_plain_dotlist(items), mixin_text=_plain_dotlist(items, TEXT))
+        layers = LayeredConfig(mixin=plain_dotlist(items), mixin_text=plain_dotlist(items, TEXT))
         return _with_values(layers, mixin_values)
 
     cfg: dict[str, Any] = {}
@@ -368,7 +158,7 @@ def load_layers(
         _check_cfg_sections(cfg, cfg_path, errors)
     mixin_file = _read_yaml(mixin_cfg_path, "--mixin-cfg", errors, TYPED) if mixin_cfg_path else {}
     problems: dict[int, str] = {}
-    dotlist = _omegaconf_dotlist(items, errors, problems)
+    dotlist = omegaconf_dotlist(items, errors, problems)
     errors.raise_if_any()
 
     resolved = _merge(cfg, mixin_file, dotlist, cfg_path, mixin_cfg_path)
@@ -404,11 +194,11 @@ def _texts(
         _read_yaml(mixin_cfg_path, "--mixin-cfg", ErrorList(), TEXT) if mixin_cfg_path else {}
     )
     try:
-        text_items = _text_dotlist(items)
+        text_items = text_dotlist(items)
     except OmegaConfBaseException as exc:
         raise UsageError(f"configuration error: {str(exc).splitlines()[0]}") from None
     texts = _merge(cfg_text, file_text, text_items, cfg_path, mixin_cfg_path)
-    _mark_command_line(texts["mixin"], typed, items, problems)
+    mark_command_line(texts["mixin"], typed, items, problems)
     return texts
 
 
@@ -522,188 +312,3 @@ def _run_settings(
         if match.group(1):
             run["shard_mode"] = match.group(1)
     return run
-
-
-def _option_key(text: str) -> str:
-    return text.lstrip("-").replace("-", "_")
-
-
-def apply_option_defaults(
-    parser: argparse.ArgumentParser,
-    actions: list[argparse.Action],
-    values: dict[str, Any],
-    section: str,
-    errors: ErrorList,
-    texts: dict[str, Any] | None = None,
-) -> None:
-    """Make a `--cfg` section's values the defaults of the matching `actions` of `parser`.
-
-    Keys match an option's dest or any of its option strings (`batch_size`, `batch-size`,
-    `--batch-size`). Flags take booleans, list options take lists; the command line still
-    overrides. Unknown keys are errors with a suggestion. `texts` is the section with each
-    scalar as written: an option without a type takes text, as on the command line.
-    """
-    by_key: dict[str, argparse.Action] = {}
-    for action in actions:
-        if isinstance(action, argparse._HelpAction) or action.dest == argparse.SUPPRESS:
-            continue
-        by_key[_option_key(action.dest)] = action
-        for opt in action.option_strings:
-            by_key.setdefault(_option_key(opt), action)
-    for key, value in values.items():
-        action = by_key.get(_option_key(str(key)))
-        if action is None:
-            known = sorted({a.dest for a in by_key.values()})
-            hint = did_you_mean(_option_key(str(key)), known)
-            errors.add(f"--cfg {section}.{key}: no such {section} option{hint}")
-            continue
-        if action.type is None and not isinstance(value, (str, bool, list, dict)):
-            written = (texts or {}).get(key)
-            value = written if isinstance(written, str) else value
-        try:
-            value = _convert_for_action(action, value)
-        except ValueError as exc:
-            errors.add(f"--cfg {section}.{key}: {exc}")
-            continue
-        action.required = False
-        parser.set_defaults(**{action.dest: value})
-
-
-def _convert_for_action(action: argparse.Action, value: Any) -> Any:
-    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
-        if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {value!r}")
-        return value
-    many = (
-        action.nargs in ("*", "+")
-        or isinstance(action.nargs, int)
-        or isinstance(action, argparse._AppendAction)
-    )
-    if many:
-        if not isinstance(value, list):
-            value = [value]
-        converted = [_convert_one(action, v) for v in value]
-        if isinstance(action.nargs, int) and len(converted) != action.nargs:
-            raise ValueError(f"expected {action.nargs} values, got {len(converted)}")
-        return converted
-    if isinstance(value, (list, dict)) and action.type is None:
-        return value
-    return _convert_one(action, value)
-
-
-def _convert_one(action: argparse.Action, value: Any) -> Any:
-    if action.type is not None and isinstance(value, str):
-        try:
-            value = action.type(value)
-        except (TypeError, ValueError, argparse.ArgumentTypeError) as exc:
-            raise ValueError(f"invalid value {value!r}: {exc}") from None
-    elif action.type in (int, float) and not isinstance(value, (int, float)):
-        raise ValueError(f"expected {action.type.__name__}, got {value!r}")
-    if action.choices is not None and value not in action.choices:
-        raise ValueError(f"{value!r} is not one of {list(action.choices)!r}")
-    return value
-
-
-# --- `--print-config`: a document `--cfg` reads back as the same values ------------------
-
-
-def replay_problems(printed_in: str | None, mixin: Any, roots: list[str]) -> list[str]:
-    """Why a `--cfg` printed in another folder would not make the same run here: its
-    relative roots, and relative values that name something there, would mean other
-    files here. A saved configuration with absolute paths replays from anywhere."""
-    if printed_in is None or os.path.realpath(printed_in) == os.path.realpath(os.getcwd()):
-        return []
-    relative = [r for r in roots if _is_relative(r)]
-    for value in _strings(mixin):
-        there = _is_relative(value) and os.path.exists(os.path.join(printed_in, value))
-        if there and value not in relative:
-            relative.append(value)
-    if not relative:
-        return []
-    return [
-        f"--cfg was printed in {printed_in}, where the relative paths "
-        f"{', '.join(map(repr, relative))} name other files and folders than here: run from "
-        "there, make them absolute, or delete its cwd: line"
-    ]
-
-
-def _is_relative(path: Any) -> bool:
-    return isinstance(path, str) and path != "" and "://" not in path and not os.path.isabs(path)
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return [value] if isinstance(value, str) else []
-
-
-_INTERPOLATION = re.compile(r"(\\*)\$\{")
-
-
-def _escaped(value: Any) -> Any:
-    """`value` with each `${` escaped as OmegaConf reads it back (`\\${`, and each
-    backslash before it doubled): a value is its text, not an interpolation, once printed."""
-    if isinstance(value, str):
-        return _INTERPOLATION.sub(lambda m: "\\" * (2 * len(m.group(1)) + 1) + "${", value)
-    if isinstance(value, dict):
-        return {k: _escaped(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_escaped(v) for v in value]
-    return value
-
-
-@functools.cache
-def _dumper() -> type[yaml.SafeDumper]:
-    """A dumper that quotes every string the `typed` loader would read as something else
-    (`'1e3'`, `'0123'`, `'yes'`, `'null'`, `''`)."""
-    import yaml
-
-    dumper = type("_ConfigDumper", (yaml.SafeDumper,), {})
-    dumper.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_FLOAT, list("-+0123456789."))
-    return dumper
-
-
-def _differences(ours: Any, back: Any, path: str) -> list[str]:
-    """The dotted paths where `back` (the document read again) is not `ours`."""
-    if isinstance(ours, dict) and isinstance(back, dict) and list(ours) == list(back):
-        return [p for k in ours for p in _differences(ours[k], back[k], f"{path}.{k}".lstrip("."))]
-    if isinstance(ours, list) and isinstance(back, list) and len(ours) == len(back):
-        return [p for i, v in enumerate(ours) for p in _differences(v, back[i], f"{path}.{i}")]
-    same_nan = isinstance(ours, float) and isinstance(back, float) and ours != ours and back != back
-    if same_nan or (type(ours) is type(back) and ours == back):
-        return []
-    return [path]
-
-
-def config_document(config: dict[str, Any]) -> str:
-    """The YAML `--print-config` writes: `--cfg` reads every value back as it is here (a
-    `str` as its text, `${` included). A value YAML cannot write back is refused, naming it."""
-    import yaml
-
-    escaped = _escaped(config)
-    unwritable = _differences(escaped, _plain_copy(escaped), "")
-    if not unwritable:
-        text = yaml.dump(escaped, Dumper=_dumper(), sort_keys=False)
-        unwritable = _differences(escaped, yaml.load(text, Loader=_loader(TYPED)), "")
-    if unwritable:
-        raise UsageError(
-            *(
-                f"--print-config: {path} cannot be written so that --cfg reads it back as it is"
-                for path in unwritable
-            )
-        )
-    return text
-
-
-def _plain_copy(value: Any) -> Any:
-    """`value` with anything YAML cannot hold (an object, a tuple, a key that is not
-    text or a number) replaced, so `_differences` names it."""
-    if isinstance(value, dict):
-        if not all(isinstance(k, (str, int)) and not isinstance(k, bool) for k in value):
-            return None
-        return {k: _plain_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain_copy(v) for v in value]
-    return value if _is_plain_data(value) else MISSING

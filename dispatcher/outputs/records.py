@@ -15,7 +15,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from dispatcher.outputs import atomic_write, hidden_beside
+from dispatcher.outputs.paths import hidden_beside
+from dispatcher.outputs.staging import atomic_write
 
 NEWEST = 8
 """How many of the newest run records of a task class are looked at."""

@@ -25,6 +25,7 @@ from dispatcher.execution.signals import signal_exit_code, signal_name
 from dispatcher.execution.steps import Outcome, error_line, is_task_exit
 from dispatcher.outputs import atomic_write
 from dispatcher.report import statistics
+from dispatcher.report.log import hide, logger, show
 from dispatcher.report.summary import SHOWN_FAILURES, SHOWN_MALFORMED, Named, summary_lines
 
 DEFAULT_LOG_INTERVAL = 15.0
@@ -99,7 +100,10 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """A tqdm bar on a terminal; plain periodic lines otherwise (SLURM log files)."""
+    """A tqdm bar on a terminal; plain periodic lines otherwise (SLURM log files).
+
+    While open it is the display the `dispatcher` logger writes through (`show`).
+    """
 
     def __init__(self, total: int, stream: TextIO, interval: float) -> None:
         self.total = total
@@ -124,6 +128,7 @@ class Progress:
                 desc="dispatch",
             )
             self._bar.set_postfix(failed=0, refresh=False)
+        show(self)
 
     def update(self, done: int, failed: int) -> None:
         if self._bar is not None:
@@ -163,6 +168,7 @@ class Progress:
             self.stream.flush()
 
     def close(self) -> None:
+        hide(self)
         if self._bar is not None:
             self._bar.close()
             self._bar = None
@@ -266,7 +272,7 @@ class Reporter:
 
     def note(self, text: str) -> None:
         """A line for the user (a worker replaced, an item retried), beside the progress."""
-        self.progress.write(f"dispatch: {text}")
+        logger.info(text)
 
     def abort(self, error: str, traceback: str | None = None) -> None:
         """The run cannot go on (e.g. the task's setup failed): recorded once, exit code 1.
@@ -276,7 +282,7 @@ class Reporter:
         if self.aborted is None:
             self.aborted = error
             self._write_failure(None, error, traceback)
-            self.note(f"error: {error}")
+            logger.error(error)
 
     def _item(self, key: str | None) -> Any:
         if key is None:
@@ -313,9 +319,8 @@ class Reporter:
         """A log write failed: said once; items go on, their outputs are unaffected."""
         if self.log_fault is None:
             self.log_fault = f"{type(exc).__name__}: {exc.strerror or exc}"
-            self.note(
-                f"warning: cannot write {path} ({self.log_fault}); the run goes on, "
-                "outputs are unaffected"
+            logger.warning(
+                f"cannot write {path} ({self.log_fault}); the run goes on, outputs are unaffected"
             )
 
     def _write_record(self) -> None:
@@ -338,37 +343,18 @@ class Reporter:
         here and recorded as the outcome before it propagates; so is a task's `sys.exit()`
         or KeyboardInterrupt that a backbone let through (a crash, never a success).
         """
-        self.progress.close()
         crash = sys.exc_info()[1]
         if crash is not None and not (isinstance(crash, Exception) or is_task_exit(crash)):
             crash = None  # the dispatcher's own unwinding after a signal
         if crash is not None and self.aborted is None:
             self.abort(f"the backbone crashed: {error_line(crash)}")
+        self.progress.close()
         if self._failures is not None:
             os.close(self._failures)
             self._failures = None
         wall = time.monotonic() - self.started
-        counts = dict(self.record.get("counts", {}))
-        counts.update(
-            ran=self.ran,
-            succeeded=self.succeeded,
-            failed=self.failed,
-            not_run=self.total - self.ran - self.elsewhere,
-        )
-        if self.elsewhere:
-            counts["made_elsewhere"] = self.elsewhere
-        if self.malformed_inputs.count:
-            counts["malformed_inputs"] = self.malformed_inputs.count
-        if signum is not None:
-            code, outcome = signal_exit_code(signum), f"interrupted by {signal_name(signum)}"
-        elif self.aborted is not None:
-            code, outcome = 1, f"aborted: {self.aborted}"
-        elif self.malformed_inputs.count:
-            code, outcome = EXIT_USAGE, "malformed input"
-        elif self.failed:
-            code, outcome = 1, "some items failed"
-        else:
-            code, outcome = 0, "success"
+        counts = self._counts()
+        code, outcome = self._outcome(signum)
         self.record.update(
             counts=counts,
             end=_now(),
@@ -396,6 +382,33 @@ class Reporter:
                 flush=True,
             )
         return code
+
+    def _counts(self) -> dict[str, int]:
+        """The plan's counts with what this run did."""
+        counts = dict(self.record.get("counts", {}))
+        counts.update(
+            ran=self.ran,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            not_run=self.total - self.ran - self.elsewhere,
+        )
+        if self.elsewhere:
+            counts["made_elsewhere"] = self.elsewhere
+        if self.malformed_inputs.count:
+            counts["malformed_inputs"] = self.malformed_inputs.count
+        return counts
+
+    def _outcome(self, signum: int | None) -> tuple[int, str]:
+        """(exit code, outcome): a signal first, then an abort, malformed input, failures."""
+        if signum is not None:
+            return signal_exit_code(signum), f"interrupted by {signal_name(signum)}"
+        if self.aborted is not None:
+            return 1, f"aborted: {self.aborted}"
+        if self.malformed_inputs.count:
+            return EXIT_USAGE, "malformed input"
+        if self.failed:
+            return 1, "some items failed"
+        return 0, "success"
 
     def _record_statistics(self) -> None:
         """Custom statistics the stage's items recorded in the run directory, merged into

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +17,7 @@ from dispatcher.errors import EXIT_OK, UsageError
 from dispatcher.execution.steps import is_task_exit
 from dispatcher.outputs import is_inside, records, remove_leftovers, unwritable_reason
 from dispatcher.plan import Plan, make_plan
+from dispatcher.report.log import logger, note
 from dispatcher.report.results import Counts, PlanSummary, RunResult
 from dispatcher.runner.preparation import Prepared, Request, prepare, request_from
 from dispatcher.runner.request import Invocation
@@ -221,7 +221,7 @@ def execute(request: Request) -> RunResult:
         if stop.is_set():
             return RunResult(stop.exit_code or 130, _plan_counts(plan))
         if not plan.found:
-            print(f"dispatch: no items found {stage.source.origin()}", file=sys.stderr)
+            logger.info(f"no items found {stage.source.origin()}")
             return RunResult(EXIT_OK, Counts())
         changed = (
             None if request.force or not plan.done else _config_change(request, task, prepared)
@@ -230,13 +230,12 @@ def execute(request: Request) -> RunResult:
             line = f"{plan.in_shard} items in this shard, all done ({plan.found} found)"
             if changed is not None:
                 line += f", but made with another configuration ({changed}); --force remakes them"
-            print(f"dispatch: nothing to do: {line}", file=sys.stderr)
+            logger.info(f"nothing to do: {line}")
             return RunResult(EXIT_OK, _plan_counts(plan))
         if changed is not None:
-            print(
-                f"dispatch: note: the {plan.done} done items were made with another "
-                f"configuration ({changed}); they are kept (--force remakes them)",
-                file=sys.stderr,
+            note(
+                f"the {plan.done} done items were made with another "
+                f"configuration ({changed}); they are kept (--force remakes them)"
             )
         reporter = _start_recording(request, prepared, plan, counts)
         try:

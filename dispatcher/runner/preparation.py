@@ -26,6 +26,7 @@ from dispatcher.engines import Backbone
 from dispatcher.errors import ErrorList, UsageError
 from dispatcher.loader import load_task_class
 from dispatcher.outputs import root_overlaps
+from dispatcher.report.log import logger, note
 from dispatcher.runner.options import (
     Options,
     build_options,
@@ -281,10 +282,9 @@ def _options_for(
     known = {action.dest for action in options.backbone_actions}
     foreign = sorted(k for k in layers.backbone if str(k).replace("-", "_") not in known)
     if foreign:
-        print(
-            f"dispatch: note: --cfg options of backbone '{named}' that '{backbone_cls.name}' "
-            f"does not have are not used: {', '.join(map(str, foreign))}",
-            file=sys.stderr,
+        note(
+            f"--cfg options of backbone '{named}' that '{backbone_cls.name}' "
+            f"does not have are not used: {', '.join(map(str, foreign))}"
         )
     return {k: v for k, v in layers.backbone.items() if k not in foreign}
 
@@ -295,10 +295,7 @@ def _install_step(stage_cls: type[Stage], task_cls: type[Task], inv: Request) ->
     script = stage_cls.install_script(task_cls)
     if script is None:
         if inv.install:
-            print(
-                f"dispatch: note: --install: {task_cls.__name__} has no install script",
-                file=sys.stderr,
-            )
+            note(f"--install: {task_cls.__name__} has no install script")
         return
     import hashlib
     import subprocess
@@ -310,13 +307,10 @@ def _install_step(stage_cls: type[Stage], task_cls: type[Task], inv: Request) ->
     done = log + ".ok"
     if not inv.install:
         if not os.path.exists(done):
-            print(
-                f"dispatch: note: {script} has not been run (--install runs it once)",
-                file=sys.stderr,
-            )
+            note(f"{script} has not been run (--install runs it once)")
         return
     os.makedirs(folder, exist_ok=True)
-    print(f"dispatch: running {script} (output in {log})", file=sys.stderr)
+    logger.info(f"running {script} (output in {log})")
     with open(log, "wb") as out:
         code = subprocess.call(
             ["bash", os.path.basename(script)],

@@ -16,12 +16,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from dispatcher.errors import EXIT_OK, UsageError
 from dispatcher.plan import make_plan
+from dispatcher.report.log import logger
 from dispatcher.sharding import hash_bucket
 from dispatcher.slurm.command import (
     Command,
@@ -167,13 +167,11 @@ def resubmittable(
                 "shards still queued or running would be submitted again and could run twice; "
                 "pass --no-queue-check to submit every incomplete shard anyway"
             )
-        notes.append(
-            "note: --no-queue-check: the incomplete shards are not checked against the queue"
-        )
+        notes.append("--no-queue-check: the incomplete shards are not checked against the queue")
     waiting = [row.shard for row in incomplete if row.queue]
     if waiting:
         notes.append(
-            f"note: shards {', '.join(map(str, waiting))} are still queued or running: "
+            f"shards {', '.join(map(str, waiting))} are still queued or running: "
             "not submitted again"
         )
     return [row.shard for row in incomplete if not row.queue], notes
@@ -228,5 +226,5 @@ def main(argv: Sequence[str], parse: Parse) -> int:
         print(json.dumps(shown, indent=1))
         return EXIT_OK
     print(_table(rows, squeue))
-    print(f"{complete} of {count} shards complete", file=sys.stderr)
+    logger.info(f"{complete} of {count} shards complete", extra={"bare": True})
     return EXIT_OK

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 
 from dispatcher.errors import EXIT_OK, UsageError
+from dispatcher.report.log import note
 from dispatcher.slurm.command import (
     Command,
     OwnParser,
@@ -264,35 +265,15 @@ def main(argv: Sequence[str], parse: Parse) -> int:
     parser = submit_parser()
     own, words = split_command(list(argv), parser)
     args = parser.parse_args(_joined_sbatch_args(own))
-    if args.array is None and not args.resubmit:
-        raise UsageError("submit: --array N (the number of shards) is required")
-    if args.no_queue_check and not args.resubmit:
-        raise UsageError("submit: --no-queue-check only applies to --resubmit")
-    command = prepare_command(words, parse, "submit")
-    if args.requeue and command.grace >= args.requeue_before:
-        raise UsageError(
-            f"submit: --grace {command.grace:g} must be shorter than --requeue-before "
-            f"{args.requeue_before}: the items in flight would still run at the time limit"
-        )
+    command = _checked_command(args, words, parse)
     count = args.array or remembered_count(command, "submit")
-    shards = list(range(count))
-    if args.resubmit:
-        from dispatcher.slurm.status import resubmittable
-
-        shards, notes = resubmittable(command, count, queue_check=not args.no_queue_check)
-        for note in notes:
-            print(f"dispatch: {note}", file=sys.stderr)
-        if not shards:
-            print(f"dispatch: submit --resubmit: nothing to submit: all {count} shards are "
-                  "complete or still queued")  # fmt: skip
-            return EXIT_OK
+    shards = _shards_to_submit(args, command, count)
+    if not shards:
+        return EXIT_OK
     limit = cluster_max_array_size()
     if limit is None:
         limit = DEFAULT_MAX_ARRAY_SIZE
-        print(
-            f"dispatch: note: scontrol does not answer: MaxArraySize taken as {limit}",
-            file=sys.stderr,
-        )
+        note(f"scontrol does not answer: MaxArraySize taken as {limit}")
     chunks = split_shards(shards, limit)
     log_dir = os.path.abspath(command.log_dir)
     scripts = [
@@ -318,6 +299,37 @@ def main(argv: Sequence[str], parse: Parse) -> int:
             print(text, end="")
         return EXIT_OK
     return _submit(command, count, chunks, scripts, log_dir, chained)
+
+
+def _checked_command(args: argparse.Namespace, words: list[str], parse: Parse) -> Command:
+    """The dispatch command to submit, once `submit`'s own options agree with it."""
+    if args.array is None and not args.resubmit:
+        raise UsageError("submit: --array N (the number of shards) is required")
+    if args.no_queue_check and not args.resubmit:
+        raise UsageError("submit: --no-queue-check only applies to --resubmit")
+    command = prepare_command(words, parse, "submit")
+    if args.requeue and command.grace >= args.requeue_before:
+        raise UsageError(
+            f"submit: --grace {command.grace:g} must be shorter than --requeue-before "
+            f"{args.requeue_before}: the items in flight would still run at the time limit"
+        )
+    return command
+
+
+def _shards_to_submit(args: argparse.Namespace, command: Command, count: int) -> list[int]:
+    """Every shard; with `--resubmit`, only those with items to run and not queued (none
+    left: said on stdout)."""
+    if not args.resubmit:
+        return list(range(count))
+    from dispatcher.slurm.status import resubmittable
+
+    shards, notes = resubmittable(command, count, queue_check=not args.no_queue_check)
+    for text in notes:
+        note(text)
+    if not shards:
+        print(f"dispatch: submit --resubmit: nothing to submit: all {count} shards are "
+              "complete or still queued")  # fmt: skip
+    return shards
 
 
 def _submit(

@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from dispatcher.report.log import note
 from templates.adapters.aiges_sdk import is_stand_in
 
 NOTE_FILE = "aiges-sdk-note-{kind}.txt"
@@ -121,4 +122,4 @@ def _say_once(run_dir: str | None, kind: str, text: str) -> None:
         else:
             with open(fd, "w", encoding="utf-8") as fh:
                 fh.write(text + "\n")
-    print(f"dispatch: note: {text}", file=sys.stderr, flush=True)
+    note(text)

@@ -343,14 +343,14 @@ KEYS_ = st.lists(
 @settings(max_examples=300, deadline=None)
 @given(keys=KEYS_, values=st.lists(VALUE_TEXTS, min_size=4, max_size=4))
 def test_plain_mixin_items_are_typed_exactly_as_omegaconf_types_them(keys, values):
-    from dispatcher.config import layers as config
+    from dispatcher.config import dotlist
 
     items = [f"{k}={v}" for k, v in zip(keys, values, strict=False)]
-    if not config._is_plain_dotlist(items):
+    if not dotlist.is_plain_dotlist(items):
         return  # conflicting keys go through OmegaConf itself
     plain_errors, omega_errors = ErrorList(), ErrorList()
-    plain = config._plain_dotlist(items)  # a value YAML cannot read is its text, no error
-    omega = config._omegaconf_dotlist(items, omega_errors)
+    plain = dotlist.plain_dotlist(items)  # a value YAML cannot read is its text, no error
+    omega = dotlist.omegaconf_dotlist(items, omega_errors)
     assert bool(plain_errors) == bool(omega_errors), (
         items,
         plain_errors.messages,
@@ -365,11 +365,11 @@ def test_plain_mixin_items_are_typed_exactly_as_omegaconf_types_them(keys, value
 def test_a_value_read_as_its_own_text_is_what_yaml_reads_under_both_loaders(text):
     import yaml
 
-    from dispatcher.config import layers as config
+    from dispatcher.config import values
 
-    if config._is_own_text(text):
-        for kind in (config.TYPED, config.TEXT):
-            assert yaml.load(text, Loader=config._loader(kind)) == text, (text, kind)
+    if values.is_own_text(text):
+        for kind in (values.TYPED, values.TEXT):
+            assert yaml.load(text, Loader=values.loader(kind)) == text, (text, kind)
 
 
 def _layers_in_a_fresh_interpreter(items, module):

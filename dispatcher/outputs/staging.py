@@ -1,0 +1,160 @@
+"""Writing under a staging name and committing it: `Staged` for an item's output,
+`atomic_write` for any file, `commit` replacing only an earlier output of the same kind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Sequence
+
+from dispatcher.outputs.claiming import Claimed
+from dispatcher.outputs.leftovers import remove_path
+from dispatcher.outputs.names import retired_path, staging_path
+from dispatcher.outputs.paths import make_folder
+
+
+class MissingOutput(FileNotFoundError):
+    """A task returned without writing an output it declared."""
+
+
+class OutputConflict(OSError):
+    """Something that is not an earlier output of the same kind sits at a final path."""
+
+
+def _kind(path: str) -> str | None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None
+    if stat.S_ISDIR(mode):
+        return "folder"
+    if stat.S_ISREG(mode):
+        return "file"
+    return "symlink" if stat.S_ISLNK(mode) else "special file"
+
+
+def commit(staging: str, final: str, *, folder: bool) -> None:
+    """Move a finished staging file or folder to its final name.
+
+    Only an earlier output of the same kind is replaced (a folder by a folder, a regular
+    file by a file); anything else at `final` (the user's file, a link) is left untouched
+    and the item fails with `OutputConflict`.
+    """
+    want = "folder" if folder else "file"
+    found = _kind(final)
+    if found not in (None, want):
+        raise OutputConflict(
+            f"{final} is a {found}, not an earlier {want} output: left untouched "
+            "(remove it to let this item be written)"
+        )
+    if folder:
+        if found is not None:
+            retired = retired_path(final)
+            remove_path(retired)
+            os.rename(final, retired)
+            os.rename(staging, final)
+            remove_path(retired)
+        else:
+            os.rename(staging, final)
+    else:
+        os.replace(staging, final)
+
+
+class Staged:
+    """A staging path of `final`, new for this attempt, for a `with` block; it becomes
+    `final` only if the block succeeds.
+
+    With `folder`, the staging folder is created first and moves into place as a whole;
+    `required` names files (relative to the folder) that must exist for it to count.
+    On error nothing of this attempt remains. (A class: entered once per item.)
+    """
+
+    __slots__ = ("final", "folder", "required", "staging")
+
+    def __init__(self, final: str, *, folder: bool = False, required: Sequence[str] = ()) -> None:
+        self.final = final
+        self.folder = folder
+        self.required = required
+        self.staging = ""
+
+    def __enter__(self) -> str:
+        final = self.final
+        make_folder(os.path.dirname(final))
+        staging = self.staging = staging_path(final)
+        if self.folder:
+            os.mkdir(staging)
+        return staging
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is not None:
+            remove_path(self.staging)
+            return
+        try:
+            self._commit()
+        except BaseException:
+            remove_path(self.staging)
+            raise
+
+    def _commit(self) -> None:
+        staging, final = self.staging, self.final
+        if not self.folder:
+            try:
+                commit(staging, final, folder=False)
+            except FileNotFoundError:
+                # Asked only on failure: a missing staging file is the task's omission.
+                if not os.path.lexists(staging):
+                    raise MissingOutput(f"nothing was written to {staging} for {final}") from None
+                raise
+            return
+        if not os.path.lexists(staging):
+            raise MissingOutput(f"nothing was written to {staging} for {final}")
+        missing = [r for r in self.required if not os.path.lexists(os.path.join(staging, r))]
+        if missing:
+            raise MissingOutput(
+                f"the task did not write {', '.join(map(repr, missing))} into {staging}"
+            )
+        commit(staging, final, folder=True)
+
+
+def staged(final: str, *, folder: bool = False, required: Sequence[str] = ()) -> Staged:
+    """A staging path of `final` for a `with` block, committed if the block succeeds."""
+    return Staged(final, folder=folder, required=required)
+
+
+class _AtomicWrite:
+    __slots__ = ("_claimed", "_staged")
+
+    def __init__(self, final: str) -> None:
+        # Claimed like a template's output: a concurrent writer of the same path waits, and
+        # the next writer after a killed one removes what it left.
+        self._claimed = Claimed(final)
+        self._staged = Staged(final)
+
+    def __enter__(self) -> str:
+        self._claimed.__enter__()
+        try:
+            return self._staged.__enter__()
+        except BaseException:
+            self._claimed.__exit__(None, None, None)
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._staged.__exit__(*exc)  # type: ignore[arg-type]
+        finally:
+            self._claimed.__exit__(None, None, None)
+
+
+def atomic_write(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[str]:
+    """Yield a staging path to write; it becomes `path` only if the block succeeds.
+
+    ```python
+    with atomic_write(out) as tmp:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+    ```
+    The staging name is new for each attempt and writers of one path take turns, so each
+    commits only its own complete file; on error nothing remains.
+    """
+    return _AtomicWrite(os.fspath(path))
