@@ -33,12 +33,17 @@ from backbones.base import (
 from backbones.mp import worker as W
 from backbones.mp.items import TARGET_CHUNK_SECONDS, ItemBook, PoolWorker, describe_exit
 from backbones.mp.spawn import Spawner
-from dispatcher.environment import available_cpus
-from dispatcher.execution.signals import StopSignal
-from dispatcher.execution.steps import Outcome, error_line
-from dispatcher.report.reporter import Reporter
-from dispatcher.stage import Stage
-from dispatcher.task import Item, Task
+from dispatcher.engines import (
+    Item,
+    Outcome,
+    Reporter,
+    RunContext,
+    Stage,
+    StopSignal,
+    Task,
+    available_cpus,
+    error_line,
+)
 
 START_METHODS = ("fork", "forkserver", "spawn")
 PIPELINE_DEPTH = 2
@@ -115,10 +120,12 @@ class ProcessPoolBackbone(Backbone):
         if options.start_method is None:
             options.start_method = _platform_start_method()
 
-    def run(self, stage: Stage, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
-        if not items:
+    def run(self, context: RunContext) -> None:
+        if not context.items:
             return
-        supervisor = _Supervisor(stage, items, reporter, stop, self.options)
+        supervisor = _Supervisor(
+            context.stage, context.items, context.reporter, context.stop, self.options
+        )
         supervisor.run()
 
 

@@ -26,9 +26,16 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from dispatcher.execution.signals import ControlFlow, unblock_stop_signals
-from dispatcher.execution.steps import Outcome, StageFailed, error_line, run_batch, run_item
-from dispatcher.stage import Stage
+from dispatcher.engines import (
+    ControlFlow,
+    Outcome,
+    Stage,
+    StageFailed,
+    error_line,
+    run_batch,
+    run_item,
+    unblock_stop_signals,
+)
 
 # Slots of the shared state array (doubles), written by the worker, read by the parent,
 # except ABORT and HALT, which the parent writes.

@@ -25,12 +25,11 @@ import argparse
 
 from backbones.base import Backbone, add_retries_option, non_negative_int, positive_int
 from backbones.torch import device as torch_device
-from dispatcher.environment import available_cpus
-from dispatcher.errors import UsageError
-from dispatcher.execution.signals import StopSignal
-from dispatcher.report.reporter import Reporter
-from dispatcher.stage import Stage
-from dispatcher.task import Item
+from dispatcher.engines import (
+    RunContext,
+    UsageError,
+    available_cpus,
+)
 
 MAX_DEFAULT_WORKERS = 8
 
@@ -135,7 +134,8 @@ class TorchBackbone(Backbone):
         if not self.device_choices:
             options.device = self.device_choice.name
 
-    def run(self, stage: Stage, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
+    def run(self, context: RunContext) -> None:
+        stage, items, reporter, stop = context.stage, context.items, context.reporter, context.stop
         if not items:
             return
         if self.device_choices and not stage.whole_run:

@@ -41,11 +41,7 @@ from backbones.torch.device_items import (
     summarize,
 )
 from backbones.torch.feed import DRAIN
-from dispatcher.execution.signals import StopSignal
-from dispatcher.execution.steps import error_line
-from dispatcher.report.reporter import Reporter
-from dispatcher.stage import Stage
-from dispatcher.task import Item
+from dispatcher.engines import Item, Reporter, Stage, StopSignal, error_line
 
 POLL_SECONDS = 0.2
 TERM_WAIT_SECONDS = 2.0
