@@ -243,3 +243,31 @@ def test_abort_and_crash_are_recorded_as_the_outcome(tmp_path):
     record = json.loads((tmp_path / "b" / "run.json").read_text())
     assert record["outcome"] == "aborted: the backbone crashed: KeyError: 'oops'"
     assert record["exit_code"] == 1
+
+
+def test_counts_are_their_record_and_back():
+    counts = Counts(found=5, in_shard=4, skipped=1, to_run=3, duplicates=1)
+    assert counts.to_record(finished=False) == {
+        "found": 5,
+        "in_shard": 4,
+        "skipped": 1,
+        "to_run": 3,
+        "duplicates": 1,
+    }
+    counts.add_succeeded(2)
+    counts.add_failed(malformed=True)
+    counts.settle()
+    record = counts.to_record()
+    assert record == {
+        "found": 5,
+        "in_shard": 4,
+        "skipped": 1,
+        "to_run": 3,
+        "duplicates": 1,
+        "ran": 3,
+        "succeeded": 2,
+        "failed": 1,
+        "not_run": 0,
+        "malformed_inputs": 1,
+    }
+    assert Counts.from_record(json.loads(json.dumps(record))) == counts

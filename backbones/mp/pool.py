@@ -21,6 +21,7 @@ import multiprocessing
 import pickle
 import signal
 import time
+from collections.abc import Iterator
 from multiprocessing import connection
 from typing import Any
 
@@ -34,12 +35,9 @@ from backbones.mp import worker as W
 from backbones.mp.items import TARGET_CHUNK_SECONDS, ItemBook, PoolWorker, describe_exit
 from backbones.mp.spawn import Spawner
 from dispatcher.engines import (
-    Item,
     Outcome,
-    Reporter,
     RunContext,
     Stage,
-    StopSignal,
     Task,
     available_cpus,
     error_line,
@@ -123,9 +121,7 @@ class ProcessPoolBackbone(Backbone):
     def run(self, context: RunContext) -> None:
         if not context.items:
             return
-        supervisor = _Supervisor(
-            context.stage, context.items, context.reporter, context.stop, self.options
-        )
+        supervisor = _Supervisor(context, self.options)
         supervisor.run()
 
 
@@ -139,18 +135,9 @@ def _platform_start_method() -> str:
 class _Supervisor:
     """Feeds chunks to workers, settles every item exactly once, replaces dead workers."""
 
-    def __init__(
-        self,
-        stage: Stage,
-        items: list[Item],
-        reporter: Reporter,
-        stop: StopSignal,
-        options: argparse.Namespace,
-    ) -> None:
-        self.stage = stage
-        self.items = items
-        self.reporter = reporter
-        self.stop = stop
+    def __init__(self, context: RunContext, options: argparse.Namespace) -> None:
+        stage, items, reporter = context.stage, context.items, context.reporter
+        self.stage, self.items, self.reporter, self.stop = stage, items, reporter, context.stop
         self.num_process = max(1, min(int(options.num_process), len(items)))
         self.fixed_chunk: int | None = options.chunksize
         self.max_tasks: int | None = options.max_tasks_per_child
@@ -293,33 +280,18 @@ class _Supervisor:
     # --- events ---------------------------------------------------------------------------
 
     def _wait(self) -> None:
-        live = list(self.workers)
-        if not live:
-            return
-        by_conn = {id(w.conn): w for w in live}
-        by_sentinel = {w.process.sentinel: w for w in live}
-        objects: list[Any] = [w.conn for w in live] + list(by_sentinel)
         timeout = POLL_SECONDS
         if self.timeout is not None:
             timeout = min(timeout, max(self.timeout / 4, 0.01))
-        for ready in connection.wait(objects, timeout):
-            if isinstance(ready, int):
-                worker = by_sentinel[ready]
+        for worker, ended in _events(self.workers, timeout):
+            if ended:
                 self._drain(worker)
                 self._on_death(worker)
-            else:
-                worker = by_conn[id(ready)]
-                if not worker.dead:  # its sentinel may have come first in this same batch
-                    self._drain(worker)
+            elif not worker.dead:  # its sentinel may have come first in this same batch
+                self._drain(worker)
 
     def _drain(self, w: PoolWorker) -> None:
-        while True:
-            try:
-                if not w.conn.poll():
-                    return
-                message = w.conn.recv()
-            except Exception:  # EOF, a closed pipe, a garbled message: the sentinel tells the rest
-                return
+        for message in _received(w):
             self._on_message(w, message)
 
     def _on_message(self, w: PoolWorker, message: tuple[Any, ...]) -> None:
@@ -400,3 +372,30 @@ class _Supervisor:
             self._kill_past_deadline(self.workers)
             self._check_timers()
             self._wait()
+
+
+def _events(workers: list[PoolWorker], timeout: float) -> list[tuple[PoolWorker, bool]]:
+    """(worker, whether its process ended) for each worker with something to read, waiting
+    at most `timeout` seconds."""
+    if not workers:
+        return []
+    by_conn = {id(w.conn): w for w in workers}
+    by_sentinel = {w.process.sentinel: w for w in workers}
+    objects: list[Any] = [w.conn for w in workers] + list(by_sentinel)
+    return [
+        (by_sentinel[ready], True) if isinstance(ready, int) else (by_conn[id(ready)], False)
+        for ready in connection.wait(objects, timeout)
+    ]
+
+
+def _received(w: PoolWorker) -> Iterator[tuple[Any, ...]]:
+    """The messages waiting in a worker's pipe; EOF, a closed pipe or a garbled message ends
+    them (the worker's sentinel tells the rest)."""
+    while True:
+        try:
+            if not w.conn.poll():
+                return
+            message = w.conn.recv()
+        except Exception:
+            return
+        yield message

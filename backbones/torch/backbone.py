@@ -141,7 +141,7 @@ class TorchBackbone(Backbone):
         if self.device_choices and not stage.whole_run:
             from backbones.torch.devices import DevicePool
 
-            DevicePool(self.options, self.device_choices, stage, items, reporter, stop).run()
+            DevicePool(self.options, self.device_choices, context).run()
             return
         if self.device_choices:
             reporter.note(
