@@ -12,11 +12,17 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from dispatcher.engines import Backbone
-from dispatcher.execution.signals import ControlFlow, GraceExpired, StopSignal
-from dispatcher.execution.steps import StageFailed, error_line, is_task_exit
-from dispatcher.report.reporter import Reporter
-from dispatcher.stage import Stage
+from dispatcher.engines import (
+    Backbone,
+    ControlFlow,
+    GraceExpired,
+    Reporter,
+    Stage,
+    StageFailed,
+    StopSignal,
+    error_line,
+    is_task_exit,
+)
 
 __all__ = [
     "Backbone",

@@ -20,12 +20,20 @@ from backbones.base import (
     run_in_process,
 )
 from backbones.torch import device as torch_device
-from dispatcher.execution.signals import ControlFlow, StopSignal
-from dispatcher.execution.steps import Outcome, error_line, run_batch, run_collated
-from dispatcher.report.ledger import ItemLedger, RowLedger
-from dispatcher.report.reporter import Reporter
-from dispatcher.stage import Stage
-from dispatcher.task import Item
+from dispatcher.engines import (
+    ControlFlow,
+    Item,
+    ItemLedger,
+    Outcome,
+    Reporter,
+    RowLedger,
+    RunContext,
+    Stage,
+    StopSignal,
+    error_line,
+    run_batch,
+    run_collated,
+)
 
 
 class ItemTimeout(Exception):
@@ -76,7 +84,8 @@ class SerialBackbone(Backbone):
             self.device_choice = torch_device.resolve(device)
             options.device = self.device_choice.name
 
-    def run(self, stage: Stage, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
+    def run(self, context: RunContext) -> None:
+        stage, items, reporter, stop = context.stage, context.items, context.reporter, context.stop
         if not items:
             return
         device = None

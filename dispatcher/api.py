@@ -46,7 +46,7 @@ def run(
     without them. `keep_outcomes=False` keeps only the counts (runs of millions of items).
     """
     from dispatcher.runner import execute as runner
-    from dispatcher.runner.preparation import Request, request_problems
+    from dispatcher.runner.request import Request
 
     request = Request(
         backbone=backbone,
@@ -71,7 +71,7 @@ def run(
         request.task_cls = task_class_by_name(task)
     else:
         request.task_file, request.task_class = _task_place(task)
-    problems = request_problems(request)
+    problems = request.problems()
     if problems:
         raise UsageError(*problems)
     return runner.execute(request)

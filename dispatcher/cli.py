@@ -17,8 +17,15 @@ import signal
 import sys
 
 from dispatcher import __version__
-from dispatcher.errors import EXIT_OK, EXIT_USAGE, UsageError
-from dispatcher.runner.request import RESERVED, Invocation, option_hint
+from dispatcher.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_USAGE,
+    UsageError,
+    signal_exit_code,
+)
+from dispatcher.runner.request import RESERVED, Request, option_hint
 
 _HELP_KIND = {
     "-h": "task",
@@ -33,81 +40,117 @@ _WITH_VALUE = {s[0] for s, meta, _ in RESERVED if meta is not None and s[0] != "
 _FLAGS = {s[0] for s, meta, _ in RESERVED if meta is None} - set(_HELP_KIND)
 
 
-def parse_command_line(argv: list[str]) -> Invocation:
-    inv = Invocation(argv=list(argv))
-    errors: list[str] = []
-    positionals: list[str] = []
+_FIELD = {"--plan": "plan_only"}
+"""Reserved options whose `Request` field is not their spelling's."""
 
-    def placed() -> bool:
-        """Whether the task's place is complete: a file and a class, or a package folder."""
-        return len(positionals) >= 2 or (len(positionals) == 1 and os.path.isdir(positionals[0]))
 
-    i = 0
-    while i < len(argv):
-        token = argv[i]
-        name, eq, inline = token.partition("=") if token.startswith("--") else (token, "", "")
-        if token in _HELP_KIND:
-            inv.help = inv.help or _HELP_KIND[token]
-            i += 1
-        elif name in _WITH_VALUE:
-            if eq:
-                value, i = inline, i + 1
-            elif i + 1 < len(argv):
-                value, i = argv[i + 1], i + 2
-            else:
-                errors.append(f"{name} expects a value")
-                break
-            setattr(inv, _attribute(name), value)
-            inv.given.add(_attribute(name))
-        elif token in _FLAGS:
-            setattr(inv, _attribute(token), True)
-            inv.given.add(_attribute(token))
-            i += 1
-        elif name == "--mixin":
-            items = [inline] if eq else []
-            i += 1
-            # Values run until the next option; before the task's place, only K=V tokens count.
-            while i < len(argv) and not argv[i].startswith("-") and ("=" in argv[i] or placed()):
-                items.append(argv[i])
-                i += 1
-            if not items:
-                errors.append("--mixin expects at least one KEY=VALUE")
-            inv.mixin.extend(items)
-        elif not placed() and not token.startswith("-"):
-            positionals.append(token)
-            i += 1
-        elif not placed():
-            # Only a close likeness: this may well be a task's option, put too early.
-            hint = option_hint(name, cutoff=0.8)
-            errors.append(
-                f"unrecognized option {name}{hint}"
-                if hint.endswith("(see -hk)")
-                else f"option {token} comes before TASK_FILE TASK_CLASS; "
-                "task and backbone options go after them"
-            )
-            i += 1
-        else:
-            inv.rest.append(token)
-            i += 1
-    if positionals:
-        inv.task_file = positionals[0]
-    if len(positionals) > 1:
-        inv.task_class = positionals[1]
+def _field(option: str) -> str:
+    return _FIELD.get(option) or option.lstrip("-").replace("-", "_")
+
+
+def parse_command_line(argv: list[str]) -> Request:
+    """The run a command line asks for; its mistakes are raised together (UsageError)."""
+    reader = _Reader(list(argv))
+    reader.read()
+    request, errors = reader.request, reader.errors
+    if reader.positionals:
+        request.task_file = reader.positionals[0]
+    if len(reader.positionals) > 1:
+        request.task_class = reader.positionals[1]
+    errors += _value_problems(request)
+    if errors and request.help not in ("dispatcher", "version"):
+        raise UsageError(*errors)
+    return request
+
+
+def _value_problems(request: Request) -> list[str]:
+    """`--grace` and `--shard-mode` values the run cannot take (`grace` becomes a float)."""
+    errors = []
     try:
-        inv.grace = float(inv.grace)
-        if inv.grace < 0:
+        request.grace = float(request.grace)
+        if request.grace < 0:
             raise ValueError
     except ValueError:
-        errors.append(f"--grace expects a number of seconds, got '{inv.grace}'")
-    if inv.shard_mode not in ("hash", "index"):
-        errors.append(f"--shard-mode expects hash or index, got '{inv.shard_mode}'")
-    if errors and inv.help not in ("dispatcher", "version"):
-        raise UsageError(*errors)
-    return inv
+        errors.append(f"--grace expects a number of seconds, got '{request.grace}'")
+    if request.shard_mode not in ("hash", "index"):
+        errors.append(f"--shard-mode expects hash or index, got '{request.shard_mode}'")
+    return errors
 
 
-def _attribute(option: str) -> str:
-    return option.lstrip("-").replace("-", "_")
+class _Reader:
+    """Reads a command line word by word into a `Request`, collecting every mistake."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.request = Request(argv=list(argv))
+        self.errors: list[str] = []
+        self.positionals: list[str] = []
+        self.i = 0
+
+    def placed(self) -> bool:
+        """Whether the task's place is complete: a file and a class, or a package folder."""
+        given = self.positionals
+        return len(given) >= 2 or (len(given) == 1 and os.path.isdir(given[0]))
+
+    def read(self) -> None:
+        while self.i < len(self.argv):
+            token = self.argv[self.i]
+            name, eq, inline = token.partition("=") if token.startswith("--") else (token, "", "")
+            self.i += 1
+            if token in _HELP_KIND:
+                self.request.help = self.request.help or _HELP_KIND[token]
+            elif name in _WITH_VALUE:
+                if not self._setting(name, inline if eq else None):
+                    break
+            elif token in _FLAGS:
+                setattr(self.request, _field(token), True)
+                self.request.given.add(_field(token))
+            elif name == "--mixin":
+                self._mixin(inline if eq else None)
+            elif not self.placed() and not token.startswith("-"):
+                self.positionals.append(token)
+            elif not self.placed():
+                self._too_early(token, name)
+            else:
+                self.request.rest.append(token)
+
+    def _setting(self, name: str, inline: str | None) -> bool:
+        """`--name VALUE` or `--name=VALUE`; False when the line ends without the value."""
+        value = inline
+        if value is None:
+            if self.i >= len(self.argv):
+                self.errors.append(f"{name} expects a value")
+                return False
+            value = self.argv[self.i]
+            self.i += 1
+        setattr(self.request, _field(name), value)
+        self.request.given.add(_field(name))
+        return True
+
+    def _mixin(self, inline: str | None) -> None:
+        items = [inline] if inline is not None else []
+        argv = self.argv
+        # Values run until the next option; before the task's place, only K=V tokens count.
+        while (
+            self.i < len(argv)
+            and not argv[self.i].startswith("-")
+            and ("=" in argv[self.i] or self.placed())
+        ):
+            items.append(argv[self.i])
+            self.i += 1
+        if not items:
+            self.errors.append("--mixin expects at least one KEY=VALUE")
+        self.request.mixin.extend(items)
+
+    def _too_early(self, token: str, name: str) -> None:
+        # Only a close likeness: this may well be a task's option, put too early.
+        hint = option_hint(name, cutoff=0.8)
+        self.errors.append(
+            f"unrecognized option {name}{hint}"
+            if hint.endswith("(see -hk)")
+            else f"option {token} comes before TASK_FILE TASK_CLASS; "
+            "task and backbone options go after them"
+        )
 
 
 _USAGE_PARTS = [
@@ -202,16 +245,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv and argv[0] in _SLURM_VERBS and not os.path.exists(argv[0]):
             return _slurm_verb(argv[0], argv[1:])
-        inv = parse_command_line(argv)
-        if inv.help == "version":
+        request = parse_command_line(argv)
+        if request.help == "version":
             print(f"shard-dispatch {__version__}")
             return EXIT_OK
-        if inv.help == "dispatcher" or _wants_dispatcher_help(inv):
+        if request.help == "dispatcher" or _wants_dispatcher_help(request):
             print(dispatcher_help())
             return EXIT_OK
         from dispatcher.runner import execute as runner
 
-        code = runner.run(inv)
+        code = runner.run(request)
     except UsageError as exc:
         if debug:
             import traceback
@@ -223,11 +266,11 @@ def main(argv: list[str] | None = None) -> int:
             logger.error(message)
         code = EXIT_USAGE
     except KeyboardInterrupt:
-        code = 130
+        code = EXIT_SIGINT
     except BrokenPipeError:
         # The reader went away (`dispatch -h | head`): no traceback, nothing more to say.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        code = 1
+        code = EXIT_FAILED
     finally:
         signal.signal(signal.SIGTERM, previous)
     sys.stdout.flush()
@@ -248,11 +291,11 @@ def _slurm_verb(verb: str, argv: list[str]) -> int:
     return slurm_status.main(argv, parse_command_line)
 
 
-def _wants_dispatcher_help(inv: Invocation) -> bool:
+def _wants_dispatcher_help(request: Request) -> bool:
     """`dispatch` alone, or `-h` with no task to describe: the dispatcher's own help."""
-    if not inv.argv:
+    if not request.argv:
         return True
-    return inv.help == "task" and not inv.task_file and not inv.cfg
+    return request.help == "task" and not request.task_file and not request.cfg
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -261,7 +304,7 @@ def _terminate(signum: int, frame: object) -> None:
     Raising an exception instead could land inside an import that swallows it (torch's
     does), losing the signal; nothing has been written yet, so nothing needs unwinding.
     """
-    os._exit(128 + signum)
+    os._exit(signal_exit_code(signum))
 
 
 def entry() -> None:

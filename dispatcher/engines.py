@@ -1,25 +1,113 @@
-"""The seam between the core and the execution engines: the `Backbone` interface and its registry.
+"""The seam between the core and the execution engines: the `Backbone` interface, the
+`RunContext` an engine runs, the registry, and every core name an engine uses.
 
-The core calls engines only through what is defined here. Engines live above the core
-(`backbones/`, or a third party's package); the core names the built-ins by import path
+The core calls engines only through what is defined here, and engines (`backbones/`, a
+third party's package) import the core only from here: the stage, the execution steps, the
+ledgers, the stop signal, the reporter. The core names the built-in engines by import path
 and imports one only when a run asks for it, so no core module imports `backbones`, and
-naming an engine imports nothing heavy.
+naming an engine imports nothing heavy (`batches`, which needs torch, loads on first use).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
-from typing import TYPE_CHECKING, ClassVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from dispatcher.errors import UsageError
+from dispatcher.environment import available_cpus
+from dispatcher.errors import MalformedInput, UsageError
+from dispatcher.execution.signals import (
+    ControlFlow,
+    GraceExpired,
+    StopSignal,
+    blocked_stop_signals,
+    signal_name,
+    unblock_stop_signals,
+)
+from dispatcher.execution.steps import (
+    Outcome,
+    StageFailed,
+    after_load,
+    compute,
+    error_line,
+    failed,
+    is_task_exit,
+    load_row,
+    malformed_message,
+    run_batch,
+    run_collated,
+    run_item,
+    write,
+)
+from dispatcher.report.ledger import ItemLedger, Ledger, Retries, RowLedger
+from dispatcher.report.log import logger, note
+from dispatcher.report.reporter import Reporter
 from dispatcher.stage import Stage
-from dispatcher.task import Task
+from dispatcher.task import Item, Task
 
 if TYPE_CHECKING:
-    from dispatcher.execution.signals import StopSignal
-    from dispatcher.report.reporter import Reporter
-    from dispatcher.task import Item
+    from types import ModuleType
+
+__all__ = [
+    "AUTO",
+    "BUILTIN",
+    "ENTRY_POINT_GROUP",
+    "Backbone",
+    "ControlFlow",
+    "GraceExpired",
+    "Item",
+    "ItemLedger",
+    "Ledger",
+    "MalformedInput",
+    "Outcome",
+    "Reporter",
+    "Retries",
+    "RowLedger",
+    "RunContext",
+    "Stage",
+    "StageFailed",
+    "StopSignal",
+    "Task",
+    "UsageError",
+    "after_load",
+    "auto_choice",
+    "available_cpus",
+    "batches",
+    "blocked_stop_signals",
+    "compute",
+    "error_line",
+    "failed",
+    "is_task_exit",
+    "known_names",
+    "load",
+    "load_row",
+    "logger",
+    "malformed_message",
+    "note",
+    "resolve",
+    "run_batch",
+    "run_collated",
+    "run_engine",
+    "run_item",
+    "signal_name",
+    "unblock_stop_signals",
+    "write",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """`batches` (collation and moving batches to a device) loads torch: on first use only."""
+    if name == "batches":
+        from dispatcher.execution import batches
+
+        return batches
+    raise AttributeError(f"module 'dispatcher.engines' has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    batches: ModuleType
 
 ENTRY_POINT_GROUP = "dispatcher.backbones"
 AUTO = "auto"
@@ -30,15 +118,31 @@ BUILTIN: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What an engine runs: the stage, the plan's pending items, where outcomes go, when to
+    stop."""
+
+    stage: Stage
+    items: list[Item]
+    """The pending items, in the order the plan put them."""
+    reporter: Reporter
+    """Told every item's outcome (`record_outcome`), once each, in the parent process."""
+    stop: StopSignal
+    """Set by SIGINT/SIGTERM: start nothing new; in-flight items get the grace period."""
+    run_dir: str | None = None
+    """The run's log folder (records, failures, the task's own logs)."""
+
+
 class Backbone:
     """Runs a stage over pending items; never enumerates, shards or checks outputs (the
     plan did that) and never calls a task's methods (the stage does, through
     `dispatcher.execution.steps`).
 
     Subclasses set `name` and `summary`, declare options in `add_arguments`, and implement
-    `run`, passing items to `execution.run_batch` (or its parts), calling
-    `reporter.record_outcome` once per item and stopping new work when `stop.is_set()`.
-    Engines import it as `backbones.Backbone`.
+    `run(context)`, passing `context.items` to `run_batch` (or its parts), calling
+    `context.reporter.record_outcome` once per item and stopping new work when
+    `context.stop.is_set()`. Engines import it as `backbones.Backbone`.
     """
 
     name: ClassVar[str] = ""
@@ -67,8 +171,28 @@ class Backbone:
         """
         return None
 
-    def run(self, stage: Stage, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
+    def run(self, context: RunContext) -> None:
         raise NotImplementedError
+
+
+def run_engine(backbone: Backbone, context: RunContext) -> None:
+    """Run `context` on `backbone`; an engine written against the earlier
+    `run(self, stage, items, reporter, stop)` is detected once per class and called so."""
+    if _takes_context(type(backbone)):
+        backbone.run(context)
+    else:
+        run = backbone.run  # type: ignore[assignment]
+        run(context.stage, context.items, context.reporter, context.stop)  # type: ignore[call-arg]
+
+
+@functools.cache
+def _takes_context(cls: type[Backbone]) -> bool:
+    """Whether `cls.run` takes one argument (the context) besides `self`."""
+    import inspect
+
+    parameters = inspect.signature(cls.run).parameters.values()
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) <= 2
 
 
 def _entry_points() -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""Errors that are the user's to fix (exit code 2).
+"""Errors that are the user's to fix (exit code 2), and every exit code a run ends with.
 
 Configuration problems end a run before any item starts; they are collected and reported
 together, one line each, so a user fixes them in one round instead of discovering them one
@@ -9,10 +9,54 @@ item loads, so the run goes on and names every such input at its end.
 from __future__ import annotations
 
 import difflib
+import signal
 from collections.abc import Iterable
+from typing import Protocol
 
-EXIT_OK, EXIT_USAGE = 0, 2
-"""Every item succeeded; a usage or configuration error (1 is a failed item, 130/143 a signal)."""
+EXIT_OK = 0
+"""Every item succeeded (or there was nothing to do)."""
+EXIT_FAILED = 1
+"""Some item failed, or the run was aborted (a failing setup, a crashed engine)."""
+EXIT_USAGE = 2
+"""A usage or configuration error (nothing ran), or malformed input (the other items ran)."""
+
+
+def signal_exit_code(signum: int) -> int:
+    """The shell's exit status for a run ended by `signum`: 130 for SIGINT, 143 for SIGTERM."""
+    return 128 + signum
+
+
+EXIT_SIGINT = signal_exit_code(signal.SIGINT)
+EXIT_SIGTERM = signal_exit_code(signal.SIGTERM)
+
+
+def signal_name(signum: int) -> str:
+    """SIGTERM, SIGKILL, ... for messages."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class Tally(Protocol):
+    """What the exit code is decided from: a finished run's counts."""
+
+    failed: int
+    malformed_inputs: int
+
+
+def run_exit(counts: Tally, aborted: str | None, signum: int | None) -> tuple[int, str]:
+    """(exit code, outcome) of a finished run: a signal first, then an abort, malformed
+    inputs, failed items; otherwise success. The run record keeps both."""
+    if signum is not None:
+        return signal_exit_code(signum), f"interrupted by {signal_name(signum)}"
+    if aborted is not None:
+        return EXIT_FAILED, f"aborted: {aborted}"
+    if counts.malformed_inputs:
+        return EXIT_USAGE, "malformed input"
+    if counts.failed:
+        return EXIT_FAILED, "some items failed"
+    return EXIT_OK, "success"
 
 
 class UsageError(Exception):

@@ -56,7 +56,11 @@ def test_every_import_contract_is_kept():
     [
         # The core reaching into an engine: the layers and the forbidden contract both break.
         ("dispatcher/plan.py", "import backbones.serial\n", ("Layers", "Forbidden")),
-        ("dispatcher/outputs/__init__.py", "from templates import cpu_task\n", ("Layers", "Forbidden")),
+        (
+            "dispatcher/outputs/__init__.py",
+            "from templates import cpu_task\n",
+            ("Layers", "Forbidden"),
+        ),
         # A lazy import is an import too: the plan importing the runner closes a cycle.
         (
             "dispatcher/plan.py",
@@ -64,6 +68,8 @@ def test_every_import_contract_is_kept():
             ("Acyclic",),
         ),
         ("backbones/base.py", "def _late():\n    import backbones.mp.pool\n", ("Acyclic",)),
+        # An engine reaching past the seam into a core module.
+        ("backbones/serial.py", "from dispatcher.stage import Stage\n", ("Seam",)),
     ],
 )
 def test_a_violation_breaks_its_contract(tmp_path, module, line, broken):

@@ -19,12 +19,7 @@ from multiprocessing import connection
 from typing import Any
 
 from backbones.mp import worker as W
-from dispatcher.execution.signals import signal_name
-from dispatcher.execution.steps import Outcome, error_line
-from dispatcher.report.ledger import Retries
-from dispatcher.report.reporter import Reporter
-from dispatcher.stage import Stage
-from dispatcher.task import Item
+from dispatcher.engines import Item, Outcome, Reporter, Retries, Stage, error_line, signal_name
 
 TARGET_CHUNK_SECONDS = 0.05
 """Automatic chunks aim at this much work, so one pipe round trip is noise beside it."""

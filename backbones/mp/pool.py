@@ -21,6 +21,7 @@ import multiprocessing
 import pickle
 import signal
 import time
+from collections.abc import Iterator
 from multiprocessing import connection
 from typing import Any
 
@@ -33,12 +34,14 @@ from backbones.base import (
 from backbones.mp import worker as W
 from backbones.mp.items import TARGET_CHUNK_SECONDS, ItemBook, PoolWorker, describe_exit
 from backbones.mp.spawn import Spawner
-from dispatcher.environment import available_cpus
-from dispatcher.execution.signals import StopSignal
-from dispatcher.execution.steps import Outcome, error_line
-from dispatcher.report.reporter import Reporter
-from dispatcher.stage import Stage
-from dispatcher.task import Item, Task
+from dispatcher.engines import (
+    Outcome,
+    RunContext,
+    Stage,
+    Task,
+    available_cpus,
+    error_line,
+)
 
 START_METHODS = ("fork", "forkserver", "spawn")
 PIPELINE_DEPTH = 2
@@ -115,10 +118,10 @@ class ProcessPoolBackbone(Backbone):
         if options.start_method is None:
             options.start_method = _platform_start_method()
 
-    def run(self, stage: Stage, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
-        if not items:
+    def run(self, context: RunContext) -> None:
+        if not context.items:
             return
-        supervisor = _Supervisor(stage, items, reporter, stop, self.options)
+        supervisor = _Supervisor(context, self.options)
         supervisor.run()
 
 
@@ -133,17 +136,11 @@ class _Supervisor:
     """Feeds chunks to workers until every item is settled, halts on a signal or an abort,
     and shuts the pool down; `_Workers` watches the processes themselves."""
 
-    def __init__(
-        self,
-        stage: Stage,
-        items: list[Item],
-        reporter: Reporter,
-        stop: StopSignal,
-        options: argparse.Namespace,
-    ) -> None:
+    def __init__(self, context: RunContext, options: argparse.Namespace) -> None:
+        stage, items, reporter = context.stage, context.items, context.reporter
         self.items = items
         self.reporter = reporter
-        self.stop = stop
+        self.stop = context.stop
         self.num_process = max(1, min(int(options.num_process), len(items)))
         self.fixed_chunk: int | None = options.chunksize
         self.max_tasks: int | None = options.max_tasks_per_child
@@ -325,33 +322,18 @@ class _Workers:
     # --- events ---------------------------------------------------------------------------
 
     def wait(self) -> None:
-        live = list(self.workers)
-        if not live:
-            return
-        by_conn = {id(w.conn): w for w in live}
-        by_sentinel = {w.process.sentinel: w for w in live}
-        objects: list[Any] = [w.conn for w in live] + list(by_sentinel)
         timeout = POLL_SECONDS
         if self.timeout is not None:
             timeout = min(timeout, max(self.timeout / 4, 0.01))
-        for ready in connection.wait(objects, timeout):
-            if isinstance(ready, int):
-                worker = by_sentinel[ready]
+        for worker, ended in _events(self.workers, timeout):
+            if ended:
                 self._drain(worker)
                 self._on_death(worker)
-            else:
-                worker = by_conn[id(ready)]
-                if not worker.dead:  # its sentinel may have come first in this same batch
-                    self._drain(worker)
+            elif not worker.dead:  # its sentinel may have come first in this same batch
+                self._drain(worker)
 
     def _drain(self, w: PoolWorker) -> None:
-        while True:
-            try:
-                if not w.conn.poll():
-                    return
-                message = w.conn.recv()
-            except Exception:  # EOF, a closed pipe, a garbled message: the sentinel tells the rest
-                return
+        for message in _received(w):
             self._on_message(w, message)
 
     def _on_message(self, w: PoolWorker, message: tuple[Any, ...]) -> None:
@@ -412,3 +394,30 @@ class _Workers:
                 f"({describe_exit(exitcode)})",
                 w.crash_text(),
             )
+
+
+def _events(workers: list[PoolWorker], timeout: float) -> list[tuple[PoolWorker, bool]]:
+    """(worker, whether its process ended) for each worker with something to read, waiting
+    at most `timeout` seconds."""
+    if not workers:
+        return []
+    by_conn = {id(w.conn): w for w in workers}
+    by_sentinel = {w.process.sentinel: w for w in workers}
+    objects: list[Any] = [w.conn for w in workers] + list(by_sentinel)
+    return [
+        (by_sentinel[ready], True) if isinstance(ready, int) else (by_conn[id(ready)], False)
+        for ready in connection.wait(objects, timeout)
+    ]
+
+
+def _received(w: PoolWorker) -> Iterator[tuple[Any, ...]]:
+    """The messages waiting in a worker's pipe; EOF, a closed pipe or a garbled message ends
+    them (the worker's sentinel tells the rest)."""
+    while True:
+        try:
+            if not w.conn.poll():
+                return
+            message = w.conn.recv()
+        except Exception:
+            return
+        yield message

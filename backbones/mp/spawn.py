@@ -16,8 +16,7 @@ from typing import Any
 
 from backbones.mp import worker as W
 from backbones.mp.items import PoolWorker
-from dispatcher.execution.signals import blocked_stop_signals
-from dispatcher.stage import Stage
+from dispatcher.engines import Stage, blocked_stop_signals
 
 TMP_PREFIX = "dispatch-mp-"
 """The pool's temporary folder (crash logs) is `<tmp>/dispatch-mp-<owner pid>-XXXX`."""

@@ -26,9 +26,17 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import Any
 
-from dispatcher.execution.signals import ControlFlow, unblock_stop_signals
-from dispatcher.execution.steps import Outcome, StageFailed, error_line, run_batch, run_item
-from dispatcher.stage import Stage
+from dispatcher.engines import (
+    ControlFlow,
+    Outcome,
+    Stage,
+    StageFailed,
+    error_line,
+    logger,
+    run_batch,
+    run_item,
+    unblock_stop_signals,
+)
 
 # Slots of the shared state array (doubles), written by the worker, read by the parent,
 # except ABORT and HALT, which the parent writes.
@@ -176,8 +184,6 @@ def _serve(stage: Stage, conn: Connection, state: Any, parent: ParentWatch) -> N
     except ControlFlow:
         raise
     except BaseException as exc:
-        from dispatcher.report.log import logger
-
         logger.info(f"worker {os.getpid()}: task teardown failed: {error_line(exc)}")
 
 

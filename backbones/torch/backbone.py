@@ -25,12 +25,11 @@ import argparse
 
 from backbones.base import Backbone, add_retries_option, non_negative_int, positive_int
 from backbones.torch import device as torch_device
-from dispatcher.environment import available_cpus
-from dispatcher.errors import UsageError
-from dispatcher.execution.signals import StopSignal
-from dispatcher.report.reporter import Reporter
-from dispatcher.stage import Stage
-from dispatcher.task import Item
+from dispatcher.engines import (
+    RunContext,
+    UsageError,
+    available_cpus,
+)
 
 MAX_DEFAULT_WORKERS = 8
 
@@ -135,13 +134,14 @@ class TorchBackbone(Backbone):
         if not self.device_choices:
             options.device = self.device_choice.name
 
-    def run(self, stage: Stage, items: list[Item], reporter: Reporter, stop: StopSignal) -> None:
+    def run(self, context: RunContext) -> None:
+        stage, items, reporter, stop = context.stage, context.items, context.reporter, context.stop
         if not items:
             return
         if self.device_choices and not stage.source.whole_run:
             from backbones.torch.devices import DevicePool
 
-            DevicePool(self.options, self.device_choices, stage, items, reporter, stop).run()
+            DevicePool(self.options, self.device_choices, context).run()
             return
         if self.device_choices:
             reporter.note(

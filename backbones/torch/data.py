@@ -23,8 +23,14 @@ from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
-from dispatcher.execution.signals import ControlFlow, blocked_stop_signals, unblock_stop_signals
-from dispatcher.execution.steps import error_line, load_row, malformed_message
+from dispatcher.engines import (
+    ControlFlow,
+    blocked_stop_signals,
+    error_line,
+    load_row,
+    malformed_message,
+    unblock_stop_signals,
+)
 
 LoadFailure = tuple[int, str, str, str | None]
 """(position, error line, traceback, what is malformed or None) of a row that failed to load:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from dispatcher.errors import UsageError
+from dispatcher.engines import UsageError
 
 KINDS = ("cuda", "npu", "mps", "cpu")
 _SPEC = re.compile(r"^(auto|cpu|mps|cuda|npu)(?::(\d+))?$")

@@ -28,11 +28,7 @@ from typing import Any, NamedTuple
 from backbones.mp.items import ItemQueue, clear_abandoned, read_crash_log
 from backbones.torch import device_process as D
 from backbones.torch.device import DeviceChoice
-from dispatcher.execution.steps import Outcome, error_line
-from dispatcher.report.ledger import Retries
-from dispatcher.report.reporter import Reporter
-from dispatcher.stage import Stage
-from dispatcher.task import Item
+from dispatcher.engines import Item, Outcome, Reporter, Retries, Stage, error_line
 
 BATCHES_AHEAD_MARGIN = 3
 """Batches sent beyond what the loader, the compute and the postprocessing queue hold."""

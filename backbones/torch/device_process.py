@@ -20,8 +20,7 @@ from typing import Any
 from backbones.mp.worker import supervised
 from backbones.torch.device import DeviceChoice
 from backbones.torch.run import TorchRun
-from dispatcher.execution.steps import Outcome
-from dispatcher.stage import Stage
+from dispatcher.engines import Outcome, Stage
 
 # Slots of the shared state array (doubles). TAKEN is written by the device process (how
 # many items its loader has taken, in the order they were sent); the rest by the parent.

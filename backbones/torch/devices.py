@@ -25,6 +25,7 @@ import multiprocessing
 import pickle
 import signal
 import time
+from collections.abc import Iterator
 from multiprocessing import connection
 from typing import Any
 
@@ -41,11 +42,7 @@ from backbones.torch.device_items import (
     summarize,
 )
 from backbones.torch.feed import DRAIN
-from dispatcher.execution.signals import StopSignal
-from dispatcher.execution.steps import error_line
-from dispatcher.report.reporter import Reporter
-from dispatcher.stage import Stage
-from dispatcher.task import Item
+from dispatcher.engines import RunContext, Stage, StopSignal, error_line
 
 POLL_SECONDS = 0.2
 TERM_WAIT_SECONDS = 2.0
@@ -69,18 +66,11 @@ class DevicePool:
     them down; `_DeviceProcesses` starts, watches and stops the processes themselves."""
 
     def __init__(
-        self,
-        options: argparse.Namespace,
-        choices: list[DeviceChoice],
-        stage: Stage,
-        items: list[Item],
-        reporter: Reporter,
-        stop: StopSignal,
+        self, options: argparse.Namespace, choices: list[DeviceChoice], context: RunContext
     ) -> None:
-        self.options = options
-        self.items = items
-        self.reporter = reporter
-        self.stop = stop
+        stage, items, reporter = context.stage, context.items, context.reporter
+        self.options, self.stage, self.items = options, stage, items
+        self.reporter, self.stop = reporter, context.stop
         self.devices = [Device(c, n) for c, n in zip(choices, device_names(choices), strict=True)]
         loading = max(1, int(options.num_workers)) * int(options.prefetch_factor)
         self.book = DeviceItems(
@@ -95,7 +85,7 @@ class DevicePool:
         method = getattr(options, "start_method", None) or start_method(choices)
         self.spawner = Spawner(multiprocessing.get_context(method))
         self.processes = _DeviceProcesses(
-            options, stage, self.devices, self.book, self.spawner, stop
+            options, stage, self.devices, self.book, self.spawner, self.stop
         )
 
     def run(self) -> None:
@@ -226,29 +216,14 @@ class _DeviceProcesses:
     # --- events ---------------------------------------------------------------------------
 
     def wait(self) -> None:
-        if not self.live:
-            return
-        by_conn = {id(p.conn): p for p in self.live}
-        by_sentinel = {p.process.sentinel: p for p in self.live}
-        for ready in connection.wait([p.conn for p in self.live] + list(by_sentinel), POLL_SECONDS):
-            if isinstance(ready, int):
-                p = by_sentinel[ready]
-                if p in self.live:
-                    self._drain(p)
+        for p, ended in _events(self.live, POLL_SECONDS):
+            if p in self.live:
+                self._drain(p)
+                if ended:
                     self._on_death(p)
-            else:
-                p = by_conn[id(ready)]
-                if p in self.live:
-                    self._drain(p)
 
     def _drain(self, p: DeviceProcess) -> None:
-        while True:
-            try:
-                if not p.conn.poll():
-                    return
-                message = pickle.loads(p.conn.recv_bytes())
-            except Exception:  # EOF or a closed pipe: the sentinel tells the rest
-                return
+        for message in _received(p):
             self._on_message(p, message)
 
     def _on_message(self, p: DeviceProcess, message: tuple[Any, ...]) -> None:
@@ -341,3 +316,29 @@ class _DeviceProcesses:
             if p.kill_at is not None and now >= p.kill_at:
                 p.signal(signal.SIGKILL)
                 p.kill_at = None
+
+
+def _events(live: list[DeviceProcess], timeout: float) -> list[tuple[DeviceProcess, bool]]:
+    """(device process, whether it ended) for each one with something to read, waiting at
+    most `timeout` seconds."""
+    if not live:
+        return []
+    by_conn = {id(p.conn): p for p in live}
+    by_sentinel = {p.process.sentinel: p for p in live}
+    return [
+        (by_sentinel[ready], True) if isinstance(ready, int) else (by_conn[id(ready)], False)
+        for ready in connection.wait([p.conn for p in live] + list(by_sentinel), timeout)
+    ]
+
+
+def _received(p: DeviceProcess) -> Iterator[tuple[Any, ...]]:
+    """The messages waiting in a device process's pipe; EOF or a closed pipe ends them (the
+    sentinel tells the rest)."""
+    while True:
+        try:
+            if not p.conn.poll():
+                return
+            message = pickle.loads(p.conn.recv_bytes())
+        except Exception:
+            return
+        yield message

@@ -35,8 +35,7 @@ from backbones.torch.data import (
     make_loader,
     start,
 )
-from dispatcher.execution.signals import ControlFlow
-from dispatcher.execution.steps import error_line, load_row
+from dispatcher.engines import ControlFlow, error_line, load_row
 
 Entry = tuple[int, tuple[str, Any]]
 """An item as a device process holds it: (its position in the parent's plan, the item)."""

@@ -19,11 +19,21 @@ from typing import TYPE_CHECKING, Any
 
 from backbones.base import run_in_process
 from backbones.torch import device as torch_device
-from dispatcher.execution.signals import ControlFlow, GraceExpired
-from dispatcher.execution.steps import Outcome, after_load, compute, error_line, failed, write
-from dispatcher.report.ledger import ItemLedger, Ledger, RowLedger
-from dispatcher.stage import Stage
-from dispatcher.task import Item
+from dispatcher.engines import (
+    ControlFlow,
+    GraceExpired,
+    Item,
+    ItemLedger,
+    Ledger,
+    Outcome,
+    RowLedger,
+    Stage,
+    after_load,
+    compute,
+    error_line,
+    failed,
+    write,
+)
 
 if TYPE_CHECKING:
     from backbones.torch.data import Pack
@@ -148,7 +158,7 @@ class TorchRun:
         stop: Any,
     ) -> None:
         from backbones.torch import data as torch_data
-        from dispatcher.execution import batches
+        from dispatcher.engines import batches
 
         self.data = torch_data
         self.batches = batches

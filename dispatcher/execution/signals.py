@@ -15,6 +15,20 @@ import types
 from collections.abc import Iterator
 from typing import Any
 
+from dispatcher.errors import signal_exit_code, signal_name
+
+__all__ = [
+    "DEFAULT_GRACE_SECONDS",
+    "STOP_SIGNALS",
+    "ControlFlow",
+    "GraceExpired",
+    "StopSignal",
+    "blocked_stop_signals",
+    "signal_exit_code",
+    "signal_name",
+    "unblock_stop_signals",
+]
+
 DEFAULT_GRACE_SECONDS = 10.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -137,16 +151,3 @@ def blocked_stop_signals() -> Iterator[None]:
 def unblock_stop_signals() -> None:
     """In a child started under `blocked_stop_signals`, once its handlers are in place."""
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-
-
-def signal_exit_code(signum: int) -> int:
-    """The shell's exit status for a run ended by `signum`: 130 for SIGINT, 143 for SIGTERM."""
-    return 128 + signum
-
-
-def signal_name(signum: int) -> str:
-    """SIGTERM, SIGKILL, ... for messages."""
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"

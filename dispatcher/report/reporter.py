@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from dispatcher.errors import EXIT_USAGE
-from dispatcher.execution.signals import signal_exit_code, signal_name
+from dispatcher.errors import run_exit
 from dispatcher.execution.steps import Outcome, error_line, is_task_exit
 from dispatcher.outputs import atomic_write
 from dispatcher.report import statistics
+from dispatcher.report.counts import Counts
 from dispatcher.report.log import hide, logger, show
 from dispatcher.report.summary import SHOWN_FAILURES, SHOWN_MALFORMED, Named, summary_lines
 
@@ -187,18 +187,15 @@ class Reporter:
     def __init__(
         self,
         run_dir: str,
-        total: int,
+        counts: Counts,
         record: dict[str, Any],
         stream: TextIO | None = None,
         interval: float = DEFAULT_LOG_INTERVAL,
     ) -> None:
         self.run_dir = run_dir
         self.stream = stream or sys.stderr
-        self.total = total
-        self.succeeded = 0
-        self.elsewhere = 0
-        """Items another run completed since the plan looked (not made by this run)."""
-        self.failed = 0
+        self.counts = counts
+        """The plan's numbers, to which this reporter counts every outcome."""
         self.failures_path = os.path.join(run_dir, "failures.jsonl")
         self.record_path = os.path.join(run_dir, "run.json")
         self.record = dict(record)
@@ -224,11 +221,7 @@ class Reporter:
         self.record["outcome"] = "running"
         os.makedirs(run_dir, exist_ok=True)
         self._write_record()
-        self.progress = Progress(total, self.stream, interval)
-
-    @property
-    def ran(self) -> int:
-        return self.succeeded + self.failed
+        self.progress = Progress(counts.to_run, self.stream, interval)
 
     def remember_payloads(
         self, items: list[tuple[str, Any]], describe: Callable[[str, Any], Any]
@@ -243,18 +236,18 @@ class Reporter:
         if self.outcomes is not None:
             self.outcomes.append(outcome)
         if outcome.elsewhere:
-            self.elsewhere += 1
+            self.counts.add_made_elsewhere()
         elif outcome.ok:
-            self.succeeded += 1
+            self.counts.add_succeeded()
         else:
-            self.failed += 1
-            self._write_failure(outcome.key, outcome.error, outcome.traceback)
             malformed = outcome.malformed
+            self.counts.add_failed(malformed is not None)
+            self._write_failure(outcome.key, outcome.error, outcome.traceback)
             if malformed is not None:
                 self.malformed_inputs.add(malformed)
             else:
                 self.failures.add(f"{outcome.key}: {outcome.error}")
-        self.progress.update(self.ran + self.elsewhere, self.failed)
+        self.progress.update(self.counts.settled, self.counts.failed)
 
     def record_successes(self, keys: Sequence[str]) -> None:
         """Count several items that succeeded, made by this run: `record_outcome` for each
@@ -263,8 +256,8 @@ class Reporter:
             return
         if self.outcomes is not None:
             self.outcomes.extend(Outcome(key, True) for key in keys)
-        self.succeeded += len(keys)
-        self.progress.update(self.ran + self.elsewhere, self.failed)
+        self.counts.add_succeeded(len(keys))
+        self.progress.update(self.counts.settled, self.counts.failed)
 
     def tick(self) -> None:
         """Let a waiting backbone keep the periodic progress lines going."""
@@ -353,13 +346,20 @@ class Reporter:
             os.close(self._failures)
             self._failures = None
         wall = time.monotonic() - self.started
-        counts = self._counts()
-        code, outcome = self._outcome(signum)
+        self.counts.settle()
+        code, outcome = run_exit(self.counts, self.aborted, signum)
+        self._complete_record(wall, outcome, code)
+        record_error = self._try_write_record()
+        self._print_summary(wall, outcome, signum is not None, record_error)
+        return code
+
+    def _complete_record(self, wall: float, outcome: str, code: int) -> None:
+        """The run record as the run ended: its counts, times, outcome and exit code."""
         self.record.update(
-            counts=counts,
+            counts=self.counts.to_record(),
             end=_now(),
             wall_seconds=round(wall, 3),
-            items_per_second=round(self.ran / wall, 3) if wall > 0 else None,
+            items_per_second=round(self.counts.ran / wall, 3) if wall > 0 else None,
             outcome=outcome,
             exit_code=code,
         )
@@ -369,8 +369,11 @@ class Reporter:
                 "failures_not_written": self.failures_not_written,
             }
         self._record_statistics()
-        record_error = self._try_write_record()
-        for line in summary_lines(self, counts, outcome, wall, signum is not None):
+
+    def _print_summary(
+        self, wall: float, outcome: str, interrupted: bool, record_error: str | None
+    ) -> None:
+        for line in summary_lines(self, outcome, wall, interrupted):
             print(line, file=self.stream)
         if record_error is None:
             print(f"dispatch: run record {self.record_path}", file=self.stream, flush=True)
@@ -381,34 +384,6 @@ class Reporter:
                 file=self.stream,
                 flush=True,
             )
-        return code
-
-    def _counts(self) -> dict[str, int]:
-        """The plan's counts with what this run did."""
-        counts = dict(self.record.get("counts", {}))
-        counts.update(
-            ran=self.ran,
-            succeeded=self.succeeded,
-            failed=self.failed,
-            not_run=self.total - self.ran - self.elsewhere,
-        )
-        if self.elsewhere:
-            counts["made_elsewhere"] = self.elsewhere
-        if self.malformed_inputs.count:
-            counts["malformed_inputs"] = self.malformed_inputs.count
-        return counts
-
-    def _outcome(self, signum: int | None) -> tuple[int, str]:
-        """(exit code, outcome): a signal first, then an abort, malformed input, failures."""
-        if signum is not None:
-            return signal_exit_code(signum), f"interrupted by {signal_name(signum)}"
-        if self.aborted is not None:
-            return 1, f"aborted: {self.aborted}"
-        if self.malformed_inputs.count:
-            return EXIT_USAGE, "malformed input"
-        if self.failed:
-            return 1, "some items failed"
-        return 0, "success"
 
     def _record_statistics(self) -> None:
         """Custom statistics the stage's items recorded in the run directory, merged into

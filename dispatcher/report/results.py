@@ -9,27 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dispatcher.execution.steps import Outcome
+from dispatcher.report.counts import Counts
 
 __all__ = ["Counts", "Outcome", "PlanSummary", "RunResult"]
-
-
-@dataclass
-class Counts:
-    """The run's numbers, as its summary line and run record give them."""
-
-    found: int = 0
-    in_shard: int = 0
-    skipped: int = 0
-    """Done before the run started (ignored under `force`)."""
-    to_run: int = 0
-    ran: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    not_run: int = 0
-    """Pending items left untouched (a signal, an aborted run)."""
-    made_elsewhere: int = 0
-    """Completed by another run while this one ran."""
-    duplicates: int = 0
 
 
 @dataclass

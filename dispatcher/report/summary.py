@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from dispatcher.report import statistics
+from dispatcher.report.counts import Counts
 
 SHOWN_FAILURES = 5
 """How many failed items the summary names; failures.jsonl has them all."""
@@ -34,35 +35,20 @@ class Named:
 class Counted(Protocol):
     """What the summary reads of a finished run (the `Reporter` that counted it)."""
 
+    counts: Counts
     record: dict[str, Any]
-    succeeded: int
-    failed: int
-    elsewhere: int
     aborted: str | None
     failures: Named
     malformed_inputs: Named
     failures_path: str
     failures_not_written: int
 
-    @property
-    def ran(self) -> int: ...
 
-
-def summary_lines(
-    end: Counted, counts: dict[str, Any], outcome: str, wall: float, interrupted: bool
-) -> list[str]:
+def summary_lines(end: Counted, outcome: str, wall: float, interrupted: bool) -> list[str]:
     """The summary of the finished run `end` counted, one string per line, each
     beginning `dispatch: `."""
-    rate = end.ran / wall if wall > 0 else 0.0
-    not_run = f", not run {counts['not_run']}" if counts["not_run"] else ""
-    if end.elsewhere:
-        not_run = f", {end.elsewhere} made by another run{not_run}"
-    lines = [
-        f"found {counts.get('found', '?')}, in shard {counts.get('in_shard', '?')}, "
-        f"skipped {counts.get('skipped', '?')}, ran {end.ran} ({end.succeeded} ok, "
-        f"{end.failed} failed){not_run}, {wall:.2f}s, {rate:.1f} items/s — {outcome}"
-    ]
-    lines += _notes(end, counts)
+    counts = end.counts
+    lines = [_counts_line(counts, outcome, wall), *_notes(end)]
     lines += [
         f"statistics: {line}" for line in statistics.describe(end.record.get("statistics", {}))
     ]
@@ -73,7 +59,7 @@ def summary_lines(
     if end.malformed_inputs.count > len(end.malformed_inputs.lines):
         more = end.malformed_inputs.count - len(end.malformed_inputs.lines)
         lines.append(f"... and {more} more malformed inputs")
-    if end.failed or end.aborted:
+    if counts.failed or end.aborted:
         lines.append(f"failures listed in {end.failures_path}")
     if end.malformed_inputs.count:
         lines.append(
@@ -85,13 +71,27 @@ def summary_lines(
     return [f"dispatch: {line}" for line in lines]
 
 
-def _notes(end: Counted, counts: dict[str, Any]) -> list[str]:
+def _counts_line(counts: Counts, outcome: str, wall: float) -> str:
+    """The summary's first line: what the plan found and what became of it."""
+    rate = counts.ran / wall if wall > 0 else 0.0
+    not_run = f", not run {counts.not_run}" if counts.not_run else ""
+    if counts.made_elsewhere:
+        not_run = f", {counts.made_elsewhere} made by another run{not_run}"
+    return (
+        f"found {counts.found}, in shard {counts.in_shard}, skipped {counts.skipped}, "
+        f"ran {counts.ran} ({counts.succeeded} ok, {counts.failed} failed){not_run}, "
+        f"{wall:.2f}s, {rate:.1f} items/s — {outcome}"
+    )
+
+
+def _notes(end: Counted) -> list[str]:
     """Lines about items the counts alone would hide."""
     notes = []
-    if counts.get("duplicates"):
+    if end.counts.duplicates:
         keys = ", ".join(map(str, end.record.get("duplicate_keys", [])))
         notes.append(
-            f"{counts['duplicates']} duplicate items ran once (same key as an earlier item: {keys})"
+            f"{end.counts.duplicates} duplicate items ran once "
+            f"(same key as an earlier item: {keys})"
         )
     if end.failures_not_written:
         notes.append(

@@ -6,35 +6,37 @@ line's help and `--print-config` (`dispatcher/runner/helptext.py`).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
 from dispatcher import sharding
+from dispatcher.engines import RunContext, run_engine
 from dispatcher.environment import slurm_job
-from dispatcher.errors import EXIT_OK, UsageError
+from dispatcher.errors import EXIT_OK, EXIT_SIGINT, UsageError
 from dispatcher.execution.steps import is_task_exit
 from dispatcher.outputs import is_inside, records, remove_leftovers, unwritable_reason
 from dispatcher.plan import Plan, make_plan
+from dispatcher.report.counts import Counts
 from dispatcher.report.log import logger, note
-from dispatcher.report.results import Counts, PlanSummary, RunResult
-from dispatcher.runner.preparation import Prepared, Request, prepare, request_from
-from dispatcher.runner.request import Invocation
+from dispatcher.report.results import PlanSummary, RunResult
+from dispatcher.runner.preparation import Prepared, prepare
+from dispatcher.runner.request import Request
 from dispatcher.task import Task
 
 if TYPE_CHECKING:
+    from dispatcher.execution.signals import StopSignal
     from dispatcher.report.reporter import Reporter
 
 
-def _run_dir(inv: Request, task: Task, shards: list[sharding.ShardSpec]) -> str:
+def _run_dir(request: Request, task: Task, shards: list[sharding.ShardSpec]) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tag = sharding.describe(shards).replace(" ", "").replace("/", "of").replace(">", "-")
     # In a SLURM array task the job and array task ids name the run, so each array task's
     # record is found next to its log (JOB_TASK.out); the process id keeps a requeued task's runs apart.
     job = slurm_job()
     where = f"{job['array_job']}_{job['array_task']}-{os.getpid()}" if job else str(os.getpid())
-    return os.path.join(inv.log_dir, type(task).__name__, f"{stamp}-{tag}-{where}")
+    return os.path.join(request.log_dir, type(task).__name__, f"{stamp}-{tag}-{where}")
 
 
 def _check_log_dir(log_dir: str, task: Task) -> None:
@@ -48,12 +50,12 @@ def _check_log_dir(log_dir: str, task: Task) -> None:
             )
 
 
-def _open_reporter(log_dir: str, run_dir: str, plan: Plan, record: dict[str, Any]) -> Reporter:
+def _open_reporter(log_dir: str, run_dir: str, counts: Counts, record: dict[str, Any]) -> Reporter:
     """The run's reporter; a log directory it cannot write to is a configuration error."""
     from dispatcher.report.reporter import Reporter
 
     try:
-        return Reporter(run_dir, plan.to_run, record)
+        return Reporter(run_dir, counts, record)
     except OSError as exc:
         raise UsageError(
             f"cannot write to the log directory {log_dir}: {exc.strerror or exc} "
@@ -79,7 +81,7 @@ def _output_roots(task: Task) -> list[str]:
     return [os.path.realpath(root) for root in task.output_roots()]
 
 
-def _config_change(inv: Request, task: Task, prepared: Prepared) -> str | None:
+def _config_change(request: Request, task: Task, prepared: Prepared) -> str | None:
     """How this configuration differs from the one of the last run over the same outputs.
 
     None when they agree, or when no earlier run record for these output roots is found.
@@ -89,7 +91,7 @@ def _config_change(inv: Request, task: Task, prepared: Prepared) -> str | None:
         return None
     name = type(task).__name__
     paths = [task.provenance_path(root) for root in roots]
-    found = records.made_by(paths, roots, os.path.join(inv.log_dir, name))
+    found = records.made_by(paths, roots, os.path.join(request.log_dir, name))
     if found is None:
         return None
     path, earlier = found
@@ -99,20 +101,19 @@ def _config_change(inv: Request, task: Task, prepared: Prepared) -> str | None:
     return f"{'; '.join(changes)}; run record {path}"
 
 
-def run(inv: Invocation) -> int:
+def run(request: Request) -> int:
     """The command line's run: help and `--print-config` here, the rest through `execute`."""
-    if inv.help == "task":
+    if request.help == "task":
         from dispatcher.runner.helptext import task_help
 
-        print(task_help(inv))
+        print(task_help(request))
         return EXIT_OK
-    if inv.help == "backbone":
+    if request.help == "backbone":
         from dispatcher.runner.helptext import backbone_help
 
-        print(backbone_help(inv))
+        print(backbone_help(request))
         return EXIT_OK
-    request = request_from(inv)
-    if inv.print_config:
+    if request.print_config:
         request.plan_only = True  # nothing runs: no install script either
         prepared = prepare(request)
         from dispatcher.config.layers import config_document
@@ -142,45 +143,24 @@ def _summary(plan: Plan, force: bool) -> PlanSummary:
     )
 
 
-def _plan_counts(plan: Plan) -> Counts:
-    return Counts(
-        found=plan.found,
-        in_shard=plan.in_shard,
-        skipped=plan.done,
-        to_run=plan.to_run,
-        not_run=plan.to_run,
-        duplicates=plan.duplicates,
-    )
-
-
-def _final_counts(counts: dict[str, Any]) -> Counts:
-    """The run record's counts, as the result's."""
-    names = {f.name for f in dataclasses.fields(Counts)}
-    return Counts(**{k: v for k, v in counts.items() if k in names})
-
-
-def _start_recording(
-    request: Request, prepared: Prepared, plan: Plan, counts: dict[str, Any]
-) -> Reporter:
+def _start_recording(request: Request, prepared: Prepared, plan: Plan, counts: Counts) -> Reporter:
     """The run's record and reporter in a new run folder, and the provenance record at each
     output root, just before the first item runs."""
     task = prepared.task
     _check_log_dir(request.log_dir, task)
-    if plan.duplicates:
-        counts["duplicates"] = plan.duplicates
     record = {
         "argv": request.argv,
         "cwd": os.getcwd(),
         "config": prepared.config,
         "output_roots": _output_roots(task),
-        "counts": counts,
+        "counts": counts.to_record(finished=False),
     }
     if plan.duplicates:
         record["duplicate_keys"] = plan.duplicate_keys
     if slurm_job():
         record["slurm"] = slurm_job()
     run_dir = _run_dir(request, task, prepared.shards)
-    reporter = _open_reporter(request.log_dir, run_dir, plan, record)
+    reporter = _open_reporter(request.log_dir, run_dir, counts, record)
     reporter.remember_payloads(plan.pending, prepared.stage.source.describe)
     if request.keep_outcomes:
         reporter.outcomes = []
@@ -202,44 +182,19 @@ def execute(request: Request) -> RunResult:
     prepared = prepare(request)
     from dispatcher.execution.signals import StopSignal
 
-    task, stage, backbone = prepared.task, prepared.stage, prepared.backbone
     # Handlers are installed only in the main thread (Python allows no other).
     with StopSignal(request.grace) as stop:
-        plan = make_plan(stage, prepared.shards, force=request.force)
-        counts = {
-            "found": plan.found,
-            "in_shard": plan.in_shard,
-            "skipped": plan.done,
-            "to_run": plan.to_run,
-        }
+        plan = make_plan(prepared.stage, prepared.shards, force=request.force)
+        counts = Counts.planned(plan)
         if request.plan_only:
-            return RunResult(EXIT_OK, _plan_counts(plan), plan=_summary(plan, request.force))
-        if plan.pending or plan.leftovers:
-            _check_output_roots(task)
-        # Killed attempts' staging, retired and lock names, unless a live run holds them.
-        remove_leftovers(plan.leftovers)
-        if stop.is_set():
-            return RunResult(stop.exit_code or 130, _plan_counts(plan))
-        if not plan.found:
-            logger.info(f"no items found {stage.source.origin()}")
-            return RunResult(EXIT_OK, Counts())
-        changed = (
-            None if request.force or not plan.done else _config_change(request, task, prepared)
-        )
-        if not plan.pending:
-            line = f"{plan.in_shard} items in this shard, all done ({plan.found} found)"
-            if changed is not None:
-                line += f", but made with another configuration ({changed}); --force remakes them"
-            logger.info(f"nothing to do: {line}")
-            return RunResult(EXIT_OK, _plan_counts(plan))
-        if changed is not None:
-            note(
-                f"the {plan.done} done items were made with another "
-                f"configuration ({changed}); they are kept (--force remakes them)"
-            )
+            return RunResult(EXIT_OK, counts, plan=_summary(plan, request.force))
+        early = _before_running(request, prepared, plan, stop)
+        if early is not None:
+            return RunResult(early, counts)
         reporter = _start_recording(request, prepared, plan, counts)
+        context = RunContext(prepared.stage, plan.pending, reporter, stop, reporter.run_dir)
         try:
-            backbone.run(stage, plan.pending, reporter, stop)
+            run_engine(prepared.backbone, context)
         except BaseException as exc:
             code = reporter.finish(stop.signum)
             if not is_task_exit(exc):
@@ -249,9 +204,36 @@ def execute(request: Request) -> RunResult:
         else:
             code = reporter.finish(stop.signum)
     return RunResult(
-        code,
-        _final_counts(reporter.record["counts"]),
-        reporter.outcomes or [],
-        reporter.run_dir,
-        reporter.record_path,
+        code, reporter.counts, reporter.outcomes or [], reporter.run_dir, reporter.record_path
     )
+
+
+def _before_running(
+    request: Request, prepared: Prepared, plan: Plan, stop: StopSignal
+) -> int | None:
+    """What happens between the plan and the first item: output roots checked, leftovers
+    removed, a changed configuration noted. The exit code when the run ends here (a
+    signal, nothing found, nothing to do); None when items are to run."""
+    task = prepared.task
+    if plan.pending or plan.leftovers:
+        _check_output_roots(task)
+    # Killed attempts' staging, retired and lock names, unless a live run holds them.
+    remove_leftovers(plan.leftovers)
+    if stop.is_set():
+        return stop.exit_code or EXIT_SIGINT
+    if not plan.found:
+        logger.info(f"no items found {prepared.stage.source.origin()}")
+        return EXIT_OK
+    changed = None if request.force or not plan.done else _config_change(request, task, prepared)
+    if not plan.pending:
+        line = f"{plan.in_shard} items in this shard, all done ({plan.found} found)"
+        if changed is not None:
+            line += f", but made with another configuration ({changed}); --force remakes them"
+        logger.info(f"nothing to do: {line}")
+        return EXIT_OK
+    if changed is not None:
+        note(
+            f"the {plan.done} done items were made with another "
+            f"configuration ({changed}); they are kept (--force remakes them)"
+        )
+    return None

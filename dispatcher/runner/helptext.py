@@ -14,8 +14,8 @@ from dispatcher.errors import ErrorList, UsageError
 from dispatcher.loader import load_task_class
 from dispatcher.report.results import PlanSummary
 from dispatcher.runner.options import build_options
-from dispatcher.runner.preparation import names_task, require_task, stage_class, take_cfg_settings
-from dispatcher.runner.request import Invocation
+from dispatcher.runner.preparation import stage_class
+from dispatcher.runner.request import Request
 from dispatcher.task import Task
 
 
@@ -30,10 +30,10 @@ def _options_help(actions: list[argparse.Action]) -> str:
     return formatter.format_help().rstrip("\n")
 
 
-def task_help(inv: Invocation) -> str:
-    if inv.cfg and not names_task(inv):
-        take_cfg_settings(inv, load_layers(inv.cfg, None, []).run)
-    task_file, class_name = require_task(inv)
+def task_help(request: Request) -> str:
+    if request.cfg and not request.names_task():
+        request.take_cfg_settings(load_layers(request.cfg, None, []).run)
+    task_file, class_name = request.task_place()
     task_cls = load_task_class(task_file, class_name)
     options = build_options(None, task_cls)
     place = f"{task_file} {class_name}" if class_name else task_file
@@ -51,7 +51,7 @@ def task_help(inv: Invocation) -> str:
         lines.append(
             f"  {path} ({type_name}, {default})" + (f"\n      {help_text}" if help_text else "")
         )
-    values = describe_values(task_cls.mixin, _filled_quietly(task_cls, inv))
+    values = describe_values(task_cls.mixin, _filled_quietly(task_cls, request))
     if values:
         lines += ["", "declared values (override them the same way, by their dotted path):"]
         for path, value, help_text in values:
@@ -60,20 +60,20 @@ def task_help(inv: Invocation) -> str:
     return "\n".join(lines)
 
 
-def _filled_quietly(task_cls: type[Task], inv: Invocation) -> Any:
+def _filled_quietly(task_cls: type[Task], request: Request) -> Any:
     """The declaration filled from the configuration given, for `-h` to show current values;
     its problems are for a run to report, so they are not raised here."""
     try:
-        layers = load_layers(inv.cfg, inv.mixin_cfg, inv.mixin)
+        layers = load_layers(request.cfg, request.mixin_cfg, request.mixin)
     except UsageError:
         return MISSING
     return fill(task_cls.mixin, layers.mixin, ErrorList(), layers.mixin_text)
 
 
-def backbone_help(inv: Invocation) -> str:
-    task_cls = load_task_class(*require_task(inv)) if names_task(inv) else None
+def backbone_help(request: Request) -> str:
+    task_cls = load_task_class(*request.task_place()) if request.names_task() else None
     lines = []
-    if inv.backbone == registry.AUTO:
+    if request.backbone == registry.AUTO:
         lines += ["backbone 'auto': a torch task runs on 'torch', any other task on 'mp'."]
         if task_cls is None:
             lines += [
@@ -82,7 +82,7 @@ def backbone_help(inv: Invocation) -> str:
             ]
             return "\n".join(lines)
     stage_cls = stage_class(task_cls) if task_cls is not None else None
-    backbone_cls = registry.resolve(inv.backbone, task_cls, stage_cls)
+    backbone_cls = registry.resolve(request.backbone, task_cls, stage_cls)
     options = build_options(backbone_cls, None)
     lines += [f"backbone '{backbone_cls.name}': {backbone_cls.summary}", "", "options:"]
     lines.append(_options_help(options.backbone_actions))

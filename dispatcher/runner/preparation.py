@@ -1,4 +1,4 @@
-"""A run's request, and everything checked before the plan is made.
+"""Everything checked before the plan is made, from one run's `Request`.
 
 Every problem with the configuration is found here, together, before anything is
 planned or written: a bad run exits 2 having written nothing.
@@ -34,7 +34,7 @@ from dispatcher.runner.options import (
     option_words,
     unexpected_argument,
 )
-from dispatcher.runner.request import Invocation, option_hint
+from dispatcher.runner.request import Request, option_hint
 from dispatcher.stage import Stage, adapter_for
 from dispatcher.task import Task
 
@@ -57,63 +57,6 @@ def to_plain(value: Any) -> Any:
 
 
 @dataclasses.dataclass
-class Request:
-    """One run's settings, from the command line (`request_from`) or `dispatcher.run`."""
-
-    task_cls: type[Task] | None = None
-    """A class given as an object (from Python); otherwise `task_file` and `task_class`."""
-    task_file: str | None = None
-    task_class: str | None = None
-    backbone: str = "auto"
-    cfg: str | None = None
-    mixin_cfg: str | None = None
-    mixin: list[str] = dataclasses.field(default_factory=list)
-    """`--mixin` items, `K=V` text."""
-    mixin_values: dict[str, Any] | None = None
-    """Placeholder values from Python, the highest layer."""
-    rest: list[str] = dataclasses.field(default_factory=list)
-    """Task and backbone options as command-line words."""
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """Task and backbone options from Python, by dest or spelling."""
-    shard: str | None = None
-    shard_mode: str = "hash"
-    force: bool = False
-    log_dir: str = "dispatch-logs"
-    grace: float = 10.0
-    plan_only: bool = False
-    install: bool = False
-    """`--install`: run the package's install script once before the run."""
-    keep_outcomes: bool = False
-    submitting: bool = False
-    """Prepared to be submitted elsewhere (`dispatch submit`): every check, but no device is
-    looked for and no install script is run; the backbone is not built."""
-    argv: list[str] | None = None
-    given: set[str] = dataclasses.field(default_factory=set)
-
-
-def request_from(inv: Invocation) -> Request:
-    """The run a command line asks for."""
-    names = [f.name for f in dataclasses.fields(Request)]
-    request = Request(**{n: getattr(inv, n) for n in names if hasattr(inv, n)})
-    request.mixin, request.rest, request.given = list(inv.mixin), list(inv.rest), set(inv.given)
-    request.plan_only = inv.plan
-    return request
-
-
-def request_problems(request: Request) -> list[str]:
-    """The settings the command line's own parser checks, checked for a request from Python."""
-    problems = []
-    grace = request.grace
-    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
-        problems.append(f"grace: expected a number of seconds, 0 or more, got {grace!r}")
-    if request.shard_mode not in ("hash", "index"):
-        problems.append(f"shard_mode: expected hash or index, got {request.shard_mode!r}")
-    if request.shard is not None and not isinstance(request.shard, str):
-        problems.append(f"shard: expected 'I/N', 'auto' or 'all', got {request.shard!r}")
-    return problems
-
-
-@dataclasses.dataclass
 class Prepared:
     task: Task
     stage: Stage
@@ -123,117 +66,45 @@ class Prepared:
     config: dict[str, Any]
 
 
-def names_task(inv: Invocation | Request) -> bool:
-    """Whether a task is named: a file and a class, or an operator package folder."""
-    return bool(inv.task_file and (inv.task_class or os.path.isdir(inv.task_file)))
-
-
-def require_task(inv: Invocation | Request) -> tuple[str, str | None]:
-    """(task file, class name); a package folder has no class name (None)."""
-    if inv.task_file and os.path.isdir(inv.task_file):
-        return inv.task_file, inv.task_class or None
-    if not inv.task_file or not inv.task_class:
-        raise UsageError(
-            "TASK_FILE and TASK_CLASS are required (on the command line, or as task_file: and "
-            "task_class: in --cfg), or an operator package folder; dispatch -h shows the usage"
-        )
-    return inv.task_file, inv.task_class
-
-
-def take_cfg_settings(inv: Invocation | Request, settings: dict[str, Any]) -> None:
-    """Give `inv` the run settings a `--cfg` file names, where the command line named none.
-
-    This is what lets `--print-config`'s output, given back to `--cfg`, run the same run.
-    """
-    # A class given as an object is the task, whatever the file names.
-    if getattr(inv, "task_cls", None) is None:
-        if inv.task_file is None and "task_file" in settings:
-            inv.task_file = settings["task_file"]
-        if inv.task_class is None and "task_class" in settings:
-            inv.task_class = settings["task_class"]
-    for name in ("backbone", "shard", "shard_mode"):
-        if name in settings and name not in inv.given:
-            setattr(inv, name, settings[name])
-    inv.force = inv.force or settings.get("force", False)
-
-
 def _task_class(request: Request) -> tuple[type[Task], str | None, str | None]:
     """The task class, its file (None for a class from a module without one), its name."""
     if request.task_cls is not None:
         module = sys.modules.get(request.task_cls.__module__)
         path = getattr(module, "__file__", None)
         return request.task_cls, path, request.task_cls.__qualname__
-    task_file, class_name = require_task(request)
+    task_file, class_name = request.task_place()
     return load_task_class(task_file, class_name), task_file, class_name
 
 
-def prepare(request: Request | Invocation) -> Prepared:
+def prepare(request: Request) -> Prepared:
     """Load, configure and validate everything; every problem is raised together."""
-    inv = request_from(request) if isinstance(request, Invocation) else request
-    layers: LayeredConfig = load_layers(inv.cfg, inv.mixin_cfg, inv.mixin, inv.mixin_values)
-    take_cfg_settings(inv, layers.run)
-    task_cls, task_file, class_name = _task_class(inv)
+    layers: LayeredConfig = load_layers(
+        request.cfg, request.mixin_cfg, request.mixin, request.mixin_values
+    )
+    request.take_cfg_settings(layers.run)
+    task_cls, task_file, class_name = _task_class(request)
     stage_cls = stage_class(task_cls)
-    backbone_cls = registry.resolve(inv.backbone, task_cls, stage_cls)
+    backbone_cls = registry.resolve(request.backbone, task_cls, stage_cls)
     options = build_options(backbone_cls, task_cls)
     errors = ErrorList()
-    for problem in stage_cls.problems(task_cls):
-        errors.add(problem)
-    for problem in task_cls.missing_requirements():
+    for problem in [*stage_cls.problems(task_cls), *task_cls.missing_requirements()]:
         errors.add(problem)
     _apply_cfg_options(options, backbone_cls, layers, errors)
     mixin = fill(task_cls.mixin, layers.mixin, errors, layers.mixin_text)
-    shards: list[sharding.ShardSpec] = []
-    try:
-        cli_shard = sharding.parse_cli_shard(inv.shard, inv.shard_mode)
-    except UsageError as exc:
-        errors.extend(exc)
-        cli_shard = None
-    namespace = argparse.Namespace()
-    try:
-        words = [*inv.rest, *option_words(options.parser, inv.options)]
-        namespace, extras = options.parser.parse_known_args(words)
-        known = [s for a in options.parser._actions for s in a.option_strings]
-        after_unknown = False
-        for extra in extras:
-            if extra.startswith("-") and extra != "-":
-                name = extra.split("=", 1)[0]
-                errors.add(f"unrecognized option {name}{option_hint(name, known)}")
-                after_unknown = True
-            elif not after_unknown:
-                errors.add(unexpected_argument(extra))
-    except UsageError as exc:
-        errors.extend(exc)
+    cli_shard = _cli_shard(request, errors)
+    namespace = _parse_options(options, request, errors)
     errors.raise_if_any()
 
     task_args = namespace_of(namespace, options.task_actions)
-    try:
-        task = task_cls(task_args, mixin)
-    except UsageError:
-        raise
-    except Exception as exc:
-        raise UsageError(f"{class_name}(...) failed: {type(exc).__name__}: {exc}") from exc
-    problems = task.validate()
-    errors.extend(UsageError(*problems))
-    if not problems:  # roots are known once the configuration is valid
-        errors.extend(UsageError(*root_overlaps(task.input_roots(), task.output_roots())))
-        roots = [*task.input_roots(), *task.output_roots()]
-        errors.extend(UsageError(*replay_problems(layers.run.get("cwd"), to_plain(mixin), roots)))
-    errors.extend(UsageError(*task.argument_problems()))
-    shards = list(task.shard_specs())
-    if cli_shard is not None:
-        shards.append(cli_shard)
-    unsharded = sharding.unsharded_array_problem(inv.shard, task.splits_itself())
-    if unsharded:
-        errors.add(unsharded)
-    errors.raise_if_any()
+    task = _make_task(task_cls, class_name, task_args, mixin)
+    shards = _checked_shards(task, request, layers, mixin, cli_shard)
     backbone_options = namespace_of(namespace, options.backbone_actions)
     backbone: Backbone | None = None
-    if inv.submitting:
+    if request.submitting:
         backbone_cls.check_options(backbone_options)
     else:
-        if not inv.plan_only:
-            _install_step(stage_cls, task_cls, inv)
+        if not request.plan_only:
+            _install_step(stage_cls, task_cls, request)
         backbone = backbone_cls(backbone_options)
     config = {
         "task_file": os.path.abspath(task_file) if task_file else None,
@@ -244,9 +115,79 @@ def prepare(request: Request | Invocation) -> Prepared:
         "mixin": to_plain(mixin),
         # Only the command line's shard: the task's own shards are in its mixin.
         "shard": sharding.describe([cli_shard] if cli_shard is not None else []),
-        "force": inv.force,
+        "force": request.force,
     }
-    return Prepared(task, stage_cls(task, force=inv.force), backbone, shards, config)
+    return Prepared(task, stage_cls(task, force=request.force), backbone, shards, config)
+
+
+def _cli_shard(request: Request, errors: ErrorList) -> sharding.ShardSpec | None:
+    """`--shard` as a shard (None when every item runs); its mistake goes to `errors`."""
+    try:
+        return sharding.parse_cli_shard(request.shard, request.shard_mode)
+    except UsageError as exc:
+        errors.extend(exc)
+        return None
+
+
+def _parse_options(options: Options, request: Request, errors: ErrorList) -> argparse.Namespace:
+    """Task and backbone options, the command line's words and Python's alike, parsed by one
+    parser; every unknown option and stray word goes to `errors`."""
+    namespace = argparse.Namespace()
+    try:
+        words = [*request.rest, *option_words(options.parser, request.options)]
+        namespace, extras = options.parser.parse_known_args(words)
+    except UsageError as exc:
+        errors.extend(exc)
+        return namespace
+    known = [s for a in options.parser._actions for s in a.option_strings]
+    after_unknown = False
+    for extra in extras:
+        if extra.startswith("-") and extra != "-":
+            name = extra.split("=", 1)[0]
+            errors.add(f"unrecognized option {name}{option_hint(name, known)}")
+            after_unknown = True
+        elif not after_unknown:
+            errors.add(unexpected_argument(extra))
+    return namespace
+
+
+def _make_task(
+    task_cls: type[Task], class_name: str | None, task_args: argparse.Namespace, mixin: Any
+) -> Task:
+    """The configured task; its constructor failing is a configuration error."""
+    try:
+        return task_cls(task_args, mixin)
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"{class_name}(...) failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _checked_shards(
+    task: Task,
+    request: Request,
+    layers: LayeredConfig,
+    mixin: Any,
+    cli_shard: sharding.ShardSpec | None,
+) -> list[sharding.ShardSpec]:
+    """The run's shards (the task's own, then `--shard`), once the configured task's own
+    checks pass; every problem is raised together."""
+    errors = ErrorList()
+    problems = task.validate()
+    errors.extend(UsageError(*problems))
+    if not problems:  # roots are known once the configuration is valid
+        errors.extend(UsageError(*root_overlaps(task.input_roots(), task.output_roots())))
+        roots = [*task.input_roots(), *task.output_roots()]
+        errors.extend(UsageError(*replay_problems(layers.run.get("cwd"), to_plain(mixin), roots)))
+    errors.extend(UsageError(*task.argument_problems()))
+    shards = list(task.shard_specs())
+    if cli_shard is not None:
+        shards.append(cli_shard)
+    unsharded = sharding.unsharded_array_problem(request.shard, task.splits_itself())
+    if unsharded:
+        errors.add(unsharded)
+    errors.raise_if_any()
+    return shards
 
 
 def _apply_cfg_options(
@@ -289,12 +230,12 @@ def _options_for(
     return {k: v for k, v in layers.backbone.items() if k not in foreign}
 
 
-def _install_step(stage_cls: type[Stage], task_cls: type[Task], inv: Request) -> None:
+def _install_step(stage_cls: type[Stage], task_cls: type[Task], request: Request) -> None:
     """Run the package's install script when `--install` asks (once, before the run), or
     say in one line that it exists and has not been run."""
     script = stage_cls.install_script(task_cls)
     if script is None:
-        if inv.install:
+        if request.install:
             note(f"--install: {task_cls.__name__} has no install script")
         return
     import hashlib
@@ -302,10 +243,10 @@ def _install_step(stage_cls: type[Stage], task_cls: type[Task], inv: Request) ->
 
     with open(script, "rb") as fh:
         digest = hashlib.sha256(fh.read()).hexdigest()[:16]
-    folder = os.path.join(inv.log_dir, "install")
+    folder = os.path.join(request.log_dir, "install")
     log = os.path.join(folder, f"{task_cls.__name__}-{digest}.log")
     done = log + ".ok"
-    if not inv.install:
+    if not request.install:
         if not os.path.exists(done):
             note(f"{script} has not been run (--install runs it once)")
         return

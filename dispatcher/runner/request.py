@@ -1,16 +1,19 @@
-"""What one command line asks for: the reserved options, the `Invocation` they fill, exit codes.
+"""What one run asks for: the reserved options and the `Request` they fill.
 
-The command line (`dispatcher/cli.py`) parses argv into an `Invocation` and calls the run
-(`dispatcher/runner/execute.py`), which carries it out; the run takes these names from here, never
+The command line (`dispatcher/cli.py`) parses argv into a `Request`, `dispatcher.run(...)`
+(`dispatcher/api.py`) builds one from its arguments; preparation and the run
+(`dispatcher/runner/`) read that same object. The run takes these names from here, never
 from the command line, so the two form no import cycle.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from dispatcher.errors import did_you_mean
+from dispatcher.errors import UsageError, did_you_mean
 
 # (spellings, metavar or None for a flag, help)
 RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
@@ -58,29 +61,96 @@ RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
 
 
 @dataclass
-class Invocation:
-    """The command line, split into reserved settings, the task's place, and the rest."""
+class Request:
+    """One run's settings, from the command line or from `dispatcher.run(...)`.
+
+    The command line gives the task's place (`task_file`, `task_class`), `--mixin` text and
+    option words (`rest`); Python may give a class (`task_cls`), placeholder values
+    (`mixin_values`) and options by name (`options`) instead. Preparation fills what a
+    `--cfg` file names where the request named nothing (`take_cfg_settings`).
+    """
 
     task_file: str | None = None
     task_class: str | None = None
+    task_cls: type | None = None
+    """A class given as an object (from Python); otherwise `task_file` and `task_class`."""
     backbone: str = "auto"
     cfg: str | None = None
     mixin_cfg: str | None = None
     mixin: list[str] = field(default_factory=list)
+    """`--mixin` items, `K=V` text."""
+    mixin_values: dict[str, Any] | None = None
+    """Placeholder values from Python, the highest layer."""
+    rest: list[str] = field(default_factory=list)
+    """Task and backbone options as command-line words."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Task and backbone options from Python, by dest or spelling."""
     shard: str | None = None
     shard_mode: str = "hash"
-    plan: bool = False
+    plan_only: bool = False
+    """`--plan`: print what would run, run nothing."""
     force: bool = False
     log_dir: str = "dispatch-logs"
     grace: float = 10.0
     print_config: bool = False
     install: bool = False
+    """`--install`: run the package's install script once before the run."""
     debug: bool = False
     help: str | None = None
-    rest: list[str] = field(default_factory=list)
-    argv: list[str] = field(default_factory=list)
+    """Which help the command line asked for: task, backbone, dispatcher or version."""
+    keep_outcomes: bool = False
+    submitting: bool = False
+    """Prepared to be submitted elsewhere (`dispatch submit`): every check, but no device is
+    looked for and no install script is run; the backbone is not built."""
+    argv: list[str] | None = None
+    """The command line's words, for the run record (None from Python)."""
     given: set[str] = field(default_factory=set)
-    """Settings the command line named, which win over a `--cfg` file's."""
+    """Settings the request named, which win over a `--cfg` file's."""
+
+    def problems(self) -> list[str]:
+        """The settings the command line's own parser checks, checked for a request from
+        Python."""
+        problems = []
+        grace = self.grace
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+            problems.append(f"grace: expected a number of seconds, 0 or more, got {grace!r}")
+        if self.shard_mode not in ("hash", "index"):
+            problems.append(f"shard_mode: expected hash or index, got {self.shard_mode!r}")
+        if self.shard is not None and not isinstance(self.shard, str):
+            problems.append(f"shard: expected 'I/N', 'auto' or 'all', got {self.shard!r}")
+        return problems
+
+    def names_task(self) -> bool:
+        """Whether a task is named: a file and a class, or an operator package folder."""
+        return bool(self.task_file and (self.task_class or os.path.isdir(self.task_file)))
+
+    def task_place(self) -> tuple[str, str | None]:
+        """(task file, class name); a package folder has no class name (None)."""
+        if self.task_file and os.path.isdir(self.task_file):
+            return self.task_file, self.task_class or None
+        if not self.task_file or not self.task_class:
+            raise UsageError(
+                "TASK_FILE and TASK_CLASS are required (on the command line, or as task_file: "
+                "and task_class: in --cfg), or an operator package folder; dispatch -h shows "
+                "the usage"
+            )
+        return self.task_file, self.task_class
+
+    def take_cfg_settings(self, settings: dict[str, Any]) -> None:
+        """The run settings a `--cfg` file names, where the request named none.
+
+        This is what lets `--print-config`'s output, given back to `--cfg`, run the same run.
+        """
+        # A class given as an object is the task, whatever the file names.
+        if self.task_cls is None:
+            if self.task_file is None and "task_file" in settings:
+                self.task_file = settings["task_file"]
+            if self.task_class is None and "task_class" in settings:
+                self.task_class = settings["task_class"]
+        for name in ("backbone", "shard", "shard_mode"):
+            if name in settings and name not in self.given:
+                setattr(self, name, settings[name])
+        self.force = self.force or settings.get("force", False)
 
 
 RESERVED_SPELLINGS = [s for spellings, _, _ in RESERVED for s in spellings]

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from dispatcher.errors import UsageError
-from dispatcher.runner.preparation import Prepared, prepare, request_from
-from dispatcher.runner.request import Invocation
+from dispatcher.runner.preparation import Prepared, prepare
+from dispatcher.runner.request import Request
 
 SLURM_FOLDER = "slurm"
 """Below the log directory: sbatch scripts, array task logs, submission records."""
@@ -87,7 +87,7 @@ class Command:
         return self.prepared.shards[:-1]
 
 
-Parse = Callable[[list[str]], Invocation]
+Parse = Callable[[list[str]], Request]
 """The command line's parser (`dispatcher.cli.parse_command_line`), passed in: no cycle."""
 
 
@@ -101,16 +101,16 @@ def prepare_command(words: list[str], parse: Parse, verb: str) -> Command:
     """
     if not words:
         raise UsageError(f"{verb}: no dispatch command: give -- TASK_FILE TASK_CLASS [options]")
-    inv = parse(words)
+    request = parse(words)
     problems = []
-    if inv.help or inv.plan or inv.print_config:
+    if request.help or request.plan_only or request.print_config:
         problems.append(f"{verb}: -h, -hb, -hk, --plan and --print-config are not submitted")
-    if inv.shard is not None:
+    if request.shard is not None:
         problems.append(
             f"{verb}: --shard is chosen per array task (--array N gives the count); "
             "leave it out of the dispatch command"
         )
-    request = request_from(inv)
+    shard_mode = request.shard_mode  # the command line's, before a --cfg file's fills in
     request.shard = "0/1"
     request.submitting = True
     try:
@@ -120,7 +120,7 @@ def prepare_command(words: list[str], parse: Parse, verb: str) -> Command:
     if problems:
         raise UsageError(*problems)
     name = type(prepared.task).__name__
-    return Command(words, prepared, inv.shard_mode, inv.log_dir, name, float(inv.grace))
+    return Command(words, prepared, shard_mode, request.log_dir, name, float(request.grace))
 
 
 def slurm_dir(log_dir: str) -> str:

@@ -139,3 +139,27 @@ def test_every_builtin_backbone_loads_and_auto_picks_by_task_type():
     assert registry.auto_choice(plain) == "mp"
     assert registry.resolve("auto", Task, plain).name == "mp"
     assert registry.auto_choice(torch_stage) == "torch"
+
+
+def test_an_engine_written_for_the_earlier_run_signature_still_runs():
+    """The core hands engines a RunContext; one whose `run` takes (stage, items, reporter,
+    stop) gets those instead."""
+    from dispatcher.engines import Backbone, RunContext, run_engine
+
+    seen = []
+
+    class Earlier(Backbone):
+        def run(self, stage, items, reporter, stop):
+            seen.append(("earlier", stage, items, reporter, stop))
+
+    class Current(Backbone):
+        def run(self, context):
+            seen.append(("current", context))
+
+    context = RunContext("stage", [("a", None)], "reporter", "stop")  # type: ignore[arg-type]
+    run_engine(Earlier(None), context)  # type: ignore[arg-type]
+    run_engine(Current(None), context)  # type: ignore[arg-type]
+    assert seen == [
+        ("earlier", "stage", [("a", None)], "reporter", "stop"),
+        ("current", context),
+    ]

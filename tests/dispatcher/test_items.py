@@ -15,6 +15,7 @@ from dispatcher import outputs
 from dispatcher.cli import parse_command_line
 from dispatcher.execution.steps import Outcome
 from dispatcher.outputs import DoneElsewhere, MissingOutput, OutputOutsideRoot, confine
+from dispatcher.report.counts import Counts
 from dispatcher.report.reporter import Reporter, _platform
 from dispatcher.runner.execute import prepare
 
@@ -116,15 +117,19 @@ def test_confine_still_refuses_a_folder_link_out_of_the_root(tmp_path):
 
 
 def test_successes_counted_per_chunk_equal_one_by_one(tmp_path):
-    one, many = (Reporter(str(tmp_path / name), 5, {}) for name in ("one", "many"))
+    one, many = (Reporter(str(tmp_path / name), Counts(to_run=5), {}) for name in ("one", "many"))
     one.outcomes, many.outcomes = [], []
     keys = ["a", "b", "c"]
     for key in keys:
         one.record_outcome(Outcome(key, True))
     many.record_successes(keys)
     many.record_successes([])
-    assert (one.succeeded, one.failed, one.elsewhere) == (many.succeeded, many.failed, 0)
-    assert many.outcomes == one.outcomes and many.ran == 3
+    assert (one.counts.succeeded, one.counts.failed, one.counts.made_elsewhere) == (
+        many.counts.succeeded,
+        many.counts.failed,
+        0,
+    )
+    assert many.outcomes == one.outcomes and many.counts.ran == 3
     assert many.progress._done == 3
 
 

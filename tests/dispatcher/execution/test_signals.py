@@ -17,8 +17,10 @@ import pytest
 from conftest import run_dispatch, start_dispatch, task_file
 
 from backbones.serial import SerialBackbone
+from dispatcher.engines import RunContext
 from dispatcher.execution.signals import StopSignal
 from dispatcher.items import ItemSource
+from dispatcher.report.counts import Counts
 from dispatcher.report.reporter import Reporter
 from dispatcher.runner.options import build_options
 from dispatcher.stage import Stage
@@ -153,15 +155,11 @@ class _Task(Stage):
 
 def test_serial_disarms_the_grace_timer_when_it_returns_in_time(tmp_path):
     task = _Task()
-    reporter = Reporter(str(tmp_path / "run"), 4, {}, stream=io.StringIO())
+    reporter = Reporter(str(tmp_path / "run"), Counts(to_run=4), {}, stream=io.StringIO())
     with StopSignal(grace=0.3) as stop:
         options = build_options(SerialBackbone, None).parser.parse_args([])
-        SerialBackbone(options).run(
-            task,
-            [("a", None), ("b", None), ("c", None), ("d", None)],
-            reporter,
-            stop,  # type: ignore[arg-type]
-        )
+        items = [("a", None), ("b", None), ("c", None), ("d", None)]
+        SerialBackbone(options).run(RunContext(task, items, reporter, stop))  # type: ignore[arg-type]
         time.sleep(0.6)  # a timer left armed would raise GraceExpired here
     assert task.ran == ["a", "b"] and task.torn_down
     assert reporter.finish(stop.signum) == 143

@@ -20,6 +20,7 @@ import pytest
 from conftest import run_dir, run_dispatch, run_record, task_file
 
 from dispatcher.execution.steps import Outcome
+from dispatcher.report.counts import Counts
 from dispatcher.report.reporter import Reporter
 
 
@@ -117,7 +118,7 @@ def test_run_record_names_the_shard(task, tmp_path):
 def test_plain_progress_lines_when_not_a_terminal(tmp_path):
     stream = io.StringIO()
     reporter = Reporter(
-        str(tmp_path / "run"), 4, {"counts": {"found": 4}}, stream=stream, interval=0
+        str(tmp_path / "run"), Counts(found=4, to_run=4), {}, stream=stream, interval=0
     )
     reporter.record_outcome(Outcome("a", True))
     reporter.record_outcome(Outcome("b", False, "ValueError: no", "Traceback ..."))
@@ -134,7 +135,7 @@ def test_plain_progress_lines_when_not_a_terminal(tmp_path):
 
 def test_no_progress_line_before_the_interval(tmp_path):
     stream = io.StringIO()
-    reporter = Reporter(str(tmp_path / "run"), 3, {}, stream=stream, interval=3600)
+    reporter = Reporter(str(tmp_path / "run"), Counts(to_run=3), {}, stream=stream, interval=3600)
     for key in "abc":
         reporter.record_outcome(Outcome(key, True))
     reporter.tick()
@@ -188,7 +189,7 @@ def test_a_progress_bar_on_a_terminal(task, tmp_path):
 
 def test_abort_and_crash_are_recorded_as_the_outcome(tmp_path):
     stream = io.StringIO()
-    reporter = Reporter(str(tmp_path / "a"), 5, {}, stream=stream)
+    reporter = Reporter(str(tmp_path / "a"), Counts(to_run=5), {}, stream=stream)
     reporter.abort("task setup failed in a worker: OSError: no GPU", "Traceback (most recent...)")
     reporter.record_outcome(Outcome("x", True))
     assert reporter.finish(None) == 1
@@ -200,7 +201,7 @@ def test_abort_and_crash_are_recorded_as_the_outcome(tmp_path):
     ]
     assert rows[0]["key"] is None and rows[0]["traceback"].startswith("Traceback")
 
-    reporter = Reporter(str(tmp_path / "b"), 2, {}, stream=io.StringIO())
+    reporter = Reporter(str(tmp_path / "b"), Counts(to_run=2), {}, stream=io.StringIO())
     with pytest.raises(KeyError):
         try:
             raise KeyError("oops")
@@ -209,3 +210,31 @@ def test_abort_and_crash_are_recorded_as_the_outcome(tmp_path):
     record = json.loads((tmp_path / "b" / "run.json").read_text())
     assert record["outcome"] == "aborted: the backbone crashed: KeyError: 'oops'"
     assert record["exit_code"] == 1
+
+
+def test_counts_are_their_record_and_back():
+    counts = Counts(found=5, in_shard=4, skipped=1, to_run=3, duplicates=1)
+    assert counts.to_record(finished=False) == {
+        "found": 5,
+        "in_shard": 4,
+        "skipped": 1,
+        "to_run": 3,
+        "duplicates": 1,
+    }
+    counts.add_succeeded(2)
+    counts.add_failed(malformed=True)
+    counts.settle()
+    record = counts.to_record()
+    assert record == {
+        "found": 5,
+        "in_shard": 4,
+        "skipped": 1,
+        "to_run": 3,
+        "duplicates": 1,
+        "ran": 3,
+        "succeeded": 2,
+        "failed": 1,
+        "not_run": 0,
+        "malformed_inputs": 1,
+    }
+    assert Counts.from_record(json.loads(json.dumps(record))) == counts
