@@ -38,6 +38,7 @@ from dispatcher.outputs.names import (
 from dispatcher.outputs.paths import (
     OutputOutsideRoot,
     confine,
+    forget_folders,
     hidden_beside,
     is_inside,
     root_overlaps,
@@ -54,6 +55,7 @@ from dispatcher.outputs.staging import (
 )
 
 __all__ = [
+    "forget_folders",
     "RETIRED_SUFFIX",
     "STAGING_SUFFIX",
     "Claimed",

@@ -113,14 +113,21 @@ def unwritable_reason(root: str) -> str | None:
 
 @functools.lru_cache(maxsize=4096)
 def _folder_inside(root: str, folder: str) -> bool:
-    # Output folders are resolved once per process: items share a handful of folders.
+    # Output folders are resolved once per run (`forget_folders`): items share a handful.
     return is_inside(os.path.realpath(root), os.path.realpath(folder))
 
 
 @functools.lru_cache(maxsize=4096)
 def make_folder(path: str) -> None:
-    """`makedirs` once per folder and process: items share a handful of folders."""
+    """`makedirs` once per folder and run: items share a handful of folders."""
     os.makedirs(path or ".", exist_ok=True)
+
+
+def forget_folders() -> None:
+    """Forget which folders were made and where they resolve, when a run starts: one
+    process may run again (from Python) after a folder was removed or swapped for a link."""
+    make_folder.cache_clear()
+    _folder_inside.cache_clear()
 
 
 def confine(root: str, relative: str) -> str:

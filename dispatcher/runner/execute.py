@@ -15,7 +15,13 @@ from dispatcher.engines import RunContext, run_engine
 from dispatcher.environment import slurm_job
 from dispatcher.errors import EXIT_OK, EXIT_SIGINT, UsageError
 from dispatcher.execution.steps import is_task_exit
-from dispatcher.outputs import is_inside, records, remove_leftovers, unwritable_reason
+from dispatcher.outputs import (
+    forget_folders,
+    is_inside,
+    records,
+    remove_leftovers,
+    unwritable_reason,
+)
 from dispatcher.plan import Plan, make_plan
 from dispatcher.report.counts import Counts
 from dispatcher.report.log import logger, note
@@ -36,7 +42,13 @@ def _run_dir(request: Request, task: Task, shards: list[sharding.ShardSpec]) -> 
     # record is found next to its log (JOB_TASK.out); the process id keeps a requeued task's runs apart.
     job = slurm_job()
     where = f"{job['array_job']}_{job['array_task']}-{os.getpid()}" if job else str(os.getpid())
-    return os.path.join(request.log_dir, type(task).__name__, f"{stamp}-{tag}-{where}")
+    base = os.path.join(request.log_dir, type(task).__name__, f"{stamp}-{tag}-{where}")
+    # Runs from Python in one process within a second: each keeps its own record.
+    run_dir, n = base, 1
+    while os.path.exists(run_dir):
+        n += 1
+        run_dir = f"{base}-{n}"
+    return run_dir
 
 
 def _check_log_dir(log_dir: str, task: Task) -> None:
@@ -181,6 +193,8 @@ def execute(request: Request) -> RunResult:
     """Configure, plan, run and report one run; what the command line and Python share."""
     prepared = prepare(request)
     from dispatcher.execution.signals import StopSignal
+
+    forget_folders()  # what an earlier run in this process saw of them may have changed
 
     # Handlers are installed only in the main thread (Python allows no other).
     with StopSignal(request.grace) as stop:

@@ -564,3 +564,48 @@ def test_an_output_root_the_user_may_not_write_is_refused_before_any_work(ds):
     assert line == (f"dispatch: error: mixin 'output': output root {out} cannot be written "
                     f"(permission denied at {out}): choose a folder you can write")  # fmt: skip
     assert not (ds / "logs").exists() and os.listdir(out) == []
+
+
+def _two_runs_in_one_process(tmp_path: Path, between) -> tuple[object, Path]:
+    """Run the plan tests' Copy twice through `dispatcher.run` in this process, calling
+    `between(out)` in between (as a notebook or a service calling the API would)."""
+    from conftest import run_task
+
+    data, out = tmp_path / "data", tmp_path / "out"
+    (data / "a").mkdir(parents=True)
+    (data / "a" / "x.txt").write_text("x")
+    mixin = {"input": str(data), "output": str(out)}
+    first = run_task(
+        task_file("plan_copy"), "Copy", mixin, log_dir=tmp_path / "logs", backbone="serial"
+    )
+    assert first.exit_code == 0
+    between(out)
+    return run_task(
+        task_file("plan_copy"), "Copy", mixin, log_dir=tmp_path / "logs", backbone="serial"
+    ), out
+
+
+def test_a_second_run_in_one_process_makes_the_output_folders_it_finds_gone(tmp_path):
+    second, out = _two_runs_in_one_process(tmp_path, shutil.rmtree)
+    assert second.exit_code == 0, second
+    assert tree(out) == {"a/x.txt.out": b"x"}
+
+
+def test_a_second_run_in_one_process_never_writes_through_a_folder_swapped_for_a_link(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+
+    def swap(out: Path) -> None:
+        shutil.rmtree(out / "a")
+        (out / "a").symlink_to(outside)
+
+    second, _ = _two_runs_in_one_process(tmp_path, swap)
+    assert second.exit_code == 1, second
+    assert list(outside.iterdir()) == []
+
+
+def test_two_runs_in_one_process_keep_a_run_record_each(tmp_path):
+    from conftest import run_dirs
+
+    _two_runs_in_one_process(tmp_path, shutil.rmtree)  # the second run has work to do
+    assert len(run_dirs(tmp_path / "logs", "Copy")) == 2
