@@ -177,8 +177,8 @@ class Backbone:
 
 def run_engine(backbone: Backbone, context: RunContext) -> None:
     """Run `context` on `backbone`; an engine written against the earlier
-    `run(self, stage, items, reporter, stop)` is detected once per class and called so."""
-    if _takes_context(type(backbone)):
+    `run(self, stage, items, reporter, stop)` is detected once per method and called so."""
+    if _takes_context(type(backbone).run):
         backbone.run(context)
     else:
         run = backbone.run  # type: ignore[assignment]
@@ -186,11 +186,11 @@ def run_engine(backbone: Backbone, context: RunContext) -> None:
 
 
 @functools.cache
-def _takes_context(cls: type[Backbone]) -> bool:
-    """Whether `cls.run` takes one argument (the context) besides `self`."""
+def _takes_context(run: Any) -> bool:
+    """Whether an engine's `run` takes one argument (the context) besides `self`."""
     import inspect
 
-    parameters = inspect.signature(cls.run).parameters.values()
+    parameters = inspect.signature(run).parameters.values()
     positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return len(positional) <= 2
 

@@ -6,6 +6,7 @@ import io
 import logging
 
 from dispatcher.report import log
+from dispatcher.report.counts import Counts
 from dispatcher.report.reporter import Progress, Reporter
 
 
@@ -45,7 +46,7 @@ def test_stderr_is_looked_up_when_a_line_is_written(monkeypatch):
 
 def test_lines_go_through_the_progress_display_while_it_is_shown(tmp_path, capsys):
     stream = io.StringIO()
-    reporter = Reporter(str(tmp_path / "run"), 2, {}, stream=stream, interval=3600)
+    reporter = Reporter(str(tmp_path / "run"), Counts(to_run=2), {}, stream=stream, interval=3600)
     reporter.note("a worker was replaced")
     log.logger.info("from elsewhere")
     assert "dispatch: a worker was replaced\ndispatch: from elsewhere\n" in stream.getvalue()
