@@ -1,5 +1,6 @@
-"""Shared helpers: run a task (in this process through `dispatcher.run`, or the real
-`dispatch` command in a subprocess) and read what it left: outputs, run records, failures.
+"""Shared helpers: run a task (in this process through `dispatcher.run` or the command line
+`dispatch_here`, or the real `dispatch` command in a subprocess) and read what it left:
+outputs, run records, failures.
 
 Task classes the tests run live in `tests/tasks/` (one module per theme), named by
 `task_file(name)`; a test writes a task as a string only where the source itself is
@@ -8,11 +9,15 @@ under test."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
+import io
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,6 +128,70 @@ def run_dispatch(
         text=True,
         timeout=timeout,
     )
+
+
+@dataclasses.dataclass
+class Dispatched:
+    """What `dispatch_here` leaves: the attributes tests read from a `CompletedProcess`."""
+
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def dispatch_here(
+    *args: str,
+    cwd: str | os.PathLike[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> Dispatched:
+    """`dispatch ARGS` run in this process (`dispatcher.cli.main`), for command lines where
+    a separate process adds nothing: usage and configuration errors, `--plan`, help text,
+    serial runs. The working directory, environment variables, standard streams and signal
+    handlers are those of the call only, and restored after it."""
+    from dispatcher.cli import main
+
+    argv = [str(a) for a in args]
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        _dispatch_surroundings(cwd, env),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return Dispatched(["dispatch", *argv], code, out.getvalue(), err.getvalue())
+
+
+_RUN_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)
+"""The signals whose handlers a run installs (stop signals, the grace timer)."""
+
+
+@contextlib.contextmanager
+def _dispatch_surroundings(
+    cwd: str | os.PathLike[str] | None, env: dict[str, str] | None
+) -> Iterator[None]:
+    """The directory, environment and signal handlers `run_dispatch`'s process would start
+    with, put back as they were afterwards."""
+    old_cwd = os.getcwd()
+    old_env = dict(os.environ)
+    handlers = {sig: signal.getsignal(sig) for sig in _RUN_SIGNALS}
+    os.environ.pop("SLURM_ARRAY_TASK_ID", None)
+    os.environ.update(env or {})
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(old_cwd)
+        os.environ.clear()
+        os.environ.update(old_env)
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in handlers.items():
+                if handler is not None:  # None: not installed from Python, nothing to undo
+                    signal.signal(sig, handler)
 
 
 def backbone_params(names) -> list:

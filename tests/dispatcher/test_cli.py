@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, run_dispatch, task_file, tree, write_file
+from conftest import REPO, dispatch_here, task_file, tree, write_file
 
 from dispatcher.outputs.records import is_provenance_name
 
@@ -23,7 +23,7 @@ def outputs(out):
 
 def test_serial_run_receives_mixin_and_options(echo, tmp_path):
     out = tmp_path / "out"
-    proc = run_dispatch(
+    proc = dispatch_here(
         echo,
         "Echo",
         "--backbone",
@@ -56,9 +56,9 @@ def test_serial_run_receives_mixin_and_options(echo, tmp_path):
 def test_rerun_does_nothing_and_says_so(echo, tmp_path):
     out = tmp_path / "out"
     args = (echo, "Echo", "--backbone", "serial", "--mixin", f"output={out}")
-    assert run_dispatch(*args, cwd=tmp_path).returncode == 0
+    assert dispatch_here(*args, cwd=tmp_path).returncode == 0
     before = tree(out)
-    again = run_dispatch(*args, cwd=tmp_path)
+    again = dispatch_here(*args, cwd=tmp_path)
     assert again.returncode == 0
     assert "nothing to do" in again.stderr
     assert tree(out) == before
@@ -66,7 +66,7 @@ def test_rerun_does_nothing_and_says_so(echo, tmp_path):
 
 def test_reserved_options_work_after_positionals_and_before(echo, tmp_path):
     out = tmp_path / "out"
-    proc = run_dispatch(
+    proc = dispatch_here(
         "--mixin", f"output={out}", "n=1", echo, "Echo", "--backbone", "serial", cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr
@@ -74,7 +74,7 @@ def test_reserved_options_work_after_positionals_and_before(echo, tmp_path):
 
 
 def test_hk_lists_every_reserved_option():
-    proc = run_dispatch("-hk")
+    proc = dispatch_here("-hk")
     assert proc.returncode == 0
     for option in [
         "--backbone",
@@ -95,7 +95,7 @@ def test_hk_lists_every_reserved_option():
 
 
 def test_h_shows_task_options_and_placeholders_not_dispatcher_help(echo):
-    proc = run_dispatch(echo, "Echo", "-h")
+    proc = dispatch_here(echo, "Echo", "-h")
     assert proc.returncode == 0, proc.stderr
     assert "--shout" in proc.stdout and "--words" in proc.stdout
     assert "n (int, default 2)" in proc.stdout and "how many items" in proc.stdout
@@ -106,7 +106,7 @@ def test_h_shows_task_options_and_placeholders_not_dispatcher_help(echo):
 
 
 def test_hb_shows_the_backbone(echo):
-    proc = run_dispatch(echo, "Echo", "--backbone", "serial", "-hb")
+    proc = dispatch_here(echo, "Echo", "--backbone", "serial", "-hb")
     assert proc.returncode == 0
     assert "backbone 'serial'" in proc.stdout
 
@@ -125,7 +125,7 @@ def test_print_config_resolves_everything(echo, tmp_path):
           n: 5
     """,
     )
-    proc = run_dispatch(echo, "Echo", "--backbone", "serial", "--cfg", cfg, "--print-config")
+    proc = dispatch_here(echo, "Echo", "--backbone", "serial", "--cfg", cfg, "--print-config")
     assert proc.returncode == 0, proc.stderr
     conf = yaml.safe_load(proc.stdout)
     assert conf["mixin"]["output"] == f"{tmp_path}/out"
@@ -209,7 +209,7 @@ def test_errors_are_one_line_exit_2_and_write_nothing(tmp_path, echo, args, mess
     work.mkdir()
     if "--backbone" not in args:
         args += ["--backbone", "serial"]
-    proc = run_dispatch(*args, cwd=work)
+    proc = dispatch_here(*args, cwd=work)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -220,7 +220,7 @@ def test_errors_are_one_line_exit_2_and_write_nothing(tmp_path, echo, args, mess
 
 
 def test_all_configuration_errors_are_reported_together(echo, tmp_path):
-    proc = run_dispatch(
+    proc = dispatch_here(
         echo,
         "Echo",
         "--backbone",
@@ -239,14 +239,14 @@ def test_all_configuration_errors_are_reported_together(echo, tmp_path):
 
 
 def test_debug_shows_traceback(echo, tmp_path):
-    proc = run_dispatch(echo, "Nope", "--debug", cwd=tmp_path)
+    proc = dispatch_here(echo, "Nope", "--debug", cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" in proc.stderr
 
 
 def test_failed_item_exit_1_and_failure_recorded(tmp_path):
     task = task_file("cli_tasks")
-    proc = run_dispatch(
+    proc = dispatch_here(
         task, "Flaky", "--backbone", "serial", "--log-dir", tmp_path / "logs", cwd=tmp_path
     )
     assert proc.returncode == 1
@@ -299,7 +299,7 @@ def test_a_log_directory_inside_the_output_root_is_refused(tmp_path):
     write_file(tmp_path / "in" / "a.txt", "a")
     out = tmp_path / "out"
     out.mkdir()
-    proc = run_dispatch(
+    proc = dispatch_here(
         task,
         "Copy",
         "--backbone",
@@ -312,7 +312,7 @@ def test_a_log_directory_inside_the_output_root_is_refused(tmp_path):
     assert proc.returncode == 2
     assert "is inside the output root" in proc.stderr
     assert list(out.iterdir()) == []
-    proc = run_dispatch(
+    proc = dispatch_here(
         task,
         "Copy",
         "--backbone",
@@ -330,7 +330,7 @@ def test_a_log_directory_inside_the_output_root_is_refused(tmp_path):
 
 def test_mixin_keys_for_a_task_that_declares_none_are_errors(tmp_path):
     task = task_file("cli_tasks")
-    proc = run_dispatch(
+    proc = dispatch_here(
         task, "Bare", "--backbone", "serial", "--mixin", "a.b=1", "c=2", cwd=tmp_path
     )
     assert proc.returncode == 2

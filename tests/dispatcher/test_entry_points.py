@@ -7,7 +7,7 @@ import json
 
 import pytest
 import yaml
-from conftest import REPO, run_dispatch, task_file, tree, write_file
+from conftest import REPO, dispatch_here, run_dispatch, task_file, tree, write_file
 
 import dispatcher
 
@@ -29,7 +29,7 @@ def _error_lines(proc) -> list[str]:
 
 @pytest.mark.parametrize("args", [[], ["-h"], ["--help"], ["-hk"]])
 def test_without_a_task_help_is_the_dispatchers(args, tmp_path):
-    proc = run_dispatch(*args, cwd=tmp_path)
+    proc = dispatch_here(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: dispatch")
     assert "--mixin-cfg FILE" in proc.stdout and "TASK_CLASS" in proc.stdout
@@ -39,7 +39,7 @@ def test_without_a_task_help_is_the_dispatchers(args, tmp_path):
 
 
 def test_the_usage_line_wraps():
-    proc = run_dispatch("-hk")
+    proc = dispatch_here("-hk")
     head = proc.stdout.split("\n\n", 1)[0].splitlines()
     assert len(head) > 1, head
     assert all(len(line) <= 88 for line in head), head
@@ -49,13 +49,13 @@ def test_the_usage_line_wraps():
 
 
 def test_version_prints_the_version(tmp_path):
-    proc = run_dispatch("--version", cwd=tmp_path)
+    proc = dispatch_here("--version", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == f"shard-dispatch {dispatcher.__version__}\n"
 
 
 def test_a_task_file_without_its_class_is_still_an_error(tmp_path):
-    proc = run_dispatch(WORDCOUNT, cwd=tmp_path)
+    proc = dispatch_here(WORDCOUNT, cwd=tmp_path)
     assert proc.returncode == 2
     assert "TASK_FILE and TASK_CLASS are required" in proc.stderr
     assert len(_error_lines(proc)) == 1 and len(proc.stderr.splitlines()) == 1
@@ -104,7 +104,7 @@ def test_a_task_file_without_its_class_is_still_an_error(tmp_path):
 def test_typos_get_a_suggestion_and_write_nothing(tmp_path, args, message):
     args = [a.format(task=WORDCOUNT) for a in args]
     out = tmp_path / "out"
-    proc = run_dispatch(
+    proc = dispatch_here(
         *args, "--backbone", "mp", "--mixin", f"input={TEXT}", f"output={out}", cwd=tmp_path
     )
     assert proc.returncode == 2, proc.stderr
@@ -115,7 +115,7 @@ def test_typos_get_a_suggestion_and_write_nothing(tmp_path, args, message):
 
 
 def test_a_bare_mixin_item_after_the_class_is_pointed_at_mixin(tmp_path):
-    proc = run_dispatch(WORDCOUNT, "WordCount", "top=3", cwd=tmp_path)
+    proc = dispatch_here(WORDCOUNT, "WordCount", "top=3", cwd=tmp_path)
     assert proc.returncode == 2
     assert (
         "dispatch: error: unexpected argument 'top=3' (did you mean --mixin top=3?)" in proc.stderr
@@ -126,7 +126,7 @@ def test_a_bare_mixin_item_after_the_class_is_pointed_at_mixin(tmp_path):
 
 
 def _printed(*args, cwd) -> str:
-    proc = run_dispatch(*args, "--print-config", cwd=cwd)
+    proc = dispatch_here(*args, "--print-config", cwd=cwd)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -210,7 +210,7 @@ def test_the_command_line_wins_over_the_printed_file(tmp_path):
         _printed(WORDCOUNT, "WordCount", "--cfg", cfg, "--min-length", "5", cwd=tmp_path)
     )
     assert conf["task"]["min_length"] == 5 and conf["backbone"]["name"] == "serial"
-    proc = run_dispatch("--cfg", cfg, "--min-length", "5", cwd=tmp_path)
+    proc = dispatch_here("--cfg", cfg, "--min-length", "5", cwd=tmp_path)
     assert proc.returncode == 2
     assert _error_lines(proc) == [
         "dispatch: error: option --min-length comes before TASK_FILE TASK_CLASS; "
@@ -237,17 +237,17 @@ def test_a_printed_template_configuration_round_trips(tmp_path, template_task):
     )
     cfg = write_file(tmp_path / "run.yaml", printed)
     assert _printed("--cfg", cfg, cwd=tmp_path) == printed
-    assert run_dispatch("--cfg", cfg, cwd=tmp_path).returncode == 0
+    assert dispatch_here("--cfg", cfg, cwd=tmp_path).returncode == 0
     assert sorted(tree(out)) == [".hidden.txt.js", "a.txt.js"]
 
 
 def test_cfg_refuses_unknown_top_level_keys_with_a_suggestion(tmp_path):
     cfg = write_file(tmp_path / "run.yaml", f"task_fiel: {WORDCOUNT}\ntask_class: WordCount\n")
-    proc = run_dispatch("--cfg", cfg, cwd=tmp_path)
+    proc = dispatch_here("--cfg", cfg, cwd=tmp_path)
     assert proc.returncode == 2
     assert "unknown section 'task_fiel' (did you mean 'task_file'?)" in proc.stderr
     cfg = write_file(tmp_path / "bad.yaml", "force: maybe\nshard: x\nbackbone: {name: 3}\n")
-    proc = run_dispatch(WORDCOUNT, "WordCount", "--cfg", cfg, cwd=tmp_path)
+    proc = dispatch_here(WORDCOUNT, "WordCount", "--cfg", cfg, cwd=tmp_path)
     assert proc.returncode == 2
     errors = _error_lines(proc)
     assert any("force: expected true or false" in e for e in errors), errors
@@ -260,7 +260,7 @@ def test_cfg_refuses_unknown_top_level_keys_with_a_suggestion(tmp_path):
 
 
 def test_h_lists_the_mode_fields_with_their_values(template_task):
-    proc = run_dispatch(template_task, "Sizes", "--mixin", "input_mode.hidden=true", "-h")
+    proc = dispatch_here(template_task, "Sizes", "--mixin", "input_mode.hidden=true", "-h")
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     assert "input_mode (InputByExtensions)\n      Every file under the input root" in text
@@ -271,7 +271,7 @@ def test_h_lists_the_mode_fields_with_their_values(template_task):
 
 
 def test_h_says_input_is_a_jsonl_file_where_it_is(template_task):
-    proc = run_dispatch(template_task, "Listed", "-h")
+    proc = dispatch_here(template_task, "Listed", "-h")
     assert proc.returncode == 0, proc.stderr
     assert "input (str, required)\n      input JSONL file" in proc.stdout
     assert "input_mode.key = 'path'" in proc.stdout
@@ -292,12 +292,12 @@ def test_an_extension_without_a_dot_means_with_one(tmp_path, template_task):
         f"input={data}",
         f"output={out}",
     )
-    proc = run_dispatch(*args, cwd=tmp_path)
+    proc = dispatch_here(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert sorted(tree(out)) == ["doc1.txt.json"]
-    again = run_dispatch(*args, cwd=tmp_path)  # the done check looks for the same name
+    again = dispatch_here(*args, cwd=tmp_path)  # the done check looks for the same name
     assert again.returncode == 0 and "nothing to do" in again.stderr
-    proc = run_dispatch(*args, "output_mode.ext=_meta.json", cwd=tmp_path)
+    proc = dispatch_here(*args, "output_mode.ext=_meta.json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert sorted(tree(out)) == ["doc1.txt.json", "doc1.txt_meta.json"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import xxhash
-from conftest import run_dispatch, run_task, task_file
+from conftest import dispatch_here, run_task, task_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -312,7 +312,7 @@ def test_auto_with_inconsistent_variables_is_a_usage_error(monkeypatch, env, mes
 def test_bad_cli_shards_exit_2_with_one_line(tmp_path, text):
     task_path = COPY
     (tmp_path / "in").mkdir()
-    done = run_dispatch(
+    done = dispatch_here(
         task_path, "Copy", "--shard", text, "--log-dir", tmp_path / "logs",
         "--mixin", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}",
     )  # fmt: skip
@@ -343,7 +343,7 @@ def test_auto_in_a_real_run_equals_the_explicit_shard(tmp_path, env):
     results = []
     for shard, extra_env in (("auto", env), ("1/3", {})):
         out = tmp_path / f"out-{shard.replace('/', '-')}"
-        done = run_dispatch(
+        done = dispatch_here(
             task_path, "Copy", "--backbone", "serial", "--shard", shard, "--log-dir", tmp_path / "logs",
             "--mixin", f"input={tmp_path / 'in'}", f"output={out}", env=extra_env,
         )  # fmt: skip

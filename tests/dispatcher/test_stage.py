@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, task_file, tree, write_file
+from conftest import REPO, dispatch_here, run_dispatch, task_file, tree, write_file
 
 import dispatcher
 from dispatcher.errors import UsageError
@@ -188,7 +188,7 @@ def test_backbones_reach_tasks_only_through_the_stage():
 
 def test_a_class_no_adapter_claims_is_a_usage_error(tmp_path):
     task = write_file(tmp_path / "other.py", "class Thing:\n    pass\n")
-    proc = run_dispatch(str(task), "Thing", cwd=tmp_path)
+    proc = dispatch_here(str(task), "Thing", cwd=tmp_path)
     assert proc.returncode == 2
     assert "'Thing' in" in proc.stderr and "is not a task class" in proc.stderr
     with pytest.raises(UsageError, match="not a task class"):

@@ -1,5 +1,5 @@
 """Every configuration error is found before any work: typed text, signatures, backbone fit,
-missing packages, SLURM arrays without a shard. Each case runs the real command."""
+missing packages, SLURM arrays without a shard. Each case runs the command line."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, task_file, write_file
+from conftest import REPO, dispatch_here, run_dispatch, task_file, write_file
 
 
 def _error_lines(proc) -> list[str]:
@@ -19,7 +19,7 @@ def _error_lines(proc) -> list[str]:
 def _echo(tmp_path: Path, *args: str):
     task = task_file("config_echo")
     out = tmp_path / "out"
-    proc = run_dispatch(
+    proc = dispatch_here(
         task, "Echo", "--backbone", "serial", "--mixin", f"out={out}", *args, cwd=tmp_path
     )
     result = json.loads((out / "r.json").read_text()) if (out / "r.json").exists() else None
@@ -51,7 +51,7 @@ def test_quoted_and_interpolated_values_stay_strings(tmp_path):
     cfg = write_file(tmp_path / "cfg.yaml", "mixin:\n  raw: 0123\n  source: ${mixin.raw}\n")
     task = task_file("config_echo")
     out = tmp_path / "out"
-    proc = run_dispatch(
+    proc = dispatch_here(
         task,
         "EchoRaw",
         "--backbone",
@@ -128,7 +128,7 @@ PROCESS_SIGNATURES = {
 def _template_run(tmp_path: Path, params: str):
     module, cls = PROCESS_SIGNATURES[params]
     write_file(tmp_path / "data" / "a.txt", "hello\n")
-    return run_dispatch(
+    return dispatch_here(
         task_file(module),
         cls,
         "--backbone",
@@ -172,7 +172,7 @@ def test_process_signatures_that_fit_run(tmp_path, params):
 
 def test_a_plain_task_item_that_process_cannot_take_is_refused_at_plan_time(tmp_path):
     task = shutil.copy(task_file("config_item_signature"), tmp_path / "t.py")
-    proc = run_dispatch(task, "T", "--backbone", "serial", cwd=tmp_path)
+    proc = dispatch_here(task, "T", "--backbone", "serial", cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
     assert _error_lines(proc) == [
         "dispatch: error: T.process() has no parameter 'size', which its items pass "
@@ -282,7 +282,7 @@ def test_clip_task_without_av_says_so_once_before_work(tmp_path):
 
 def test_a_task_requiring_a_missing_module_is_refused(tmp_path):
     task = task_file("config_requires")
-    proc = run_dispatch(task, "T", "--backbone", "serial", cwd=tmp_path)
+    proc = dispatch_here(task, "T", "--backbone", "serial", cwd=tmp_path)
     assert proc.returncode == 2
     assert _error_lines(proc) == [
         "dispatch: error: T needs the module 'no_such_module_for_dispatch', which is not installed: "
@@ -294,7 +294,7 @@ def test_a_task_requiring_a_missing_module_is_refused(tmp_path):
 
 
 def _wordcount(tmp_path: Path, *args: str, env: dict[str, str]):
-    return run_dispatch(
+    return dispatch_here(
         REPO / "tasks/wordcount.py",
         "WordCount",
         "--backbone",
@@ -347,7 +347,7 @@ def test_shard_all_outside_slurm_is_every_item(tmp_path):
 def test_a_task_that_picks_its_own_part_runs_in_an_array_without_a_shard(tmp_path):
     task = task_file("config_parts")
     write_file(tmp_path / "data" / "1" / "a.txt", "a")
-    proc = run_dispatch(
+    proc = dispatch_here(
         task,
         "Parts",
         "--backbone",

@@ -8,7 +8,7 @@ import pathlib
 import shutil
 
 import pytest
-from conftest import run_dispatch, task_file, write_file
+from conftest import dispatch_here, run_dispatch, task_file, write_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -238,7 +238,7 @@ def test_cfg_end_to_end_booleans_lists_and_layers(tmp_path):
     """,
     )
     mixin_cfg = write_file(tmp_path / "m.yaml", "who: mixin-cfg\nn: 2\n")
-    proc = run_dispatch(
+    proc = dispatch_here(
         task,
         "T",
         "--backbone",

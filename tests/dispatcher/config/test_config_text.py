@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import REPO, backbone_params, run_dispatch, task_file, tree, write_file
+from conftest import REPO, backbone_params, dispatch_here, run_dispatch, task_file, tree, write_file
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -32,8 +32,8 @@ HOSTILE = [
 def _echo(tmp_path: Path, *args: str, out: str = "out", cwd: Path | None = None):
     """The Echo task run from `cwd` with `args`; (process, the mixin it saw or None)."""
     task = task_file("config_text_echo")
-    proc = run_dispatch(task, "Echo", "--backbone", "serial", "--log-dir", tmp_path / "logs",
-                        "--mixin", f"out={tmp_path / out}", *args, cwd=cwd or tmp_path)  # fmt: skip
+    proc = dispatch_here(task, "Echo", "--backbone", "serial", "--log-dir", tmp_path / "logs",
+                         "--mixin", f"out={tmp_path / out}", *args, cwd=cwd or tmp_path)  # fmt: skip
     result = tmp_path / out / "r.json"
     return proc, json.loads(result.read_text()) if result.exists() else None
 
@@ -168,8 +168,8 @@ def test_a_str_option_in_cfg_sections_is_the_scalars_text(tmp_path):
     proc, seen = _echo(tmp_path, "--cfg", str(cfg))
     assert proc.returncode == 0, proc.stderr
     assert seen["tag_option"] == "0123"
-    printed = run_dispatch(task_file("config_text_echo"), "Echo", "--cfg", cfg, "--print-config",
-                           "--mixin", "out=o", cwd=tmp_path)  # fmt: skip
+    printed = dispatch_here(task_file("config_text_echo"), "Echo", "--cfg", cfg, "--print-config",
+                            "--mixin", "out=o", cwd=tmp_path)  # fmt: skip
     assert printed.returncode == 0, printed.stderr
     assert "  tag: '0123'\n" in printed.stdout
     # A backbone's text option gets the text too, and checks it as it checks the command line's.
@@ -191,8 +191,8 @@ def test_print_config_read_back_by_cfg_gives_every_value_back(tmp_path):
     proc, direct = _echo(tmp_path, *items)
     assert proc.returncode == 0, proc.stderr
     task = task_file("config_text_echo")
-    printed = run_dispatch(task, "Echo", "--print-config", "--mixin", f"out={tmp_path / 'again'}",
-                           *items, cwd=tmp_path)  # fmt: skip
+    printed = dispatch_here(task, "Echo", "--print-config", "--mixin", f"out={tmp_path / 'again'}",
+                            *items, cwd=tmp_path)  # fmt: skip
     assert printed.returncode == 0, printed.stderr
     saved = tmp_path / "elsewhere" / "run.yaml"
     saved.parent.mkdir()
@@ -206,20 +206,20 @@ def test_print_config_read_back_by_cfg_gives_every_value_back(tmp_path):
 def test_a_printed_config_with_relative_paths_replays_only_where_it_was_printed(tmp_path):
     here = tmp_path / "here"
     shutil.copytree(REPO / "tasks" / "data" / "text", here / "data")
-    printed = run_dispatch(REPO / "tasks" / "wordcount.py", "WordCount", "--print-config",
-                           "--mixin", "input=data", "output=out", cwd=here)  # fmt: skip
+    printed = dispatch_here(REPO / "tasks" / "wordcount.py", "WordCount", "--print-config",
+                            "--mixin", "input=data", "output=out", cwd=here)  # fmt: skip
     assert printed.returncode == 0, printed.stderr
     saved = write_file(tmp_path / "run.yaml", printed.stdout)
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(here / "data", elsewhere / "data")  # same names, other files
-    proc = run_dispatch("--cfg", saved, "--backbone", "serial", cwd=elsewhere)
+    proc = dispatch_here("--cfg", saved, "--backbone", "serial", cwd=elsewhere)
     assert proc.returncode == 2 and not (elsewhere / "out").exists()
     assert _errors(proc) == [
         f"dispatch: error: --cfg was printed in {here}, where the relative paths 'data', "
         "'out' name other files and folders than here: run from there, make them absolute, "
         "or delete its cwd: line"
     ]
-    proc = run_dispatch("--cfg", saved, "--backbone", "serial", cwd=here)
+    proc = dispatch_here("--cfg", saved, "--backbone", "serial", cwd=here)
     assert proc.returncode == 0, proc.stderr
     assert (here / "out").is_dir()
 
@@ -246,10 +246,10 @@ def test_aiges_config_values_are_the_command_line_text(tmp_path):
     op = task_file("config_aiges")
     rows = write_file(tmp_path / "in" / "rows.jsonl", '{"id": 1, "text": "x"}\n')
     out = tmp_path / "out"
-    proc = run_dispatch(op, "Wrapper", "--backbone", "serial", "--log-dir", tmp_path / "logs",
-                        "--mixin", f"input={rows}", f"output={out}", "config.prefix=>",
-                        "config.bar=|", "config.tag=run #2", "config.lines=a\nb",
-                        cwd=tmp_path)  # fmt: skip
+    proc = dispatch_here(op, "Wrapper", "--backbone", "serial", "--log-dir", tmp_path / "logs",
+                         "--mixin", f"input={rows}", f"output={out}", "config.prefix=>",
+                         "config.bar=|", "config.tag=run #2", "config.lines=a\nb",
+                         cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     seen = json.loads((out / "1" / "config").read_text())
     assert seen == {"prefix": ">", "bar": "|", "tag": "run #2", "lines": "a\nb"}
@@ -263,9 +263,9 @@ def test_a_modelarts_str_parameter_is_the_command_line_text(tmp_path):
     write_file(package / "operator.yaml", "arguments:\n  - {name: tag, type: str, default: t}\n")
     write_file(tmp_path / "in" / "r.jsonl", '{"i": 1}\n')
     out = tmp_path / "out"
-    proc = run_dispatch(package, "--backbone", "serial", "--log-dir", tmp_path / "logs",
-                        "--mixin", f"input={tmp_path / 'in'}", f"output={out}", "tag=a #b: >",
-                        cwd=tmp_path)  # fmt: skip
+    proc = dispatch_here(package, "--backbone", "serial", "--log-dir", tmp_path / "logs",
+                         "--mixin", f"input={tmp_path / 'in'}", f"output={out}", "tag=a #b: >",
+                         cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads((out / "r.jsonl").read_text())["tag"] == "a #b: >"
 

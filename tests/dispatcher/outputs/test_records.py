@@ -1,7 +1,7 @@
 """What the run says about its items is true: empty and missing inputs, duplicate keys,
 failure records that name their row, and reruns under another configuration.
 
-Every test runs the real `dispatch` command in a subprocess with the serial backbone.
+Every test runs the `dispatch` command line (in this process) with the serial backbone.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import REPO, failures, run_dirs, run_dispatch, run_record, task_file, write_file
+from conftest import REPO, dispatch_here, failures, run_dirs, run_record, task_file, write_file
 
 TASK = task_file("outputs_records")
 
@@ -23,7 +23,7 @@ def ds(tmp_path: Path) -> Path:
 
 
 def dispatch(ds: Path, cls: str, *args: str):
-    return run_dispatch(TASK, cls, "--backbone", "serial", "--log-dir", ds / "logs", *args, cwd=ds)
+    return dispatch_here(TASK, cls, "--backbone", "serial", "--log-dir", ds / "logs", *args, cwd=ds)
 
 
 def records(ds: Path, cls: str) -> list[Path]:
@@ -214,8 +214,8 @@ def test_drift_is_found_after_many_other_runs_and_from_another_folder(ds):
     assert str(records(ds, "Shout")[0]) in again.stderr  # the run that made them
     elsewhere = ds / "elsewhere"
     elsewhere.mkdir()
-    moved = run_dispatch(TASK, "Shout", "--backbone", "serial", *base, "suffix=+",
-                         cwd=elsewhere)  # fmt: skip
+    moved = dispatch_here(TASK, "Shout", "--backbone", "serial", *base, "suffix=+",
+                          cwd=elsewhere)  # fmt: skip
     assert moved.returncode == 0, moved.stderr
     assert "made with another configuration" in moved.stderr, moved.stderr
     assert not (elsewhere / "dispatch-logs").exists()  # nothing to do: no record of its own
@@ -254,7 +254,7 @@ def test_outputs_made_before_provenance_records_are_still_compared(ds):
 
 
 def test_the_example_task_refuses_a_missing_input_folder(tmp_path):
-    done = run_dispatch(
+    done = dispatch_here(
         REPO / "tasks/wordcount.py", "WordCount", "--backbone", "serial",
         "--mixin", f"input={tmp_path / 'nope'}", f"output={tmp_path / 'out'}", cwd=tmp_path,
     )  # fmt: skip

@@ -17,7 +17,7 @@ import termios
 from pathlib import Path
 
 import pytest
-from conftest import run_dir, run_dispatch, run_record, task_file
+from conftest import dispatch_here, run_dir, run_dispatch, run_record, task_file
 
 from dispatcher.execution.steps import Outcome
 from dispatcher.report.counts import Counts
@@ -92,7 +92,7 @@ def test_summary_failures_and_run_record_for_every_backbone(task, tmp_path, back
 
 def test_run_record_names_the_shard(task, tmp_path):
     out, logs = tmp_path / "out", tmp_path / "logs"
-    done = run_dispatch(
+    done = dispatch_here(
         str(task),
         "Squares",
         "--backbone",
