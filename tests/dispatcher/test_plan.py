@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import dispatch_here, run_dispatch, task_file
+from conftest import dispatch_here, task_file
 
 from dispatcher.outputs.records import is_provenance_name
 
@@ -28,13 +28,10 @@ def ds(tmp_path):
     return tmp_path
 
 
-def dispatch(
-    ds: Path, cls: str, *args: str, env: dict[str, str] | None = None, logs=True, here=True
-):
-    """The serial run of `cls` over `ds/in`; `here=False` in a process of its own (as a
-    second run in one process would find the folders the first made remembered as made)."""
+def dispatch(ds: Path, cls: str, *args: str, env: dict[str, str] | None = None, logs=True):
+    """The serial run of `cls` over `ds/in`, in this process."""
     extra = ["--log-dir", str(ds / "logs")] if logs else []
-    return (dispatch_here if here else run_dispatch)(
+    return dispatch_here(
         TASK, cls, "--backbone", "serial", *extra,
         "--mixin", f"input={ds / 'in'}", f"output={ds / 'out'}", *args, cwd=ds, env=env,
     )  # fmt: skip
@@ -90,19 +87,19 @@ def test_plan_on_a_missing_output_root_creates_nothing(ds):
 
 
 def test_rerun_skips_done_items_and_creates_no_folders(ds):
-    assert dispatch(ds, "Copy", here=False).returncode == 0
+    assert dispatch(ds, "Copy").returncode == 0
     (ds / "out" / "d" / "01.txt.out").unlink()
     (ds / "out" / "a" / "00.txt.out").unlink()
     for folder in ("a",):  # a done tree may lack folders it never needed
         for p in (ds / "out" / folder).iterdir():
             p.unlink()
         (ds / "out" / folder).rmdir()
-    dispatch(ds, "Copy", env={"MARK": "!"}, here=False)
+    dispatch(ds, "Copy", env={"MARK": "!"})
     out = everything(ds / "out")
     assert out["d/01.txt.out"] == "d/01.txt!" and out["a/00.txt.out"] == "a/00.txt!"
     assert out["d/00.txt.out"] == "d/00.txt"  # skipped, not rewritten
     before = everything(ds)
-    again = dispatch(ds, "Copy", here=False)
+    again = dispatch(ds, "Copy")
     assert again.returncode == 0 and "nothing to do: 12 items in this shard" in again.stderr
     assert everything(ds) == before  # checking created nothing, not even a log
 
