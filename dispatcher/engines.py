@@ -1,5 +1,5 @@
 """The seam between the core and the execution engines: the `Backbone` interface, the
-`RunContext` an engine runs, the registry, and every core name an engine uses.
+`RunContext` an engine runs, the engines by name, and every core name an engine uses.
 
 The core calls engines only through what is defined here, and engines (`backbones/`, a
 third party's package) import the core only from here: the stage, the execution steps, the

@@ -227,7 +227,7 @@ class Reporter:
         self, items: list[tuple[str, Any]], describe: Callable[[str, Any], Any]
     ) -> None:
         """Where failure records find an item's payload (looked up on the first failure),
-        and how a payload becomes the record's `item` (the task's `failure_item`)."""
+        and how a payload becomes the record's `item` (the item source's `describe`)."""
         self._items = items
         self._describe = describe
 

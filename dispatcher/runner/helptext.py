@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dispatcher import engines as registry  # names and loads backbones: the seam
+from dispatcher import engines
 from dispatcher.config.layers import load_layers
 from dispatcher.config.placeholders import MISSING, describe, describe_values, fill
 from dispatcher.errors import ErrorList, UsageError
@@ -73,16 +73,16 @@ def _filled_quietly(task_cls: type[Task], request: Request) -> Any:
 def backbone_help(request: Request) -> str:
     task_cls = load_task_class(*request.task_place()) if request.names_task() else None
     lines = []
-    if request.backbone == registry.AUTO:
+    if request.backbone == engines.AUTO:
         lines += ["backbone 'auto': a torch task runs on 'torch', any other task on 'mp'."]
         if task_cls is None:
             lines += [
-                f"known backbones: {', '.join(registry.known_names())}",
+                f"known backbones: {', '.join(engines.known_names())}",
                 "name a task (or --backbone NAME) to see the options of the one it chooses.",
             ]
             return "\n".join(lines)
     stage_cls = stage_class(task_cls) if task_cls is not None else None
-    backbone_cls = registry.resolve(request.backbone, task_cls, stage_cls)
+    backbone_cls = engines.resolve(request.backbone, task_cls, stage_cls)
     options = build_options(backbone_cls, None)
     lines += [f"backbone '{backbone_cls.name}': {backbone_cls.summary}", "", "options:"]
     lines.append(_options_help(options.backbone_actions))

@@ -13,8 +13,7 @@ import pathlib
 import sys
 from typing import Any
 
-from dispatcher import engines as registry  # names and loads backbones: the seam
-from dispatcher import sharding
+from dispatcher import engines, sharding
 from dispatcher.config.layers import (
     LayeredConfig,
     apply_option_defaults,
@@ -84,7 +83,7 @@ def prepare(request: Request) -> Prepared:
     request.take_cfg_settings(layers.run)
     task_cls, task_file, class_name = _task_class(request)
     stage_cls = stage_class(task_cls)
-    backbone_cls = registry.resolve(request.backbone, task_cls, stage_cls)
+    backbone_cls = engines.resolve(request.backbone, task_cls, stage_cls)
     options = build_options(backbone_cls, task_cls)
     errors = ErrorList()
     for problem in [*stage_cls.problems(task_cls), *task_cls.missing_requirements()]:
@@ -218,7 +217,7 @@ def _options_for(
     left out, in one note, rather than refused: the file was right for its backbone.
     """
     named = layers.run.get("backbone")
-    if named in (None, registry.AUTO, backbone_cls.name):
+    if named in (None, engines.AUTO, backbone_cls.name):
         return layers.backbone
     known = {action.dest for action in options.backbone_actions}
     foreign = sorted(k for k in layers.backbone if str(k).replace("-", "_") not in known)
