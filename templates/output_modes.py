@@ -61,12 +61,9 @@ class OutputMode:
         """The item's committed path relative to the output root (no checks)."""
         raise NotImplementedError
 
-    def stage(self, root: str, key: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
-        """Staging paths for `process`; committed when the block succeeds."""
-        return self.stage_final(self.final(root, key))
-
     def stage_final(self, final: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
-        """`stage` for the item whose committed path, already confined, is `final`."""
+        """Staging paths for `process` of the item whose committed path, already confined, is
+        `final`; committed when the block succeeds (entered by the template item source)."""
         raise NotImplementedError
 
 
