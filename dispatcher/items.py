@@ -15,7 +15,7 @@ their own); its stage holds it (`Stage.source`) and carries it to the workers.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import repeat
 from typing import Any
 
@@ -123,9 +123,13 @@ class TaskItems(ItemSource):
             yield task.item_key(item), item
 
     def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
-        is_executed = self.task.is_executed
-        for _, payload in items:
-            yield bool(is_executed(**payload))
+        return done_each(self.task.is_executed, items)
 
     def origin(self) -> str:
         return f"({type(self.task).__name__}.generate_tasks yielded none)"
+
+
+def done_each(check: Callable[..., Any], items: Sequence[Item]) -> Iterator[bool]:
+    """`check(**payload)` of every item, as a bool: a task's own per-item done check."""
+    for _, payload in items:
+        yield bool(check(**payload))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from dispatcher.items import Item, ItemSource, TaskItems
+from dispatcher.items import Item, ItemSource, TaskItems, done_each
 
 WHOLE_RUN_KEY = "(all batches)"
 """The one plan item of a run over an own dataloader or iterable dataset (rows unknown
@@ -35,15 +35,10 @@ class ListedItems(TaskItems):
 
     def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
         if self.check == "each":
-            return _each_done(self.task.is_each_executed, items)
+            return done_each(self.task.is_each_executed, items)
         if self.check == "batch":
             return _batch_done(self.task.is_executed, items)
         return ItemSource.done_mask(self, items)
-
-
-def _each_done(is_each_executed: Any, items: Sequence[Item]) -> Iterator[bool]:
-    for _, payload in items:
-        yield bool(is_each_executed(**payload))
 
 
 def _batch_done(is_executed: Any, items: Sequence[Item]) -> Iterator[bool]:
