@@ -64,6 +64,18 @@ def load_failure(position: int, exc: BaseException) -> tuple[Any, ...]:
     return ("failed", position, error_line(exc), traceback.format_exc(), malformed_message(exc))
 
 
+def load_sample(stage: Any, position: int, key: str, payload: Any) -> tuple[Any, ...]:
+    """An item loaded where data loads, as a dataset sample: `("ok", position, row)`, or its
+    failure as data (a task's sys.exit() too), so one bad row never ends a loader worker."""
+    try:
+        row = load_row(stage, key, payload)
+    except ControlFlow:
+        raise
+    except BaseException as exc:
+        return load_failure(position, exc)
+    return ("ok", position, row)
+
+
 class ItemDataset(Dataset):
     """Pending plan items; a row is what the stage's `load` makes of an item."""
 
@@ -78,13 +90,7 @@ class ItemDataset(Dataset):
     def __getitem__(self, j: int) -> tuple[Any, ...]:
         position = self.positions[j]
         key, payload = self.items[position]
-        try:
-            row = load_row(self.stage, key, payload)
-        except ControlFlow:
-            raise
-        except BaseException as exc:  # a task's sys.exit() too: this row's failure
-            return load_failure(position, exc)
-        return ("ok", position, row)
+        return load_sample(self.stage, position, key, payload)
 
 
 class ItemCollate:

@@ -31,11 +31,11 @@ from backbones.torch.data import (
     Pack,
     PackStream,
     Stopped,
-    load_failure,
+    load_sample,
     make_loader,
     start,
 )
-from dispatcher.engines import ControlFlow, error_line, load_row
+from dispatcher.engines import error_line
 
 Entry = tuple[int, tuple[str, Any]]
 """An item as a device process holds it: (its position in the parent's plan, the item)."""
@@ -162,13 +162,7 @@ class FedDataset(Dataset):
 
     def __getitem__(self, entry: Entry) -> tuple[Any, ...]:  # type: ignore[override]
         seq, (key, payload) = entry
-        try:
-            row = load_row(self.stage, key, payload)
-        except ControlFlow:
-            raise
-        except BaseException as exc:  # a task's sys.exit() too: this row's failure
-            return load_failure(seq, exc)
-        return ("ok", seq, row)
+        return load_sample(self.stage, seq, key, payload)
 
 
 class LoaderWorkerInit:
