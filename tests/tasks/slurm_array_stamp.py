@@ -35,14 +35,18 @@ class Stamp(Task):
         task = os.environ.get("SLURM_ARRAY_TASK_ID")
         print(f"stamp: process {os.getpid()} is array task {task}", file=sys.stderr, flush=True)
 
-    def process(self, name):
-        time.sleep(self.mixin.delay)
-        record = {
+    def stamp(self, name):
+        """What an output and its journal line say of the process that made them."""
+        return {
             "name": name,
             "task": int(os.environ["SLURM_ARRAY_TASK_ID"]),
             "job": os.environ["SLURM_ARRAY_JOB_ID"],
             "pid": os.getpid(),
         }
+
+    def process(self, name):
+        time.sleep(self.mixin.delay)
+        record = self.stamp(name)
         with atomic_write(self._path(name)) as tmp, open(tmp, "w") as fh:
             json.dump(record, fh)
         with open(self.mixin.journal, "a") as fh:

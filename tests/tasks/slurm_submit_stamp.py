@@ -1,43 +1,19 @@
-"""A plain task for submitted scripts: one JSON output per item with the array task, job
-and shard that made it, plus one journal line per committed item."""
+"""The SLURM array Stamp for submitted scripts: each output and journal line says the array
+task, job and shard (the environment `dispatch submit`'s script sets) that made it."""
 
-import json
 import os
-import time
 
-from dispatcher import Placeholder, Task, atomic_write
+from slurm_array_stamp import Stamp as ArrayStamp
 
 
-class Stamp(Task):
-    mixin = {
-        "output": Placeholder(str),
-        "journal": Placeholder(str),
-        "count": Placeholder(int, default=12),
-        "delay": Placeholder(float, default=0.0),
-    }
+class Stamp(ArrayStamp):
+    def setup(self):
+        pass
 
-    def generate_tasks(self):
-        for i in range(self.mixin.count):
-            yield {"name": f"item-{i:03d}"}
-
-    def item_key(self, item):
-        return item["name"]
-
-    def _path(self, name):
-        return os.path.join(self.mixin.output, name + ".json")
-
-    def is_executed(self, name):
-        return os.path.exists(self._path(name))
-
-    def process(self, name):
-        time.sleep(self.mixin.delay)
-        record = {
+    def stamp(self, name):
+        return {
             "name": name,
             "task": os.environ.get("SLURM_ARRAY_TASK_ID"),
             "job": os.environ.get("SLURM_ARRAY_JOB_ID"),
             "shard": os.environ.get("DISPATCH_SHARD_INDEX"),
         }
-        with atomic_write(self._path(name)) as tmp, open(tmp, "w") as fh:
-            json.dump(record, fh)
-        with open(self.mixin.journal, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
