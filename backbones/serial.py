@@ -28,6 +28,7 @@ from dispatcher.engines import (
     Reporter,
     RowLedger,
     RunContext,
+    RunLease,
     Stage,
     StopSignal,
     error_line,
@@ -92,7 +93,7 @@ class SerialBackbone(Backbone):
         if stage.uses_device:
             choice = self.device_choice or torch_device.resolve("cpu")
             device = torch_device.activate(choice)
-        loop = _Loop(stage, items, reporter, stop, self.options)
+        loop = _Loop(stage, items, reporter, stop, self.options, context.lease)
         run_in_process(stage, reporter, stop, loop.run, device)
 
 
@@ -104,8 +105,10 @@ class _Loop:
         reporter: Reporter,
         stop: StopSignal,
         options: argparse.Namespace,
+        lease: RunLease | None = None,
     ) -> None:
         self.stage = stage
+        self.lease = lease
         self.items = items
         self.reporter = reporter
         self.stop = stop
@@ -126,10 +129,22 @@ class _Loop:
                 if self.stop.is_set():
                     return
                 items = [self.items[ref] for ref in batch]
+                self._ask_lease()
                 outcomes = self._timed(lambda b=items: run_batch(self.stage, b))
                 for ref, outcome in zip(batch, outcomes, strict=True):
                     ledger.record(ref, outcome)
             refs = ledger.take_again()
+
+    def _ask_lease(self) -> None:
+        """Whether the next batch commits alone; nothing runs between two batches, so a
+        newcomer may start at once when the lease no longer allows it."""
+        lease = self.lease
+        if lease is None:
+            return
+        alone = lease.alone()
+        if not alone and lease.switching:
+            lease.drained()
+        self.stage.work_alone(alone)
 
     def _batches(self, refs: list[int]) -> Iterator[list[int]]:
         size = self.batch_size

@@ -41,6 +41,7 @@ from dispatcher.execution.steps import (
     run_item,
     write,
 )
+from dispatcher.outputs.lease import RunLease
 from dispatcher.report.ledger import ItemLedger, Ledger, Retries, RowLedger
 from dispatcher.report.log import logger, note
 from dispatcher.report.reporter import Reporter
@@ -58,6 +59,7 @@ __all__ = [
     "ControlFlow",
     "GraceExpired",
     "Item",
+    "RunLease",
     "ItemLedger",
     "Ledger",
     "MalformedInput",
@@ -132,6 +134,11 @@ class RunContext:
     """Set by SIGINT/SIGTERM: start nothing new; in-flight items get the grace period."""
     run_dir: str | None = None
     """The run's log folder (records, failures, the task's own logs)."""
+    lease: RunLease | None = None
+    """The run's lease at its output roots: an engine that asks `lease.alone()` before
+    sending a batch, tells the stage (`stage.work_alone`) where the batch runs, and calls
+    `lease.drained()` once no batch sent alone is running while `lease.switching`, lets
+    lone runs commit without per-item claims. One that never asks claims every item."""
 
 
 class Backbone:

@@ -20,6 +20,7 @@ from itertools import repeat
 from typing import Any
 
 from dispatcher.errors import UsageError
+from dispatcher.outputs.lease import RunLease, shard_slot
 
 Item = tuple[str, Any]
 """(key, payload): the key is stable and sortable; the payload is what `payload` turns
@@ -79,8 +80,10 @@ class ItemSource:
         """Each key's committed path relative to its output root (None: none declared)."""
         return None
 
-    def leftovers(self, items: Sequence[Item]) -> Iterable[str]:
-        """Paths that killed attempts left where the last `done_mask` looked."""
+    def leftovers(self, items: Sequence[Item], found: Sequence[Item] = ()) -> Iterable[str]:
+        """Paths that killed attempts at `items` (this run's) left where the last `done_mask`
+        looked; none of another shard's items of `found` (all items, every shard), whose
+        run may be alone on them and hold no claim that keeps its live files safe."""
         return ()
 
     def staged(self, key: str, remake: bool = False) -> contextlib.AbstractContextManager[Any]:
@@ -94,6 +97,21 @@ class ItemSource:
 
     def clear_abandoned(self, key: str) -> None:
         """Remove what a killed attempt at `key` left, unless a live run holds it."""
+
+    def lease(
+        self,
+        roots: Sequence[str],
+        overlap: tuple[str, list[int], int],
+        note: Callable[[str], None],
+        stopping: Callable[[], bool],
+    ) -> RunLease | None:
+        """The run's lease at its output roots: whether it may commit without per-item
+        claims (`dispatcher.outputs.lease`; `overlap`: `sharding.overlap_class`). On a
+        local or shared filesystem, lock bytes of a file at each root; a storage without
+        such locks returns None (every item is claimed) or brings its own."""
+        if not roots:
+            return None
+        return RunLease.take(roots, shard_slot(*overlap), note, stopping)
 
     def done_after_load(self, batch: Any, size: int) -> list[bool] | None:
         """For rows known only once loaded: whether each row of a collated `batch` is

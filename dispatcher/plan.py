@@ -99,7 +99,7 @@ def _make_plan(stage: Stage, shards: Sequence[ShardSpec], force: bool) -> Plan:
     found = len(items)
     _refuse_nested_outputs(keys, source.final_outputs(keys))
     selected = sharding.select(items, keys, shards)
-    del keys, items
+    del keys
     leftovers: list[str] = []
     if force:
         pending = selected  # each item clears its own leftovers when it runs
@@ -111,7 +111,8 @@ def _make_plan(stage: Stage, shards: Sequence[ShardSpec], force: bool) -> Plan:
                 f"not {len(selected)}"
             )
         pending = list(compress(selected, map(operator.not_, mask)))
-        leftovers = list(source.leftovers(selected))
+        leftovers = list(source.leftovers(selected, items))
+    del items
     return Plan(
         found=found,
         in_shard=len(selected),

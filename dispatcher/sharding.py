@@ -170,3 +170,21 @@ def describe(specs: Sequence[ShardSpec]) -> str:
         else:
             parts.append(f"index {','.join(map(str, spec.indices()))}/{spec.shard_num}")
     return " > ".join(parts) if parts else "all"
+
+
+def overlap_class(specs: Sequence[ShardSpec]) -> tuple[str, list[int], int]:
+    """(way of sharding, the run's indices in it, how many there are): two runs of one way
+    of sharding with disjoint indices have disjoint items; any other two may share items.
+
+    The way is every spec but the last, and the last one's kind and count (specs that keep
+    everything change nothing and are left out).
+    """
+    kept = [spec for spec in specs if not spec.keeps_all]
+    if not kept:
+        return ALL, [0], 1
+    *outer, last = kept
+    if isinstance(last, HashShard):
+        kind, indices, count = "hash", [last.index], last.count
+    else:
+        kind, indices, count = "index", last.indices(), last.shard_num
+    return f"{describe(outer)} > {kind} /{count}", indices, count

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 from dispatcher.errors import UsageError
 from dispatcher.items import ItemSource
+from dispatcher.outputs.lease import work_alone
 from dispatcher.task import Task
 
 ENTRY_POINT_GROUP = "dispatcher.adapters"
@@ -84,6 +85,9 @@ class Stage:
         """`--force`: an item completed by another run since the plan is made again."""
         self.source: ItemSource = self.source_of(task)
         """Where the items come from, which are done, where their outputs go."""
+        self.alone_roots: tuple[str, ...] = ()
+        """The output roots of the run's lease, set before the backbone runs: where a batch
+        that the lease lets run alone commits without per-item claims (`work_alone`)."""
         self.run_dir: str | None = None
         """The run's log directory, set before the backbone runs (where a stage may record
         what is not an output: `dispatcher.report.statistics`), so it travels to every worker."""
@@ -147,6 +151,11 @@ class Stage:
         return task.item_source()
 
     # --- worker side ---------------------------------------------------------------------
+
+    def work_alone(self, alone: bool) -> None:
+        """Commit the next batch without per-item claims (`alone`), or with them: what the
+        run's lease said when the batch was sent (`dispatcher.outputs.lease`)."""
+        work_alone(self.alone_roots if alone else ())
 
     def setup(self, device: Any = None) -> None:
         """Once per worker, before its first item."""

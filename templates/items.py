@@ -24,10 +24,12 @@ from dispatcher.outputs import (
     DoneElsewhere,
     ListingIndex,
     OutputOutsideRoot,
+    alone_in,
     claimed_all,
     clear_abandoned,
     confine,
     is_staging_name,
+    leftover_final,
     unsafe_reason,
 )
 from templates.input_modes import InputMode
@@ -161,11 +163,12 @@ class TemplateItems(ItemSource):
             return map(operator.add, keys, repeat(output.ext))
         return map(output.relative_final, keys)
 
-    def leftovers(self, items: Sequence[Item]) -> list[str]:
+    def leftovers(self, items: Sequence[Item], found: Sequence[Item] = ()) -> list[str]:
         """Leftovers of killed attempts in the folders the last done check listed.
 
         Those are the folders of the items' output files; for folder outputs also the
-        folder each item's output sits in (where its staging and retired names lie).
+        folder each item's output sits in (where its staging and retired names lie). Those
+        of another shard's items (in `found`, not in `items`) are left to its runs.
         """
         listings = self.__dict__.pop("_listings", None)
         if listings is None:
@@ -175,18 +178,40 @@ class TemplateItems(ItemSource):
             keys = map(itemgetter(0), items)
             for folder in set(map(itemgetter(0), map(str.rpartition, keys, slash))):
                 _ = listings[folder]  # listed on first use
-        found = []
+        leftovers = []
         for folder, names in listings.items():
             # Most folders hold none: one C-level search decides before any name is parsed.
             if not names or ".dispatch-" not in "\x00".join(names):
                 continue
             base = os.path.join(self.output_root, folder) if folder else self.output_root
-            found += [os.path.join(base, n) for n in names if is_staging_name(n)]
-        return found
+            leftovers += [os.path.join(base, n) for n in names if is_staging_name(n)]
+        if not leftovers or len(found) <= len(items):
+            return leftovers
+        return self._not_elsewhere(leftovers, items, found)
+
+    def _not_elsewhere(
+        self, leftovers: list[str], items: Sequence[Item], found: Sequence[Item]
+    ) -> list[str]:
+        """The leftovers that are no other shard's: another shard's run, alone on its items,
+        holds no claim that would keep its live staging files safe from this one. (Those
+        of items no longer found at all are this run's to remove.)"""
+        root, relative = self.output_root, self.output_mode.relative_final
+        by_final: dict[str, list[str]] = {}
+        for path in leftovers:
+            folder, name = os.path.split(path)
+            final = os.path.relpath(os.path.join(folder, leftover_final(name) or ""), root)
+            by_final.setdefault(final.replace(os.sep, "/"), []).append(path)
+        mine = {relative(key) for key, _ in items}
+        for key, _ in found:
+            final = relative(key)
+            if final not in mine:
+                by_final.pop(final, None)
+        return [path for paths in by_final.values() for path in paths]
 
     def staged(self, key: str, remake: bool = False) -> StagedItem:
-        """The item's outputs for `process`, claimed, staged and committed on success."""
-        return StagedItem(self, key, remake)
+        """The item's outputs for `process`, claimed (unless the run is alone on them),
+        staged and committed on success."""
+        return StagedItem(self, key, remake, alone_in(self.output_root))
 
     def _final(self, key: str) -> str | None:
         try:
@@ -195,6 +220,8 @@ class TemplateItems(ItemSource):
             return None  # never staged: its item fails with the reason when it runs
 
     def claim_all(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        if alone_in(self.output_root):
+            return contextlib.nullcontext()
         return claimed_all([final for final in map(self._final, keys) if final is not None])
 
     def clear_abandoned(self, key: str) -> None:
@@ -229,23 +256,33 @@ class StagedItem:
     """One item's outputs for a `with` block: the claim is held from staging to commit, so a
     concurrent run's attempt at the same item waits for it. Once claimed, the item may have
     been completed since the plan looked (by the run waited for, or one that finished just
-    before): then nothing is made again (`DoneElsewhere`) unless `remake`.
+    before): then nothing is made again (`DoneElsewhere`) unless `remake`. A run `alone` on
+    its items (`dispatcher.outputs.lease`) only stages and commits.
 
     One object, not nested generators: it is entered once per item, millions of times.
     """
 
-    __slots__ = ("source", "key", "remake", "_claimed", "_stage")
+    __slots__ = ("source", "key", "remake", "alone", "_claimed", "_stage")
 
-    def __init__(self, source: TemplateItems, key: str, remake: bool = False) -> None:
+    def __init__(
+        self, source: TemplateItems, key: str, remake: bool = False, alone: bool = False
+    ) -> None:
         self.source = source
         self.key = key
         self.remake = remake
+        self.alone = alone
         self._claimed: Claimed | None = None
         self._stage: Any = None
 
     def __enter__(self) -> dict[str, Any]:
         source, key = self.source, self.key
         final = source.output_mode.final(source.output_root, key)
+        if self.alone:
+            # Alone on its items: nobody to wait for, nobody who made it since the plan.
+            output = source.output_mode
+            fresh = output.final_is_done_path and not self.remake
+            stage = self._stage = output.stage_final(final, fresh)
+            return stage.__enter__()
         claimed = self._claimed = Claimed(final)
         claim = claimed.__enter__()
         try:

@@ -12,7 +12,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from dispatcher.outputs import OutputOutsideRoot, Staged, confine, staged, unsafe_reason
 
@@ -61,9 +61,17 @@ class OutputMode:
         """The item's committed path relative to the output root (no checks)."""
         raise NotImplementedError
 
-    def stage_final(self, final: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
+    final_is_done_path: ClassVar[bool] = False
+    """The one done path of every item is its committed path, whatever the finish check:
+    an item the plan found not done had nothing at its final path."""
+
+    def stage_final(
+        self, final: str, fresh: bool = False
+    ) -> contextlib.AbstractContextManager[dict[str, Any]]:
         """Staging paths for `process` of the item whose committed path, already confined, is
-        `final`; committed when the block succeeds (entered by the template item source)."""
+        `final`; committed when the block succeeds (entered by the template item source).
+        `fresh`: nothing was at `final` when the plan looked and no other run writes it
+        (`dispatcher.outputs.Staged`)."""
         raise NotImplementedError
 
 
@@ -104,14 +112,16 @@ class OutputWithExtension(OutputMode):
             return [f"mixin '{where}.ext': an extension cannot contain a path separator: {ext!r}"]
         return []
 
+    final_is_done_path: ClassVar[bool] = True
+
     def done_paths(self, finish: Finish, key: str) -> list[str]:
         return [key + self.ext]
 
     def relative_final(self, key: str) -> str:
         return key + self.ext
 
-    def stage_final(self, final: str) -> _StagedFile:
-        return _StagedFile(final)
+    def stage_final(self, final: str, fresh: bool = False) -> _StagedFile:
+        return _StagedFile(final, fresh=fresh)
 
 
 class _StagedFile(Staged):
@@ -150,11 +160,13 @@ class OutputSameFormat(OutputMode):
             return key
         return key + self.other_ext
 
+    final_is_done_path: ClassVar[bool] = True
+
     def done_paths(self, finish: Finish, key: str) -> list[str]:
         return [self.relative_final(key)]
 
-    def stage_final(self, final: str) -> _StagedFile:
-        return _StagedFile(final)
+    def stage_final(self, final: str, fresh: bool = False) -> _StagedFile:
+        return _StagedFile(final, fresh=fresh)
 
 
 @dataclass
@@ -198,7 +210,7 @@ class OutputSubfolder(OutputMode):
         return key
 
     @contextlib.contextmanager
-    def stage_final(self, final: str) -> Iterator[dict[str, Any]]:
+    def stage_final(self, final: str, fresh: bool = False) -> Iterator[dict[str, Any]]:
         with staged(final, folder=True, required=list(self.files.values())) as staging:
             outputs: dict[str, Any] = {"output": OutputPath(staging)}
             for name, rel in self.files.items():

@@ -19,7 +19,16 @@ from multiprocessing import connection
 from typing import Any
 
 from backbones.mp import worker as W
-from dispatcher.engines import Item, Outcome, Reporter, Retries, Stage, error_line, signal_name
+from dispatcher.engines import (
+    Item,
+    Outcome,
+    Reporter,
+    Retries,
+    RunLease,
+    Stage,
+    error_line,
+    signal_name,
+)
 
 TARGET_CHUNK_SECONDS = 0.05
 """Automatic chunks aim at this much work, so one pipe round trip is noise beside it."""
@@ -123,6 +132,9 @@ class PoolWorker:
     ready: bool = False
     chunks: collections.deque[list[int]] = field(default_factory=collections.deque)
     """Items sent and not yet answered by a "done", chunk by chunk (the first one runs)."""
+    alone: set[int] = field(default_factory=set)
+    """The first items of the chunks in `chunks` that were sent to run alone (the run's
+    lease let them commit without per-item claims)."""
     resolved: set[int] = field(default_factory=set)
     """Items of `chunks` already settled by a "fail" message."""
     assigned: int = 0
@@ -138,6 +150,13 @@ class PoolWorker:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def pop_chunk(self) -> list[int]:
+        """The chunk in hand, answered or lost: it no longer runs."""
+        chunk = self.chunks.popleft()
+        if chunk:
+            self.alone.discard(chunk[0])
+        return chunk
 
     def signal(self, signum: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError, TypeError):
@@ -159,8 +178,10 @@ class ItemBook:
         workers: int,
         fixed_chunk: int | None,
         max_tasks: int | None,
+        lease: RunLease | None = None,
     ) -> None:
         self.stage = stage
+        self.lease = lease
         self.items = items
         self.reporter = reporter
         self.retries = Retries(retries, reporter.note)
@@ -195,10 +216,11 @@ class ItemBook:
         """Send the worker its next chunk; False if a prefetch was too big to send now."""
         seqs = self.pending.take(self.chunk_size(w), self.suspects)
         chunk = [(seq, self.items[seq]) for seq in seqs]
+        alone = self.lease is not None and self.lease.alone()
         try:
-            data = pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
+            data = pickle.dumps((alone, chunk), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:
-            chunk, data = self._drop_unpicklable(chunk)
+            chunk, data = self._drop_unpicklable(chunk, alone)
             seqs = [seq for seq, _ in chunk]
             if not chunk:
                 return True
@@ -206,6 +228,8 @@ class ItemBook:
             self.pending.put_front(seqs)
             return False
         w.chunks.append(seqs)
+        if alone:
+            w.alone.add(seqs[0])
         w.assigned += len(seqs)
         # If the worker died, its sentinel says so and the chunk's items go back.
         with contextlib.suppress(OSError):
@@ -213,7 +237,7 @@ class ItemBook:
         return True
 
     def _drop_unpicklable(
-        self, chunk: list[tuple[int, Item]]
+        self, chunk: list[tuple[int, Item]], alone: bool
     ) -> tuple[list[tuple[int, Item]], bytes]:
         good = []
         for seq, item in chunk:
@@ -227,7 +251,7 @@ class ItemBook:
                 )
             else:
                 good.append((seq, item))
-        return good, pickle.dumps(good, protocol=pickle.HIGHEST_PROTOCOL)
+        return good, pickle.dumps((alone, good), protocol=pickle.HIGHEST_PROTOCOL)
 
     # --- what workers say ------------------------------------------------------------------
 
@@ -250,13 +274,13 @@ class ItemBook:
     def chunk_unpacked_badly(self, w: PoolWorker, error: str, tb: str | None) -> None:
         if w.chunks:
             w.resolved = set()
-            self.isolate(w.chunks.popleft(), error, tb)
+            self.isolate(w.pop_chunk(), error, tb)
 
     def close_chunk(self, w: PoolWorker, finished: int) -> None:
         """The first `finished` items of the worker's chunk ran; the rest never started."""
         if not w.chunks:
             return
-        chunk, resolved = w.chunks.popleft(), w.resolved
+        chunk, resolved = w.pop_chunk(), w.resolved
         w.acked += finished
         w.resolved = set()
         if self.suspects:
@@ -300,7 +324,7 @@ class ItemBook:
             receiving = finished == 0 and running < 0
             if receiving and w.kill_reason is None and not w.retiring and not self.halting:
                 # Died between receiving a chunk and starting it (unpickling an item crashed?).
-                w.chunks.popleft()
+                w.pop_chunk()
                 w.resolved = set()
                 lost = len(chunk) == 1
                 error = f"WorkerDied: {describe_exit(exitcode)} while receiving this item"
@@ -308,7 +332,7 @@ class ItemBook:
             elif self._batch_lost(w, chunk, finished, running):
                 # A batch is one call: which of its items killed the worker is unknown, so
                 # each goes out again alone and only the one that kills a worker fails.
-                w.chunks.popleft()
+                w.pop_chunk()
                 w.resolved = set()
                 for seq in chunk:
                     clear_abandoned(self.stage, self.items[seq][0], note)
@@ -326,6 +350,7 @@ class ItemBook:
             for seq in rest:
                 self.unstarted(seq)
         w.chunks.clear()
+        w.alone.clear()
         return lost
 
     def _batch_lost(self, w: PoolWorker, chunk: list[int], finished: int, running: int) -> bool:

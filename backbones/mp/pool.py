@@ -153,7 +153,9 @@ class _Supervisor:
             self.num_process,
             self.fixed_chunk,
             self.max_tasks,
+            context.lease,
         )
+        self.lease = context.lease
         self.spawner = Spawner(self.ctx)
         self.pool = _Workers(stage, self.book, self.spawner, options.timeout, self.num_process)
 
@@ -186,8 +188,16 @@ class _Supervisor:
                 # Whatever halted the run first (an abort, say), a signal's grace period holds.
                 pool.kill_past_deadline(busy, self.stop.deadline())
             pool.check_timers()
+            self._let_newcomers_in()
             self.reporter.tick()
             pool.wait()
+
+    def _let_newcomers_in(self) -> None:
+        """Once another run came to the output root, drop the lease's flag as soon as no
+        chunk sent alone is running (from then on every item is claimed)."""
+        lease = self.lease
+        if lease is not None and lease.switching and not any(w.alone for w in self.pool.workers):
+            lease.drained()
 
     def _feed(self) -> None:
         pool = self.pool

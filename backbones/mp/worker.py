@@ -160,7 +160,7 @@ def _serve(stage: Stage, conn: Connection, state: Any, parent: ParentWatch) -> N
         if data is None:
             break
         try:
-            chunk = pickle.loads(data)
+            message = pickle.loads(data)
         except Exception as exc:
             conn.send(
                 (
@@ -170,8 +170,10 @@ def _serve(stage: Stage, conn: Connection, state: Any, parent: ParentWatch) -> N
                 )
             )
             continue
-        if chunk is None:
+        if message is None:
             break
+        alone, chunk = message
+        stage.work_alone(alone)
         start = time.perf_counter()
         try:
             ran = _run_chunk(stage, chunk, state, conn)

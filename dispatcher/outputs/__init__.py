@@ -8,10 +8,13 @@ attempts) is new for every attempt: two runs writing the same item at once each 
 only their own complete bytes, and one run's clean-up never deletes the file another run
 is writing. Leftovers of killed attempts are found by
 name (`is_staging_name`) and removed under the item's claim (`dispatcher.outputs.claims`).
-Existence checks read one directory listing per output directory and reuse it.
+Existence checks read one directory listing per output directory and reuse it. A run
+alone on its items (`lease`: no other run that may touch them holds the output root)
+commits without per-item claims: a staging name and a rename per output, nothing more.
 
 One module each: `paths` (confinement, roots), `names` (staging and leftover names),
-`leftovers` (their removal), `claiming` (an item's claim for a block), `staging` (staged
+`leftovers` (their removal), `claiming` (an item's claim for a block), `lease` (a run's
+presence at its output roots, and whether it is alone there), `staging` (staged
 writes and their commit, `atomic_write`), `listing` (listings for done checks). This
 package exports what importers use from all of them.
 """
@@ -19,6 +22,7 @@ package exports what importers use from all of them.
 from __future__ import annotations
 
 from dispatcher.outputs.claiming import Claimed, DoneElsewhere, claimed, claimed_all
+from dispatcher.outputs.lease import RunLease, alone_in, alone_under, work_alone
 from dispatcher.outputs.leftovers import (
     clear_abandoned,
     clear_leftovers,
@@ -59,6 +63,10 @@ __all__ = [
     "RETIRED_SUFFIX",
     "STAGING_SUFFIX",
     "Claimed",
+    "RunLease",
+    "alone_in",
+    "alone_under",
+    "work_alone",
     "DoneElsewhere",
     "ListingIndex",
     "MissingOutput",

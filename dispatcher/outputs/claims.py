@@ -84,7 +84,7 @@ class Claim:
             except BaseException:
                 os.close(fd)
                 raise
-            if _same_file(fd, self.path):
+            if same_file(fd, self.path):
                 self.fd, self.orphaned = fd, existed
                 return True
             os.close(fd)  # the holder unlinked it as we locked it: try the new one
@@ -120,7 +120,8 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _same_file(fd: int, path: str) -> bool:
+def same_file(fd: int, path: str) -> bool:
+    """Whether the open file `fd` is still the file at `path` (not unlinked or replaced)."""
     try:
         at_path = os.stat(path)
     except FileNotFoundError:

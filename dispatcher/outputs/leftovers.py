@@ -79,7 +79,7 @@ def remove_leftovers(paths: Iterable[str]) -> int:
 
 def clear_abandoned(final: str) -> None:
     """After the attempt at `final` was killed: remove its leftovers unless a live attempt
-    holds the item now."""
+    holds the item now. (The attempt may have held no claim: its run was alone on it.)"""
     with _claim_if_free(final) as claim:
-        if claim is not None and claim.orphaned:
+        if claim is not None and not claim.unlocked:
             clear_leftovers(final)

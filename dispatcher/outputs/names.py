@@ -8,6 +8,7 @@ import os
 
 from dispatcher.outputs.claims import LOCK_SUFFIX
 
+_POSIX = os.sep == "/"
 STAGING_SUFFIX = ".dispatch-part"
 RETIRED_SUFFIX = ".dispatch-old"
 """A replaced folder output waits under this name while its successor moves in (under the
@@ -16,11 +17,18 @@ _MARKERS = (STAGING_SUFFIX, RETIRED_SUFFIX)
 
 
 def _sibling(final: str, marker: str) -> str:
+    head, tail = os.path.split(final)
+    return _sibling_in(head, tail, marker)
+
+
+def _sibling_in(head: str, tail: str, marker: str) -> str:
     # Hidden, beside the final path (so the rename is atomic), and ending with the same
     # extension, so libraries that choose a format by extension write the right one.
-    head, tail = os.path.split(final)
     root, ext = os.path.splitext(tail)
-    return os.path.join(head, f".{root}{marker}{ext}")
+    name = f".{root}{marker}{ext}"
+    if _POSIX and head and head[-1] != "/":
+        return f"{head}/{name}"  # the common case, without os.path.join's checks
+    return os.path.join(head, name)
 
 
 _token_prefix = ""
@@ -49,6 +57,11 @@ def attempt_token() -> str:
 def staging_path(final: str, token: str | None = None) -> str:
     """A staging name of `final`: `a/b.mp4.json` -> `a/.b.mp4.dispatch-part-<token>.json`."""
     return _sibling(final, f"{STAGING_SUFFIX}-{token or attempt_token()}")
+
+
+def staging_path_in(head: str, tail: str) -> str:
+    """`staging_path` of `head/tail`, for a caller that has split it already."""
+    return _sibling_in(head, tail, f"{STAGING_SUFFIX}-{attempt_token()}")
 
 
 def retired_path(final: str) -> str:

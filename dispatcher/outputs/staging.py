@@ -9,8 +9,9 @@ import stat
 from collections.abc import Sequence
 
 from dispatcher.outputs.claiming import Claimed
+from dispatcher.outputs.lease import alone_under
 from dispatcher.outputs.leftovers import remove_path
-from dispatcher.outputs.names import retired_path, staging_path
+from dispatcher.outputs.names import retired_path, staging_path_in
 from dispatcher.outputs.paths import make_folder
 
 
@@ -67,21 +68,32 @@ class Staged:
 
     With `folder`, the staging folder is created first and moves into place as a whole;
     `required` names files (relative to the folder) that must exist for it to count.
+    `fresh`: the plan saw nothing at `final` and no other run may write it since (the run
+    is alone on its items), so whatever is there now is this run's own earlier output: a
+    file is committed by the rename alone, without looking at what it replaces first.
     On error nothing of this attempt remains. (A class: entered once per item.)
     """
 
-    __slots__ = ("final", "folder", "required", "staging")
+    __slots__ = ("final", "folder", "required", "fresh", "staging")
 
-    def __init__(self, final: str, *, folder: bool = False, required: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        final: str,
+        *,
+        folder: bool = False,
+        required: Sequence[str] = (),
+        fresh: bool = False,
+    ) -> None:
         self.final = final
         self.folder = folder
         self.required = required
+        self.fresh = fresh
         self.staging = ""
 
     def __enter__(self) -> str:
-        final = self.final
-        make_folder(os.path.dirname(final))
-        staging = self.staging = staging_path(final)
+        head, tail = os.path.split(self.final)
+        make_folder(head)
+        staging = self.staging = staging_path_in(head, tail)
         if self.folder:
             os.mkdir(staging)
         return staging
@@ -100,7 +112,10 @@ class Staged:
         staging, final = self.staging, self.final
         if not self.folder:
             try:
-                commit(staging, final, folder=False)
+                if self.fresh:
+                    os.replace(staging, final)
+                else:
+                    commit(staging, final, folder=False)
             except FileNotFoundError:
                 # Asked only on failure: a missing staging file is the task's omission.
                 if not os.path.lexists(staging):
@@ -127,23 +142,28 @@ class _AtomicWrite:
 
     def __init__(self, final: str) -> None:
         # Claimed like a template's output: a concurrent writer of the same path waits, and
-        # the next writer after a killed one removes what it left.
-        self._claimed = Claimed(final)
+        # the next writer after a killed one removes what it left; unless the run is alone
+        # under the path's output root.
+        self._claimed = None if alone_under(final) else Claimed(final)
         self._staged = Staged(final)
 
     def __enter__(self) -> str:
-        self._claimed.__enter__()
+        claimed = self._claimed
+        if claimed is None:
+            return self._staged.__enter__()
+        claimed.__enter__()
         try:
             return self._staged.__enter__()
         except BaseException:
-            self._claimed.__exit__(None, None, None)
+            claimed.__exit__(None, None, None)
             raise
 
     def __exit__(self, *exc: object) -> None:
         try:
             self._staged.__exit__(*exc)  # type: ignore[arg-type]
         finally:
-            self._claimed.__exit__(None, None, None)
+            if self._claimed is not None:
+                self._claimed.__exit__(None, None, None)
 
 
 def atomic_write(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[str]:

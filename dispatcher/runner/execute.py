@@ -32,6 +32,7 @@ from dispatcher.task import Task
 
 if TYPE_CHECKING:
     from dispatcher.execution.signals import StopSignal
+    from dispatcher.outputs.lease import RunLease
     from dispatcher.report.reporter import Reporter
 
 
@@ -202,35 +203,61 @@ def execute(request: Request) -> RunResult:
         counts = Counts.planned(plan)
         if request.plan_only:
             return RunResult(EXIT_OK, counts, plan=_summary(plan, request.force))
-        early = _before_running(request, prepared, plan, stop)
-        if early is not None:
-            return RunResult(early, counts)
-        reporter = _start_recording(request, prepared, plan, counts)
-        context = RunContext(prepared.stage, plan.pending, reporter, stop, reporter.run_dir)
+        if plan.pending or plan.leftovers:
+            _check_output_roots(prepared.task)
+        lease = _take_lease(prepared, plan, stop)
         try:
-            run_engine(prepared.backbone, context)
-        except BaseException as exc:
-            code = reporter.finish(stop.signum)
-            if not is_task_exit(exc):
-                raise
-            # A task's sys.exit() that the backbone let through: recorded as a crash, and
-            # the exit code is the run's, not the one the task passed to sys.exit().
-        else:
-            code = reporter.finish(stop.signum)
+            early = _before_running(request, prepared, plan, stop)
+            if early is not None:
+                return RunResult(early, counts)
+            reporter = _start_recording(request, prepared, plan, counts)
+            context = RunContext(
+                prepared.stage, plan.pending, reporter, stop, reporter.run_dir, lease
+            )
+            try:
+                run_engine(prepared.backbone, context)
+            except BaseException as exc:
+                code = reporter.finish(stop.signum)
+                if not is_task_exit(exc):
+                    raise
+                # A task's sys.exit() that the backbone let through: recorded as a crash, and
+                # the exit code is the run's, not the one the task passed to sys.exit().
+            else:
+                code = reporter.finish(stop.signum)
+        finally:
+            prepared.stage.work_alone(False)
+            if lease is not None:
+                lease.release()
     return RunResult(
         code, reporter.counts, reporter.outcomes or [], reporter.run_dir, reporter.record_path
     )
 
 
+def _take_lease(prepared: Prepared, plan: Plan, stop: StopSignal) -> RunLease | None:
+    """The run's lease at its output roots, when it has items to make: taken after the
+    plan (which writes nothing) and before any leftover is removed, once no overlapping
+    run commits alone there (`dispatcher.outputs.lease`)."""
+    roots = sorted({os.path.abspath(root) for root in prepared.task.output_roots()})
+    if not plan.pending or not roots:
+        return None
+    stage = prepared.stage
+    way, indices, count = sharding.overlap_class(plan.shards)
+    # Disjoint shards hold disjoint items only over the same items: the task and where its
+    # items come from are part of the way of sharding.
+    way = f"{type(prepared.task).__name__} {stage.source.origin()} {way}"
+    lease = stage.source.lease(roots, (way, indices, count), note, stop.is_set)
+    if lease is not None:
+        stage.alone_roots = lease.roots
+    return lease
+
+
 def _before_running(
     request: Request, prepared: Prepared, plan: Plan, stop: StopSignal
 ) -> int | None:
-    """What happens between the plan and the first item: output roots checked, leftovers
-    removed, a changed configuration noted. The exit code when the run ends here (a
-    signal, nothing found, nothing to do); None when items are to run."""
+    """What happens between the lease and the first item: leftovers removed, a changed
+    configuration noted. The exit code when the run ends here (a signal, nothing found,
+    nothing to do); None when items are to run."""
     task = prepared.task
-    if plan.pending or plan.leftovers:
-        _check_output_roots(task)
     # Killed attempts' staging, retired and lock names, unless a live run holds them.
     remove_leftovers(plan.leftovers)
     if stop.is_set():

@@ -181,7 +181,7 @@ class WholeDatasetItems(ItemSource):
             f"(done marker {self.marker}); --force remakes it with {self.package}"
         )
 
-    def leftovers(self, items: Sequence[Item]) -> list[str]:
+    def leftovers(self, items: Sequence[Item], found: Sequence[Item] = ()) -> list[str]:
         folder, name = os.path.split(self.marker)
         with contextlib.suppress(OSError):
             return [

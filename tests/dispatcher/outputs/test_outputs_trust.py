@@ -22,13 +22,17 @@ from dispatcher.outputs.records import is_provenance_name
 TASK = task_file("outputs_trust")
 
 HOLD = r"""
-import sys, time
+import os, sys, time
 from dispatcher.outputs.claims import Claim
+from dispatcher.outputs.lease import RunLease, shard_slot
+# As every run with items to make: present at the output root, then claiming its item.
+lease = RunLease.take([os.path.dirname(sys.argv[1])], shard_slot("all", [0], 1), print, lambda: False)
 claim = Claim(sys.argv[1])
 claim.acquire()
 print("held", flush=True)
 sys.stdin.readline()
 claim.release()
+lease.release()
 """
 
 
@@ -66,7 +70,8 @@ def ours(root: Path) -> list[str]:
 
 
 def hold_claim(final: Path) -> subprocess.Popen[str]:
-    """Another live attempt: a process holding the claim of the item whose output is `final`."""
+    """Another run's live attempt: a process present at the output root (`final`'s folder)
+    and holding the claim of the item whose output is `final`."""
     env = dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", str(REPO)))
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(final)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
