@@ -37,8 +37,6 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 
-import xxhash
-
 from dispatcher.outputs.claims import same_file
 
 LEASE_NAME = ".dispatch-lease"
@@ -79,6 +77,8 @@ def alone_under(path: str) -> bool:
 def shard_slot(signature: str, indices: Sequence[int], count: int) -> tuple[int, list[int]]:
     """(start of the region, the run's offsets in it) for a way of sharding and its indices
     (`sharding.overlap_class`)."""
+    import xxhash  # only for a run with items to make
+
     base = (xxhash.xxh64_intdigest(signature.encode()) % _REGIONS) << _REGION_BITS
     if count > 1 << _REGION_BITS:
         return base, []  # the whole region

@@ -234,11 +234,11 @@ def execute(request: Request) -> RunResult:
 
 
 def _take_lease(prepared: Prepared, plan: Plan, stop: StopSignal) -> RunLease | None:
-    """The run's lease at its output roots, when it has items to make: taken after the
-    plan (which writes nothing) and before any leftover is removed, once no overlapping
-    run commits alone there (`dispatcher.outputs.lease`)."""
+    """The run's lease at its output roots, when it has items to make or leftovers to
+    remove: taken after the plan (which writes nothing) and before any leftover is removed,
+    once no overlapping run commits alone there (`dispatcher.outputs.lease`)."""
     roots = sorted({os.path.abspath(root) for root in prepared.task.output_roots()})
-    if not plan.pending or not roots:
+    if not (plan.pending or plan.leftovers) or not roots:
         return None
     stage = prepared.stage
     way, indices, count = sharding.overlap_class(plan.shards)
@@ -258,6 +258,8 @@ def _before_running(
     configuration noted. The exit code when the run ends here (a signal, nothing found,
     nothing to do); None when items are to run."""
     task = prepared.task
+    if stop.is_set():  # (a signal may have cut short the wait for a run alone here)
+        return stop.exit_code or EXIT_SIGINT
     # Killed attempts' staging, retired and lock names, unless a live run holds them.
     remove_leftovers(plan.leftovers)
     if stop.is_set():
