@@ -44,6 +44,10 @@ CHECK_SECONDS = 0.1
 """How often a run alone looks for a newcomer (one lock query per root)."""
 WAIT_SECONDS = 0.05
 """How often a newcomer looks whether the run alone has switched to per-item claims."""
+WAIT_LIMIT_SECONDS = 30.0
+"""How long a newcomer waits for that at most (a run alone on long items, sent in big
+chunks, may take a while). Then it claims every item without waiting longer and removes no
+leftover: the batches still under way may make an item twice (waste, never corruption)."""
 _REGION_BITS = 20
 """Shard indices per region: a run of more shards locks its whole region (and is alone
 only with no other run of the same sharding present)."""
@@ -95,6 +99,9 @@ class RunLease:
         self._alone: bool | None = None
         """Unknown until an engine first asks; then True while alone, False for good."""
         self._checked = 0.0
+        self.unsettled = False
+        """Another run was still committing alone when this one stopped waiting (a signal,
+        or `WAIT_LIMIT_SECONDS`): its live staging files may lie among the leftovers."""
 
     @classmethod
     def take(
@@ -115,19 +122,31 @@ class RunLease:
             # so): nothing to gain from a lease.
             lease.release()
             return None
-        lease._wait_for_alone_runs(note, stopping)
+        lease.unsettled = not lease._wait_for_alone_runs(note, stopping)
         return lease
 
     def _wait_for_alone_runs(
         self, note: Callable[[str], None], stopping: Callable[[], bool]
-    ) -> None:
+    ) -> bool:
+        """Whether every overlapping run alone here has switched to per-item claims."""
         started, told = time.monotonic(), False
         for file in self._files:
-            while file.others(flags=True) and not stopping():
-                if not told and time.monotonic() - started > 1.0:
+            while file.others(flags=True):
+                waited = time.monotonic() - started
+                if stopping():
+                    return False
+                if waited > WAIT_LIMIT_SECONDS:
+                    note(
+                        f"the run alone on {file.root} is still at its batches after "
+                        f"{waited:.0f} s: claiming every item without waiting longer "
+                        "(an item may be made twice; leftovers are left to the next run)"
+                    )
+                    return False
+                if not told and waited > 1.0:
                     note(f"waiting for the run alone on {file.root} to claim its items one by one")
                     told = True
                 time.sleep(WAIT_SECONDS)
+        return True
 
     def alone(self) -> bool:
         """Whether a batch sent now may commit without per-item claims."""

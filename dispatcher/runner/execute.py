@@ -207,7 +207,7 @@ def execute(request: Request) -> RunResult:
             _check_output_roots(prepared.task)
         lease = _take_lease(prepared, plan, stop)
         try:
-            early = _before_running(request, prepared, plan, stop)
+            early = _before_running(request, prepared, plan, stop, lease)
             if early is not None:
                 return RunResult(early, counts)
             reporter = _start_recording(request, prepared, plan, counts)
@@ -252,16 +252,16 @@ def _take_lease(prepared: Prepared, plan: Plan, stop: StopSignal) -> RunLease | 
 
 
 def _before_running(
-    request: Request, prepared: Prepared, plan: Plan, stop: StopSignal
+    request: Request, prepared: Prepared, plan: Plan, stop: StopSignal, lease: RunLease | None
 ) -> int | None:
     """What happens between the lease and the first item: leftovers removed, a changed
     configuration noted. The exit code when the run ends here (a signal, nothing found,
     nothing to do); None when items are to run."""
     task = prepared.task
-    if stop.is_set():  # (a signal may have cut short the wait for a run alone here)
-        return stop.exit_code or EXIT_SIGINT
-    # Killed attempts' staging, retired and lock names, unless a live run holds them.
-    remove_leftovers(plan.leftovers)
+    # Killed attempts' staging, retired and lock names, unless a live run holds them (one
+    # still committing alone holds no claim: then they wait for the next run).
+    if lease is None or not lease.unsettled:
+        remove_leftovers(plan.leftovers)
     if stop.is_set():
         return stop.exit_code or EXIT_SIGINT
     if not plan.found:

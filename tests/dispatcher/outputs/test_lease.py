@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, task_file
+from conftest import dispatch_here, run_dispatch, task_file
 
 from dispatcher.outputs import lease as lease_module
 from dispatcher.outputs.lease import CHECK_SECONDS, LEASE_NAME, RunLease, shard_slot
@@ -262,3 +262,30 @@ def test_a_run_removes_only_the_leftovers_of_its_own_shard(tmp_path):
     left = sorted(p.name for p in out.iterdir() if "dispatch-part" in p.name)
     assert left == [f".{theirs}.dispatch-part-1-ab0.json"]
     assert sorted(made(out)) == [f"{n}.json" for n in names if hash_bucket(n, 2) == 0]
+
+
+def test_a_newcomer_waits_a_while_at_most_then_claims_and_removes_no_leftover(
+    tmp_path, monkeypatch
+):
+    src = inputs(tmp_path, 3)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / f".{sorted(p.name for p in src.iterdir())[0]}.dispatch-part-1-ab0.json"
+    stale.write_text("maybe the live file of the run alone")
+    first = take(out)
+    assert first.alone()  # and it never gets to its next batch
+    monkeypatch.setattr(lease_module, "WAIT_LIMIT_SECONDS", 0.3)
+    try:
+        done = dispatch_here(
+            TASK, "Probe", "--backbone", "serial", "--log-dir", tmp_path / "logs",
+            "--mixin", f"input={src}", f"output={out}", cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        first.release()
+    assert done.returncode == 0, done.stderr
+    assert "is still at its batches after 0 s: claiming every item" in done.stderr
+    assert stale.exists()  # perhaps live: left to the next run
+    outputs = made(out)
+    assert len(outputs) == 3 and all(o["claimed"] for o in outputs.values())
+    again = dispatch(tmp_path, "Probe", "--backbone", "serial")
+    assert again.returncode == 0 and not stale.exists(), again.stderr
