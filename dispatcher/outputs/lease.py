@@ -227,9 +227,15 @@ class _LeaseFile:
             os.close(fd)  # removed by a run that ended as this one opened it: open the new one
 
     def others(self, flags: bool) -> bool:
-        """Whether another run's presence (or flag) overlaps this run's items."""
+        """Whether another run's presence (or flag) overlaps this run's items; yes when
+        the lock server cannot say (a network filesystem's hiccup): then everyone claims."""
         shift = _FLAGS if flags else 0
-        return any(_conflict(self.fd, start + shift, length) for start, length in self.overlapping)
+        try:
+            return any(
+                _conflict(self.fd, start + shift, length) for start, length in self.overlapping
+            )
+        except OSError:
+            return True
 
     def lock_flag(self) -> None:
         self._lock(self.fd, [(s + _FLAGS, n) for s, n in self.mine], fcntl.F_RDLCK)
@@ -237,7 +243,8 @@ class _LeaseFile:
 
     def unlock_flag(self) -> None:
         if self.flagged and self.fd is not None:
-            self._lock(self.fd, [(s + _FLAGS, n) for s, n in self.mine], fcntl.F_UNLCK)
+            with contextlib.suppress(OSError):  # then it goes when the run's file is closed
+                self._lock(self.fd, [(s + _FLAGS, n) for s, n in self.mine], fcntl.F_UNLCK)
         self.flagged = False
 
     def close(self) -> None:
