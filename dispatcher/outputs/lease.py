@@ -7,9 +7,10 @@ So each run with items to make holds a lease at each output root for its whole l
 
 - its *presence*: a read lock on its bytes of a hidden lease file (`<root>/.dispatch-lease`)
   that says which items it may touch. The bytes are its shard's: a region per way of
-  sharding (the specs, their kind and count), a byte per shard index, so the array tasks
-  of one `--shard auto` run, whose items are disjoint, never see each other; any other
-  pair of runs (the same shard twice, other shard counts, no shards) does.
+  sharding (the task, where its items come from, the shard specs' kinds and counts), a
+  byte per shard index, so the array tasks of one `--shard auto` run, whose items are
+  disjoint, never see each other; any other pair of runs (the same shard twice, other
+  shard counts, no shards, another input) does.
 - its *flag*: while it commits without per-item claims, a read lock on the same bytes in
   the file's upper half.
 
@@ -75,6 +76,10 @@ def alone_in(root: str) -> bool:
 
 def alone_under(path: str) -> bool:
     """Whether `path` lies under a root this process commits to alone (`atomic_write`)."""
+    if not _alone_roots:
+        return False
+    if not os.path.isabs(path):
+        path = os.path.abspath(path)
     return any(path.startswith(root + os.sep) for root in _alone_roots)
 
 
@@ -83,7 +88,8 @@ def shard_slot(signature: str, indices: Sequence[int], count: int) -> tuple[int,
     (`sharding.overlap_class`)."""
     import xxhash  # only for a run with items to make
 
-    base = (xxhash.xxh64_intdigest(signature.encode()) % _REGIONS) << _REGION_BITS
+    digest = xxhash.xxh64_intdigest(signature.encode("utf-8", "surrogateescape"))
+    base = (digest % _REGIONS) << _REGION_BITS
     if count > 1 << _REGION_BITS:
         return base, []  # the whole region
     return base, sorted(set(indices))

@@ -1,5 +1,7 @@
 """Template tasks that record how each item was committed: whether its claim (a lock file
-beside its output) was held while it ran. LEASE_DELAY slows each item."""
+beside its output) was held while it ran. LEASE_DELAY slows each item; the item named by
+LEASE_HANG writes part of its output, leaves its process id in `<output root>.pid` and
+hangs."""
 
 import json
 import os
@@ -9,6 +11,7 @@ from dispatcher import Placeholder, Task, atomic_write
 from templates import InputByExtensions, OutputWithExtension, cpu_task
 
 DELAY = float(os.environ.get("LEASE_DELAY", "0"))
+HANG = os.environ.get("LEASE_HANG")
 
 
 def claimed(final):
@@ -22,6 +25,12 @@ class Probe(Task):
         time.sleep(DELAY)
         final = os.path.join(self.mixin.output, os.path.basename(input) + ".json")
         with open(output, "w") as fh:
+            if os.path.basename(input) == HANG:
+                fh.write('{"partial')
+                fh.flush()
+                with open(self.mixin.output.rstrip("/") + ".pid", "w") as pid:
+                    pid.write(str(os.getpid()))
+                time.sleep(600)
             json.dump({"pid": os.getpid(), "claimed": claimed(final)}, fh)
 
 

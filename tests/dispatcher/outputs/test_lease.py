@@ -289,3 +289,29 @@ def test_a_newcomer_waits_a_while_at_most_then_claims_and_removes_no_leftover(
     assert len(outputs) == 3 and all(o["claimed"] for o in outputs.values())
     again = dispatch(tmp_path, "Probe", "--backbone", "serial")
     assert again.returncode == 0 and not stale.exists(), again.stderr
+
+
+def test_a_worker_killed_while_alone_leaves_no_staging_behind(tmp_path):
+    # Alone, its attempt held no claim: nothing says a dead attempt was there but the
+    # engine, which removes what it staged once the worker is reaped.
+    inputs(tmp_path, 6)
+    env = dict(os.environ, LEASE_HANG="i02.txt")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", str(TASK), "Probe", "--backbone", "mp",
+         "--num-process", "1", "--log-dir", str(tmp_path / "logs"),
+         "--mixin", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}"],
+        cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    pid_file = tmp_path / "out.pid"
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    staging = [p.name for p in (tmp_path / "out").iterdir() if "dispatch-part" in p.name]
+    assert staging and not any((tmp_path / "out").glob(".*.dispatch-lock"))  # alone, unclaimed
+    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "5 ok, 1 failed" in err, err
+    assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith(".")] == [
+        ".dispatch-run.Probe"
+    ]
