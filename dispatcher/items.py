@@ -109,8 +109,6 @@ class ItemSource:
         claims (`dispatcher.outputs.lease`; `overlap`: `sharding.overlap_class`). On a
         local or shared filesystem, lock bytes of a file at each root; a storage without
         such locks returns None (every item is claimed) or brings its own."""
-        if not roots:
-            return None
         return RunLease.take(roots, shard_slot(*overlap), note, stopping)
 
     def done_after_load(self, batch: Any, size: int) -> list[bool] | None:

@@ -53,6 +53,21 @@ class Claimed:
             claim.release()
 
 
+class _NotClaimed:
+    """No claim, for a block of a run alone on its items (`dispatcher.outputs.lease`)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+NOT_CLAIMED = _NotClaimed()
+
+
 def claimed(final: str) -> Claimed:
     """The claim of the item whose output is `final`, held for a `with` block."""
     return Claimed(final)

@@ -164,12 +164,12 @@ class RunLease:
             self._checked = now
         elif now - self._checked >= CHECK_SECONDS:
             self._checked = now
-            if any(file.others(flags=False) for file in self._files):
+            if self._others_present():
                 self._alone = False  # the flag stays until `drained`
         return self._alone
 
     def _become_alone(self) -> bool:
-        if any(file.others(flags=False) for file in self._files):
+        if self._others_present():
             return False
         try:
             for file in self._files:
@@ -179,10 +179,13 @@ class RunLease:
             return False
         # Taken, then looked again: a newcomer that came meanwhile saw no flag and claims,
         # so this run claims too.
-        if any(file.others(flags=False) for file in self._files):
+        if self._others_present():
             self.drained()
             return False
         return True
+
+    def _others_present(self) -> bool:
+        return any(file.others(flags=False) for file in self._files)
 
     @property
     def switching(self) -> bool:

@@ -8,7 +8,7 @@ import os
 import stat
 from collections.abc import Sequence
 
-from dispatcher.outputs.claiming import Claimed
+from dispatcher.outputs.claiming import NOT_CLAIMED, Claimed
 from dispatcher.outputs.lease import alone_under
 from dispatcher.outputs.leftovers import remove_path
 from dispatcher.outputs.names import retired_path, staging_path_in
@@ -144,26 +144,22 @@ class _AtomicWrite:
         # Claimed like a template's output: a concurrent writer of the same path waits, and
         # the next writer after a killed one removes what it left; unless the run is alone
         # under the path's output root.
-        self._claimed = None if alone_under(final) else Claimed(final)
+        self._claimed = NOT_CLAIMED if alone_under(final) else Claimed(final)
         self._staged = Staged(final)
 
     def __enter__(self) -> str:
-        claimed = self._claimed
-        if claimed is None:
-            return self._staged.__enter__()
-        claimed.__enter__()
+        self._claimed.__enter__()
         try:
             return self._staged.__enter__()
         except BaseException:
-            claimed.__exit__(None, None, None)
+            self._claimed.__exit__(None, None, None)
             raise
 
     def __exit__(self, *exc: object) -> None:
         try:
             self._staged.__exit__(*exc)  # type: ignore[arg-type]
         finally:
-            if self._claimed is not None:
-                self._claimed.__exit__(None, None, None)
+            self._claimed.__exit__(None, None, None)
 
 
 def atomic_write(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[str]:

@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -20,34 +19,14 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, task_file
+from test_slurm_submit import needs_cluster
 
 from dispatcher.sharding import hash_bucket
 
 JOB_TIMEOUT = 60.0  # seconds one array job may take before the test cancels it and fails
 
 
-def _cluster_problem() -> str | None:
-    """Why SLURM jobs cannot run here, or None when a controller and a usable node answer."""
-    if shutil.which("sbatch") is None:
-        return "sbatch is not on PATH (start a cluster: bash scripts/local-slurm.sh start)"
-    try:
-        # ping answers at once; sinfo retries for ~10 s when no controller is up.
-        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=15)
-        if "is UP" not in ping.stdout:
-            return "no SLURM controller answers `scontrol ping` (bash scripts/local-slurm.sh start)"
-        nodes = subprocess.run(
-            ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=15
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"SLURM does not answer: {exc}"
-    usable = {"idle", "mix", "alloc", "comp"}
-    if not usable & set(nodes.stdout.split()):
-        return f"no usable SLURM node (sinfo states: {nodes.stdout.split() or 'none'})"
-    return None
-
-
-_PROBLEM = _cluster_problem()
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(_PROBLEM is not None, reason=str(_PROBLEM))]
+pytestmark = [pytest.mark.slow, needs_cluster]
 
 
 class Cluster:
