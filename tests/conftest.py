@@ -218,6 +218,17 @@ def tree(root: Path) -> dict[str, bytes]:
     }
 
 
+def committed(folder: Path, pattern: str = "*") -> list[Path]:
+    """The outputs committed in `folder` while a run may still be writing there: a staging
+    file keeps its output's extension (`.a.dispatch-part-TOKEN.json`), and pathlib's glob
+    matches hidden names, so those are left out."""
+    return (
+        sorted(p for p in folder.glob(pattern) if not p.name.startswith("."))
+        if folder.exists()
+        else []
+    )
+
+
 @pytest.fixture
 def jobs():
     """Job ids a test submitted; whatever is left is cancelled at the end."""

@@ -14,7 +14,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, failures, run_dispatch, run_record, start_dispatch, task_file, tree
+from conftest import (
+    REPO,
+    committed,
+    failures,
+    run_dispatch,
+    run_record,
+    start_dispatch,
+    task_file,
+    tree,
+)
 from helpers_engines import npu_stand_in_env
 
 torch = pytest.importorskip("torch")
@@ -282,7 +291,7 @@ def test_sigterm_stops_between_batches_and_the_rerun_completes(tasks, tmp_path):
         cwd=tmp_path,
     )  # fmt: skip
     deadline = time.monotonic() + 60
-    while not (out.exists() and len(list(out.glob("*.json"))) >= 2):
+    while len(committed(out, "*.json")) < 2:
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)

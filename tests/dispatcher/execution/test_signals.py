@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_dispatch, start_dispatch, task_file
+from conftest import committed, run_dispatch, start_dispatch, task_file
 
 from backbones.serial import SerialBackbone
 from dispatcher.engines import RunContext
@@ -27,7 +27,7 @@ from dispatcher.stage import Stage
 
 
 def _outputs(out: Path) -> dict[str, str]:
-    return {p.name: p.read_text() for p in out.glob("*.txt")} if out.exists() else {}
+    return {p.name: p.read_text() for p in committed(out, "*.txt")}
 
 
 def _staging(out: Path) -> list[Path]:

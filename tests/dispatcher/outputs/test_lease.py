@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import dispatch_here, run_dispatch, task_file
+from conftest import committed, dispatch_here, run_dispatch, task_file
 
 from dispatcher.outputs import lease as lease_module
 from dispatcher.outputs.lease import CHECK_SECONDS, LEASE_NAME, RunLease, shard_slot
@@ -223,7 +223,7 @@ def test_a_newcomer_waits_until_the_run_alone_claims_then_each_item_is_made_once
         cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
-    while len(list((tmp_path / "out").glob("*.json"))) < 3:
+    while len(committed(tmp_path / "out", "*.json")) < 3:
         assert first.poll() is None and time.monotonic() < deadline
         time.sleep(0.02)
     second = subprocess.Popen(

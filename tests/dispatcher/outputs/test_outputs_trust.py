@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, task_file, tree
+from conftest import REPO, committed, run_dispatch, task_file, tree
 
 from dispatcher.outputs.records import is_provenance_name
 
@@ -465,7 +465,7 @@ def test_a_batch_claims_all_its_items_without_holding_any_while_it_waits(ds):
             assert run.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
         time.sleep(1.5)  # the batch of a, b, c is loaded and waits for b
-        assert run.poll() is None and not list(out.glob("*.json"))
+        assert run.poll() is None and not committed(out, "*.json")
         for name in ("a", "c"):  # held by nobody while the batch waits
             claim = Claim(str(out / f"{name}.txt.json"))
             assert claim.try_acquire()
