@@ -86,6 +86,12 @@ class ItemSource:
         run may be alone on them and hold no claim that keeps its live files safe."""
         return ()
 
+    def remove_leftovers(self, leftovers: Sequence[str]) -> int:
+        """Remove what `leftovers` listed, unless a live attempt holds it; how many went."""
+        from dispatcher.outputs.leftovers import remove_leftovers
+
+        return remove_leftovers(leftovers)
+
     def staged(self, key: str, remake: bool = False) -> contextlib.AbstractContextManager[Any]:
         """An item's outputs to write, for one `with` block: claimed, staged, committed on
         success (`remake`: even if another run completed the item since the plan)."""

@@ -9,7 +9,6 @@ ones (validation, roots, shards, kagurazaka's `generate_tasks` / `is_executed`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -64,11 +63,7 @@ class TemplateHooks:
             else:
                 problems.append(f"{where}: expected IndexShard or HashShard, got {spec!r}")
         if not problems:
-            source = self.item_source()
-            problems += input_mode.root_problems(source.input_value, source.input_root)
-            out = source.output_root
-            if os.path.exists(out) and not os.path.isdir(out):
-                problems.append(f"mixin 'output': output root {out} is not a folder")
+            problems += self.item_source().root_problems()
         return problems + super().validate()  # type: ignore[misc]
 
     def _arguments(self) -> tuple[list[str], list[str], str | None] | None:

@@ -17,7 +17,7 @@ from itertools import repeat
 from typing import Any
 
 from dispatcher.errors import UsageError
-from templates.walk import Group, glob_depth, glob_regex, walk, walk_suffixes
+from templates.walk import Group, glob_depth, glob_regex, listed, walk, walk_suffixes
 
 Item = tuple[str, Any]
 
@@ -58,6 +58,11 @@ class InputMode:
 
     def items(self, input_value: str, input_root: str) -> list[Item]:
         raise NotImplementedError
+
+    def listed_items(self, keys: list[str]) -> list[Item] | None:
+        """The items found in a store's listing of the input prefix (object keys relative
+        to it); None for a mode that reads local files to find its items."""
+        return None
 
     def items_with_groups(
         self, input_value: str, input_root: str
@@ -132,6 +137,11 @@ class InputByExtensions(_Walked):
     def items(self, input_value: str, input_root: str) -> list[Item]:
         return self.items_with_groups(input_value, input_root)[0]
 
+    def listed_items(self, keys: list[str]) -> list[Item]:
+        suffixes = self._suffixes()
+        found = listed(keys, accept_path=lambda k: k.lower().endswith(suffixes), hidden=self.hidden)
+        return list(zip(found, repeat(None)))
+
     def items_with_groups(
         self, input_value: str, input_root: str
     ) -> tuple[list[Item], list[Group] | None]:
@@ -171,12 +181,21 @@ class InputByGlob(_Walked):
             out.append(f"mixin '{where}.case_sensitive': expected true or false")
         return out
 
-    def items(self, input_value: str, input_root: str) -> list[Item]:
+    def _regex(self) -> Any:
         import re
 
         patterns = _str_list(self.pattern) or []
         flags = 0 if self.case_sensitive else re.IGNORECASE
-        regex = re.compile("|".join(f"(?:{glob_regex(p)})" for p in patterns), flags)
+        return re.compile("|".join(f"(?:{glob_regex(p)})" for p in patterns), flags)
+
+    def listed_items(self, keys: list[str]) -> list[Item]:
+        regex = self._regex()
+        found = listed(keys, accept_path=lambda k: regex.match(k) is not None, hidden=self.hidden)
+        return list(zip(found, repeat(None)))
+
+    def items(self, input_value: str, input_root: str) -> list[Item]:
+        patterns = _str_list(self.pattern) or []
+        regex = self._regex()
         keys = walk(
             input_root,
             accept_path=lambda key: regex.match(key) is not None,
@@ -205,6 +224,11 @@ class InputByDepth(_Walked):
         if self.kind not in ("dir", "file", "any"):
             out.append(f"mixin '{where}.kind': expected dir, file or any, got {self.kind!r}")
         return out
+
+    def listed_items(self, keys: list[str]) -> list[Item]:
+        depth = self.depth
+        found = listed(keys, min_depth=depth, max_depth=depth, kind=self.kind, hidden=self.hidden)
+        return list(zip(found, repeat(None)))
 
     def items(self, input_value: str, input_root: str) -> list[Item]:
         keys = walk(

@@ -32,6 +32,7 @@ from dispatcher.outputs import (
     leftover_final,
     unsafe_reason,
 )
+from dispatcher.storage import urls
 from templates.input_modes import InputMode
 from templates.output_modes import Finish, FinishWhenAllExist, OutputMode, OutputWithExtension
 from templates.shards import HardShard
@@ -45,6 +46,8 @@ def template_items(task: Any) -> TemplateItems:
     source = task.__dict__.get(SOURCE)
     if source is None:
         source = task.__dict__[SOURCE] = TemplateItems.from_mixin(task.mixin)
+        if getattr(task, "input_as_url", False):
+            source.download = False  # an object's input is handed over as its URL
     return source
 
 
@@ -69,8 +72,12 @@ class TemplateItems(ItemSource):
         if isinstance(hard, HardShard):
             input_value, output_value = hard.apply(input_value), hard.apply(output_value)
         input_mode: InputMode = mixin["input_mode"]
-        input_root = os.path.abspath(input_mode.base_root(input_value))
-        output_root = os.path.abspath(output_value)
+        input_value, output_value = urls.local(input_value), urls.local(output_value)
+        input_root, output_root = _root(input_mode.base_root(input_value)), _root(output_value)
+        if urls.is_url(input_root) or urls.is_url(output_root):
+            from templates.object_items import ObjectTemplateItems
+
+            cls = ObjectTemplateItems
         return cls(
             input_value=input_value,
             input_root=input_root,
@@ -79,6 +86,15 @@ class TemplateItems(ItemSource):
             output_mode=mixin["output_mode"],
             finish=mixin.get("finish") or FinishWhenAllExist(),
         )
+
+    def root_problems(self) -> list[str]:
+        """Why the roots cannot be used (checked before any work): the input as its mode
+        reads it, an output root that is no folder."""
+        problems = self.input_mode.root_problems(self.input_value, self.input_root)
+        out = self.output_root
+        if os.path.exists(out) and not os.path.isdir(out):
+            problems.append(f"mixin 'output': output root {out} is not a folder")
+        return problems
 
     @property
     def read_root(self) -> str:
@@ -118,7 +134,7 @@ class TemplateItems(ItemSource):
 
     def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
         """Whether each item is done, from one listing per output directory (nothing created)."""
-        listings = self.__dict__["_listings"] = _Listings(self.output_root)
+        listings = self.__dict__["_listings"] = self._listings()
         output = self.output_mode
         hint = self.__dict__.pop("_groups", None)
         if isinstance(output, OutputWithExtension) and hint is not None and hint[0] is items:
@@ -145,12 +161,19 @@ class TemplateItems(ItemSource):
                 yield False  # it runs, and fails with the reason
                 continue
             done = True
-            for path in output.done_paths(finish, key):
+            for path in self._done_paths(output, finish, key):
                 folder, _, name = path.rpartition("/")
                 if name not in listings[folder]:
                     done = False
                     break
             yield done
+
+    def _listings(self) -> dict[str, frozenset[str]]:
+        """Relative output folder -> the names in it, listed on first use."""
+        return _Listings(self.output_root)
+
+    def _done_paths(self, output: OutputMode, finish: Finish, key: str) -> list[str]:
+        return output.done_paths(finish, key)
 
     def final_outputs(self, keys: Sequence[str]) -> Iterable[str] | None:
         """Each key's committed path relative to the output root, for the nesting check."""
@@ -335,6 +358,11 @@ def _done_by_key(items: Sequence[Item], ext: str, listings: _Listings) -> Iterat
     names = map(itemgetter(2), map(str.rpartition, map(itemgetter(0), items), slash))
     wanted = map(operator.add, names, repeat(ext))
     return map(operator.contains, map(listings.__getitem__, folders), wanted)
+
+
+def _root(value: str) -> str:
+    """A root as the item source keeps it: a URL in one spelling, a local path absolute."""
+    return urls.canonical(value) if urls.is_url(value) else os.path.abspath(value)
 
 
 def _is_safe(key: str) -> bool:

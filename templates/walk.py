@@ -266,3 +266,31 @@ def glob_depth(patterns: Iterable[str]) -> int | None:
             return None
         deepest = max(deepest, len(segments))
     return deepest
+
+
+def listed(
+    keys: Iterable[str],
+    *,
+    accept_path: NameTest | None = None,
+    min_depth: int = 1,
+    max_depth: int | None = None,
+    kind: str = "file",
+    hidden: bool = False,
+) -> list[str]:
+    """`walk` over a store's listing (object keys relative to the root) instead of a
+    folder: the same items, sorted. Folders are the prefixes that hold objects; hidden
+    names are skipped unless `hidden`, the dispatcher's own always."""
+    found: set[str] = set()
+    for key in keys:
+        parts = key.split("/")
+        if any(_bookkeeping(p) or (not hidden and p[:1] == ".") for p in parts):
+            continue
+        top = len(parts) if max_depth is None else min(len(parts), max_depth)
+        for depth in range(min_depth, top + 1):
+            is_file = depth == len(parts)
+            if (kind == "file" and not is_file) or (kind == "dir" and is_file):
+                continue
+            path = "/".join(parts[:depth])
+            if accept_path is None or accept_path(path):
+                found.add(path)
+    return sorted(found)

@@ -7,6 +7,8 @@ import functools
 import os
 from collections.abc import Sequence
 
+from dispatcher.storage import urls
+
 
 class OutputOutsideRoot(ValueError):
     """An item's output would land outside the output root."""
@@ -62,9 +64,11 @@ def root_overlaps(input_roots: Sequence[str], output_roots: Sequence[str]) -> li
     """
     problems = []
     for out in output_roots:
-        real_out = os.path.realpath(out)
+        real_out = urls.canonical(out)
         for inp in input_roots:
-            real_in = os.path.realpath(inp)
+            real_in = urls.canonical(inp)
+            if urls.is_url(real_in) != urls.is_url(real_out):
+                continue  # a store and a local folder never overlap
             if real_out == real_in:
                 problems.append(
                     f"mixin 'output': output root {out} is the input root "

@@ -17,6 +17,7 @@ from typing import Any
 
 from dispatcher.outputs.paths import hidden_beside
 from dispatcher.outputs.staging import atomic_write
+from dispatcher.storage import urls
 
 NEWEST = 8
 """How many of the newest run records of a task class are looked at."""
@@ -63,6 +64,11 @@ def write_provenance(
     text = json.dumps(made, indent=2, default=str) + "\n"
     for path in paths:
         try:
+            if urls.is_url(path):
+                from dispatcher.storage.transfer import put_bytes
+
+                put_bytes(path, text.encode())
+                continue
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
                 fh.write(text)
@@ -79,8 +85,7 @@ def made_by(
     run records in `class_dir`."""
     for path in paths:
         try:
-            with open(path, encoding="utf-8") as fh:
-                made = json.load(fh)
+            made = json.loads(_read_text(path))
         except (OSError, ValueError):
             continue
         if isinstance(made, dict) and isinstance(made.get("config"), dict):
@@ -90,6 +95,15 @@ def made_by(
         return None
     path, record = found
     return path, record.get("config", {})
+
+
+def _read_text(path: str) -> str:
+    if urls.is_url(path):
+        from dispatcher.storage.transfer import read_bytes
+
+        return read_bytes(path).decode("utf-8")
+    with open(path, encoding="utf-8") as fh:
+        return fh.read()
 
 
 def last_record(class_dir: str, output_roots: list[str]) -> tuple[str, dict[str, Any]] | None:

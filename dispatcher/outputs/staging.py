@@ -9,18 +9,12 @@ import stat
 from collections.abc import Sequence
 
 from dispatcher.outputs.claiming import NOT_CLAIMED, Claimed
+from dispatcher.outputs.errors import MissingOutput, OutputConflict
 from dispatcher.outputs.lease import alone_under
 from dispatcher.outputs.leftovers import remove_path
 from dispatcher.outputs.names import retired_path, staging_path_in
 from dispatcher.outputs.paths import make_folder
-
-
-class MissingOutput(FileNotFoundError):
-    """A task returned without writing an output it declared."""
-
-
-class OutputConflict(OSError):
-    """Something that is not an earlier output of the same kind sits at a final path."""
+from dispatcher.storage import urls
 
 
 def _kind(path: str) -> str | None:
@@ -171,6 +165,13 @@ def atomic_write(path: str | os.PathLike[str]) -> contextlib.AbstractContextMana
             fh.write(text)
     ```
     The staging name is new for each attempt and writers of one path take turns, so each
-    commits only its own complete file; on error nothing remains.
+    commits only its own complete file; on error nothing remains. `path` may be a URL
+    (`s3://`, `obs://`): the staging path is then a local scratch file, uploaded whole on
+    success (`dispatcher.outputs.objects`); `file://` names a local path.
     """
-    return _AtomicWrite(os.fspath(path))
+    path = os.fspath(path)
+    if urls.is_url(path):
+        from dispatcher.outputs.objects import StagedObject
+
+        return StagedObject(urls.canonical(path))
+    return _AtomicWrite(urls.local(path))

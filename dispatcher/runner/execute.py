@@ -10,7 +10,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from dispatcher import sharding
+from dispatcher import sharding, storage
 from dispatcher.engines import RunContext, run_engine
 from dispatcher.environment import slurm_job
 from dispatcher.errors import EXIT_OK, EXIT_SIGINT, UsageError
@@ -19,7 +19,6 @@ from dispatcher.outputs import (
     forget_folders,
     is_inside,
     records,
-    remove_leftovers,
     unwritable_reason,
 )
 from dispatcher.plan import Plan, make_plan
@@ -28,6 +27,7 @@ from dispatcher.report.log import logger, note
 from dispatcher.report.results import PlanSummary, RunResult
 from dispatcher.runner.preparation import Prepared, prepare
 from dispatcher.runner.request import Request
+from dispatcher.storage import urls
 from dispatcher.task import Task
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def _check_log_dir(log_dir: str, task: Task) -> None:
     """Output roots hold outputs only: refuse a log directory inside one."""
     real_log = os.path.realpath(log_dir)
     for root in task.output_roots():
-        if is_inside(os.path.realpath(root), real_log):
+        if not urls.is_url(root) and is_inside(urls.canonical(root), real_log):
             raise UsageError(
                 f"log directory {log_dir} is inside the output root {root}: "
                 "pass --log-dir elsewhere (output roots hold outputs only)"
@@ -80,7 +80,9 @@ def _check_output_roots(task: Task) -> None:
     """Refuse, before any work, output roots that no item could commit into."""
     problems = []
     for root in task.output_roots():
-        reason = unwritable_reason(root)
+        if urls.is_url(root):
+            continue  # a store root was checked with the configuration
+        reason = unwritable_reason(urls.local(root))
         if reason is not None:
             problems.append(
                 f"mixin 'output': output root {root} cannot be written ({reason}): "
@@ -91,7 +93,7 @@ def _check_output_roots(task: Task) -> None:
 
 
 def _output_roots(task: Task) -> list[str]:
-    return [os.path.realpath(root) for root in task.output_roots()]
+    return [urls.canonical(root) for root in task.output_roots()]
 
 
 def _config_change(request: Request, task: Task, prepared: Prepared) -> str | None:
@@ -196,6 +198,7 @@ def execute(request: Request) -> RunResult:
     from dispatcher.execution.signals import StopSignal
 
     forget_folders()  # what an earlier run in this process saw of them may have changed
+    storage.forget()
 
     # Handlers are installed only in the main thread (Python allows no other).
     with StopSignal(request.grace) as stop:
@@ -237,7 +240,10 @@ def _take_lease(prepared: Prepared, plan: Plan, stop: StopSignal) -> RunLease | 
     """The run's lease at its output roots, when it has items to make or leftovers to
     remove: taken after the plan (which writes nothing) and before any leftover is removed,
     once no overlapping run commits alone there (`dispatcher.outputs.lease`)."""
-    roots = sorted({os.path.abspath(root) for root in prepared.task.output_roots()})
+    # A store has no byte-range locks: its roots take no lease (every item is claimed).
+    roots = sorted(
+        {os.path.abspath(urls.local(r)) for r in prepared.task.output_roots() if not urls.is_url(r)}
+    )
     if not (plan.pending or plan.leftovers) or not roots:
         return None
     stage = prepared.stage
@@ -261,7 +267,7 @@ def _before_running(
     # Killed attempts' staging, retired and lock names, unless a live run holds them (one
     # still committing alone holds no claim: then they wait for the next run).
     if lease is None or not lease.unsettled:
-        remove_leftovers(plan.leftovers)
+        prepared.stage.source.remove_leftovers(plan.leftovers)
     if stop.is_set():
         return stop.exit_code or EXIT_SIGINT
     if not plan.found:

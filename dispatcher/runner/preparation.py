@@ -35,6 +35,7 @@ from dispatcher.runner.options import (
 )
 from dispatcher.runner.request import Request, option_hint
 from dispatcher.stage import Stage, adapter_for
+from dispatcher.storage.urls import is_url
 from dispatcher.task import Task
 
 
@@ -178,6 +179,10 @@ def _checked_shards(
         errors.extend(UsageError(*root_overlaps(task.input_roots(), task.output_roots())))
         roots = [*task.input_roots(), *task.output_roots()]
         errors.extend(UsageError(*replay_problems(layers.run.get("cwd"), to_plain(mixin), roots)))
+        if any(map(is_url, roots)):  # a bucket that is missing or unreachable: before any work
+            from dispatcher.storage import root_problems
+
+            errors.extend(UsageError(*root_problems(roots)))
     errors.extend(UsageError(*task.argument_problems()))
     shards = list(task.shard_specs())
     if cli_shard is not None:

@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from dispatcher.errors import UsageError
 from dispatcher.runner.preparation import Prepared, prepare
 from dispatcher.runner.request import Request
+from dispatcher.storage.urls import canonical
 
 SLURM_FOLDER = "slurm"
 """Below the log directory: sbatch scripts, array task logs, submission records."""
@@ -79,7 +80,7 @@ class Command:
 
     @property
     def output_roots(self) -> list[str]:
-        return [os.path.realpath(root) for root in self.prepared.task.output_roots()]
+        return [canonical(root) for root in self.prepared.task.output_roots()]
 
     @property
     def task_shards(self) -> list:

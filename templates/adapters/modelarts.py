@@ -39,8 +39,9 @@ from dispatcher.outputs import (
     is_staging_name,
     staged,
 )
-from dispatcher.outputs.records import provenance_beside
+from dispatcher.outputs.records import PROVENANCE_PREFIX, provenance_beside
 from dispatcher.stage import Row, Stage
+from dispatcher.storage import transfer, urls
 from dispatcher.task import Task
 from templates.adapters.modelarts_package import (
     PROGRAM,
@@ -49,6 +50,7 @@ from templates.adapters.modelarts_package import (
     operator_args,
     operator_classes,
     read_package,
+    root_path,
 )
 from templates.input_modes import InputByGlob
 from templates.items import TemplateItems, template_items
@@ -75,11 +77,8 @@ class PerFileHooks:
         problems += modes + self.mixin["output_mode"].problems("output_mode")
         if problems:
             return problems
-        source = self.item_source()
-        problems += source.input_mode.root_problems(source.input_value, source.input_root)
-        if os.path.exists(source.output_root) and not os.path.isdir(source.output_root):
-            problems.append(f"mixin 'output': output root {source.output_root} is not a folder")
-        return problems
+        # The item source checks its roots as it reads them (a store's as listed prefixes).
+        return problems + self.item_source().root_problems()
 
     def input_roots(self) -> list[str]:
         return [self.item_source().read_root]
@@ -91,11 +90,20 @@ class PerFileHooks:
 # --- mode 2: one item, a done marker beside the output root ----------------------------------
 
 
+def beside(root: str, suffix: str) -> str:
+    """A hidden name beside `root` (`OUT/../.OUT<suffix>`); for a store URL the sibling
+    key, by string (a prefix has no absolute path to resolve)."""
+    if not urls.is_url(root):
+        return hidden_beside(urls.local(root), suffix)
+    url = urls.canonical(root)
+    return f"{urls.parent(url)}/.{urls.name(url)}{suffix}"
+
+
 def done_marker(output_root: str) -> str:
     """Where a mode-2 run records that Process returned: a hidden file beside the output
     root (`OUT/../.OUT.modelarts-done`), so the root holds only the operator's files, and
     any rerun finds it whatever its working or log directory."""
-    return hidden_beside(output_root, ".modelarts-done")
+    return beside(output_root, ".modelarts-done")
 
 
 def marker_text(package: Package) -> str:
@@ -103,14 +111,33 @@ def marker_text(package: Package) -> str:
     return json.dumps({"package": package.root, "name": package.name})
 
 
+def read_marker(marker: str) -> str | None:
+    """A done marker's text, None when there is none (for a URL, one GET: no listing of
+    the prefix around it, which may hold a whole bucket)."""
+    try:
+        if urls.is_url(marker):
+            return transfer.read_bytes(marker).decode("utf-8", errors="replace")
+        with open(marker, encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None
+
+
 def marker_maker(marker: str) -> tuple[str, str] | None:
     """(name, folder) of the package a done marker says made the outputs; None when it
     names none. Markers first held only `{"package": FOLDER}`: the name is then the
     folder's, as `read_package` names a package."""
     try:
-        with open(marker, encoding="utf-8") as fh:
-            made = json.load(fh)
-    except (OSError, ValueError):
+        text = read_marker(marker)
+    except OSError:
+        return None
+    return None if text is None else _maker_of(text)
+
+
+def _maker_of(text: str) -> tuple[str, str] | None:
+    try:
+        made = json.loads(text)
+    except ValueError:
         return None
     if not isinstance(made, dict) or not isinstance(made.get("package"), str):
         return None
@@ -139,6 +166,31 @@ class _StagedMarker:
         self._stack.__exit__(*exc)
 
 
+class _StoredMarker:
+    """The marker of an output root in a store: written to local scratch, uploaded whole
+    only when the block succeeds (after Process returned), and only if no other run
+    uploaded one meanwhile (unless remade). A store has no byte-range claims."""
+
+    def __init__(self, marker: str, key: str, remake: bool) -> None:
+        from dispatcher.outputs.objects import StagedObject
+
+        self.marker, self.key, self.remake = marker, key, remake
+        self._stage = StagedObject(marker, create=not remake)
+
+    def __enter__(self) -> dict[str, Any]:
+        if not self.remake and read_marker(self.marker) is not None:
+            raise DoneElsewhere(f"{self.key} was completed by another run")
+        return {"output": self._stage.__enter__()}
+
+    def __exit__(self, *exc: Any) -> None:
+        from dispatcher.outputs.objects import ObjectExists
+
+        try:
+            self._stage.__exit__(*exc)
+        except ObjectExists as exists:
+            raise DoneElsewhere(f"{self.key} was completed by another run") from exists
+
+
 class WholeDatasetItems(ItemSource):
     """A mode-2 package's one item (named after the package), done when its marker exists;
     its one output is the marker, staged and committed after Process returned."""
@@ -146,6 +198,7 @@ class WholeDatasetItems(ItemSource):
     def __init__(self, input: str, output: str, package: str) -> None:
         self.input, self.output, self.package = input, output, package
         self.marker = done_marker(output)
+        self.in_store = urls.is_url(self.marker)
 
     def items(self) -> list[Item]:
         return [(self.package, None)]
@@ -162,13 +215,17 @@ class WholeDatasetItems(ItemSource):
     def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
         """Done when this package's marker is there. Another package's marker is refused:
         those outputs are no result of this package (`--force` remakes them)."""
-        done = os.path.lexists(self.marker)
+        if self.in_store:
+            text = read_marker(self.marker)
+            done, maker = text is not None, _maker_of(text or "")
+        else:
+            done = os.path.lexists(self.marker)
+            maker = marker_maker(self.marker) if done else None
         if done:
-            self._refuse_another_maker()
+            self._refuse_another_maker(maker)
         return iter([done] * len(items))
 
-    def _refuse_another_maker(self) -> None:
-        maker = marker_maker(self.marker)
+    def _refuse_another_maker(self, maker: tuple[str, str] | None) -> None:
         if maker is not None and maker[0] == self.package:
             return  # other parameters are drift: the runner's note, as for every task
         made_by = (
@@ -182,6 +239,8 @@ class WholeDatasetItems(ItemSource):
         )
 
     def leftovers(self, items: Sequence[Item], found: Sequence[Item] = ()) -> list[str]:
+        if self.in_store:
+            return []  # the marker is staged in local scratch: nothing is left in the store
         folder, name = os.path.split(self.marker)
         with contextlib.suppress(OSError):
             return [
@@ -191,24 +250,33 @@ class WholeDatasetItems(ItemSource):
             ]
         return []
 
-    def staged(self, key: str, remake: bool = False) -> _StagedMarker:
+    def staged(self, key: str, remake: bool = False) -> _StagedMarker | _StoredMarker:
+        if self.in_store:
+            return _StoredMarker(self.marker, key, remake)
         return _StagedMarker(self.marker, key, remake)
 
     def claim_all(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        if self.in_store:
+            return contextlib.nullcontext()  # the marker's upload is conditional instead
         return claimed_all([self.marker])
 
     def clear_abandoned(self, key: str) -> None:
-        clear_abandoned(self.marker)
+        if not self.in_store:
+            clear_abandoned(self.marker)
 
 
 class WholeDatasetHooks:
-    """A mode-2 package's hooks: the whole dataset is one item (`WholeDatasetItems`)."""
+    """A mode-2 package's hooks: the whole dataset is one item (`WholeDatasetItems`).
+
+    A root may be a store URL: Process gets it as it is (operators reach a store through
+    `moxing`, as on ModelArts), and the marker and run record go beside it in the store."""
 
     mixin: Any
     package: ClassVar[Package]
 
     def item_source(self) -> WholeDatasetItems:
-        return WholeDatasetItems(self.mixin["input"], self.mixin["output"], self.package.name)
+        roots = root_path(self.mixin["input"]), root_path(self.mixin["output"])
+        return WholeDatasetItems(*roots, self.package.name)
 
     def validate(self) -> list[str]:
         problems = []
@@ -217,33 +285,57 @@ class WholeDatasetHooks:
                 problems.append(f"mixin '{name}': expected a path, got {self.mixin.get(name)!r}")
         if problems:
             return problems
-        source = self.mixin["input"]
-        if not os.path.exists(source):
+        source, out = root_path(self.mixin["input"]), root_path(self.mixin["output"])
+        # A store root is checked by the runner (bucket, credentials, endpoint) with the others.
+        if not urls.is_url(source) and not os.path.exists(source):
             problems.append(f"mixin 'input': input {source} does not exist")
-        out = os.path.abspath(self.mixin["output"])
-        if os.path.dirname(out) == out:
-            problems.append(f"mixin 'output': {out} has no parent folder for the done marker")
-        elif os.path.exists(out) and not os.path.isdir(out):
-            problems.append(f"mixin 'output': output root {out} is not a folder")
-        marker = done_marker(self.mixin["output"])
-        inside = os.path.realpath(source)
-        if os.path.realpath(os.path.dirname(marker)).startswith(inside.rstrip("/") + "/") or (
-            os.path.realpath(os.path.dirname(marker)) == inside
-        ):
+        problems += _output_problems(out)
+        if problems:
+            return problems
+        marker = done_marker(out)
+        beside_folder = urls.parent(marker) if urls.is_url(marker) else os.path.dirname(marker)
+        if _holds(source, beside_folder):
             problems.append(
                 f"mixin 'output': the done marker {marker} would lie inside the input {source}"
             )
         return problems
 
     def input_roots(self) -> list[str]:
-        return [os.path.abspath(self.mixin["input"])]
+        return [root_path(self.mixin["input"])]
 
     def output_roots(self) -> list[str]:
-        return [os.path.abspath(self.mixin["output"])]
+        return [root_path(self.mixin["output"])]
 
     def provenance_path(self, root: str) -> str:
         # The root is the operator's to fill as it likes: the record goes beside, with the marker.
+        if urls.is_url(root):
+            return beside(root, f"{PROVENANCE_PREFIX}{type(self).__name__}")
         return provenance_beside(root, type(self).__name__)
+
+
+def _output_problems(out: str) -> list[str]:
+    """Why a mode-2 output root cannot take its done marker beside it."""
+    if urls.is_url(out):
+        if not urls.split(out)[1]:
+            return [
+                f"mixin 'output': {out} is a whole bucket: name a prefix in it "
+                "(s3://BUCKET/OUT), beside which the done marker goes"
+            ]
+        return []
+    if os.path.dirname(out) == out:
+        return [f"mixin 'output': {out} has no parent folder for the done marker"]
+    if os.path.exists(out) and not os.path.isdir(out):
+        return [f"mixin 'output': output root {out} is not a folder"]
+    return []
+
+
+def _holds(root: str, path: str) -> bool:
+    """Whether `path` is `root` or below it: prefixes by name, folders with links resolved;
+    a store and a local folder never hold each other."""
+    if urls.is_url(root) or urls.is_url(path):
+        return urls.is_url(root) and urls.is_url(path) and urls.is_inside(root, path)
+    inside, real = os.path.realpath(root), os.path.realpath(path)
+    return real == inside or real.startswith(inside.rstrip("/") + "/")
 
 
 # --- the task class of a package -------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Any
 
 from dispatcher.config.placeholders import MISSING, Placeholder, coerce
 from dispatcher.errors import UsageError
+from dispatcher.storage import urls
 
 PROGRAM = "program_package"
 SPEC = "operator.yaml"
@@ -201,8 +202,14 @@ class Args(dict):
             raise AttributeError(name) from None
 
 
+def root_path(value: str) -> str:
+    """A root as the operator and the adapter see it: a store URL as given (in one
+    spelling), as ModelArts hands over OBS paths; a local path absolute."""
+    return urls.canonical(value) if urls.is_url(value) else os.path.abspath(urls.local(value))
+
+
 def operator_args(package: Package, mixin: Any) -> Args:
     values = Args({a.name: mixin[a.name] for a in package.arguments})
-    values["obs_input_path"] = os.path.abspath(mixin["input"])
-    values["obs_output_path"] = os.path.abspath(mixin["output"])
+    values["obs_input_path"] = root_path(mixin["input"])
+    values["obs_output_path"] = root_path(mixin["output"])
     return values

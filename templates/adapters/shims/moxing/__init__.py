@@ -1,6 +1,7 @@
-"""A minimal `moxing` over local paths: `mox.file` as mode-2 operators use it to stage data.
+"""A minimal `moxing`: `mox.file` as operators use it to stage data, over local paths and
+`obs://` / `s3://` URLs (served by the dispatcher's store client).
 
-Only the functions operator code calls; paths are local (an `obs://` path is refused).
+Only the functions operator code calls; any other scheme (`hdfs://`) is refused.
 """
 
 from moxing import file
