@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers_s3 import S3Endpoint, S3Server
 
 from dispatcher.outputs.records import is_provenance_name
 
@@ -286,3 +287,26 @@ def tmpfs(tmp_path: Path):
     yield mount
     for path in reversed(mounted):
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Endpoint]:
+    """One S3 store for the whole session: moto's server in a subprocess (real HTTP, so its
+    access log counts requests), or the outside store DISPATCH_TEST_S3_ENDPOINT names, with the
+    keys of AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (`counts_requests` False). Skips where
+    s3fs or moto is not installed."""
+    why = "needs the test extra (pip install -e '.[test]')"
+    pytest.importorskip("s3fs", reason=f"s3fs is not installed: {why}")
+    pytest.importorskip("boto3", reason=f"boto3 is not installed: {why}")
+    outside = os.environ.get("DISPATCH_TEST_S3_ENDPOINT")
+    if outside:
+        yield S3Endpoint.from_environment(outside)
+        return
+    for module in ("moto", "flask", "werkzeug"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed (moto[server]): {why}")
+    server = S3Server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -40,7 +40,7 @@ from dispatcher.config.values import TEXT, TYPED, loader
 from dispatcher.errors import ErrorList, UsageError, did_you_mean
 
 CFG_SECTIONS = ("task", "backbone", "mixin")
-RUN_KEYS = ("task_file", "task_class", "cwd", "shard", "force")
+RUN_KEYS = ("task_file", "task_class", "cwd", "shard", "force", "storage")
 
 __all__ = [
     "CFG_SECTIONS",
@@ -218,7 +218,7 @@ def _check_cfg_sections(cfg: dict[str, Any], cfg_path: str, errors: ErrorList) -
             errors.add(
                 f"--cfg {cfg_path}: unknown section '{key}'{hint}"
                 " (sections are task, backbone, mixin; settings task_file, task_class,"
-                " cwd, shard, force)"
+                " cwd, shard, force, storage)"
             )
     for key in CFG_SECTIONS:
         if cfg.get(key) is not None and not isinstance(cfg[key], dict):
@@ -280,6 +280,14 @@ def _run_settings(
             errors.add(f"{where} {key}: expected a {key.replace('_', ' ')}, got {value!r}")
         elif value is not None:
             run[key] = value
+    storage = document.get("storage")
+    if storage is not None:
+        from dispatcher.storage.client import option_problems
+
+        problems = option_problems(storage, f"{where} storage")
+        errors.extend(UsageError(*problems))
+        if not problems:
+            run["storage"] = storage
     cwd = document.get("cwd")
     if cwd is not None and (not isinstance(cwd, str) or not os.path.isabs(cwd)):
         errors.add(f"{where} cwd: expected the absolute folder it was printed in, got {cwd!r}")

@@ -82,6 +82,10 @@ def prepare(request: Request) -> Prepared:
         request.cfg, request.mixin_cfg, request.mixin, request.mixin_values
     )
     request.take_cfg_settings(layers.run)
+    if "storage" in layers.run:  # per-root store options, for this process and its workers
+        from dispatcher.storage.client import configure
+
+        configure(layers.run["storage"])
     task_cls, task_file, class_name = _task_class(request)
     stage_cls = stage_class(task_cls)
     backbone_cls = engines.resolve(request.backbone, task_cls, stage_cls)

@@ -233,3 +233,21 @@ def test_two_runs_at_once_over_one_prefix_waste_but_never_mix(s3_server, tmp_pat
         _, err = run.communicate(timeout=300)
         assert run.returncode == 0, err
     assert _store_tree(s3, bucket, "out") == tree(expected)
+
+
+def test_per_root_options_come_from_the_storage_section_of_cfg(s3_server, tmp_path):
+    if not s3_server.counts_requests:
+        pytest.skip("needs the local server's endpoint")
+    s3, bucket = s3_server, s3_server.bucket()
+    s3.upload_tree(TEXT, bucket, "text")
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"storage:\n  s3://{bucket}:\n    endpoint_url: {s3.endpoint}\n")
+    env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9"}
+    args = [WORDCOUNT, "WordCount", "--backbone", "mp", "--log-dir", tmp_path / "logs",
+            "--mixin", f"input=s3://{bucket}/text", f"output=s3://{bucket}/counts"]  # fmt: skip
+    done = _dispatch(s3, *args, "--cfg", cfg, env=env)
+    assert done.returncode == 0, done.stderr
+    assert len(_store_tree(s3, bucket, "counts")) == 3
+    cfg.write_text(f"storage:\n  s3://{bucket}:\n    endpoint: {s3.endpoint}\n")
+    bad = _dispatch(s3, *args, "--cfg", cfg, env=env)
+    assert bad.returncode == 2 and "unknown option 'endpoint'" in bad.stderr, bad.stderr
