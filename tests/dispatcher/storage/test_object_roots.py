@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -251,3 +252,23 @@ def test_per_root_options_come_from_the_storage_section_of_cfg(s3_server, tmp_pa
     cfg.write_text(f"storage:\n  s3://{bucket}:\n    endpoint: {s3.endpoint}\n")
     bad = _dispatch(s3, *args, "--cfg", cfg, env=env)
     assert bad.returncode == 2 and "unknown option 'endpoint'" in bad.stderr, bad.stderr
+
+
+def test_the_readme_bucket_tour_runs(s3_server, tmp_path):
+    """The README's `sh` block, against the session's store: its server start and exports
+    are what the fixture did; the bucket is a fresh one."""
+    import re
+
+    shutil.copytree(
+        REPO / "tasks", tmp_path / "tasks", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (block,) = re.findall(r"### Buckets.*?```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    bucket = f"tour-{os.urandom(5).hex()}"  # the tour makes it
+    for line in block.splitlines():
+        if line.startswith(("python -m moto.server", "export ")):
+            continue
+        line = line.replace("demo", bucket)
+        done = subprocess.run(line, shell=True, cwd=tmp_path, env=s3_server.full_env(),
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, f"{line}\n{done.stderr}"
+    assert len(_store_tree(s3_server, bucket, "wordcount")) == 3

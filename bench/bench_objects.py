@@ -1,0 +1,86 @@
+"""Bucket to bucket against local disk: throughput of a first run and what a rerun costs.
+
+Starts moto's S3 server on 127.0.0.1 (the test extra), makes N small text files, and runs
+the wordcount example on them three ways, each a first run and a rerun:
+local -> local, and s3 -> s3 on `serial` and `mp`. Prints items/s, the rerun's wall time,
+and the requests each run made (from the server's access log: LIST, GET, HEAD, PUT...).
+
+    python bench/bench_objects.py [--items 2000] [--repeat 3]
+
+moto spends a few ms of CPU per request on this machine's cores, so a bucket figure here
+is the dispatcher plus a slow local store; a real store's latency is another matter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from helpers_s3 import S3Server  # noqa: E402
+
+WORDCOUNT = REPO / "tasks" / "wordcount.py"
+
+
+def _run(env: dict[str, str], backbone: str, src: str, dst: str, logs: str) -> float:
+    began = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "dispatcher", str(WORDCOUNT), "WordCount", "--backbone", backbone,
+         "--log-dir", logs, "--mixin", f"input={src}", f"output={dst}"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(done.stderr)
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    server = S3Server.start()
+    try:
+        env = server.full_env(os.environ)
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp, "in")
+            data.mkdir()
+            for i in range(args.items):
+                (data / f"{i:06d}.txt").write_text(f"the quick brown fox {i} jumps " * 20)
+            bucket = server.bucket()
+            server.upload_tree(data, bucket, "in")
+            rows = []
+            for name, backbone, src in [
+                ("local -> local, mp", "mp", str(data)),
+                ("s3 -> s3, serial", "serial", f"s3://{bucket}/in"),
+                ("s3 -> s3, mp", "mp", f"s3://{bucket}/in"),
+            ]:
+                firsts, reruns, asked = [], [], Counter()
+                for r in range(args.repeat):
+                    dst = (f"s3://{bucket}/out-{backbone}-{r}" if src.startswith("s3://")
+                           else str(Path(tmp, f"out-{r}")))  # fmt: skip
+                    firsts.append(_run(env, backbone, src, dst, str(Path(tmp, "logs"))))
+                    mark = server.mark()
+                    reruns.append(_run(env, backbone, src, dst, str(Path(tmp, "logs"))))
+                    asked = Counter(method for method, _ in server.requests(mark))
+                rows.append((name, statistics.median(firsts), statistics.median(reruns), asked))
+        print(f"{args.items} items, medians of {args.repeat} runs (moto on 127.0.0.1)")
+        print(f"{'run':<20} {'first run':>12} {'items/s':>9} {'rerun':>8}  rerun requests")
+        for name, first, rerun, asked in rows:
+            shown = ", ".join(f"{m} {n}" for m, n in sorted(asked.items())) or "none (local)"
+            print(f"{name:<20} {first:>11.2f}s {args.items / first:>9.0f} {rerun:>7.2f}s  {shown}")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
