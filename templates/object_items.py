@@ -41,9 +41,6 @@ from templates.output_modes import (
     OutputWithExtension,
 )
 
-_downloads: dict[str, str] = {}
-"""Key -> the local copy of its input in this process, removed when its item is over."""
-
 
 @dataclass
 class ObjectTemplateItems(TemplateItems):
@@ -96,9 +93,8 @@ class ObjectTemplateItems(TemplateItems):
     def payload(self, key: str, payload: Any) -> dict[str, Any]:
         kwargs = super().payload(key, payload)
         if self.input_in_store and self.download and isinstance(kwargs.get("input"), str):
-            local = scratch.download(kwargs["input"])
-            _downloads[key] = local
-            kwargs["input"] = local
+            url = kwargs["input"]
+            kwargs["input"] = scratch.download(url, scratch.input_path(key, url))
         return kwargs
 
     # --- done checks and leftovers: one listing of the output prefix ----------------------
@@ -137,9 +133,11 @@ class ObjectTemplateItems(TemplateItems):
     # --- outputs ----------------------------------------------------------------------------
 
     def staged(self, key: str, remake: bool = False) -> Any:
-        if not self.output_in_store:
-            return _Downloaded(super().staged(key, remake), key)
-        return _Downloaded(StagedObjectItem(self, key, remake), key)
+        staged = StagedObjectItem(self, key, remake) if self.output_in_store else None
+        staged = staged or super().staged(key, remake)
+        if not (self.input_in_store and self.download):
+            return staged
+        return _Downloaded(staged, os.path.dirname(scratch.input_path(key, "x")))
 
     def claim_all(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
         if self.output_in_store:
@@ -183,13 +181,14 @@ class _Folders(dict):
 
 
 class _Downloaded:
-    """An item's staged outputs; its downloaded input is removed when the block ends."""
+    """An item's staged outputs; its downloaded input (`folder`, wherever it was loaded)
+    is removed when the block ends."""
 
-    __slots__ = ("inner", "key")
+    __slots__ = ("inner", "folder")
 
-    def __init__(self, inner: Any, key: str) -> None:
+    def __init__(self, inner: Any, folder: str) -> None:
         self.inner = inner
-        self.key = key
+        self.folder = folder
 
     def __enter__(self) -> Any:
         try:
@@ -205,9 +204,7 @@ class _Downloaded:
             self._forget()
 
     def _forget(self) -> None:
-        local = _downloads.pop(self.key, None)
-        if local is not None:
-            scratch.remove(local)
+        scratch.remove(self.folder)
 
 
 class StagedObjectItem:

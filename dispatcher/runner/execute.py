@@ -198,7 +198,7 @@ def execute(request: Request) -> RunResult:
     from dispatcher.execution.signals import StopSignal
 
     forget_folders()  # what an earlier run in this process saw of them may have changed
-    storage.forget()
+    storage.forget([*prepared.task.input_roots(), *prepared.task.output_roots()])
 
     # Handlers are installed only in the main thread (Python allows no other).
     with StopSignal(request.grace) as stop:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from dispatcher.storage.urls import canonical, is_url, join, local
 
@@ -26,9 +26,16 @@ _listings: dict[str, frozenset[str]] = {}
 """Prefix URL -> the keys below it, relative: what `exists` answers from, per run."""
 
 
-def forget() -> None:
-    """Forget what earlier listings saw, when a run starts."""
+def forget(roots: Sequence[str] = ()) -> None:
+    """When a run starts: forget what earlier listings saw, and where `roots` are in a
+    store, make the run's own scratch folder now, so that every process the run starts
+    shares it (and it goes when the run's process exits)."""
+    from dispatcher.storage import scratch
+
     _listings.clear()
+    scratch.start_run()
+    if any(map(is_url, roots)):
+        scratch.folder()
 
 
 def list_files(root: str, suffix: str | tuple[str, ...] = "") -> list[str]:

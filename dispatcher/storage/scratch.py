@@ -1,15 +1,18 @@
-"""A local scratch folder per process: where outputs bound for a store are staged and
-where inputs from a store are downloaded, each removed once its item is over.
+"""A local scratch folder per run: where outputs bound for a store are staged and where
+inputs from a store are downloaded, each removed once its item is over.
 
-Under `$DISPATCH_SCRATCH` (or the system's temporary folder), one folder per process,
-named after its process id; a process removes its own at exit, and the first store
-transfer of a later process removes those of processes that no longer exist (a kill -9).
+Under `$DISPATCH_SCRATCH` (or the system's temporary folder), one folder per run, named
+after the process that made it; its worker processes (and theirs: a DataLoader's) share
+it through the environment, so an input downloaded where data loads is removed where its
+item is written. The process that made it removes it at exit, and the next run removes
+those whose process no longer exists (a kill -9).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import itertools
 import os
 import shutil
@@ -19,6 +22,8 @@ from collections.abc import Iterator
 from dispatcher.storage import client, urls
 
 SCRATCH_VARIABLE = "DISPATCH_SCRATCH"
+RUN_FOLDER_VARIABLE = "DISPATCH_SCRATCH_FOLDER"
+"""The run's scratch folder, inherited by every process it starts."""
 _PREFIX = "proc-"
 _mine: dict[int, str] = {}
 
@@ -40,17 +45,36 @@ def _alive(pid: int) -> bool:
 
 
 def folder() -> str:
-    """This process's scratch folder, made on first use."""
+    """The run's scratch folder, made on first use by the first process that needs it."""
     pid = os.getpid()
     path = _mine.get(pid)
-    if path is None:
+    if path is not None:
+        return path
+    inherited = os.environ.get(RUN_FOLDER_VARIABLE)
+    if inherited and os.path.isdir(inherited):
+        path = inherited
+    else:
         base = _base()
         os.makedirs(base, exist_ok=True)
         _remove_dead(base)
-        path = _mine[pid] = os.path.join(base, f"{_PREFIX}{pid}-{os.urandom(3).hex()}")
+        path = os.path.join(base, f"{_PREFIX}{pid}-{os.urandom(3).hex()}")
         os.makedirs(path)
-        atexit.register(shutil.rmtree, path, True)
+        os.environ[RUN_FOLDER_VARIABLE] = path
+        atexit.register(_remove_own, path, pid)
+    _mine[pid] = path
     return path
+
+
+def start_run() -> None:
+    """A new run's own scratch folder, even where the process that started this one had
+    one: two runs never share downloads (made on first use)."""
+    _mine.clear()
+    os.environ.pop(RUN_FOLDER_VARIABLE, None)
+
+
+def _remove_own(path: str, pid: int) -> None:
+    if os.getpid() == pid:  # a forked child inherits the handler, not the folder
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _remove_dead(base: str) -> None:
@@ -68,12 +92,21 @@ _count = itertools.count()
 def new_path(name: str) -> str:
     """A path new to this attempt in the scratch folder, ending like `name` (libraries
     that choose a format by extension write the right one)."""
-    return os.path.join(folder(), f"{next(_count):x}-{name}")
+    return os.path.join(folder(), f"{os.getpid()}-{next(_count):x}-{name}")
 
 
-def download(url: str) -> str:
-    """A local copy of the object at `url`, in the scratch folder (the caller removes it)."""
-    path = new_path(urls.name(url))
+def input_path(key: str, url: str) -> str:
+    """Where the input of item `key` is downloaded: the same in every process of the run,
+    so the one that writes the item removes it (`remove(input_path(...))`)."""
+    digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:20]
+    return os.path.join(folder(), f"in-{digest}", urls.name(url))
+
+
+def download(url: str, path: str | None = None) -> str:
+    """A local copy of the object at `url`, at `path` or a new scratch path (the caller
+    removes it)."""
+    path = path or new_path(urls.name(url))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     try:
         client.filesystem(url).get_file(urls.bucket_path(url), path)
     except BaseException:

@@ -14,6 +14,10 @@ Process call per file. Mode 2: Process once, with an empty DataFrame, reading an
 under `obs_input_path` / `obs_output_path` itself; the run is one item whose done marker
 the dispatcher writes after Process returned, beside the output root (`done_marker`),
 naming the package: another package's marker is refused, not counted done.
+
+A root may be a store URL (`s3://`, `obs://`): mode 1 goes through the template's object
+item source (`templates/object_items.py`); mode 2 hands Process the URLs, which it reaches
+with `moxing` as on the platform, and its marker is uploaded beside the output prefix.
 """
 
 from __future__ import annotations

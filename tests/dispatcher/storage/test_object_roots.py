@@ -71,8 +71,10 @@ def test_template_outputs_in_a_bucket_equal_the_local_ones(s3_server, tmp_path, 
     assert local.returncode == 0, local.stderr
     args = [TASK, task, "--backbone", "mp", "--log-dir", tmp_path / "logs",
             "--mixin", f"input=s3://{bucket}/in", f"output=s3://{bucket}/out"]  # fmt: skip
-    done = _dispatch(s3, *args)
+    scratch = tmp_path / "scratch"
+    done = _dispatch(s3, *args, env={"DISPATCH_SCRATCH": str(scratch)})
     assert done.returncode == 0, done.stderr
+    assert not list(scratch.rglob("*"))  # every download and staging file went with its item
     made = _store_tree(s3, bucket, "out")
     expected = tree(tmp_path / "out")
     if task == "WholeFolders":  # the commit marker of a folder whose done check is itself
@@ -81,7 +83,6 @@ def test_template_outputs_in_a_bucket_equal_the_local_ones(s3_server, tmp_path, 
         }
         made = {k: v for k, v in made.items() if not k.endswith("/.dispatch-complete")}
     assert made == expected
-    assert not list(Path(os.environ.get("TMPDIR", "/tmp")).glob("dispatch-scratch-*/proc-*/*"))
     mark = s3.mark()
     again = _dispatch(s3, *args)
     assert again.returncode == 0 and "all done" in again.stderr, again.stderr

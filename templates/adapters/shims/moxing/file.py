@@ -10,11 +10,12 @@ reader ever sees part of one. The store client (s3fs) is imported only when a UR
 
 from __future__ import annotations
 
+import functools
 import glob as _glob
 import io
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -35,6 +36,28 @@ def _where(path: Any) -> str:
     return path
 
 
+def _in_one_line(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A store failure that is not about the object itself (no credentials, endpoint down)
+    as one OSError naming the URL, as the dispatcher says it, not a botocore traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (OSError, ValueError, TypeError):
+            raise
+        except Exception as exc:
+            named = [getattr(a, "name", a) for a in (*args, *kwargs.values())]
+            url = next((a for a in named if urls.is_url(a)), None)
+            if url is None:
+                raise
+            from dispatcher.storage import client
+
+            raise client.StorageError(client.error_line(exc, url)) from exc
+
+    return wrapper
+
+
 def _fs(url: str) -> tuple[Any, str]:
     """The filesystem serving `url` and its `bucket/key` path."""
     from dispatcher.storage import client
@@ -49,6 +72,7 @@ def _join(root: str, relative: str) -> str:
 # --- asking --------------------------------------------------------------------------------
 
 
+@_in_one_line
 def exists(path: str) -> bool:
     """Whether a file, a folder or (for a URL) an object or a non-empty prefix is there."""
     path = _where(path)
@@ -58,6 +82,7 @@ def exists(path: str) -> bool:
     return bool(fs.exists(key))
 
 
+@_in_one_line
 def is_directory(path: str) -> bool:
     """A local folder, or a URL with objects below it (a prefix) or a bucket."""
     path = _where(path)
@@ -66,6 +91,7 @@ def is_directory(path: str) -> bool:
     return _lists_anything(path, limit=1)
 
 
+@_in_one_line
 def list_directory(path: str, recursive: bool = False) -> list[str]:
     """Names in `path` (sorted; for a URL, the objects and prefixes directly under it);
     with `recursive`, the POSIX paths of the files below it, relative to it."""
@@ -129,6 +155,7 @@ def _lists_anything(url: str, limit: int) -> bool:
     return bool(page.get("Contents") or page.get("CommonPrefixes"))
 
 
+@_in_one_line
 def glob(pattern: str) -> list[str]:
     """Paths matching `pattern` (`**` crosses folders); URLs for a URL pattern."""
     pattern = _where(pattern)
@@ -152,6 +179,7 @@ def make_dirs(path: str) -> None:
 mk_dir = make_dirs
 
 
+@_in_one_line
 def remove(path: str, recursive: bool = False) -> None:
     """Remove a file or object; a folder or prefix only with `recursive`."""
     path = _where(path)
@@ -182,6 +210,7 @@ def _remove_url(url: str, recursive: bool) -> None:
     transfer.delete_keys(url, [f"{key}/", *(f"{key}/{rel}" for rel in below)])
 
 
+@_in_one_line
 def copy(src: str, dst: str) -> None:
     """Copy one file between any two of a local path and a URL (store to store server-side)."""
     src, dst = _where(src), _where(dst)
@@ -213,6 +242,7 @@ def _copy_in_store(src: str, dst: str) -> None:
         copy(local, dst)
 
 
+@_in_one_line
 def copy_parallel(src: str, dst: str, threads: int = COPY_THREADS, **_: Any) -> None:
     """Copy a folder's (or prefix's) files below `dst` at their relative paths, or one
     file to `dst`, as the platform stages data; `threads` files at a time."""
@@ -230,6 +260,7 @@ def copy_parallel(src: str, dst: str, threads: int = COPY_THREADS, **_: Any) -> 
             pass
 
 
+@_in_one_line
 def read(path: str, binary: bool = False) -> Any:
     """A file's or object's content: text (UTF-8 for an object), or bytes with `binary`."""
     path = _where(path)
@@ -242,6 +273,7 @@ def read(path: str, binary: bool = False) -> Any:
         return fh.read()
 
 
+@_in_one_line
 def write(path: str, content: Any, append: bool = False, binary: bool | None = None) -> None:
     """Write `content` (text, or bytes) to a file, or as a whole object to a URL (with
     `append`, the object's earlier content first)."""
@@ -271,6 +303,7 @@ class File:
     scratch file uploaded whole on `close` (not when a `with` block raises: the object
     keeps what it held, never a part of the new content)."""
 
+    @_in_one_line
     def __init__(self, path: str, mode: str = "r", **kwargs: Any) -> None:
         self.name = _where(path)
         self.mode = mode
@@ -311,6 +344,7 @@ class File:
         """Close the file; a URL opened for writing is uploaded now."""
         self._finish(None)
 
+    @_in_one_line
     def _finish(self, exc: BaseException | None) -> None:
         if self._fh.closed and self._upload is None and not self._scratch:
             return
