@@ -224,3 +224,29 @@ def test_example_job_script_runs_as_shipped(cluster, tmp_path):
     made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.json"))
     assert made == ["fox.txt.json", "hamlet.txt.json", "nested/shards.txt.json"]
     assert json.loads((out / "fox.txt.json").read_text())["source"] == "fox.txt"
+
+
+def test_an_array_over_a_bucket_makes_every_item_once(cluster, s3_server, tmp_path):
+    """Array tasks read and write a bucket as a local run does: the shards of `--shard auto`
+    cover it, each object made once (the store's credentials reach them in the environment)."""
+    bucket = s3_server.bucket()
+    data = tmp_path / "in"
+    data.mkdir()
+    for i in range(10):
+        (data / f"{i:02d}.dat").write_bytes(bytes([i]) * 50)
+    s3_server.upload_tree(data, bucket, "in")
+    argv = [sys.executable, "-m", "dispatcher", str(task_file("storage_objects")), "Files",
+            "--shard", "auto", "--log-dir", str(tmp_path / "logs"), "--mixin",
+            f"input=s3://{bucket}/in", f"output=s3://{bucket}/out"]  # fmt: skip
+    script = tmp_path / "bucket.sh"
+    script.write_text("#!/bin/bash\nexec " + shlex.join(argv) + "\n")
+    for name in s3_server.unset_env():
+        cluster.env.pop(name, None)
+    cluster.env.update(s3_server.env())
+    job = cluster.submit(script, "0-2")
+    cluster.wait(job)
+    assert cluster.states(job) == {t: ("COMPLETED", 0) for t in range(3)}, cluster.logs()
+    made = {k for k in s3_server.keys(bucket, "out") if not k.startswith(".dispatch-run")}
+    assert made == {f"{i:02d}.dat.bin" for i in range(10)}
+    ran = sum(int(re.search(r"ran (\d+)", cluster.log(job, t))[1]) for t in range(3))
+    assert ran == 10, cluster.logs()

@@ -273,3 +273,29 @@ def test_the_readme_bucket_tour_runs(s3_server, tmp_path):
                               capture_output=True, text=True, timeout=120)  # fmt: skip
         assert done.returncode == 0, f"{line}\n{done.stderr}"
     assert len(_store_tree(s3_server, bucket, "wordcount")) == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "engine",
+    [["--device", "cpu", "--num-workers", "2"], ["--devices", "cpu,cpu", "--num-workers", "1"]],
+    ids=["loader-workers", "two-devices"],
+)
+def test_a_torch_template_reads_and_writes_a_bucket(s3_server, tmp_path, engine):
+    pytest.importorskip("torch")
+    s3, bucket = s3_server, s3_server.bucket()
+    data = tmp_path / "in"
+    data.mkdir()
+    for i in range(7):
+        (data / f"{i}.txt").write_text("x" * (i + 1))
+    s3.upload_tree(data, bucket, "in")
+    scratch = tmp_path / "scratch"
+    done = _dispatch(s3, task_file("templates_torch"), "Length", "--backbone", "torch", *engine,
+                     "--batch-size", "2", "--log-dir", tmp_path / "logs", "--mixin",
+                     f"input=s3://{bucket}/in", f"output=s3://{bucket}/out",
+                     env={"DISPATCH_SCRATCH": str(scratch)}, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert _store_tree(s3, bucket, "out") == {
+        f"{i}.txt.len": str(2 * (i + 1)).encode() for i in range(7)
+    }
+    assert not [p for p in scratch.rglob("*") if p.is_file()]  # downloads removed by the writer
