@@ -15,9 +15,10 @@ from typing import Any
 from dispatcher.config.placeholders import Placeholder
 from dispatcher.sharding import HashShard, IndexShard, ShardSpec
 from dispatcher.signatures import call_problems
-from templates.items import TemplateItems, template_items
+from templates.items import TemplateItems
 from templates.output_modes import FinishWhenAllExist
 from templates.shards import HardShard
+from templates.sources import template_items
 
 
 def _shard_list(value: Any) -> list[Any]:

@@ -37,19 +37,6 @@ from templates.input_modes import InputMode
 from templates.output_modes import Finish, FinishWhenAllExist, OutputMode, OutputWithExtension
 from templates.shards import HardShard
 
-SOURCE = "_dispatch_items"
-"""Where a template task keeps its item source (built once per process from its mixin)."""
-
-
-def template_items(task: Any) -> TemplateItems:
-    """The item source of a template task, built from its filled `mixin` on first use."""
-    source = task.__dict__.get(SOURCE)
-    if source is None:
-        source = task.__dict__[SOURCE] = TemplateItems.from_mixin(task.mixin)
-        if getattr(task, "input_as_url", False):
-            source.download = False  # an object's input is handed over as its URL
-    return source
-
 
 @dataclass
 class TemplateItems(ItemSource):
@@ -74,10 +61,6 @@ class TemplateItems(ItemSource):
         input_mode: InputMode = mixin["input_mode"]
         input_value, output_value = urls.local(input_value), urls.local(output_value)
         input_root, output_root = _root(input_mode.base_root(input_value)), _root(output_value)
-        if urls.is_url(input_root) or urls.is_url(output_root):
-            from templates.object_items import ObjectTemplateItems
-
-            cls = ObjectTemplateItems
         return cls(
             input_value=input_value,
             input_root=input_root,
@@ -113,9 +96,14 @@ class TemplateItems(ItemSource):
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state.pop("_groups", None)
-        state.pop("_listings", None)
+        for planned in ("_groups", "_listings", "_listed"):  # the parent's, for its plan
+            state.pop(planned, None)
         return state
+
+    @property
+    def trusted_keys(self) -> bool:
+        """Keys are safe relative paths by construction (found on a filesystem)."""
+        return self.input_mode.trusted_keys
 
     def payload(self, key: str, payload: Any) -> dict[str, Any]:
         """The item's keyword arguments for `process` / `load_data` (its input path...)."""
@@ -147,14 +135,14 @@ class TemplateItems(ItemSource):
             )
         if isinstance(output, OutputWithExtension):
             done = _done_by_key(items, output.ext, listings)
-            if self.input_mode.trusted_keys:
+            if self.trusted_keys:
                 return done
             # A listed key that would escape the root is never done: it runs and fails.
             return map(operator.and_, done, map(_is_safe, map(itemgetter(0), items)))
         return self._done_each(items, listings)
 
     def _done_each(self, items: Sequence[Item], listings: _Listings) -> Iterator[bool]:
-        check = None if self.input_mode.trusted_keys else unsafe_reason
+        check = None if self.trusted_keys else unsafe_reason
         output, finish = self.output_mode, self.finish
         for key, _ in items:
             if check is not None and check(key):

@@ -78,6 +78,11 @@ class ObjectTemplateItems(TemplateItems):
         return problems
 
     @property
+    def trusted_keys(self) -> bool:
+        # An object key may hold `..` or start with `/`: such an item runs and fails.
+        return not self.input_in_store and super().trusted_keys
+
+    @property
     def read_root(self) -> str:
         return self.input_root if self.input_in_store else super().read_root
 
@@ -157,7 +162,7 @@ class ObjectTemplateItems(TemplateItems):
         if unsafe_reason(key):
             return False
         output = self.output_mode
-        listings = self._listings()
+        listings = self.__dict__.get("_listings") or self._listings()
         return all(
             p.rpartition("/")[2] in listings[p.rpartition("/")[0]]
             for p in self._done_paths(output, self.finish, key)

@@ -57,8 +57,9 @@ from templates.adapters.modelarts_package import (
     root_path,
 )
 from templates.input_modes import InputByGlob
-from templates.items import TemplateItems, template_items
+from templates.items import TemplateItems
 from templates.output_modes import FinishWhenAllExist, OutputSameFormat
+from templates.sources import template_items
 
 # --- mode 1: one item per input file -------------------------------------------------------
 

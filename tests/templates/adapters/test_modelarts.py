@@ -432,8 +432,8 @@ def test_moxing_stand_in_works_on_local_paths(tmp_path):
     assert mox.file.glob(str(tmp_path / "dst" / "**" / "*.txt"))
     mox.file.remove(str(tmp_path / "dst"), recursive=True)
     assert not mox.file.exists(str(tmp_path / "dst"))
-    with pytest.raises(ValueError, match="only local paths"):
-        mox.file.exists("obs://bucket/x")
+    with pytest.raises(ValueError, match="only local paths and s3:// or obs://"):
+        mox.file.exists("hdfs://cluster/x")  # s3:// and obs:// go to the store
     shutil.rmtree(src)
 
 

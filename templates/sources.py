@@ -1,0 +1,26 @@
+"""Which item source a template task gets: `TemplateItems` over local folders,
+`ObjectTemplateItems` where a root is in an object store; built once per process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dispatcher.storage.urls import is_url
+from templates.items import TemplateItems
+from templates.object_items import ObjectTemplateItems
+
+SOURCE = "_dispatch_items"
+"""Where a template task keeps its item source (built once per process from its mixin)."""
+
+
+def template_items(task: Any) -> TemplateItems:
+    """The item source of a template task, built from its filled `mixin` on first use."""
+    source = task.__dict__.get(SOURCE)
+    if source is None:
+        mixin = task.mixin
+        in_store = is_url(mixin["input"]) or is_url(mixin["output"])
+        source = (ObjectTemplateItems if in_store else TemplateItems).from_mixin(mixin)
+        if in_store and getattr(task, "input_as_url", False):
+            source.download = False  # an object's input is handed over as its URL
+        task.__dict__[SOURCE] = source
+    return source
