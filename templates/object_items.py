@@ -28,8 +28,10 @@ from dispatcher.outputs.objects import (
     StagedObjectFolder,
     abandoned_claims,
     abandoned_leftovers,
+    abandoned_uploads,
+    remove_object_leftovers,
 )
-from dispatcher.storage import scratch, transfer, urls
+from dispatcher.storage import scratch, urls
 from dispatcher.storage.listing import Listed, folders_of, list_prefix
 from templates.items import TemplateItems
 from templates.output_modes import (
@@ -126,14 +128,12 @@ class ObjectTemplateItems(TemplateItems):
         listed: dict[str, Listed] = self.__dict__.pop("_listed", {})
         root = self.output_root
         gone = abandoned_leftovers(listed) + abandoned_claims(root, listed)
-        return [urls.join(root, rel) for rel in gone]
+        return [urls.join(root, rel) for rel in gone] + abandoned_uploads(root)
 
     def remove_leftovers(self, leftovers: Sequence[str]) -> int:
         if not self.output_in_store:
             return super().remove_leftovers(leftovers)
-        keys = [urls.split(url)[1] for url in leftovers]
-        transfer.delete_keys(self.output_root, keys)
-        return len(keys)
+        return remove_object_leftovers(self.output_root, leftovers)
 
     # --- outputs ----------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from typing import Any
 from dispatcher.outputs.claims import LOCK_SUFFIX
 from dispatcher.outputs.errors import MissingOutput
 from dispatcher.outputs.names import STAGING_SUFFIX, attempt_token
-from dispatcher.storage import scratch, transfer, urls
+from dispatcher.storage import client, scratch, transfer, urls
 from dispatcher.storage.listing import list_prefix
 from dispatcher.storage.transfer import ObjectExists
 
@@ -290,3 +290,38 @@ def abandoned_leftovers(listed: dict[str, Any]) -> list[str]:
         if owner_gone(token, newest[prefix], STAGING_STALE_SECONDS):
             gone += keys
     return gone
+
+
+UPLOAD_MARK = "?uploadId="
+"""How a leftover multipart upload is named among leftover keys: `URL?uploadId=ID`."""
+
+
+def abandoned_uploads(root: str) -> list[str]:
+    """Multipart uploads below `root` started more than STAGING_STALE_SECONDS ago: parts of
+    an upload whose process was killed, invisible at any key but kept (and billed) by the
+    store until aborted. One request (up to 1,000 uploads; the next run takes the rest)."""
+    bucket, key = urls.split(root)
+    prefix = f"{key}/" if key else ""
+    page = client.call(root, "list_multipart_uploads", Bucket=bucket, Prefix=prefix)
+    now = time.time()
+    return [
+        f"{urls.join(root, upload['Key'][len(prefix) :])}{UPLOAD_MARK}{upload['UploadId']}"
+        for upload in page.get("Uploads", ())
+        if now - upload["Initiated"].timestamp() > STAGING_STALE_SECONDS
+    ]
+
+
+def remove_object_leftovers(root: str, leftovers: Sequence[str]) -> int:
+    """Delete leftover keys (in batches) and abort leftover uploads; how many went."""
+    bucket = urls.split(root)[0]
+    keys = []
+    for url in leftovers:
+        path, found, upload = url.partition(UPLOAD_MARK)
+        if not found:
+            keys.append(urls.split(url)[1])
+            continue
+        with contextlib.suppress(FileNotFoundError):  # finished or aborted meanwhile
+            client.call(root, "abort_multipart_upload", Bucket=bucket,
+                        Key=urls.split(path)[1], UploadId=upload)  # fmt: skip
+    transfer.delete_keys(root, keys)
+    return len(leftovers)

@@ -152,3 +152,19 @@ def test_an_output_prefix_inside_the_input_prefix_is_refused(store, tmp_path):
                         f"input=s3://{bucket}/data", f"output=s3://{bucket}/data/out",
                         env=s3.full_env())  # fmt: skip
     assert done.returncode == 2 and "inside the input root" in done.stderr, done.stderr
+
+
+def test_a_killed_multipart_upload_is_aborted_once_stale(store, monkeypatch):
+    s3, bucket = store
+    client = s3.client()
+    upload = client.create_multipart_upload(Bucket=bucket, Key="out/big.bin")["UploadId"]
+    client.upload_part(Bucket=bucket, Key="out/big.bin", UploadId=upload, PartNumber=1, Body=b"x")
+    root = f"s3://{bucket}/out"
+    # (moto reports every upload as started in 2010: the threshold is what is tested here)
+    monkeypatch.setattr(objects, "STAGING_STALE_SECONDS", 1e12)
+    assert objects.abandoned_uploads(root) == []  # a live upload may be this fresh
+    monkeypatch.setattr(objects, "STAGING_STALE_SECONDS", -1.0)
+    (leftover,) = objects.abandoned_uploads(root)
+    assert objects.remove_object_leftovers(root, [leftover]) == 1
+    assert s3.multipart_uploads(bucket) == [] and s3.keys(bucket) == []
+    assert objects.remove_object_leftovers(root, [leftover]) == 1  # gone already: no error
