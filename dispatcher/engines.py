@@ -16,7 +16,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from dispatcher.environment import available_cpus
+from dispatcher.environment import available_cpus, process_alive
 from dispatcher.errors import MalformedInput, UsageError
 from dispatcher.execution.signals import (
     ControlFlow,
@@ -88,6 +88,7 @@ __all__ = [
     "logger",
     "malformed_message",
     "note",
+    "process_alive",
     "resolve",
     "run_batch",
     "run_collated",

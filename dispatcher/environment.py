@@ -109,3 +109,15 @@ def _cgroup_cpu_quota() -> int | None:
     except (OSError, ValueError):
         pass
     return None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process of this host with `pid` exists (one that is not ours counts): how
+    a run tells a killed process's scratch, staging or claim from a live one's."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

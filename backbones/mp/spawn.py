@@ -16,7 +16,7 @@ from typing import Any
 
 from backbones.mp import worker as W
 from backbones.mp.items import PoolWorker
-from dispatcher.engines import Stage, blocked_stop_signals
+from dispatcher.engines import Stage, blocked_stop_signals, process_alive
 
 TMP_PREFIX = "dispatch-mp-"
 """The pool's temporary folder (crash logs) is `<tmp>/dispatch-mp-<owner pid>-XXXX`."""
@@ -34,18 +34,8 @@ def remove_dead_tmpdirs(tmp: str | None = None) -> None:
         if not name.startswith(TMP_PREFIX):
             continue
         pid = name[len(TMP_PREFIX) :].partition("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(os.path.join(tmp, name), ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
 
 
 class Spawner:

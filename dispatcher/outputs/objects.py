@@ -28,6 +28,7 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
+from dispatcher.environment import process_alive
 from dispatcher.outputs.claims import LOCK_SUFFIX
 from dispatcher.outputs.errors import MissingOutput
 from dispatcher.outputs.names import STAGING_SUFFIX, attempt_token
@@ -65,13 +66,8 @@ def owner_gone(token: str, modified: float, stale_after: float) -> bool:
     """Whether the attempt of `token` (an `object_token`) no longer runs: a process of
     this host that is gone, or anything untouched for `stale_after` seconds."""
     pid, _, rest = token.partition("-")
-    if rest.rpartition("_")[2] == HOST_TAG and pid.isdigit():
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            pass
+    if rest.rpartition("_")[2] == HOST_TAG and pid.isdigit() and not process_alive(int(pid)):
+        return True
     return time.time() - modified > stale_after
 
 

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 
+from dispatcher.environment import process_alive
 from dispatcher.storage import client, urls
 
 SCRATCH_VARIABLE = "DISPATCH_SCRATCH"
@@ -32,16 +33,6 @@ def _base() -> str:
     return os.environ.get(SCRATCH_VARIABLE) or os.path.join(
         tempfile.gettempdir(), f"dispatch-scratch-{os.getuid() if hasattr(os, 'getuid') else 0}"
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def folder() -> str:
@@ -82,7 +73,7 @@ def _remove_dead(base: str) -> None:
         if not entry.startswith(_PREFIX):
             continue
         pid = entry[len(_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             shutil.rmtree(os.path.join(base, entry), ignore_errors=True)
 
 

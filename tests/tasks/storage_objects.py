@@ -2,10 +2,11 @@
 whose manifest is its finish marker; each writes slowly (STORE_DELAY seconds per piece)
 so a kill lands mid-item, and every byte is a function of the input's bytes alone."""
 
-import hashlib
 import os
 import time
 from pathlib import Path
+
+from outputs_crash import content  # every byte a function of the input
 
 from dispatcher import Task
 from templates import (
@@ -17,14 +18,6 @@ from templates import (
 )
 
 DELAY = float(os.environ.get("STORE_DELAY", "0"))
-
-
-def content(data: bytes, size: int) -> bytes:
-    out, block = b"", data
-    while len(out) < size:
-        block = hashlib.sha256(block).digest()
-        out += block * 64
-    return out[:size]
 
 
 def write_slowly(path: str, body: bytes, pieces: int = 4) -> None:
