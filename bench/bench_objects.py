@@ -66,11 +66,49 @@ def _hand_written(env: dict[str, str], bucket: str, dst: str) -> float:
     return time.perf_counter() - began
 
 
+def rerun_requests(n: int) -> None:
+    """The requests of a rerun over `n` done single-object outputs (S3's 1,000-key pages)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = S3Server.start()
+    try:
+        env = server.full_env(os.environ)
+        bucket = server.bucket()
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp, "in")
+            data.mkdir()
+            names = [f"{i:06d}.txt" for i in range(n)]
+            for name in names:
+                (data / name).write_text("x")
+            client = server.client()
+            with ThreadPoolExecutor(8) as pool:
+                list(
+                    pool.map(
+                        lambda k: client.put_object(Bucket=bucket, Key=f"out/{k}.json", Body=b"{}"),
+                        names,
+                    )
+                )
+            mark = server.mark()
+            took = _run(env, "mp", str(data), f"s3://{bucket}/out", str(Path(tmp, "logs")))
+            asked = Counter(method for method, _ in server.requests(mark))
+        shown = ", ".join(f"{m} {k}" for m, k in sorted(asked.items()))
+        print(f"rerun over {n} done objects: {took:.2f}s, {sum(asked.values())} requests ({shown})")
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--done", type=int, default=0,
+        help="instead: put N done outputs in the bucket and count the requests of a rerun",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.done:
+        rerun_requests(args.done)
+        return
     server = S3Server.start()
     try:
         env = server.full_env(os.environ)

@@ -7,9 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from helpers_s3 import S3Endpoint, S3Server, count
@@ -140,51 +138,6 @@ def test_multipart_uploads_lists_those_in_progress(s3_server: S3Endpoint) -> Non
     ]
     client.abort_multipart_upload(Bucket=bucket, Key="big", UploadId=upload)
     assert s3_server.multipart_uploads(bucket) == []
-
-
-def test_s3fs_find_pages_through_a_listing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the next test shows at S3's page size, fast: a server of its own with 10 keys a
-    page lists 25 keys in 3 requests."""
-    pytest.importorskip("moto")
-    server = S3Server.start(page_size=10)
-    try:
-        bucket = server.bucket()
-        for i in range(25):
-            server.client().put_object(Bucket=bucket, Key=f"few/{i % 3}/{i:02d}", Body=b"")
-        fs = s3fs_filesystem(server, monkeypatch)
-        mark = server.mark()
-
-        assert len(fs.find(f"{bucket}/few", detail=True)) == 25
-        assert count(server.requests(mark), "GET", f"/{bucket}?list-type=2") == 3
-        assert len(server.requests(mark)) == 3
-    finally:
-        server.stop()
-
-
-@pytest.mark.slow
-def test_s3fs_find_lists_2500_keys_in_three_flat_pages(
-    s3_server: S3Endpoint, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """fs.find(detail=True) with default settings: one ListObjectsV2 without a delimiter
-    (`delimiter=` empty), paginated by the server's 1000 keys a page, so 3 requests for 2,500
-    keys in nested folders; no HEAD or per-folder listing. (~10 s: moto takes ~4 ms a PUT.)"""
-    counting(s3_server)
-    client, bucket = s3_server.client(), s3_server.bucket()
-    keys = [f"many/{i // 100:02d}/{i % 10}/{i:05d}" for i in range(2500)]
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=b""), keys))
-    fs = s3fs_filesystem(s3_server, monkeypatch)
-    mark = s3_server.mark()
-
-    found = fs.find(f"{bucket}/many", detail=True)
-
-    assert sorted(found) == sorted(f"{bucket}/{key}" for key in keys)
-    seen = s3_server.requests(mark)
-    assert [method for method, _ in seen] == ["GET"] * 3, seen
-    queries = [parse_qs(urlsplit(target).query, keep_blank_values=True) for _, target in seen]
-    assert all(q["list-type"] == ["2"] and q["prefix"] == ["many/"] for q in queries)
-    assert all(q["delimiter"] == [""] for q in queries)
-    assert ["continuation-token" in q for q in queries] == [False, True, True]
 
 
 def test_an_outside_endpoint_counts_nothing_and_keeps_metadata_off(

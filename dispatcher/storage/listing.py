@@ -23,7 +23,7 @@ def list_prefix(url: str) -> dict[str, Listed]:
     bucket, key = urls.split(url)
     prefix = f"{key}/" if key else ""
     found: dict[str, Listed] = {}
-    kwargs = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": 1000}
+    kwargs = {"Bucket": bucket, "Prefix": prefix}  # the store's page: 1,000 keys on S3
     while True:
         page = client.call(url, "list_objects_v2", **kwargs)
         for entry in page.get("Contents", ()):
