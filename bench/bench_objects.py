@@ -140,7 +140,8 @@ def main() -> None:
         print(f"{'run':<20} {'first run':>12} {'items/s':>9} {'rerun':>8}  rerun requests")
         for name, first, rerun, asked in rows:
             shown = ", ".join(f"{m} {n}" for m, n in sorted(asked.items())) or "-"
-            print(f"{name:<20} {first:>11.2f}s {args.items / first:>9.0f} {rerun:>7.2f}s  {shown}")
+            again = "-" if rerun != rerun else f"{rerun:.2f}s"  # NaN: no rerun measured
+            print(f"{name:<20} {first:>11.2f}s {args.items / first:>9.0f} {again:>8}  {shown}")
     finally:
         server.stop()
 
