@@ -112,12 +112,22 @@ def _cgroup_cpu_quota() -> int | None:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process of this host with `pid` exists (one that is not ours counts): how
-    a run tells a killed process's scratch, staging or claim from a live one's."""
+    """Whether a process of this host with `pid` runs (one that is not ours counts): how a
+    run tells a killed process's scratch, staging or claim from a live one's.
+
+    A zombie is dead: a killed worker whose parent died too waits as one for as long as
+    nobody reaps it, which in a container whose first process reaps nothing is forever.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass  # someone else's process: it exists
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return True  # no /proc here (or gone since): the signal check stands
+    # "PID (COMMAND) STATE ...": the command may hold spaces and parentheses.
+    return stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3] != b"Z"
