@@ -111,8 +111,8 @@ def test_a_task_that_asks_for_urls_gets_them(s3_server, tmp_path):
 
 
 def test_a_rerun_over_done_objects_lists_them_in_pages(tmp_path):
-    """The rerun of 20,000 done outputs at a tenth of the scale: 2,000 objects on a server
-    of its own that pages listings by 100 keys (S3 pages by 1,000), so the same 20 pages.
+    """The rerun of 20,000 done outputs at a twentieth of the scale: 1,000 objects on a
+    server of its own that pages listings by 50 keys (S3 pages by 1,000): the same 20 pages.
     bench/bench_objects.py --done 20000 counts the full-size rerun on S3's page size."""
     pytest.importorskip("s3fs")
     pytest.importorskip("moto")
@@ -120,12 +120,12 @@ def test_a_rerun_over_done_objects_lists_them_in_pages(tmp_path):
 
     from helpers_s3 import S3Server
 
-    s3 = S3Server.start(page_size=100)
+    s3 = S3Server.start(page_size=50)
     try:
         bucket = s3.bucket()
         data = tmp_path / "in"
         data.mkdir()
-        names = [f"{i:05d}.dat" for i in range(2_000)]
+        names = [f"{i:05d}.dat" for i in range(1_000)]
         for name in names:
             (data / name).write_bytes(b"")
         client = s3.client()
@@ -138,14 +138,14 @@ def test_a_rerun_over_done_objects_lists_them_in_pages(tmp_path):
         mark = s3.mark()
         done = _dispatch(s3, TASK, "Files", "--log-dir", tmp_path / "logs", "--mixin",
                          f"input={data}", f"output=s3://{bucket}/out")  # fmt: skip
-        assert done.returncode == 0 and "2000 items in this shard, all done" in done.stderr, (
+        assert done.returncode == 0 and "1000 items in this shard, all done" in done.stderr, (
             done.stderr
         )
         asked = s3.requests(mark)
     finally:
         s3.stop()
     listings = count(asked, "GET", f"/{bucket}?list-type=2")
-    assert 21 <= listings <= 22, asked  # the root check, 20 pages of 100 (and an empty last)
+    assert 21 <= listings <= 22, asked  # the root check, 20 pages of 50 (and an empty last)
     assert count(asked, "PUT") == 0 and len(asked) <= 25, asked
 
 
