@@ -16,13 +16,14 @@ from collections.abc import Callable, Iterable, Iterator
 
 from dispatcher.errors import UsageError
 from dispatcher.outputs import is_staging_name
+from dispatcher.outputs.names import COMPLETE_NAME
 from dispatcher.outputs.records import is_provenance_name
 
 
 def _bookkeeping(name: str) -> bool:
     """The dispatcher's own hidden names (leftovers, provenance records): never an item,
     even where hidden names are."""
-    return is_staging_name(name) or is_provenance_name(name)
+    return is_staging_name(name) or is_provenance_name(name) or name == COMPLETE_NAME
 
 
 NameTest = Callable[[str], bool]

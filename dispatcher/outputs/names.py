@@ -14,6 +14,9 @@ RETIRED_SUFFIX = ".dispatch-old"
 """A replaced folder output waits under this name while its successor moves in (under the
 item's claim, so one fixed name per output suffices)."""
 _MARKERS = (STAGING_SUFFIX, RETIRED_SUFFIX)
+COMPLETE_NAME = ".dispatch-complete"
+"""Written last into a folder output in an object store whose done check is the folder
+itself (a prefix exists as soon as its first member does): never an input."""
 
 
 def _sibling(final: str, marker: str) -> str:

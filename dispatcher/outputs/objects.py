@@ -31,7 +31,7 @@ from typing import Any
 from dispatcher.environment import process_alive
 from dispatcher.outputs.claims import LOCK_SUFFIX
 from dispatcher.outputs.errors import MissingOutput
-from dispatcher.outputs.names import STAGING_SUFFIX, attempt_token
+from dispatcher.outputs.names import COMPLETE_NAME, STAGING_SUFFIX, attempt_token
 from dispatcher.storage import client, scratch, transfer, urls
 from dispatcher.storage.listing import list_prefix
 from dispatcher.storage.transfer import ObjectExists
@@ -43,9 +43,6 @@ STAGING_STALE_SECONDS = 6 * 3600.0
 """Another host's staging prefix untouched this long is a killed attempt's."""
 CLAIM_WAIT_SECONDS = 120.0
 CLAIM_POLL_SECONDS = 0.2
-COMPLETE_NAME = ".dispatch-complete"
-"""Written last into a folder whose done check is the folder itself (a prefix exists as
-soon as its first member does)."""
 _HOST = socket.gethostname()
 HOST_TAG = f"{zlib.crc32(_HOST.encode()):08x}"
 
