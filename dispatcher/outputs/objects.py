@@ -32,7 +32,7 @@ from dispatcher.environment import process_alive
 from dispatcher.outputs.claims import LOCK_SUFFIX
 from dispatcher.outputs.errors import MissingOutput
 from dispatcher.outputs.names import COMPLETE_NAME, STAGING_SUFFIX, attempt_token
-from dispatcher.storage import client, scratch, transfer, urls
+from dispatcher.storage import client, local_files, scratch, transfer, urls
 from dispatcher.storage.listing import list_prefix
 from dispatcher.storage.transfer import ObjectExists
 
@@ -45,8 +45,6 @@ CLAIM_WAIT_SECONDS = 120.0
 CLAIM_POLL_SECONDS = 0.2
 _HOST = socket.gethostname()
 HOST_TAG = f"{zlib.crc32(_HOST.encode()):08x}"
-
-__all__ = ["ObjectExists", "ClaimBusy", "StagedObject", "StagedObjectFolder"]
 
 
 class ClaimBusy(OSError):
@@ -204,7 +202,7 @@ class StagedObjectFolder:
     def _commit(self) -> None:
         token = object_token()
         staging = staging_prefix(self.final, token)
-        members = _local_files(self.local)
+        members = sorted(local_files(self.local))
         claim = None
         try:
             for rel in members:
@@ -237,14 +235,6 @@ class StagedObjectFolder:
             transfer.copy_key(final, f"{staging_key}/{rel}", f"{final_key}/{rel}")
         if self.complete_marker:
             transfer.put_bytes(urls.join(final, COMPLETE_NAME), b"")
-
-
-def _local_files(folder: str) -> list[str]:
-    found = []
-    for here, _, files in os.walk(folder):
-        for name in files:
-            found.append(os.path.relpath(os.path.join(here, name), folder).replace(os.sep, "/"))
-    return sorted(found)
 
 
 def abandoned_claims(root: str, listed: dict[str, Any]) -> list[str]:

@@ -48,7 +48,7 @@ def list_files(root: str, suffix: str | tuple[str, ...] = "") -> list[str]:
 
         keys: Iterator[str] = iter(list_prefix(root))
     else:
-        keys = _walk(local(root))
+        keys = local_files(local(root))
     return sorted(
         key
         for key in keys
@@ -69,7 +69,8 @@ def local_copy(path: str) -> contextlib.AbstractContextManager[str]:
     return copy(path)
 
 
-def _walk(root: str) -> Iterator[str]:
+def local_files(root: str) -> Iterator[str]:
+    """The files below a local folder, as POSIX paths relative to it (unsorted)."""
     for folder, _, files in os.walk(root):
         rel = os.path.relpath(folder, root)
         for name in files:
@@ -106,7 +107,6 @@ def root_problems(roots: list[str]) -> list[str]:
 
 
 __all__ = [
-    "root_problems",
     "canonical",
     "exists",
     "forget",
@@ -115,4 +115,6 @@ __all__ = [
     "list_files",
     "local",
     "local_copy",
+    "local_files",
+    "root_problems",
 ]

@@ -65,10 +65,6 @@ def _fs(url: str) -> tuple[Any, str]:
     return client.filesystem(url), urls.bucket_path(url)
 
 
-def _join(root: str, relative: str) -> str:
-    return urls.join(root, relative) if urls.is_url(root) else os.path.join(root, relative)
-
-
 # --- asking --------------------------------------------------------------------------------
 
 
@@ -120,28 +116,13 @@ def _list_url(url: str, recursive: bool) -> list[str]:
     return found
 
 
-def _listing_pages(url: str, limit: int = 1000) -> Iterator[dict[str, Any]]:
-    """The pages of a delimited LIST of what lies directly under `url` ("folder/" keys)."""
-    from dispatcher.storage import client
-
-    bucket, key = urls.split(url)
-    kwargs: dict[str, Any] = {
-        "Bucket": bucket, "Prefix": f"{key}/" if key else "", "Delimiter": "/", "MaxKeys": limit,
-    }  # fmt: skip
-    while True:
-        page = client.call(url, "list_objects_v2", **kwargs)
-        yield page
-        token = page.get("NextContinuationToken")
-        if not page.get("IsTruncated") or not token:
-            return
-        kwargs["ContinuationToken"] = token
-
-
 def _names_under(url: str) -> list[str]:
     prefix = urls.split(url)[1]
     start = len(prefix) + 1 if prefix else 0
     names: set[str] = set()
-    for page in _listing_pages(url):
+    from dispatcher.storage.listing import pages
+
+    for page in pages(url, delimiter="/"):
         names.update(entry["Key"][start:] for entry in page.get("Contents", ()))
         names.update(
             entry["Prefix"][start:].rstrip("/") for entry in page.get("CommonPrefixes", ())
@@ -151,7 +132,9 @@ def _names_under(url: str) -> list[str]:
 
 
 def _lists_anything(url: str, limit: int) -> bool:
-    page = next(_listing_pages(url, limit))
+    from dispatcher.storage.listing import pages
+
+    page = next(pages(url, delimiter="/", limit=limit))
     return bool(page.get("Contents") or page.get("CommonPrefixes"))
 
 
@@ -255,7 +238,7 @@ def copy_parallel(src: str, dst: str, threads: int = COPY_THREADS, **_: Any) -> 
         return
     files = list_directory(src, recursive=True)
     with ThreadPoolExecutor(max(1, min(threads, len(files) or 1))) as pool:
-        done = pool.map(lambda rel: copy(_join(src, rel), _join(dst, rel)), files)
+        done = pool.map(lambda rel: copy(urls.join(src, rel), urls.join(dst, rel)), files)
         for _ in done:  # the first failure is raised here
             pass
 
