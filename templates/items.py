@@ -71,13 +71,19 @@ class TemplateItems(ItemSource):
         )
 
     def root_problems(self) -> list[str]:
-        """Why the roots cannot be used (checked before any work): the input as its mode
-        reads it, an output root that is no folder."""
-        problems = self.input_mode.root_problems(self.input_value, self.input_root)
+        """Why the roots cannot be used (checked before any work), input then output."""
+        return self._input_problems() + self._output_problems()
+
+    def _input_problems(self) -> list[str]:
+        """The input as its mode reads it."""
+        return self.input_mode.root_problems(self.input_value, self.input_root)
+
+    def _output_problems(self) -> list[str]:
+        """An output root that is no folder."""
         out = self.output_root
         if os.path.exists(out) and not os.path.isdir(out):
-            problems.append(f"mixin 'output': output root {out} is not a folder")
-        return problems
+            return [f"mixin 'output': output root {out} is not a folder"]
+        return []
 
     @property
     def read_root(self) -> str:

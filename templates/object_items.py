@@ -59,25 +59,27 @@ class ObjectTemplateItems(TemplateItems):
     def output_in_store(self) -> bool:
         return urls.is_url(self.output_root)
 
-    def root_problems(self) -> list[str]:
-        problems = []
+    def _input_problems(self) -> list[str]:
+        # A store root itself is checked by the runner (one small LIST, before any work).
         if not self.input_in_store:
-            problems += self.input_mode.root_problems(self.input_value, self.input_root)
-        elif self.input_mode.listed_items([]) is None:
-            problems.append(
-                f"mixin 'input': input mode {type(self.input_mode).__name__} reads local files "
-                f"to find its items; {self.input_value} is in an object store (use a walked "
-                "mode: InputByExtensions, InputByGlob, InputByDepth)"
-            )
-        out = self.output_root
-        if self.output_in_store and type(self.output_mode) not in _STORE_OUTPUTS:
-            problems.append(
-                f"mixin 'output': output mode {type(self.output_mode).__name__} cannot commit "
-                f"to an object store ({', '.join(m.__name__ for m in _STORE_OUTPUTS)} can)"
-            )
-        elif not self.output_in_store and os.path.exists(out) and not os.path.isdir(out):
-            problems.append(f"mixin 'output': output root {out} is not a folder")
-        return problems
+            return super()._input_problems()
+        if self.input_mode.listed_items([]) is not None:
+            return []
+        return [
+            f"mixin 'input': input mode {type(self.input_mode).__name__} reads local files "
+            f"to find its items; {self.input_value} is in an object store (use a walked "
+            "mode: InputByExtensions, InputByGlob, InputByDepth)"
+        ]
+
+    def _output_problems(self) -> list[str]:
+        if not self.output_in_store:
+            return super()._output_problems()
+        if type(self.output_mode) in _STORE_OUTPUTS:
+            return []
+        return [
+            f"mixin 'output': output mode {type(self.output_mode).__name__} cannot commit "
+            f"to an object store ({', '.join(m.__name__ for m in _STORE_OUTPUTS)} can)"
+        ]
 
     @property
     def trusted_keys(self) -> bool:
@@ -159,14 +161,8 @@ class ObjectTemplateItems(TemplateItems):
     def is_done(self, key: str) -> bool:
         if not self.output_in_store:
             return super().is_done(key)
-        if unsafe_reason(key):
-            return False
-        output = self.output_mode
         listings = self.__dict__.get("_listings") or self._listings()
-        return all(
-            p.rpartition("/")[2] in listings[p.rpartition("/")[0]]
-            for p in self._done_paths(output, self.finish, key)
-        )
+        return next(self._done_each([(key, None)], listings))
 
     def final_url(self, key: str) -> str:
         reason = unsafe_reason(key)

@@ -7,7 +7,6 @@ from typing import Any
 
 from dispatcher.storage.urls import is_url
 from templates.items import TemplateItems
-from templates.object_items import ObjectTemplateItems
 
 SOURCE = "_dispatch_items"
 """Where a template task keeps its item source (built once per process from its mixin)."""
@@ -19,7 +18,12 @@ def template_items(task: Any) -> TemplateItems:
     if source is None:
         mixin = task.mixin
         in_store = is_url(mixin["input"]) or is_url(mixin["output"])
-        source = (ObjectTemplateItems if in_store else TemplateItems).from_mixin(mixin)
+        cls = TemplateItems
+        if in_store:  # the store's client and commit protocol load only for a store root
+            from templates.object_items import ObjectTemplateItems
+
+            cls = ObjectTemplateItems
+        source = cls.from_mixin(mixin)
         if in_store and getattr(task, "input_as_url", False):
             source.download = False  # an object's input is handed over as its URL
         task.__dict__[SOURCE] = source
