@@ -29,6 +29,7 @@ def run(
     shard: str | None = None,
     shard_mode: str = "hash",
     force: bool = False,
+    rows_per_item: int | None = None,
     log_dir: str | os.PathLike[str] = "dispatch-logs",
     grace: float = 10.0,
     cfg: str | os.PathLike[str] | None = None,
@@ -55,6 +56,7 @@ def run(
         shard=shard,
         shard_mode=shard_mode,
         force=force,
+        rows_per_item=rows_per_item,
         log_dir=os.fspath(log_dir),
         grace=grace,
         cfg=os.fspath(cfg) if cfg is not None else None,
@@ -64,7 +66,12 @@ def run(
     )
     request.given = {
         name
-        for name, default in (("backbone", "auto"), ("shard", None), ("shard_mode", "hash"))
+        for name, default in (
+            ("backbone", "auto"),
+            ("shard", None),
+            ("shard_mode", "hash"),
+            ("rows_per_item", None),
+        )
         if getattr(request, name) != default
     }
     if isinstance(task, type):

@@ -72,6 +72,11 @@ class ItemSource:
         """Where items come from, for the line that says none were found."""
         return ""
 
+    def shard_groups(self, keys: Sequence[str]) -> Sequence[str] | None:
+        """For each key, the group a shard keeps whole (the file of a row range); None
+        when every item is its own group (`sharding.select`)."""
+        return None
+
     def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
         """For each item, whether it is done; in the parent, before dispatch."""
         return repeat(False, len(items))
@@ -91,6 +96,12 @@ class ItemSource:
         from dispatcher.outputs.leftovers import remove_leftovers
 
         return remove_leftovers(leftovers)
+
+    def settle(self, pending: Sequence[Item], remake: bool) -> None:
+        """Finish, before the first item runs, what a killed run left all but finished
+        (a file whose row ranges were all made but not joined); under `remake` (`--force`),
+        forget the parts that earlier runs made of the `pending` items. In the parent,
+        after the leftovers were removed; never under `--plan`."""
 
     def staged(self, key: str, remake: bool = False) -> contextlib.AbstractContextManager[Any]:
         """An item's outputs to write, for one `with` block: claimed, staged, committed on

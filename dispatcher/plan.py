@@ -98,7 +98,7 @@ def _make_plan(stage: Stage, shards: Sequence[ShardSpec], force: bool) -> Plan:
     items, keys, repeated = sorted_unique(items)
     found = len(items)
     _refuse_nested_outputs(keys, source.final_outputs(keys))
-    selected = sharding.select(items, keys, shards)
+    selected = sharding.select(items, keys, shards, source.shard_groups(keys))
     del keys
     leftovers: list[str] = []
     if force:

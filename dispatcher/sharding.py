@@ -110,13 +110,28 @@ class HashShard:
 ShardSpec = IndexShard | HashShard
 
 
-def select(items: list[T], keys: Sequence[str], specs: Sequence[ShardSpec]) -> list[T]:
+def select(
+    items: list[T],
+    keys: Sequence[str],
+    specs: Sequence[ShardSpec],
+    groups: Sequence[str] | None = None,
+) -> list[T]:
     """The members of `items` (sorted, with their `keys`) kept by every spec in turn,
-    each inside the previous; a spec that keeps everything costs nothing."""
+    each inside the previous; a spec that keeps everything costs nothing.
+
+    With `groups` (one per item: the row ranges of one file share their file's key), a
+    spec shards the distinct groups, in order of first appearance, and keeps every item of
+    a group it keeps: the items of one group are never in two shards."""
     for spec in specs:
         if spec.keeps_all:
             continue
-        chosen = spec.select(keys)
+        if groups is None:
+            chosen = spec.select(keys)
+        else:
+            distinct = list(dict.fromkeys(groups))
+            kept = {distinct[i] for i in spec.select(distinct)}
+            chosen = [i for i, group in enumerate(groups) if group in kept]
+            groups = [groups[i] for i in chosen]
         items = [items[i] for i in chosen]
         keys = [keys[i] for i in chosen]
     return items

@@ -150,6 +150,16 @@ class Stage:
         """The item source this stage runs (the task's own, unless the adapter knows better)."""
         return task.item_source()
 
+    def split_rows(self, rows_per_item: int) -> str | None:
+        """Make the items ranges of about `rows_per_item` rows of the files they read
+        (`--rows-per-item`): the adapter wraps its source in one that cuts files into row
+        ranges. Returns why this stage cannot (one line; the run exits 2), else None."""
+        return (
+            f"--rows-per-item: {type(self.task).__name__} ({self.style}) does not read rows "
+            "from files; it applies to ModelArts mode-1 packages, ClearML Preprocess over "
+            "JSONL and row tasks with a packed output (docs/rows.md)"
+        )
+
     # --- worker side ---------------------------------------------------------------------
 
     def work_alone(self, alone: bool) -> None:

@@ -3,7 +3,7 @@
 `--cfg` has three sections: `task:` and `backbone:` become command-line options (their
 values act as option defaults, so the command line still wins), `mixin:` is the lowest
 layer of the mixin. It may also name the run itself, as `--print-config` writes it:
-`task_file`, `task_class`, `shard` and `force` at the top, and the backbone's `name`
+`task_file`, `task_class`, `shard`, `force` and `rows_per_item` at the top, and the backbone's `name`
 (with its `options:`) in `backbone:`; what the command line says wins. `${...}` interpolation is resolved across the whole document, with
 `${cfg_dir}` (and `${mixin_cfg_dir}`) naming the directory of the config file. A command
 line with only plain `--mixin k=v` items has nothing to merge or interpolate, and is read
@@ -40,7 +40,7 @@ from dispatcher.config.values import TEXT, TYPED, loader
 from dispatcher.errors import ErrorList, UsageError, did_you_mean
 
 CFG_SECTIONS = ("task", "backbone", "mixin")
-RUN_KEYS = ("task_file", "task_class", "cwd", "shard", "force", "storage")
+RUN_KEYS = ("task_file", "task_class", "cwd", "shard", "force", "rows_per_item", "storage")
 
 __all__ = [
     "CFG_SECTIONS",
@@ -53,6 +53,13 @@ __all__ = [
 ]
 
 
+def rows_per_item_problems(where: str, value: object) -> list[str]:
+    """Why `value` is no number of rows per item (None: the option is not used)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return []
+    return [f"{where}: expected a number of rows, 1 or more, got {value!r}"]
+
+
 @dataclass
 class LayeredConfig:
     """The merged, interpolated configuration, before it meets the task's declaration."""
@@ -62,7 +69,7 @@ class LayeredConfig:
     mixin: dict[str, Any] = field(default_factory=dict)
     run: dict[str, Any] = field(default_factory=dict)
     """Run settings the file names: task_file, task_class, cwd (where it was printed),
-    backbone, shard, shard_mode, force."""
+    backbone, shard, shard_mode, force, rows_per_item."""
     option_text: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The `task` and `backbone` sections with each scalar as its source text, for
     options that take text (`tag: 0123` is "0123" for an option without a type)."""
@@ -218,7 +225,7 @@ def _check_cfg_sections(cfg: dict[str, Any], cfg_path: str, errors: ErrorList) -
             errors.add(
                 f"--cfg {cfg_path}: unknown section '{key}'{hint}"
                 " (sections are task, backbone, mixin; settings task_file, task_class,"
-                " cwd, shard, force, storage)"
+                " cwd, shard, force, rows_per_item, storage)"
             )
     for key in CFG_SECTIONS:
         if cfg.get(key) is not None and not isinstance(cfg[key], dict):
@@ -309,6 +316,13 @@ def _run_settings(
         errors.add(f"{where} force: expected true or false, got {force!r}")
     elif force:
         run["force"] = True
+    rows = document.get("rows_per_item")
+    if rows is not None:
+        wrong = rows_per_item_problems(f"{where} rows_per_item", rows)
+        if wrong:
+            errors.add(wrong[0])
+        else:
+            run["rows_per_item"] = rows
     shard = document.get("shard")
     match = _CFG_SHARD.fullmatch(shard.strip()) if isinstance(shard, str) else None
     if shard is not None and match is None:

@@ -268,6 +268,7 @@ def _before_running(
     # still committing alone holds no claim: then they wait for the next run).
     if lease is None or not lease.unsettled:
         prepared.stage.source.remove_leftovers(plan.leftovers)
+    prepared.stage.source.settle(plan.pending, request.force)
     if stop.is_set():
         return stop.exit_code or EXIT_SIGINT
     if not plan.found:

@@ -102,6 +102,11 @@ def prepare(request: Request) -> Prepared:
     task_args = namespace_of(namespace, options.task_actions)
     task = _make_task(task_cls, class_name, task_args, mixin)
     shards = _checked_shards(task, request, layers, mixin, cli_shard)
+    stage = stage_cls(task, force=request.force)
+    if request.rows_per_item is not None:
+        problem = stage.split_rows(request.rows_per_item)
+        if problem is not None:
+            raise UsageError(problem)
     backbone_options = namespace_of(namespace, options.backbone_actions)
     backbone: Backbone | None = None
     if request.submitting:
@@ -121,7 +126,9 @@ def prepare(request: Request) -> Prepared:
         "shard": sharding.describe([cli_shard] if cli_shard is not None else []),
         "force": request.force,
     }
-    return Prepared(task, stage_cls(task, force=request.force), backbone, shards, config)
+    if request.rows_per_item is not None:
+        config["rows_per_item"] = request.rows_per_item
+    return Prepared(task, stage, backbone, shards, config)
 
 
 def _cli_shard(request: Request, errors: ErrorList) -> sharding.ShardSpec | None:

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dispatcher.config.layers import rows_per_item_problems
 from dispatcher.errors import UsageError, did_you_mean
 
 # (spellings, metavar or None for a flag, help)
@@ -36,6 +37,12 @@ RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
         ("--shard-mode",),
         "hash|index",
         "how --shard splits: hash of each item's key (default) or sorted index",
+    ),
+    (
+        ("--rows-per-item",),
+        "N",
+        "cut big JSONL, CSV and Parquet files into items of about N rows (row ranges), "
+        "where the task reads rows (docs/rows.md)",
     ),
     (("--plan",), None, "print items found, in this shard, done, to run; run nothing"),
     (("--force",), None, "reprocess items whose outputs already exist"),
@@ -87,6 +94,8 @@ class Request:
     """Task and backbone options from Python, by dest or spelling."""
     shard: str | None = None
     shard_mode: str = "hash"
+    rows_per_item: int | None = None
+    """`--rows-per-item N`: big files become items of about N rows (None: one per file)."""
     plan_only: bool = False
     """`--plan`: print what would run, run nothing."""
     force: bool = False
@@ -118,6 +127,7 @@ class Request:
             problems.append(f"shard_mode: expected hash or index, got {self.shard_mode!r}")
         if self.shard is not None and not isinstance(self.shard, str):
             problems.append(f"shard: expected 'I/N', 'auto' or 'all', got {self.shard!r}")
+        problems += rows_per_item_problems("rows_per_item", self.rows_per_item)
         return problems
 
     def names_task(self) -> bool:
@@ -147,7 +157,7 @@ class Request:
                 self.task_file = settings["task_file"]
             if self.task_class is None and "task_class" in settings:
                 self.task_class = settings["task_class"]
-        for name in ("backbone", "shard", "shard_mode"):
+        for name in ("backbone", "shard", "shard_mode", "rows_per_item"):
             if name in settings and name not in self.given:
                 setattr(self, name, settings[name])
         self.force = self.force or settings.get("force", False)

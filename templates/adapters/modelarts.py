@@ -459,6 +459,24 @@ class ModelArtsStage(Stage):
     def _mode1(self) -> bool:
         return type(self.task).package.auto_loading  # type: ignore[attr-defined]
 
+    def split_rows(self, rows_per_item: int) -> str | None:
+        """Mode 1 over row ranges: Process gets one range's rows at a time, and a file's
+        output is joined from the ranges' results (`templates/range_items.py`)."""
+        package = type(self.task).package  # type: ignore[attr-defined]
+        why = None
+        if not self._mode1:
+            why = "is a mode-2 package (one item, the whole dataset)"
+        elif not package.splittable:
+            why = "declares split-rows: false in its operator.yaml (it looks across rows)"
+        elif any(map(urls.is_url, [*self.task.input_roots(), *self.task.output_roots()])):
+            why = "has a root in an object store (row ranges are read from local files)"
+        if why is not None:
+            return f"--rows-per-item: operator package {package.name} {why}"
+        from templates.range_items import RangeItems
+
+        self.source = RangeItems(self.source, rows_per_item)  # type: ignore[arg-type]
+        return None
+
     def setup(self, device: Any = None) -> None:
         self.device = device
         if self.run_dir is not None:
@@ -480,16 +498,23 @@ class ModelArtsStage(Stage):
             raise StageFailed(str(exc), traceback.format_exc()) from None
 
     def load(self, key: str, payload: Any) -> Row:
-        """(key, DataFrame): the file read, then PreProcess; runs where data loads."""
+        """(file key, DataFrame, range or None): the file (or one row range of it) read,
+        then PreProcess; runs where data loads."""
         import pandas as pd
 
         if not self._mode1:
-            return key, pd.DataFrame()
+            return key, pd.DataFrame(), None
         from templates.adapters.modelarts_files import read_frame
 
-        path = self.source.payload(key, payload)["input"]
-        frame = read_frame(path, key)
-        return key, self._step("PreProcess", frame)
+        kwargs = self.source.payload(key, payload)
+        part = kwargs.get("range")
+        if part is None:
+            frame = read_frame(kwargs["input"], key)
+        else:
+            from templates.adapters.modelarts_ranges import read_range_frame
+
+            frame, key = read_range_frame(kwargs["input"], part), part.file
+        return key, self._step("PreProcess", frame), part
 
     def _step(self, name: str, frame: Any) -> Any:
         """`name`'s result for `frame` (the frame itself where the package has no such class)."""
@@ -523,4 +548,10 @@ class ModelArtsStage(Stage):
             return
         from templates.adapters.modelarts_files import write_frame
 
-        write_frame(self._step("PostProcess", frame), outputs["output"], row[0])
+        frame, part = self._step("PostProcess", frame), row[2]
+        if part is None:
+            write_frame(frame, outputs["output"], row[0])
+            return
+        from templates.adapters.modelarts_ranges import write_range_frame
+
+        write_range_frame(frame, outputs["output"], part)

@@ -119,22 +119,32 @@ def _argument(raw: Any, where: str) -> Argument:
 _PY: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bool, "enum": None}
 
 
-def read_spec(path: str) -> tuple[bool, tuple[Argument, ...], str]:
-    """(auto data loading, declared arguments, description) from `operator.yaml`."""
+def _flag(data: Any, runtime: Any, name: str, path: str, default: bool) -> bool:
+    """A true/false setting of `operator.yaml`, at the top or under `runtime:`."""
+    value = data.get(name)
+    if value is None and isinstance(runtime, dict):
+        value = runtime.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        line = getattr(runtime if name not in data else data, "line", 1)
+        raise UsageError(f"invalid {path}:{line}: {name} must be true or false")
+    return value
+
+
+def read_spec(path: str) -> tuple[bool, tuple[Argument, ...], str, bool]:
+    """(auto data loading, declared arguments, description, whether row ranges may be
+    given to it) from `operator.yaml`."""
     data = _yaml_load(path)
     if data is None:
         data = _Mapping()
     if not isinstance(data, dict):
         raise UsageError(f"invalid {path}:1: expected a mapping at the top level")
     runtime = data.get("runtime")
-    auto = data.get("auto-data-loading")
-    if auto is None and isinstance(runtime, dict):
-        auto = runtime.get("auto-data-loading")
-    if auto is None:
-        auto = True
-    if not isinstance(auto, bool):
-        line = getattr(runtime if "auto-data-loading" not in data else data, "line", 1)
-        raise UsageError(f"invalid {path}:{line}: auto-data-loading must be true or false")
+    auto = _flag(data, runtime, "auto-data-loading", path, True)
+    # An operator that looks across rows (dedup, a whole-file PostProcess) says so: then
+    # --rows-per-item, which would hand it one range at a time, is refused.
+    splittable = _flag(data, runtime, "split-rows", path, True)
     raw_args = data.get("arguments") or []
     if not isinstance(raw_args, list):
         raise UsageError(f"invalid {path}:{data.line}: arguments must be a list")
@@ -143,7 +153,7 @@ def read_spec(path: str) -> tuple[bool, tuple[Argument, ...], str]:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise UsageError(f"invalid {path}: arguments declared twice: {', '.join(twice)}")
-    return auto, arguments, str(data.get("description", "") or "")
+    return auto, arguments, str(data.get("description", "") or ""), splittable
 
 
 # --- the package -----------------------------------------------------------------------------
@@ -156,6 +166,8 @@ class Package:
     auto_loading: bool
     arguments: tuple[Argument, ...]
     description: str
+    splittable: bool = True
+    """Whether its Process may be given a file's rows one range at a time."""
 
     @property
     def code(self) -> str:
@@ -174,8 +186,10 @@ def read_package(path: str) -> Package:
     if not os.path.isfile(os.path.join(root, PROGRAM, "process.py")):
         raise UsageError(f"operator package {path} has no {PROGRAM}/process.py")
     spec = os.path.join(root, SPEC)
-    auto, arguments, description = read_spec(spec) if os.path.exists(spec) else (True, (), "")
-    return Package(root, os.path.basename(root), auto, arguments, description)
+    auto, arguments, description, splittable = (
+        read_spec(spec) if os.path.exists(spec) else (True, (), "", True)
+    )
+    return Package(root, os.path.basename(root), auto, arguments, description, splittable)
 
 
 def operator_classes(package: Package) -> dict[str, type]:
