@@ -14,10 +14,18 @@ See docs/templates.md for every mode.
 
 from templates.adapters import aiges_sdk
 from templates.decorators import cpu_task, torch_task
-from templates.input_modes import InputByDepth, InputByExtensions, InputByGlob, InputFromJsonl
+from templates.input_modes import (
+    InputByDepth,
+    InputByExtensions,
+    InputByGlob,
+    InputFromJsonl,
+    InputJsonlFiles,
+    InputJsonlRows,
+)
 from templates.output_modes import (
     FinishWhenAllExist,
     FinishWhenExists,
+    OutputPacked,
     OutputPath,
     OutputSameFormat,
     OutputSubfolder,
@@ -35,6 +43,9 @@ __all__ = [
     "InputByExtensions",
     "InputByGlob",
     "InputFromJsonl",
+    "InputJsonlFiles",
+    "InputJsonlRows",
+    "OutputPacked",
     "OutputPath",
     "OutputSameFormat",
     "OutputSubfolder",

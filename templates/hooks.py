@@ -15,6 +15,7 @@ from typing import Any
 from dispatcher.config.placeholders import Placeholder
 from dispatcher.sharding import HashShard, IndexShard, ShardSpec
 from dispatcher.signatures import call_problems
+from templates.input_modes import InputMode
 from templates.items import TemplateItems
 from templates.output_modes import FinishWhenAllExist
 from templates.shards import HardShard
@@ -52,6 +53,13 @@ class TemplateHooks:
         mode_problems = input_mode.problems("input_mode") + output_mode.problems("output_mode")
         if not mode_problems:
             mode_problems = finish.problems("finish", output_mode)
+        if not mode_problems and getattr(output_mode, "packs_rows", False):
+            reads_rows = getattr(type(input_mode), "packed_items", InputMode.packed_items)
+            if reads_rows is InputMode.packed_items:
+                mode_problems.append(
+                    f"mixin 'output_mode': {type(output_mode).__name__} packs the rows a row "
+                    f"input mode reads (InputJsonlRows), not {type(input_mode).__name__}'s files"
+                )
         problems += mode_problems
         for i, spec in enumerate(_shard_list(mixin.get("shard"))):
             where = (

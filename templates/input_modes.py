@@ -70,6 +70,11 @@ class InputMode:
         """The items, and when the mode can tell, their folder groups in the same order."""
         return self.items(input_value, input_root), None
 
+    def packed_items(self, input_value: str, input_root: str) -> list[Item] | None:
+        """The files whose rows an item packs into one part (`OutputPacked`): one item per
+        file, payload None; None for a mode that does not read rows."""
+        return None
+
     def kwargs(self, input_value: str, input_root: str, key: str, payload: Any) -> dict[str, Any]:
         """The keyword arguments of `process` / `load_data` for one item (in the worker)."""
         return {"input": os.path.join(input_root, key)}
@@ -554,12 +559,19 @@ class InputJsonlRows(InputJsonlFiles):
             return f"{rel}:{lineno}"
         return str(name)
 
+    def packed_items(self, input_value: str, input_root: str) -> list[Item]:
+        return InputJsonlFiles.items(self, input_value, input_root)
+
     def kwargs(self, input_value: str, input_root: str, key: str, payload: Any) -> dict[str, Any]:
+        if payload is None:  # a file whose rows are packed: the template reads them
+            return {"input": os.path.join(input_root, key)}
         rel, offset, lineno = payload
         path = os.path.join(input_root, rel)
         return {"input": path, "row": _read_row(path, offset), "line": lineno}
 
     def describe(self, input_value: str, input_root: str, key: str, payload: Any) -> dict[str, Any]:
+        if payload is None:
+            return {"input": os.path.join(input_root, key)}
         rel, offset, lineno = payload
         path = os.path.join(input_root, rel)
         return {"input": path, "source": f"{path}:{lineno}", "row": _read_row(path, offset)}

@@ -90,7 +90,15 @@ class TemplateItems(ItemSource):
         """What the items are read from (`InputMode.read_root`), absolute."""
         return os.path.abspath(self.input_mode.read_root(self.input_value))
 
+    @property
+    def packs_rows(self) -> bool:
+        """Items are files of rows whose results the template packs into one part each."""
+        return getattr(self.output_mode, "packs_rows", False)
+
     def items(self) -> list[Item]:
+        if self.packs_rows:
+            self.__dict__["_groups"] = None
+            return self.input_mode.packed_items(self.input_value, self.input_root) or []
         items, groups = self.input_mode.items_with_groups(self.input_value, self.input_root)
         # Kept for the done check of these very items (never pickled to workers), when
         # the groups are in key order: then the plan keeps the list as it is.

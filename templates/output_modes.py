@@ -221,6 +221,60 @@ class OutputSubfolder(OutputMode):
             yield outputs
 
 
+PACKED_FORMATS = {"jsonl": ".jsonl", "parquet": ".parquet"}
+PACKED_COMPRESSIONS = {None: "", "gzip": ".gz", "zstd": ".zst"}
+
+
+@dataclass
+class OutputPacked(OutputMode):
+    """The rows of one item packed into one part file, for row tasks (`InputJsonlRows`):
+    `process(input, row, line)` returns each output row (a dict; None drops the row),
+    and the template writes them, in order, to `OUT/<item key><ext>`, committed whole.
+
+    Without `--rows-per-item` an item is a whole input file (`a.jsonl` ->
+    `OUT/a.jsonl.jsonl`); with it, a range of about N rows (`a.jsonl@00003-of-00040` ->
+    `OUT/a.jsonl@00003-of-00040.jsonl`): 100M rows make 100M / N part files, not 100M.
+    `format` is `jsonl` (optionally `compression: gzip` or `zstd`) or `parquet`.
+    """
+
+    format: str = "jsonl"
+    compression: str | None = None
+
+    packs_rows: ClassVar[bool] = True
+    final_is_done_path: ClassVar[bool] = True
+
+    def problems(self, where: str) -> list[str]:
+        out = []
+        if self.format not in PACKED_FORMATS:
+            out.append(
+                f"mixin '{where}.format': expected one of {', '.join(PACKED_FORMATS)}, "
+                f"got {self.format!r}"
+            )
+        if self.compression not in PACKED_COMPRESSIONS:
+            out.append(
+                f"mixin '{where}.compression': expected gzip, zstd or null, got {self.compression!r}"
+            )
+        elif self.compression is not None and self.format != "jsonl":
+            out.append(f"mixin '{where}.compression': only a jsonl part is compressed")
+        return out
+
+    @property
+    def ext(self) -> str:
+        return PACKED_FORMATS[self.format] + PACKED_COMPRESSIONS[self.compression]
+
+    def argument_names(self) -> list[str]:
+        return []  # `process` returns the row: the template writes the part
+
+    def done_paths(self, finish: Finish, key: str) -> list[str]:
+        return [key + self.ext]
+
+    def relative_final(self, key: str) -> str:
+        return key + self.ext
+
+    def stage_final(self, final: str, fresh: bool = False) -> _StagedFile:
+        return _StagedFile(final, fresh=fresh)
+
+
 class Finish:
     """When an item counts as done."""
 

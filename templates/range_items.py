@@ -58,21 +58,17 @@ def parts_folder_rows(name: str, final_name: str) -> int | None:
     return int(rest) if rest.isascii() and rest.isdigit() else None
 
 
-class RangeItems(ItemSource):
-    """The items of a per-file source (`inner`) with big files cut into row ranges."""
+class CutItems(ItemSource):
+    """The items of a per-file template source (`inner`) with big files cut into row
+    ranges: what both ways of committing a range's result share."""
 
-    def __init__(self, inner: TemplateItems, rows_per_item: int) -> None:
+    def __init__(self, inner: TemplateItems, rows_per_item: int | None) -> None:
         self.inner = inner
         self.rows_per_item = rows_per_item
+        """About how many rows an item holds; None: every file is one item."""
         self.output_root = inner.output_root
         self.read_root = inner.read_root
-        self._unjoined: list[tuple[str, int]] = []
-        """(file key, count) of files whose parts are all made but not joined (parent)."""
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_unjoined"] = []
-        return state
+        self.output_mode = inner.output_mode
 
     def root_problems(self) -> list[str]:
         return self.inner.root_problems()
@@ -84,6 +80,9 @@ class RangeItems(ItemSource):
         uncut: list[str] = []
         root, rows = self.inner.input_root, self.rows_per_item
         for key, payload in self.inner.items():
+            if rows is None:  # not cut: each file is its item, as without ranges
+                items.append((key, payload))
+                continue
             if parse_range_key(key) is not None:
                 raise UsageError(
                     f"{os.path.join(root, key)}: its name reads as a row range of another "
@@ -126,6 +125,23 @@ class RangeItems(ItemSource):
 
     def origin(self) -> str:
         return self.inner.origin()
+
+    def lease(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.lease(*args, **kwargs)
+
+
+class RangeItems(CutItems):
+    """Ranges whose results are parts, joined into the file's one output."""
+
+    def __init__(self, inner: TemplateItems, rows_per_item: int) -> None:
+        super().__init__(inner, rows_per_item)
+        self._unjoined: list[tuple[str, int]] = []
+        """(file key, count) of files whose parts are all made but not joined (parent)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_unjoined"] = []
+        return state
 
     def final_outputs(self, keys: Sequence[str]) -> Iterable[str] | None:
         return self.inner.final_outputs([_file_of(key) for key in keys])
@@ -256,9 +272,6 @@ class RangeItems(ItemSource):
         _, name, parts = self._parts_dir(file)
         clear_abandoned(os.path.join(parts, part_name(name, index, count)))
 
-    def lease(self, *args: Any, **kwargs: Any) -> Any:
-        return self.inner.lease(*args, **kwargs)
-
     def join(self, file: str, count: int, remake: bool) -> bool:
         """Join the file's parts into its output, if every one is made; under the output's
         claim, so of two attempts that made the last parts one joins. Whether it joined."""
@@ -278,6 +291,91 @@ class RangeItems(ItemSource):
                 )
             self._remove_parts(file)
         return True
+
+
+class PartItems(CutItems):
+    """Ranges whose results are outputs of their own (`OutputPacked`): a range's part is
+    committed at `OUT/<range key><ext>` like any item's output. Parts that another N cut
+    are never mixed in: refused, or under `--force` replaced by this N's. A packed task
+    always has this source, cut or not (`rows_per_item` None), so that a run without the
+    option refuses the parts of a run with it, and the reverse."""
+
+    def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
+        counts: dict[str, int | None] = {}
+        for key, _ in items:
+            parsed = parse_range_key(key)
+            counts[_file_of(key)] = None if parsed is None else parsed[2]
+        listed: dict[str, frozenset[str]] = {}
+        refused = [
+            f"{file} (its outputs hold {foreign[0]})"
+            for file, count in counts.items()
+            if (foreign := self._other_cuts(file, count, listed))
+        ]
+        if refused:
+            shown = "; ".join(refused[:SHOWN])
+            more = f" and {len(refused) - SHOWN} more" if len(refused) > SHOWN else ""
+            cutting = (
+                "without --rows-per-item, files are one part each"
+                if self.rows_per_item is None
+                else f"--rows-per-item {self.rows_per_item} cuts files"
+            )
+            raise UsageError(
+                f"{cutting}, but another cut made the parts of {shown}{more}; rerun with the "
+                "--rows-per-item that made them, or add --force to make those files' parts again"
+            )
+        return self.inner.done_mask(items)
+
+    def _other_cuts(
+        self, file: str, count: int | None, listed: dict[str, frozenset[str]]
+    ) -> list[str]:
+        """The outputs of `file` that another cut made: parts of another count, or the
+        whole file's part where it is cut now (and the reverse)."""
+        final = self.inner.output_mode.final(self.output_root, file)
+        folder, whole = os.path.split(final)
+        ext = self.inner.output_mode.ext  # type: ignore[attr-defined]
+        name = whole[: -len(ext)] if ext else whole
+        if folder not in listed:
+            listed[folder] = _names(folder)
+        other = []
+        for n in listed[folder]:
+            if n == whole:
+                if count is not None:
+                    other.append(n)
+            elif n.startswith(name + "@") and n.endswith(ext):
+                parsed = parse_range_key(n[: len(n) - len(ext)])
+                if parsed is not None and parsed[0] == name and parsed[2] != count:
+                    other.append(n)
+        return sorted(other)
+
+    def settle(self, pending: Sequence[Item], remake: bool) -> None:
+        """Under `--force`, the outputs another cut made of the files about to be made go."""
+        if not remake:
+            return
+        counts: dict[str, int | None] = {}
+        for key, _ in pending:
+            parsed = parse_range_key(key)
+            counts[_file_of(key)] = None if parsed is None else parsed[2]
+        listed: dict[str, frozenset[str]] = {}
+        for file, count in counts.items():
+            folder = os.path.dirname(self.inner.output_mode.final(self.output_root, file))
+            for n in self._other_cuts(file, count, listed):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(folder, n))
+
+    def final_outputs(self, keys: Sequence[str]) -> Iterable[str] | None:
+        return self.inner.final_outputs(keys)
+
+    def leftovers(self, items: Sequence[Item], found: Sequence[Item] = ()) -> list[str]:
+        return list(self.inner.leftovers(items, found))
+
+    def staged(self, key: str, remake: bool = False) -> contextlib.AbstractContextManager[Any]:
+        return self.inner.staged(key, remake)
+
+    def claim_all(self, keys: Sequence[str]) -> contextlib.AbstractContextManager[None]:
+        return self.inner.claim_all(keys)
+
+    def clear_abandoned(self, key: str) -> None:
+        self.inner.clear_abandoned(key)
 
 
 class StagedPart:

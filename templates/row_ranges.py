@@ -162,18 +162,35 @@ def read_lines(path: str, part: RowRange) -> Iterator[bytes]:
             yield line
 
 
+_KNOWN_LINES: dict[str, dict[int, int]] = {}
+"""path -> byte offset -> the line number that starts there, as this process learned them."""
+
+
 def first_line_number(path: str, part: RowRange) -> int:
-    """The line number of a range's first line (counted from the file's start: asked only
-    to name a line in an error)."""
-    lines, left = 1, part.start
+    """The line number of a range's first line: newlines counted from the nearest offset
+    this process already knows (a worker given a file's ranges in order counts each byte
+    once; one given a single range counts what lies before it)."""
+    known = _KNOWN_LINES.setdefault(path, {0: 1})
+    if part.start in known:
+        return known[part.start]
+    offset = max(o for o in known if o <= part.start)
+    lines, left = known[offset], part.start - offset
     with open(path, "rb") as fh:
+        fh.seek(offset)
         while left > 0:
             data = fh.read(min(BUFFER, left))
             if not data:
                 break
             lines += data.count(b"\n")
             left -= len(data)
+    known[part.start] = lines
     return lines
+
+
+def learn_line_number(path: str, offset: int, line: int) -> None:
+    """Remember that line `line` of `path` starts at byte `offset` (a range read to its
+    end tells where the next one starts)."""
+    _KNOWN_LINES.setdefault(path, {0: 1})[offset] = line
 
 
 def read_bytes(path: str, part: RowRange, header: bool = False) -> bytes:

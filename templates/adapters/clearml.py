@@ -22,6 +22,7 @@ import inspect
 import json
 import os
 import traceback
+from collections.abc import Iterator
 from typing import Any
 
 from dispatcher.config.placeholders import Placeholder
@@ -34,6 +35,7 @@ from templates.adapters.task import TaskStage
 from templates.hooks import template_class
 from templates.input_modes import InputJsonlFiles
 from templates.output_modes import OutputSameFormat
+from templates.row_ranges import RowRange, first_line_number, read_lines
 
 METHODS = ("load", "preprocess", "process", "postprocess")
 SKIPPED = "skipped_rows.jsonl"
@@ -127,13 +129,17 @@ class PreprocessTask(Task):
     def process(self, input: str, output: str) -> None:
         self.run_file(input, output, None)
 
-    def run_file(self, input: str, output: str, run_dir: str | None) -> statistics.Statistics:
-        """Every row of `input` through the operator into `output`; the rows' statistics."""
+    def run_file(
+        self, input: str, output: str, run_dir: str | None, part: RowRange | None = None
+    ) -> statistics.Statistics:
+        """Every row of `input` (or of its row range `part`) through the operator into
+        `output`; the rows' statistics."""
         operator, skip = self._operator, self.mixin.skip_failed_rows
         stats = statistics.Statistics()
         decode, encode = _DECODER.decode, _ENCODER.encode
-        with open(input, encoding="utf-8") as src, open(output, "w", encoding="utf-8") as dst:
-            for lineno, line in enumerate(src, 1):
+        lines = _Lines(input, part)
+        with open(output, "w", encoding="utf-8") as dst:
+            for number, line in enumerate(lines):
                 if not line.strip():
                     continue
                 custom: dict[str, Any] = {}
@@ -141,21 +147,44 @@ class PreprocessTask(Task):
                     try:
                         body = decode(line)
                     except ValueError as exc:  # the data is at fault, not the operator
-                        raise MalformedInput(f"{input}:{lineno}: not a JSON row: {exc}") from None
+                        where = lines.where(number)
+                        raise MalformedInput(f"{where}: not a JSON row: {exc}") from None
                     text = encode(operator(body, custom.update))
                 except Exception as exc:
                     if skip:
-                        _record_skipped(run_dir, f"{input}:{lineno}", exc)
+                        _record_skipped(run_dir, lines.where(number), exc)
                         stats.add({"_skipped_rows": 1})
                         continue
                     if isinstance(exc, MalformedInput):
                         raise
-                    raise RowFailed(f"{input}:{lineno}: {error_line(exc)}") from exc
+                    raise RowFailed(f"{lines.where(number)}: {error_line(exc)}") from exc
                 dst.write(text)
                 dst.write("\n")
                 if custom:
                     stats.add(custom)
         return stats
+
+
+class _Lines:
+    """The text lines of a JSONL file, or of one row range of it, and `file:LINE` for
+    each (a range's first line number is counted only when a line is named)."""
+
+    def __init__(self, path: str, part: RowRange | None) -> None:
+        self.path, self.part = path, part
+        self._first: int | None = 1 if part is None else None
+
+    def __iter__(self) -> Iterator[str]:
+        if self.part is None:
+            with open(self.path, encoding="utf-8") as src:
+                yield from src
+            return
+        for raw in read_lines(self.path, self.part):
+            yield raw.decode("utf-8")
+
+    def where(self, number: int) -> str:
+        if self._first is None:
+            self._first = first_line_number(self.path, self.part)  # type: ignore[arg-type]
+        return f"{self.path}:{self._first + number}"
 
 
 def _record_skipped(run_dir: str | None, where: str, exc: BaseException) -> None:
@@ -193,9 +222,20 @@ class PreprocessStage(TaskStage):
     def task_class(cls, obj: type) -> type[Task]:
         return _task_class(obj)
 
+    def split_rows(self, rows_per_item: int) -> str | None:
+        """Row ranges of the JSONL files: each range's rows go through the operator into
+        a part, and a file's output is joined from its parts (`templates/range_items.py`)."""
+        from dispatcher.storage import urls
+        from templates.range_items import RangeItems
+
+        if any(map(urls.is_url, [*self.task.input_roots(), *self.task.output_roots()])):
+            return "--rows-per-item: a root in an object store is read whole (no row ranges)"
+        self.source = RangeItems(self.source, rows_per_item)  # type: ignore[arg-type]
+        return None
+
     def write_row(self, i: int, size: int, row: Row, result: Any, outputs: dict[str, Any]) -> None:
         task: Any = self.task
-        stats = task.run_file(row["input"], outputs["output"], self.run_dir)
+        stats = task.run_file(row["input"], outputs["output"], self.run_dir, row.get("range"))
         statistics.record(self.run_dir, stats)
 
 

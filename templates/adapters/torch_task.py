@@ -103,6 +103,13 @@ class TorchTaskStage(Stage):
                 f"{task_cls.__name__} implements neither inference() with postprocess_each() "
                 "or postprocess(), nor process(device, batch)"
             ]
+        declared = getattr(task_cls, "mixin", None)
+        output = declared.get("output_mode") if isinstance(declared, dict) else None
+        if getattr(output, "packs_rows", False):
+            return [
+                f"{task_cls.__name__}: {type(output).__name__} packs the rows of a cpu_task "
+                "(serial, mp); a torch task writes each row's output itself"
+            ]
         return []
 
     @classmethod

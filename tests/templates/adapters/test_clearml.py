@@ -382,3 +382,34 @@ def test_no_statistic_value_changes_the_outcome_and_the_record_is_strict_json(tm
     assert stats["big"]["count"] == 9 and stats["big"]["max"] == 1e308
     assert "statistics: ok: n=9 sum=16" in proc.stderr
     assert "big: n=9" in proc.stderr
+
+
+def test_row_ranges_make_the_file_a_whole_run_makes(tmp_path):
+    rows = (EXAMPLE / "data" / "reviews.jsonl").read_text().splitlines()
+    data, out, logs = tmp_path / "data", tmp_path / "out", tmp_path / "logs"
+    write_file(data / "big.jsonl", "\n".join(rows[i % len(rows)] for i in range(900)) + "\n")
+    write_file(data / "small.jsonl", rows[0] + "\n")
+    args = [str(EXAMPLE / "preprocess.py"), "Preprocess", "--backbone", "mp",
+            "--rows-per-item", "60", "--log-dir", str(logs), "--mixin", f"input={data}",
+            f"output={out}", f"model={EXAMPLE / 'model.json'}"]  # fmt: skip
+    proc = run_dispatch(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert tree(out) == _direct(data, EXAMPLE / "model.json")
+    counts = run_record(logs)["counts"]
+    assert counts["found"] > 10  # the big file's ranges and the small file
+    assert run_record(logs)["statistics"]["tokens"]["count"] == 901
+
+
+def test_a_failing_row_in_a_later_range_names_its_line_in_the_file(tmp_path):
+    op = task_file("operators_clearml_rows")
+    data, out, logs = tmp_path / "in", tmp_path / "out", tmp_path / "logs"
+    lines = [json.dumps({"n": n, "boom": n == 250}) for n in range(400)]
+    write_file(data / "a.jsonl", "\n".join(lines) + "\n")
+    proc = run_dispatch(op, "Preprocess", "--backbone", "serial", "--rows-per-item", "40",
+                        "--log-dir", logs, "--mixin", f"input={data}", f"output={out}",
+                        cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    failed = failures(logs)
+    assert len(failed) == 1 and failed[0]["key"].startswith("a.jsonl@")
+    assert f"{data / 'a.jsonl'}:251: ValueError: boom at 250" in failed[0]["error"]
+    assert not (out / "a.jsonl").exists()  # the other ranges' parts wait for it
