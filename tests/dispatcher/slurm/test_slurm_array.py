@@ -250,3 +250,34 @@ def test_an_array_over_a_bucket_makes_every_item_once(cluster, s3_server, tmp_pa
     assert made == {f"{i:02d}.dat.bin" for i in range(10)}
     ran = sum(int(re.search(r"ran (\d+)", cluster.log(job, t))[1]) for t in range(3))
     assert ran == 10, cluster.logs()
+
+
+def test_an_array_over_row_ranges_makes_each_file_once_whole(cluster, tmp_path):
+    """`--rows-per-item` in array tasks: each file's ranges are in one task's shard, every
+    range is made once, and each file's joined output is the file an unsplit run makes."""
+    data, out = tmp_path / "in", tmp_path / "out"
+    data.mkdir()
+    for f in range(4):
+        rows = (json.dumps({"id": f * 1000 + i, "text": f"  row {i}  "}) for i in range(600))
+        (data / f"f{f}.jsonl").write_text("\n".join(rows) + "\n")
+    package = REPO / "tasks" / "operators" / "text_clean"
+    argv = [sys.executable, "-m", "dispatcher", str(package), "--shard", "auto",
+            "--rows-per-item", "100", "--log-dir", str(tmp_path / "logs"), "--mixin",
+            f"input={data}", f"output={out}"]  # fmt: skip
+    script = tmp_path / "ranges.sh"
+    script.write_text("#!/bin/bash\nexec " + shlex.join(argv) + "\n")
+    job = cluster.submit(script, "0-2")
+    cluster.wait(job)
+    assert cluster.states(job) == {t: ("COMPLETED", 0) for t in range(3)}, cluster.logs()
+    ran = sum(int(re.search(r"ran (\d+)", cluster.log(job, t))[1]) for t in range(3))
+    whole = subprocess.run(
+        [sys.executable, "-m", "dispatcher", str(package), "--log-dir", str(tmp_path / "logs"),
+         "--mixin", f"input={data}", f"output={tmp_path / 'whole'}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert whole.returncode == 0, whole.stderr
+    for f in range(4):
+        assert (out / f"f{f}.jsonl").read_bytes() == (
+            tmp_path / "whole" / f"f{f}.jsonl"
+        ).read_bytes()
+    assert ran > 8 and not [p for p in out.iterdir() if "dispatch-rows" in p.name]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import time
 from pathlib import Path
@@ -318,3 +319,21 @@ def test_leftovers_of_killed_part_attempts_are_removed(tmp_path, monkeypatch):
                          "--log-dir", tmp_path / "logs", *_mixin(src, out, calls))  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert (out / "big.jsonl").exists() and not folder.exists()
+
+
+@pytest.mark.slow
+def test_two_devices_share_a_files_ranges_and_one_joins_it(tmp_path):
+    package, src = _package(tmp_path), _data(tmp_path / "in", rows=2400)
+    calls = tmp_path / "calls"
+    whole = run_dispatch(package, "--backbone", "serial", "--log-dir", tmp_path / "logs",
+                         *_mixin(src, tmp_path / "whole", tmp_path / "c0"))  # fmt: skip
+    assert whole.returncode == 0, whole.stderr
+    ranged = run_dispatch(package, "--backbone", "torch", "--devices", "cpu,cpu", "--num-workers", "0",
+                          "--rows-per-item", "200", "--log-dir", tmp_path / "logs",
+                          *_mixin(src, tmp_path / "out", calls, pause=0.02), timeout=300)  # fmt: skip
+    assert ranged.returncode == 0, ranged.stderr
+    _same_outputs(tmp_path / "whole", tmp_path / "out")
+    for device in ("cpu#0", "cpu#1"):  # both made ranges of the files
+        made = re.search(rf"{device}: (\d+) items \(0 failed\)", ranged.stderr)
+        assert made is not None and int(made[1]) > 0, ranged.stderr
+    assert len(_calls(calls)) == len(set(_calls(calls)))  # every range once
