@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dispatcher.environment import available_cpus, process_alive
 from dispatcher.errors import MalformedInput, UsageError
+from dispatcher.execution.item_rows import OpenItems, RowBatcher, RowsJob
 from dispatcher.execution.signals import (
     ControlFlow,
     GraceExpired,
@@ -63,10 +64,13 @@ __all__ = [
     "ItemLedger",
     "Ledger",
     "MalformedInput",
+    "OpenItems",
     "Outcome",
     "Reporter",
     "Retries",
+    "RowBatcher",
     "RowLedger",
+    "RowsJob",
     "RunContext",
     "Stage",
     "StageFailed",

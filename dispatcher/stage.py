@@ -47,6 +47,13 @@ operator adapter, and a user's task that happens to be called `Preprocess` stays
 
 Row = Any
 """One loaded item, as `load` returns it."""
+
+
+class ItemRows(list):
+    """What `load` returns for an item of a stage that `expands_items`: the item's rows,
+    each to be batched like an item's row (with other items' rows, too)."""
+
+
 Batch = Any
 """Rows collated by `collate` (a list of rows unless the adapter says otherwise)."""
 
@@ -75,6 +82,11 @@ class Stage:
     writes_on_device: ClassVar[bool] = False
     """Whether `write_rows` computes as well (a torch `process(device, batch)`): an engine
     then runs it where `compute` runs, not on a writer thread."""
+    expands_items: bool = False
+    """Whether `load` makes an item into several rows (`ItemRows`: a row range's rows),
+    which an engine batches like items (across items, too); each row's value
+    (`item_rows`) goes into the item's one staged output (`write_item_row`), committed
+    once its last row is written."""
     writes_rows_together: ClassVar[bool] = False
     """Whether one call writes a whole batch (`write_rows`) instead of one row at a time
     (`write_row`): every item of the batch is then claimed before the call."""
@@ -214,6 +226,16 @@ class Stage:
         self, keys: list[str], batch: Batch, result: Any, outputs: dict[str, list[Any]]
     ) -> None:
         """Write a whole batch's results; `outputs` holds one staged path per row per name."""
+        raise NotImplementedError
+
+    def item_rows(self, batch: Batch, result: Any, size: int) -> list[Any]:
+        """For a stage that `expands_items`: each row's value to write, from a computed
+        batch of rows (runs where `write_row` would)."""
+        raise NotImplementedError
+
+    def write_item_row(self, outputs: dict[str, Any], value: Any) -> None:
+        """For a stage that `expands_items`: write one row's value into its item's staged
+        outputs (the same outputs for each of the item's rows, in order)."""
         raise NotImplementedError
 
     def own_loader(self, loader_for: Callable[[Any, Callable[..., Any]], Iterable[Any]]) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -271,8 +272,39 @@ class OutputPacked(OutputMode):
     def relative_final(self, key: str) -> str:
         return key + self.ext
 
-    def stage_final(self, final: str, fresh: bool = False) -> _StagedFile:
-        return _StagedFile(final, fresh=fresh)
+    def stage_final(self, final: str, fresh: bool = False) -> _StagedPart:
+        return _StagedPart(final, self.format, self.compression, fresh=fresh)
+
+
+class _StagedPart(Staged):
+    """One staged part file and its writer (`rows`), finished before it is committed."""
+
+    __slots__ = ("format", "compression", "writer")
+
+    def __init__(self, final: str, fmt: str, compression: str | None, fresh: bool = False) -> None:
+        super().__init__(final, fresh=fresh)
+        self.format, self.compression = fmt, compression
+        self.writer: Any = None
+
+    def __enter__(self) -> dict[str, Any]:  # type: ignore[override]
+        from templates.packed import PartWriter
+
+        staging = super().__enter__()
+        try:
+            self.writer = PartWriter(staging, self.format, self.compression)
+        except BaseException:
+            super().__exit__(*sys.exc_info())
+            raise
+        return {"output": OutputPath(staging), "rows": self.writer}
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        try:
+            self.writer.close(keep=exc_type is None)
+        except BaseException:
+            if exc_type is None:
+                super().__exit__(*sys.exc_info())
+                raise
+        super().__exit__(exc_type, *exc)
 
 
 class Finish:

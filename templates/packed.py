@@ -53,52 +53,55 @@ def _size(path: str) -> int:
     return os.path.getsize(path)
 
 
-def pack_rows(
-    process: Callable[..., Any],
-    kwargs: dict[str, Any],
-    output: str,
-    fmt: str,
-    compression: str | None,
-) -> None:
-    """Every row of the item through `process` into the part file `output`."""
+def pack_rows(process: Callable[..., Any], kwargs: dict[str, Any], rows: PartWriter) -> None:
+    """Every row of the item through `process` into its part (`rows`, the staged part)."""
     path, part = kwargs["input"], kwargs.get("range")
-    with part_writer(output, fmt, compression) as write:
-        for line, row in rows_of(path, part):
-            result = process(input=path, row=row, line=line)
-            if result is None:
-                continue
-            if not isinstance(result, dict):
-                raise NoRowReturned(
-                    f"process returned a {type(result).__name__} for {path}:{line}: return the "
-                    "output row (a dict), or None to leave the row out"
-                )
-            write(result)
+    for line, row in rows_of(path, part):
+        rows.write(process(input=path, row=row, line=line), f"{path}:{line}")
+
+
+class PartWriter:
+    """The rows of one item, written in order into its staged part file; `close` finishes
+    the file (a Parquet part is written there, from the rows kept until then)."""
+
+    def __init__(self, path: str, fmt: str, compression: str | None) -> None:
+        self.path, self.fmt = path, fmt
+        self._rows: list[dict[str, Any]] = []
+        self._stack = contextlib.ExitStack()
+        self._out: Any = None
+        if fmt != "parquet":
+            raw = self._stack.enter_context(open(path, "wb"))  # noqa: SIM115 (closed in close)
+            self._out = self._stack.enter_context(_compressed(raw, compression))
+        self._encode = _ENCODER.encode
+
+    def write(self, row: Any, where: str = "") -> None:
+        """Append one output row; None leaves it out; anything else but a dict fails."""
+        if row is None:
+            return
+        if not isinstance(row, dict):
+            at = f" for {where}" if where else ""
+            raise NoRowReturned(
+                f"process returned a {type(row).__name__}{at}: return the output row (a dict), "
+                "or None to leave the row out"
+            )
+        if self._out is None:
+            self._rows.append(row)
+        else:
+            self._out.write(self._encode(row).encode("utf-8") + b"\n")
+
+    def close(self, keep: bool = True) -> None:
+        """Finish the file (`keep`), or only release it (the attempt failed)."""
+        self._stack.close()
+        if keep and self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(self._rows), self.path)
+        self._rows = []
 
 
 @contextlib.contextmanager
-def part_writer(
-    output: str, fmt: str, compression: str | None
-) -> Iterator[Callable[[dict[str, Any]], None]]:
-    """A function that writes one row to the part `output`, in order; closed at the end."""
-    if fmt == "parquet":
-        rows: list[dict[str, Any]] = []
-        yield rows.append
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(rows), output)
-        return
-    with open(output, "wb") as raw, _compressed(raw, output, compression) as out:
-        encode = _ENCODER.encode
-
-        def write(row: dict[str, Any]) -> None:
-            out.write(encode(row).encode("utf-8") + b"\n")
-
-        yield write
-
-
-@contextlib.contextmanager
-def _compressed(raw: Any, output: str, compression: str | None) -> Iterator[Any]:
+def _compressed(raw: Any, compression: str | None) -> Iterator[Any]:
     if compression is None:
         yield raw
     elif compression == "gzip":

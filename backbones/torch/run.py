@@ -25,8 +25,11 @@ from dispatcher.engines import (
     Item,
     ItemLedger,
     Ledger,
+    OpenItems,
     Outcome,
+    RowBatcher,
     RowLedger,
+    RowsJob,
     Stage,
     after_load,
     compute,
@@ -214,6 +217,9 @@ class TorchRun:
         """Load, compute and write the items `refs`; True when the pass went to the end."""
         completed = False
         post = PostWorker(self._postprocess, self.options.postprocess_queue)
+        if self.stage.expands_items:  # items of rows: rows batched across items
+            self.batcher = RowBatcher(self.options.batch_size)
+            self.open_items = OpenItems(self.stage, self.ledger.key, self.ledger.record)
         stream: Any = None
         try:
             stream = self._stream(refs)
@@ -228,6 +234,8 @@ class TorchRun:
                 self.ledger.close()
             self._close_stream(stream, hurry=not completed)
             post.join(self.THREAD_EXIT_SECONDS)
+            if self.stage.expands_items:
+                self.open_items.abandon()
         return completed
 
     def _grace_left(self) -> float | None:
@@ -268,10 +276,17 @@ class TorchRun:
         if isinstance(stream, self.data.PackStream) and not self.stage.source.checks_after_load:
             stream.prime()  # workers start loading while the model loads
             self.stage.warm_up()
+        expands = self.stage.expands_items
         for refs, batch in self._loaded(stream):
-            self._compute(refs, batch, post)
+            if expands:
+                for entries, rows in self.batcher.add(refs, batch):
+                    self._compute_rows(entries, rows, post)
+            else:
+                self._compute(refs, batch, post)
             if self.stop.is_set():
                 return False
+        if expands and not self.stop.is_set():
+            self._compute_rows(*self.batcher.take(), post)
         return not self.stop.is_set()
 
     def _loaded(self, stream: Iterable[Pack]) -> Iterator[tuple[list[int], Any]]:
@@ -352,6 +367,26 @@ class TorchRun:
             return
         post.submit(Job(refs, batch, result, event))
 
+    def _compute_rows(self, entries: list[Any], rows: list[Any], post: PostWorker) -> None:
+        """A batch of items' rows computed, then queued for their items' outputs."""
+        if not entries:
+            return
+        job = RowsJob(entries, None, None, None)
+        if rows:
+            keys = [self.ledger.key(ref) for ref, has_row, _ in entries if has_row]
+            try:
+                job.batch = self.stage.collate(rows)
+                job.result, failures = compute(self.stage, keys, job.batch)
+                if failures:
+                    job.error = (failures[0].error or "", failures[0].traceback or "")
+                else:
+                    job.result, job.event = self._to_host(job.result)
+            except ControlFlow:
+                raise
+            except BaseException as exc:
+                job.error = (f"collate: {error_line(exc)}", traceback.format_exc())
+        post.submit(job)  # type: ignore[arg-type]
+
     def _to_host(self, result: Any) -> tuple[Any, Any]:
         """Start copying device results to the host; the postprocessing thread waits on the event."""
         batches = self.batches
@@ -368,7 +403,17 @@ class TorchRun:
 
     # -- writing (postprocessing thread) -------------------------------------------------------
 
-    def _postprocess(self, job: Job) -> None:
+    def _postprocess(self, job: Job | RowsJob) -> None:
+        if isinstance(job, RowsJob):
+            try:
+                self.open_items.write(job, self._abandoned)
+            except BaseException as exc:  # this thread never dies with work queued
+                for ref, _, _ in job.entries:
+                    key = self.ledger.key(ref)
+                    self.ledger.record(
+                        ref, failed([key], error_line(exc), traceback.format_exc())[0]
+                    )
+            return
         keys = self._keys(job.refs)
         try:
             if job.event is not None:

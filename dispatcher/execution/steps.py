@@ -220,6 +220,8 @@ def run_batch(stage: Stage, items: Sequence[Item]) -> list[Outcome]:
     """
     if not stage.batched:
         return [run_item(stage, item) for item in items]
+    if stage.expands_items:
+        return [run_expanded(stage, item) for item in items]
     outcomes: list[Outcome | None] = [None] * len(items)
     loaded: list[int] = []
     rows: list[Any] = []
@@ -236,6 +238,26 @@ def run_batch(stage: Stage, items: Sequence[Item]) -> list[Outcome]:
         for i, outcome in zip(loaded, done, strict=True):
             outcomes[i] = outcome
     return outcomes  # type: ignore[return-value]  (every position was filled)
+
+
+def run_expanded(stage: Stage, item: Item) -> Outcome:
+    """One item of a stage that `expands_items`, alone: its rows loaded, computed in batches
+    of the stage's size, each row's value written into the item's staged outputs."""
+    key, payload = item
+    return attempt(key, partial(_expand_and_write, stage, key, payload))
+
+
+def _expand_and_write(stage: Stage, key: str, payload: Any) -> None:
+    rows = stage.load(key, payload)
+    size = max(1, stage.default_batch_size)
+    with stage.source.staged(key, stage.force) as outputs:
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            batch = stage.collate(chunk)
+            stage.warm_up()
+            result = stage.compute(batch, len(chunk))
+            for value in stage.item_rows(batch, result, len(chunk)):
+                stage.write_item_row(outputs, value)
 
 
 def run_loaded(stage: Stage, keys: list[str], rows: list[Any]) -> list[Outcome]:

@@ -41,10 +41,9 @@ class TaskStage(Stage):
         return None
 
     def write_row(self, i: int, size: int, row: Row, result: Any, outputs: dict[str, Any]) -> None:
-        packed = self.packed
-        if packed is not None:
+        if self.packed is not None:
             from templates.packed import pack_rows
 
-            pack_rows(self.task.process, row, outputs["output"], packed.format, packed.compression)
+            pack_rows(self.task.process, row, outputs["rows"])
             return
         self.task.process(**row, **outputs)

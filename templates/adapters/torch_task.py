@@ -19,7 +19,7 @@ from typing import Any
 from dispatcher.execution.signals import ControlFlow
 from dispatcher.execution.steps import StageFailed, error_line
 from dispatcher.items import ItemSource, TaskItems
-from dispatcher.stage import Batch, Row, Stage
+from dispatcher.stage import Batch, ItemRows, Row, Stage
 from dispatcher.task import Task, TorchTask
 from templates.adapters.torch_items import ListedItems, OwnRows
 
@@ -89,6 +89,23 @@ class TorchTaskStage(Stage):
         super().__init__(task, force)
         self.device: Any = None
         self.model = "absent"  # absent | loaded | failed
+        mode = getattr(self.source, "output_mode", None)
+        self.packed = mode if getattr(mode, "packs_rows", False) else None
+        """A packed output (`OutputPacked`): an item is a file or a row range of rows, each
+        loaded in a DataLoader worker, batched across items, its value packed into the
+        item's part."""
+        if self.packed is not None:
+            from templates.range_items import PartItems
+
+            self.source = PartItems(self.source, None)  # type: ignore[arg-type]
+            self.expands_items = True
+
+    def split_rows(self, rows_per_item: int) -> str | None:
+        """A packed output: items become row ranges, a part each (`PartItems`)."""
+        if self.packed is None:
+            return super().split_rows(rows_per_item)
+        self.source.rows_per_item = rows_per_item  # type: ignore[attr-defined]
+        return None
 
     # --- the class ------------------------------------------------------------------------
 
@@ -102,13 +119,6 @@ class TorchTaskStage(Stage):
             return [
                 f"{task_cls.__name__} implements neither inference() with postprocess_each() "
                 "or postprocess(), nor process(device, batch)"
-            ]
-        declared = getattr(task_cls, "mixin", None)
-        output = declared.get("output_mode") if isinstance(declared, dict) else None
-        if getattr(output, "packs_rows", False):
-            return [
-                f"{task_cls.__name__}: {type(output).__name__} packs the rows of a cpu_task "
-                "(serial, mp); a torch task writes each row's output itself"
             ]
         return []
 
@@ -161,6 +171,11 @@ class TorchTaskStage(Stage):
         fields = self.source.payload(key, payload)
         if self.data == "dataset":
             return fields  # a row of the task's own dataset
+        if self.packed is not None:
+            return self._item_rows(fields)
+        return self._loaded(fields)
+
+    def _loaded(self, fields: dict[str, Any]) -> dict[str, Any]:
         loaded = self.task.load_data(**fields)  # type: ignore[attr-defined]
         if not isinstance(loaded, Mapping):
             raise TypeError(f"load_data must return a dict, got {type(loaded).__name__}")
@@ -168,7 +183,24 @@ class TorchTaskStage(Stage):
         # returned a field of the same name.
         return {**fields, **loaded}
 
+    def _item_rows(self, fields: dict[str, Any]) -> ItemRows:
+        """Every row of a packed item (a file, or a row range of one), loaded."""
+        from templates.packed import rows_of
+
+        path, load_data = fields["input"], self.task.load_data  # type: ignore[attr-defined]
+        rows = ItemRows()
+        for line, row in rows_of(path, fields.get("range")):
+            loaded = load_data(input=path, row=row, line=line)
+            if not isinstance(loaded, Mapping):
+                raise TypeError(f"load_data must return a dict, got {type(loaded).__name__}")
+            # Rows of several files meet in one batch: only `input` and `line` ride along
+            # (a raw row's fields differ from file to file; load_data returns what it needs).
+            rows.append({"input": path, "line": line, **loaded})
+        return rows
+
     def collate(self, rows: list[Row]) -> Batch:
+        if rows and isinstance(rows[0], ItemRows):
+            return list(rows)  # items of rows, as loaded: the engine batches their rows
         return _batches().collate_rows(rows)
 
     def size(self, batch: Batch) -> int:
@@ -194,6 +226,11 @@ class TorchTaskStage(Stage):
         return _batches().to_device(batch, device, device.type in ("cuda", "npu"))
 
     def compute(self, batch: Batch, size: int) -> Any:
+        if self.mode == "process" and self.packed is not None:
+            import torch
+
+            with torch.inference_mode():  # it returns the batch's rows, to be packed
+                return self.task.process(self.device, self._on_device(batch))  # type: ignore[attr-defined]
         if self.mode == "process":
             return None  # process(device, batch) computes and writes: see write_rows
         import torch
@@ -212,6 +249,33 @@ class TorchTaskStage(Stage):
             kwargs["result"] = result_row
         kwargs.update(outputs)
         self.task.postprocess_each(i, size, **kwargs)  # type: ignore[attr-defined]
+
+    def item_rows(self, batch: Batch, result: Any, size: int) -> list[Any]:
+        """The output rows of a packed batch: what `postprocess_each` returns for each row,
+        `postprocess` for the batch, or `process(device, batch)` returned."""
+        task: Any = self.task
+        if self.mode == "postprocess_each":
+            rows = []
+            for i in range(size):
+                kwargs = dict(self.row(batch, i))
+                result_row = _batches().row_of(result, i)
+                if isinstance(result, Mapping):
+                    kwargs.update(result_row)
+                else:
+                    kwargs["result"] = result_row
+                rows.append(task.postprocess_each(i, size, **kwargs))
+            return rows
+        values = task.postprocess(size, result, **batch) if self.mode == "postprocess" else result
+        if not isinstance(values, (list, tuple)) or len(values) != size:
+            step = "postprocess" if self.mode == "postprocess" else "process"
+            raise TypeError(
+                f"{step} must return a list of {size} output rows for a packed output "
+                f"(a dict, or None to leave a row out), got {type(values).__name__}"
+            )
+        return list(values)
+
+    def write_item_row(self, outputs: dict[str, Any], value: Any) -> None:
+        outputs["rows"].write(value)
 
     def write_rows(
         self, keys: list[str], batch: Batch, result: Any, outputs: dict[str, list[Any]]

@@ -32,8 +32,41 @@ class FilesNotRows(Task):
 
 @torch_task(input_mode=InputJsonlRows(), output_mode=OutputPacked())
 class TorchUpper(TorchTask):
+    """Rows loaded in DataLoader workers, batched across items: `inference` on the batch,
+    one output row per input row from `postprocess_each`; `boom` rows fail at load."""
+
     def load_data(self, input, row, line):
-        return {"text": row["text"]}
+        import torch
+
+        pause = float(os.environ.get("PACKED_PAUSE", "0"))
+        if pause:
+            time.sleep(pause)
+        if row.get("boom"):
+            raise ValueError(f"boom at line {line}")
+        return {"n": torch.tensor(len(row["text"])), "id": row["id"], "drop": bool(row.get("drop"))}
+
+    def inference(self, device, size, n, **rest):
+        sizes = os.environ.get("PACKED_BATCHES")
+        if sizes:
+            with open(sizes, "a") as fh:
+                fh.write(f"{size}\n")
+        return {"twice": n * 2}
+
+    def postprocess_each(self, i, size, id, twice, line, drop, **rest):
+        if drop:
+            return None
+        return {"id": int(id), "twice": int(twice), "line": int(line)}
+
+
+@torch_task(input_mode=InputJsonlRows(), output_mode=OutputPacked())
+class TorchProcess(TorchTask):
+    """`process(device, batch)` returns the batch's output rows."""
+
+    def load_data(self, input, row, line):
+        return {"text": row["text"], "id": row["id"]}
 
     def process(self, device, batch):
-        pass
+        return [
+            {"id": int(i), "text": t.upper()}
+            for i, t in zip(batch["id"], batch["text"], strict=True)
+        ]

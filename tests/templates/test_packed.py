@@ -174,14 +174,12 @@ def test_a_row_that_is_not_a_dict_fails_naming_what_to_return(tmp_path):
     assert "process returned a list" in failures(tmp_path / "logs")[0]["error"]
 
 
-def test_a_packed_output_needs_a_row_input_and_a_cpu_task(tmp_path):
+def test_a_packed_output_needs_a_row_input(tmp_path):
     src = _rows(tmp_path / "in", rows=10)
     files = dispatch_here(
         TASK, "FilesNotRows", "--mixin", f"input={src}", f"output={tmp_path / 'o'}"
     )
     assert files.returncode == 2 and "packs the rows a row input mode reads" in files.stderr
-    torch = dispatch_here(TASK, "TorchUpper", "--mixin", f"input={src}", f"output={tmp_path / 'o'}")
-    assert torch.returncode == 2 and "packs the rows of a cpu_task" in torch.stderr
     parquet_gz = dispatch_here(TASK, "Upper", "--mixin", f"input={src}", f"output={tmp_path / 'o'}",
                                "output_mode.format=parquet", "output_mode.compression=gzip")  # fmt: skip
     assert parquet_gz.returncode == 2 and "only a jsonl part is compressed" in parquet_gz.stderr
@@ -206,3 +204,84 @@ def test_a_kill_resumes_at_the_unfinished_parts(tmp_path):
     assert all(after[name] == made[name] for name in made)  # made parts were not made again
     assert _joined(out, "a.jsonl") == _expected(src, "a.jsonl")
     assert not [p for p in out.rglob(".*") if "dispatch-part" in p.name]
+
+
+TORCH = {"serial": [], "torch": ["--device", "cpu", "--num-workers", "0"],
+         "torch-workers": ["--device", "cpu", "--num-workers", "2"]}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", list(TORCH))
+def test_a_torch_task_batches_rows_across_items_into_the_same_parts(tmp_path, engine):
+    pytest.importorskip("torch")
+    src = _rows(tmp_path / "in", rows=1000, boom=555)
+    sizes = tmp_path / "sizes"
+    backbone = "serial" if engine == "serial" else "torch"
+    proc = _run(src, tmp_path / "out", "--rows-per-item", "100", "--batch-size", "64",
+                *TORCH[engine], backbone=backbone, cls="TorchUpper",
+                env={"PACKED_BATCHES": str(sizes)})  # fmt: skip
+    assert proc.returncode == 1, proc.stderr  # the range holding line 556 failed to load
+    failed = failures(tmp_path / "logs")
+    assert len(failed) == 1 and "boom at line 556" in failed[0]["error"]
+    out = tmp_path / "out"
+    expected = []
+    for line, raw in enumerate((src / "a.jsonl").read_text().splitlines(), 1):
+        row = json.loads(raw)
+        if not row.get("drop"):
+            expected.append({"id": row["id"], "twice": 2 * len(row["text"]), "line": line})
+    made = [
+        json.loads(x)
+        for p in sorted(out.glob("a.jsonl@*.jsonl"))
+        for x in p.read_text().splitlines()
+    ]
+    failed_range = failed[0]["key"]
+    assert not (out / (failed_range + ".jsonl")).exists()
+    assert len(made) < len(expected) and all(row in expected for row in made)
+    assert [r for r in expected if r in made] == made  # in order
+    b = [json.loads(x) for x in (out / "sub" / "b.jsonl.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in b] == list(range(5))
+    batches = [int(x) for x in sizes.read_text().split()]
+    if engine != "serial":  # rows of several items in one batch: full batches but the last
+        assert all(n == 64 for n in batches[:-1]) and len(batches) < 16
+    again = _run(src, out, "--rows-per-item", "100", "--batch-size", "64", *TORCH[engine],
+                 backbone=backbone, cls="TorchUpper")  # fmt: skip
+    assert again.returncode == 1 and "ran 1 (0 ok, 1 failed)" in again.stderr
+
+
+@pytest.mark.slow
+def test_process_returning_rows_packs_them(tmp_path):
+    pytest.importorskip("torch")
+    src = _rows(tmp_path / "in", rows=300)
+    proc = _run(src, tmp_path / "out", "--rows-per-item", "50", "--device", "cpu",
+                backbone="torch", cls="TorchProcess")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    made = [
+        json.loads(x)
+        for p in sorted((tmp_path / "out").glob("a.jsonl@*.jsonl"))
+        for x in p.read_text().splitlines()
+    ]
+    rows = [json.loads(x) for x in (src / "a.jsonl").read_text().splitlines()]
+    assert made == [{"id": r["id"], "text": r["text"].upper()} for r in rows]
+
+
+@pytest.mark.slow
+def test_a_killed_torch_run_resumes_at_the_unfinished_parts(tmp_path):
+    pytest.importorskip("torch")
+    src = _rows(tmp_path / "in", rows=3000)
+    reference = _run(src, tmp_path / "ref", "--rows-per-item", "150", cls="TorchUpper")
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "out"
+    args = [TASK, "TorchUpper", "--backbone", "torch", "--device", "cpu", "--num-workers", "1",
+            "--batch-size", "32", "--rows-per-item", "150", "--log-dir", tmp_path / "logs",
+            "--mixin", f"input={src}", f"output={out}"]  # fmt: skip
+    job = start_dispatch(*args, env={"PACKED_PAUSE": "0.002"}, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(list(out.glob("a.jsonl@*.jsonl"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(job.pid, signal.SIGKILL)
+    job.wait()
+    made = len(list(out.glob("a.jsonl@*.jsonl")))
+    assert 3 <= made < len(list((tmp_path / "ref").glob("a.jsonl@*.jsonl")))
+    rerun = run_dispatch(*args)
+    assert rerun.returncode == 0, rerun.stderr
+    assert tree(out) == tree(tmp_path / "ref")
