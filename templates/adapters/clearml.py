@@ -226,7 +226,7 @@ class PreprocessStage(TaskStage):
         """Row ranges of the JSONL files: each range's rows go through the operator into
         a part, and a file's output is joined from its parts (`templates/range_items.py`)."""
         from dispatcher.storage import urls
-        from templates.range_items import RangeItems
+        from templates.joined_ranges import RangeItems
 
         if any(map(urls.is_url, [*self.task.input_roots(), *self.task.output_roots()])):
             return "--rows-per-item: a root in an object store is read whole (no row ranges)"

@@ -472,7 +472,7 @@ class ModelArtsStage(Stage):
             why = "has a root in an object store (row ranges are read from local files)"
         if why is not None:
             return f"--rows-per-item: operator package {package.name} {why}"
-        from templates.range_items import RangeItems
+        from templates.joined_ranges import RangeItems
 
         self.source = RangeItems(self.source, rows_per_item)  # type: ignore[arg-type]
         return None

@@ -18,7 +18,7 @@ from conftest import dispatch_here, run_dispatch, run_task, start_dispatch, tree
 
 import dispatcher
 from dispatcher.errors import UsageError
-from templates.range_items import RangeItems
+from templates.joined_ranges import RangeItems
 from templates.row_ranges import cut, read_lines
 
 COUNTING = """
