@@ -10,11 +10,10 @@ a CSV part after the first has no header.
 from __future__ import annotations
 
 import io
-import json
 from typing import Any
 
 from dispatcher.errors import MalformedInput
-from templates.adapters.modelarts_files import write_frame
+from templates.adapters.modelarts_files import rows_frame, write_frame
 from templates.row_ranges import RowRange, file_format, first_line_number, read_bytes, read_lines
 
 
@@ -24,7 +23,7 @@ def read_range_frame(path: str, part: RowRange) -> Any:
 
     kind = file_format(part.file)
     if kind == ".jsonl":
-        return pd.DataFrame(_jsonl_rows(path, part))
+        return _jsonl_frame(path, part)
     if kind == ".csv":
         try:
             return pd.read_csv(io.BytesIO(read_bytes(path, part, header=True)))
@@ -42,24 +41,17 @@ def read_range_frame(path: str, part: RowRange) -> Any:
     return frame
 
 
-def _jsonl_rows(path: str, part: RowRange) -> list[dict[str, Any]]:
-    """The range's rows; a malformed one names its line in the file (counted only then)."""
-    rows = []
-    for number, line in enumerate(read_lines(path, part)):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as exc:
-            where = f"{path}:{first_line_number(path, part) + number}"
-            if isinstance(exc, UnicodeDecodeError):
-                raise MalformedInput(f"{where}: not UTF-8 text: {exc.reason}") from None
-            raise MalformedInput(f"{where}: not a JSON row: {exc}") from None
-        if not isinstance(row, dict):
-            where = f"{path}:{first_line_number(path, part) + number}"
-            raise MalformedInput(f"{where}: expected a JSON object, got {row!r:.60}")
-        rows.append(row)
-    return rows
+def _jsonl_frame(path: str, part: RowRange) -> Any:
+    """The range's rows as the whole file's frame builds them; a malformed line is named
+    by its number in the file, which is counted only then."""
+    try:
+        return rows_frame(read_lines(path, part), path, 1)
+    except MalformedInput as exc:
+        number, colon, rest = str(exc).removeprefix(f"{path}:").partition(":")
+        if not colon or not number.isdigit():
+            raise
+        line = first_line_number(path, part) + int(number) - 1
+        raise MalformedInput(f"{path}:{line}:{rest}") from None
 
 
 def write_range_frame(frame: Any, path: str, part: RowRange) -> None:

@@ -150,9 +150,12 @@ def test_a_kill_at_random_points_resumes_at_the_unfinished_ranges(tmp_path):
     for attempt in range(3):
         out, calls = tmp_path / f"out{attempt}", tmp_path / f"calls{attempt}"
         args = [package, "--backbone", "mp", "--rows-per-item", "10000",
-                "--log-dir", tmp_path / "logs", *_mixin(src, out, calls, pause=0.15)]  # fmt: skip
+                "--log-dir", tmp_path / "logs", *_mixin(src, out, calls, pause=0.3)]  # fmt: skip
         job = start_dispatch(*args, start_new_session=True)
-        time.sleep(rng.uniform(1.0, 3.5))
+        deadline = time.monotonic() + 60  # however loaded the machine: once a part is made
+        while not _made_parts(out) and time.monotonic() < deadline and job.poll() is None:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 2.0))
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
         made = _made_parts(out)
@@ -337,3 +340,16 @@ def test_two_devices_share_a_files_ranges_and_one_joins_it(tmp_path):
         made = re.search(rf"{device}: (\d+) items \(0 failed\)", ranged.stderr)
         assert made is not None and int(made[1]) > 0, ranged.stderr
     assert len(_calls(calls)) == len(set(_calls(calls)))  # every range once
+
+
+def test_a_malformed_row_in_a_later_range_names_its_line_in_the_file(tmp_path):
+    package, src = _package(tmp_path), tmp_path / "in"
+    src.mkdir()
+    lines = [json.dumps({"id": i, "text": f"row {i}"}) for i in range(3000)]
+    lines[2345] = '{"id": 2345, "text": '
+    (src / "a.jsonl").write_text("\n".join(lines) + "\n")
+    proc = run_dispatch(package, "--backbone", "serial", "--rows-per-item", "200",
+                        "--log-dir", tmp_path / "logs", *_mixin(src, tmp_path / "out", tmp_path / "c"))  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert f"{src / 'a.jsonl'}:2346: not a JSON row" in proc.stderr
+    assert not (tmp_path / "out" / "a.jsonl").exists()
