@@ -28,6 +28,9 @@ INDEX_WIDTH = 5
 SAMPLES = 8
 SAMPLE_BYTES = 64 * 1024
 BUFFER = 1 << 20
+MIN_ROW_BYTES = 3
+"""The shortest row with its newline (`{}` and `\n`, a CSV `1,2` line is longer): a file
+smaller than N of them holds fewer than N rows, so it is one item without being opened."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ def cut(path: str, key: str, rows_per_item: int) -> Cut:
     if kind == ".parquet":
         return Cut(_parquet_ranges(path, key, rows_per_item))
     size = os.path.getsize(path)
+    if size < MIN_ROW_BYTES * rows_per_item:  # fewer than N rows fit: one item, nothing read
+        return Cut([RowRange(key, 0, 1, 0, size)])
     if kind == ".jsonl":
         return Cut(_text_ranges(path, key, rows_per_item, 0, size))
     if kind == ".csv":

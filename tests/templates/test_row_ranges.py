@@ -165,3 +165,16 @@ def test_an_empty_file_is_one_range(tmp_path):
     assert cut(str(tmp_path / "e.jsonl"), "e.jsonl", 5).ranges == [
         RowRange("e.jsonl", 0, 1, 0, 0, 0)
     ]
+
+
+def test_a_file_too_small_for_n_rows_is_one_range_without_being_read(tmp_path, monkeypatch):
+    path = tmp_path / "a.jsonl"
+    _jsonl(path, 20)
+    opened = []
+    real_open = open
+    monkeypatch.setattr(
+        "builtins.open", lambda p, *a, **k: opened.append(p) or real_open(p, *a, **k)
+    )
+    size = path.stat().st_size
+    assert cut(str(path), "a.jsonl", size // 3 + 1).ranges == [RowRange("a.jsonl", 0, 1, 0, size)]
+    assert opened == []
