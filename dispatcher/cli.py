@@ -74,12 +74,16 @@ def _value_problems(request: Request) -> list[str]:
         errors.append(f"--grace expects a number of seconds, got '{request.grace}'")
     if request.shard_mode not in ("hash", "index"):
         errors.append(f"--shard-mode expects hash or index, got '{request.shard_mode}'")
-    if request.rows_per_item is not None:
-        text = str(request.rows_per_item)
-        if text.isdigit() and int(text) >= 1:
-            request.rows_per_item = int(text)
+    for name, what in (("rows_per_item", "rows"), ("limit", "items")):
+        value = getattr(request, name)
+        if value is None:
+            continue
+        text = str(value)
+        if text.isascii() and text.isdigit() and int(text) >= 1:
+            setattr(request, name, int(text))
         else:
-            errors.append(f"--rows-per-item expects a number of rows, 1 or more, got '{text}'")
+            option = "--" + name.replace("_", "-")
+            errors.append(f"{option} expects a number of {what}, 1 or more, got '{text}'")
     return errors
 
 

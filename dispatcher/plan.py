@@ -37,6 +37,8 @@ class Plan:
     """The first few keys that were repeated (for --plan, the summary and run.json)."""
     leftovers: list[str] = field(default_factory=list)
     """Staging, retired and lock leftovers seen in the output listings the plan read."""
+    limited_from: int | None = None
+    """How many items were pending before `--limit` kept the first ones (None: no limit)."""
 
     @property
     def to_run(self) -> int:
@@ -123,6 +125,15 @@ def _make_plan(stage: Stage, shards: Sequence[ShardSpec], force: bool) -> Plan:
         duplicate_keys=first_distinct(repeated),
         leftovers=leftovers,
     )
+
+
+def limited(plan: Plan, limit: int | None) -> Plan:
+    """The plan of a trial run (`--limit N`): only its first `limit` pending items, in plan
+    order; the rest stay pending for the next run."""
+    if limit is not None and limit < len(plan.pending):
+        plan.limited_from = len(plan.pending)
+        plan.pending = plan.pending[:limit]
+    return plan
 
 
 def pending_rows(stage: Stage, batch: Batch, size: int) -> tuple[list[int], list[int]]:

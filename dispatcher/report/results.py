@@ -30,6 +30,8 @@ class PlanSummary:
     duplicate_keys: list[str] = field(default_factory=list)
     leftovers: int = 0
     """Killed attempts' staging and lock names a run would remove."""
+    limited_from: int | None = None
+    """Pending items before `--limit` kept the first `to_run` of them."""
 
 
 @dataclass

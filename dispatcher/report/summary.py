@@ -66,6 +66,13 @@ def summary_lines(end: Counted, outcome: str, wall: float, interrupted: bool) ->
             "fix or remove the malformed inputs and run the same command again: "
             "only what is missing is made"
         )
+    limited = end.record.get("limited")
+    if limited:
+        left = limited["pending"] - counts.to_run
+        lines.append(
+            f"a trial run: --limit {limited['limit']} ran the first {counts.to_run} of "
+            f"{limited['pending']} pending items; run without --limit for the other {left}"
+        )
     if interrupted:
         lines.append("run the same command again to finish the remaining items")
     return [f"dispatch: {line}" for line in lines]

@@ -21,7 +21,7 @@ from dispatcher.outputs import (
     records,
     unwritable_reason,
 )
-from dispatcher.plan import Plan, make_plan
+from dispatcher.plan import Plan, limited, make_plan
 from dispatcher.report.counts import Counts
 from dispatcher.report.log import logger, note
 from dispatcher.report.results import PlanSummary, RunResult
@@ -155,6 +155,7 @@ def _summary(plan: Plan, force: bool) -> PlanSummary:
         duplicates=plan.duplicates,
         duplicate_keys=list(plan.duplicate_keys),
         leftovers=len(plan.leftovers),
+        limited_from=plan.limited_from,
     )
 
 
@@ -172,6 +173,8 @@ def _start_recording(request: Request, prepared: Prepared, plan: Plan, counts: C
     }
     if plan.duplicates:
         record["duplicate_keys"] = plan.duplicate_keys
+    if plan.limited_from is not None:
+        record["limited"] = {"limit": request.limit, "pending": plan.limited_from}
     if slurm_job():
         record["slurm"] = slurm_job()
     run_dir = _run_dir(request, task, prepared.shards)
@@ -202,7 +205,9 @@ def execute(request: Request) -> RunResult:
 
     # Handlers are installed only in the main thread (Python allows no other).
     with StopSignal(request.grace) as stop:
-        plan = make_plan(prepared.stage, prepared.shards, force=request.force)
+        plan = limited(
+            make_plan(prepared.stage, prepared.shards, force=request.force), request.limit
+        )
         counts = Counts.planned(plan)
         if request.plan_only:
             return RunResult(EXIT_OK, counts, plan=_summary(plan, request.force))

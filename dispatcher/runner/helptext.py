@@ -98,7 +98,8 @@ def print_plan(plan: PlanSummary) -> None:
         )
     print(f"in this shard:  {plan.in_shard}  ({plan.shards})")
     print(f"already done:   {plan.done}" + ("  (ignored: --force)" if plan.force else ""))
-    print(f"to run:         {plan.to_run}")
+    limit = f"  (--limit: the first of {plan.limited_from})" if plan.limited_from else ""
+    print(f"to run:         {plan.to_run}{limit}")
     if plan.leftovers:
         print(f"leftovers:      {plan.leftovers}  (removed by a run)")
 

@@ -44,6 +44,11 @@ RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
         "cut big JSONL, CSV and Parquet files into items of about N rows (row ranges), "
         "where the task reads rows (docs/rows.md)",
     ),
+    (
+        ("--limit",),
+        "N",
+        "a trial run: only the first N pending items (in plan order), real outputs",
+    ),
     (("--plan",), None, "print items found, in this shard, done, to run; run nothing"),
     (("--force",), None, "reprocess items whose outputs already exist"),
     (("--log-dir",), "DIR", "where run records and failures go (default: ./dispatch-logs)"),
@@ -96,6 +101,8 @@ class Request:
     shard_mode: str = "hash"
     rows_per_item: int | None = None
     """`--rows-per-item N`: big files become items of about N rows (None: one per file)."""
+    limit: int | None = None
+    """`--limit N`: run only the first N pending items (a trial run)."""
     plan_only: bool = False
     """`--plan`: print what would run, run nothing."""
     force: bool = False
@@ -128,6 +135,11 @@ class Request:
         if self.shard is not None and not isinstance(self.shard, str):
             problems.append(f"shard: expected 'I/N', 'auto' or 'all', got {self.shard!r}")
         problems += rows_per_item_problems("rows_per_item", self.rows_per_item)
+        limit = self.limit
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            problems.append(f"limit: expected a number of items, 1 or more, got {limit!r}")
         return problems
 
     def names_task(self) -> bool:

@@ -202,3 +202,27 @@ def test_failed_items_are_retried_on_the_next_run(ds):
     second = dispatch(ds, "Flaky")
     assert second.returncode == 0 and "skipped 8, ran 4" in second.stderr
     assert sorted(os.listdir(ds / "out" / "b" / "c")) == [f"{i:02d}.txt.out" for i in range(4)]
+
+
+def test_limit_runs_the_first_pending_items_in_plan_order_and_says_so(ds):
+    (ds / "out" / "a").mkdir(parents=True)
+    (ds / "out" / "a" / "00.txt.out").write_text("done")
+    plan = dispatch(ds, "Copy", "--plan", "--limit", "3")
+    assert plan.returncode == 0
+    assert plan_counts(plan.stdout)["to run"] == 3 and "the first of 11" in plan.stdout
+    trial = dispatch(ds, "Copy", "--limit", "3")
+    assert trial.returncode == 0, trial.stderr
+    made = sorted(p for p, text in everything(ds / "out").items() if text and p != "a/00.txt.out")
+    assert made == [f"{name}.out" for name in sorted(NAMES)[1:4]]  # real outputs, in key order
+    assert "ran 3 (3 ok, 0 failed)" in trial.stderr
+    assert "a trial run: --limit 3 ran the first 3 of 11 pending items" in trial.stderr
+    assert "run without --limit for the other 8" in trial.stderr
+    import json
+
+    record = json.loads(next((ds / "logs").rglob("run.json")).read_text())
+    assert record["limited"] == {"limit": 3, "pending": 11} and record["counts"]["to_run"] == 3
+    rest = dispatch(ds, "Copy")
+    assert "ran 8 (8 ok" in rest.stderr and "trial run" not in rest.stderr
+    for wrong in ("0", "-1", "x"):
+        refused = dispatch(ds, "Copy", f"--limit={wrong}")
+        assert refused.returncode == 2 and "--limit expects a number of items" in refused.stderr
