@@ -73,6 +73,8 @@ class LayeredConfig:
     option_text: dict[str, dict[str, Any]] = field(default_factory=dict)
     """The `task` and `backbone` sections with each scalar as its source text, for
     options that take text (`tag: 0123` is "0123" for an option without a type)."""
+    origins: dict[str, str] = field(default_factory=dict)
+    """Dotted mixin key -> `FILE:LINE` where a file layer set it (`config/origins.py`)."""
     mixin_text: dict[str, Any] = field(default_factory=dict)
     """`mixin` as it was typed: a YAML file's scalars as their source text (`0123`, not
     83), a `--mixin` value as a `CommandLineText` (the text after `=`). A `str`
@@ -178,10 +180,36 @@ def load_layers(
         backbone=backbone,
         mixin=resolved["mixin"],
         run=run,
+        origins=_origins(cfg_path, mixin_cfg_path, dotlist),
         mixin_text=texts["mixin"],
         option_text={"task": texts["task"], "backbone": _flat_options(texts["backbone"])},
     )
     return _with_values(layers, mixin_values)
+
+
+def _origins(
+    cfg_path: str | None, mixin_cfg_path: str | None, dotlist: dict[str, Any]
+) -> dict[str, str]:
+    """Where the files set each mixin key, the higher file winning; keys the command line
+    sets are its own."""
+    from dispatcher.config.origins import file_origins
+
+    origins = file_origins(cfg_path, "mixin") if cfg_path else {}
+    if mixin_cfg_path:
+        origins.update(file_origins(mixin_cfg_path))
+    for key in flat_keys(dotlist):
+        origins.pop(key, None)
+    return origins
+
+
+def flat_keys(tree: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a nested mapping, containers included."""
+    keys = []
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            keys += [path, *flat_keys(value, path)]
+    return keys
 
 
 def _texts(

@@ -93,6 +93,12 @@ def _fill(
             return type(node)(override) if isinstance(node, tuple) else list(override)
         if override is None:
             return None
+        if isinstance(node, (list, tuple)):
+            errors.add(
+                f"mixin '{path}': expected a list, got {override!r} "
+                f"(on the command line: --mixin '{path}=[{_shown_item(override)}]')"
+            )
+            return node
         errors.add(f"mixin '{path}': expected a mapping of its fields, got {override!r}")
         return node
     given = dict(override) if override is not MISSING else {}
@@ -121,6 +127,11 @@ def _fill(
     for key, value in filled.items():
         object.__setattr__(clone, key, value)
     return clone
+
+
+def _shown_item(value: Any) -> str:
+    """A scalar as it would be written inside a YAML flow list."""
+    return value if isinstance(value, str) else repr(value)
 
 
 def fill(

@@ -20,6 +20,7 @@ from dispatcher.config.layers import (
     load_layers,
     replay_problems,
 )
+from dispatcher.config.origins import placed
 from dispatcher.config.placeholders import fill
 from dispatcher.engines import Backbone
 from dispatcher.errors import ErrorList, UsageError
@@ -94,7 +95,9 @@ def prepare(request: Request) -> Prepared:
     for problem in [*stage_cls.problems(task_cls), *task_cls.missing_requirements()]:
         errors.add(problem)
     _apply_cfg_options(options, backbone_cls, layers, errors)
-    mixin = fill(task_cls.mixin, layers.mixin, errors, layers.mixin_text)
+    filling = ErrorList()
+    mixin = fill(task_cls.mixin, layers.mixin, filling, layers.mixin_text)
+    errors.extend(placed(filling, layers.origins))
     cli_shard = _cli_shard(request, errors)
     namespace = _parse_options(options, request, errors)
     errors.raise_if_any()

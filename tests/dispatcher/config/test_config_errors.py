@@ -107,8 +107,8 @@ def test_null_in_a_yaml_file_is_refused_as_well(tmp_path):
     proc, result = _echo(tmp_path, "--mixin-cfg", str(mixin_cfg))
     assert proc.returncode == 2
     assert _error_lines(proc) == [
-        "dispatch: error: mixin 'source': expected a string, got null",
-        "dispatch: error: mixin 'min_chars': expected an integer, got null",
+        f"dispatch: error: {mixin_cfg}:1: mixin 'source': expected a string, got null",
+        f"dispatch: error: {mixin_cfg}:2: mixin 'min_chars': expected an integer, got null",
     ]
 
 
@@ -361,3 +361,47 @@ def test_a_task_that_picks_its_own_part_runs_in_an_array_without_a_shard(tmp_pat
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "1" / "a.txt.out").read_text() == "a"
+
+
+def test_a_scalar_for_a_declared_list_says_a_list_is_expected(tmp_path):
+    (tmp_path / "in").mkdir()
+    done = dispatch_here(task_file("cli_tasks"), "Copy", "--plan", "--mixin",
+                         f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}",
+                         "input_mode.exts=.txt")  # fmt: skip
+    assert done.returncode == 2
+    assert (
+        "mixin 'input_mode.exts': expected a list, got '.txt' "
+        "(on the command line: --mixin 'input_mode.exts=[.txt]')"
+    ) in done.stderr
+    listed = dispatch_here(task_file("cli_tasks"), "Copy", "--plan", "--mixin",
+                           f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}",
+                           "input_mode.exts=[.txt, .md]")  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+
+
+def test_errors_of_values_from_files_name_the_file_and_line(tmp_path):
+    package = REPO / "tasks" / "operators" / "text_clean"
+    (tmp_path / "in").mkdir()
+    mixin_cfg = write_file(tmp_path / "values.yaml", f"""
+        input: {tmp_path / 'in'}
+        output: {tmp_path / 'out'}
+        min_chars: lots
+        bogus: 1
+        case: shout
+    """)  # fmt: skip
+    done = dispatch_here(package, "--plan", "--mixin-cfg", mixin_cfg)
+    assert done.returncode == 2
+    assert f"{mixin_cfg}:3: mixin 'min_chars': expected an integer, got 'lots'" in done.stderr
+    assert f"{mixin_cfg}:4: unknown mixin key 'bogus'" in done.stderr
+    assert f"{mixin_cfg}:5: mixin 'case': 'shout' is not one of" in done.stderr
+    cfg = write_file(tmp_path / "run.yaml", f"""
+        mixin:
+          input: {tmp_path / 'in'}
+          output: {tmp_path / 'out'}
+          min_chars: few
+    """)  # fmt: skip
+    done = dispatch_here(package, "--plan", "--cfg", cfg)
+    assert f"{cfg}:4: mixin 'min_chars': expected an integer, got 'few'" in done.stderr
+    # the command line's value is its own: no file named
+    done = dispatch_here(package, "--plan", "--cfg", cfg, "--mixin", "min_chars=many")
+    assert "error: mixin 'min_chars': expected an integer, got 'many'" in done.stderr

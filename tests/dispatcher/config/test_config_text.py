@@ -156,7 +156,9 @@ def test_null_in_a_yaml_file_fills_only_an_optional_str(tmp_path):
     mixin_cfg = write_file(tmp_path / "m.yaml", "text: null\nnote: ~\n")
     proc, seen = _echo(tmp_path, "--mixin-cfg", str(mixin_cfg))
     assert proc.returncode == 2 and seen is None
-    assert _errors(proc) == ["dispatch: error: mixin 'text': expected a string, got null"]
+    assert _errors(proc) == [
+        f"dispatch: error: {mixin_cfg}:1: mixin 'text': expected a string, got null"
+    ]
     write_file(mixin_cfg, "note: ~\ntext: ''\n")
     proc, seen = _echo(tmp_path, "--mixin-cfg", str(mixin_cfg))
     assert proc.returncode == 0, proc.stderr
