@@ -20,10 +20,10 @@ def describe(declaration: Any) -> list[tuple[str, str, str, str]]:
     rows = []
     for path, ph in iter_placeholders(declaration):
         default = "required" if ph.required else f"default {ph.default!r}"
-        help_text = ph.help + (
-            f" (choices: {', '.join(map(str, ph.choices))})" if ph.choices else ""
-        )
-        rows.append((path, ph.type_name(), default, help_text))
+        kind = ph.type_name()
+        if ph.choices:  # the choices are the type: one line, whatever their values' types
+            kind = f"one of {', '.join(map(str, ph.choices))}"
+        rows.append((path, kind, default, ph.help))
     return rows
 
 
@@ -44,7 +44,7 @@ def describe_values(declaration: Any, filled: Any = MISSING) -> list[tuple[str, 
             name = type(node).__name__
             doc = (type(node).__doc__ or "").strip()
             own_doc = doc and not doc.startswith(f"{name}(")  # not the dataclass signature
-            rows.append((path, f"({name})", doc.splitlines()[0] if own_doc else ""))
+            rows.append((path, f"({name})", first_paragraph(doc) if own_doc else ""))
         elif not children or not any(
             children_of(c) or isinstance(c, Placeholder) for c in children.values()
         ):
@@ -59,6 +59,11 @@ def describe_values(declaration: Any, filled: Any = MISSING) -> list[tuple[str, 
 
     walk(declaration, filled, "")
     return rows
+
+
+def first_paragraph(doc: str) -> str:
+    """A docstring's first paragraph as one line (a wrapped sentence is never cut)."""
+    return " ".join(doc.split("\n\n", 1)[0].split())
 
 
 def _plain_repr(value: Any) -> str:

@@ -48,8 +48,10 @@ def task_help(request: Request) -> str:
     if not rows:
         lines.append("  (none)")
     for path, type_name, default, help_text in rows:
+        # Choices are written with commas: the default follows after a semicolon then.
+        sep = "; " if type_name.startswith("one of ") else ", "
         lines.append(
-            f"  {path} ({type_name}, {default})" + (f"\n      {help_text}" if help_text else "")
+            f"  {path} ({type_name}{sep}{default})" + (f"\n      {help_text}" if help_text else "")
         )
     values = describe_values(task_cls.mixin, _filled_quietly(task_cls, request))
     if values:

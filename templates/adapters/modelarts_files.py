@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -254,4 +255,15 @@ def _write_jsonl(frame: Any, path: str) -> None:
                 text = frame.iloc[start : start + WRITE_ROWS].to_json(
                     orient="records", lines=True, force_ascii=False
                 )
+                text = unescaped_slashes(text)
                 fh.write(text if text.endswith("\n") else text + "\n")
+
+
+_ESCAPED_SLASH = re.compile(r"(?<!\\)((?:\\\\)*)\\/")
+"""`\\/` after an even run of backslashes (itself an escape, not an escaped backslash)."""
+
+
+def unescaped_slashes(text: str) -> str:
+    """pandas' JSON writes `/` as `\\/` (legal JSON, but not what the input held, and what
+    every other JSON writer leaves alone): `a/b` stays `a/b`, an escaped backslash stays."""
+    return _ESCAPED_SLASH.sub(r"\1/", text) if "\\/" in text else text

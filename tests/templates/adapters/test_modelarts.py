@@ -344,7 +344,9 @@ def test_declared_types_are_placeholders_listed_by_help_and_reach_args(tmp_path)
     package = _package(tmp_path, code=code, spec=GOOD_SPEC)
     help_text = run_dispatch(str(package), "-h", cwd=tmp_path)
     assert help_text.returncode == 0, help_text.stderr
-    assert "n (int, default 1)" in help_text.stdout and "(choices: a, b)" in help_text.stdout
+    assert "n (int, default 1)" in help_text.stdout and "(one of a, b; " in help_text.stdout
+    # a class's wrapped first paragraph is shown whole, not cut at its first line break
+    assert "`OUT/a/b.jsonl` for a name ending with one of `keep`" in help_text.stdout
     data = _jsonl_data(tmp_path / "in", files=1)
     out = tmp_path / "out"
     proc = run_dispatch(

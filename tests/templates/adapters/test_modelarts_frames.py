@@ -15,7 +15,12 @@ np = pytest.importorskip("numpy")
 
 from dispatcher.errors import MalformedInput  # noqa: E402
 from templates.adapters import modelarts_files  # noqa: E402
-from templates.adapters.modelarts_files import read_frame, rows_frame, write_frame  # noqa: E402
+from templates.adapters.modelarts_files import (  # noqa: E402
+    read_frame,
+    rows_frame,
+    unescaped_slashes,
+    write_frame,
+)
 
 # pandas 3 announces that datetimes will be written as ISO strings: both writers are equal.
 pytestmark = pytest.mark.filterwarnings("ignore:The default formatting of datetime")
@@ -57,10 +62,11 @@ def _decodes(raw: bytes) -> bool:
 
 
 def reference_jsonl(frame) -> bytes:
-    """The whole frame as one `to_json` string."""
+    """The whole frame as one `to_json` string (slashes unescaped, as the writer does:
+    `test_slashes_are_written_as_they_were_read` checks that part)."""
     if not (len(frame.columns) and len(frame)):
         return b""
-    text = frame.to_json(orient="records", lines=True, force_ascii=False)
+    text = unescaped_slashes(frame.to_json(orient="records", lines=True, force_ascii=False))
     return (text if text.endswith("\n") else text + "\n").encode("utf-8")
 
 
@@ -290,3 +296,14 @@ def test_a_frame_read_and_written_keeps_its_rows(tmp_path):
     out = tmp_path / "out.jsonl"
     write_frame(frame, str(out), "in.jsonl")
     assert out.read_bytes() == reference_jsonl(pd.DataFrame(reference_rows(str(src))))
+
+
+@pytest.mark.parametrize("value", ["a/b", "http://x/y", "a\\/b", "x\\\\/y", "\\", "/", "\\\\"])
+def test_slashes_are_written_as_they_were_read(tmp_path, value):
+    import pandas as pd
+
+    path = tmp_path / "out.jsonl"
+    write_frame(pd.DataFrame([{"s": value, "n": 1}]), str(path), "out.jsonl")
+    text = path.read_text(encoding="utf-8")
+    assert json.loads(text) == {"s": value, "n": 1}
+    assert "\\/" not in text.replace("\\\\", "")  # no escaped slash left
