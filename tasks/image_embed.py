@@ -97,7 +97,8 @@ class ImageEmbed(TorchTask):
 
         rgb = decode_rgb(input)
         height, width = int(rgb.shape[0]), int(rgb.shape[1])
-        pixels = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / 255.0
+        # A copy: a decoded frame may be read-only, which torch warns about on every run.
+        pixels = torch.from_numpy(np.array(rgb)).permute(2, 0, 1).float() / 255.0
         side = self.mixin.size
         pixels = F.interpolate(
             pixels[None], size=(side, side), mode="bilinear", antialias=True, align_corners=False

@@ -327,6 +327,7 @@ def test_image_embed_example_end_to_end_and_rerun(tmp_path):
     ]
     proc = run_dispatch(*cmd, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
+    assert "Warning" not in proc.stderr  # a clean run prints no library warnings
     sources = sorted(p.relative_to(images).as_posix() for p in images.rglob("*") if p.is_file())
     written = sorted(tree(out))
     assert written == [s + ".json" for s in sources]
