@@ -12,7 +12,7 @@ import signal
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from dispatcher.errors import signal_exit_code, signal_name
@@ -63,6 +63,8 @@ class StopSignal:
         self._previous: dict[int, Any] = {}
         self._interrupt_in_place = False
         self._timer_armed = False
+        self.announce: Callable[[str], None] | None = None
+        """Where what a signal does is said, at once (the run's logger); None: silently."""
 
     def is_set(self) -> bool:
         return self._event.is_set()
@@ -83,6 +85,8 @@ class StopSignal:
     def trigger(self, signum: int) -> None:
         """Act as if `signum` had been received (also what the handler does)."""
         self.count += 1
+        if self.announce is not None:
+            self.announce(self._what_happens(signum))
         if self.signum is None:
             self.signum = signum
             self.received_at = time.monotonic()
@@ -92,6 +96,19 @@ class StopSignal:
         elif self._interrupt_in_place:
             self.cancel_interrupt()
             raise GraceExpired()
+
+    def _what_happens(self, signum: int) -> str:
+        """The line a person who sent `signum` reads at once: a stop that waits is not a hang."""
+        name = signal_name(signum)
+        if self.count > 1:
+            return (
+                f"stopping now ({name}): the items in flight are abandoned, their staging removed"
+            )
+        again = "Ctrl-C" if signum == signal.SIGINT else "the signal"
+        return (
+            f"stopping ({name}): no new item starts; the items in flight get up to "
+            f"{self.grace:g} s to finish ({again} again to stop at once)"
+        )
 
     def interrupt_in_place(self) -> None:
         """For in-process backbones: after the grace period, raise GraceExpired in the main thread."""

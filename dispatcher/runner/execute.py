@@ -205,6 +205,7 @@ def execute(request: Request) -> RunResult:
 
     # Handlers are installed only in the main thread (Python allows no other).
     with StopSignal(request.grace) as stop:
+        stop.announce = logger.info
         plan = limited(
             make_plan(prepared.stage, prepared.shards, force=request.force), request.limit
         )

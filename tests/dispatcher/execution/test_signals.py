@@ -163,3 +163,37 @@ def test_serial_disarms_the_grace_timer_when_it_returns_in_time(tmp_path):
         time.sleep(0.6)  # a timer left armed would raise GraceExpired here
     assert task.ran == ["a", "b"] and task.torn_down
     assert reporter.finish(stop.signum) == 143
+
+
+def _lines(stream) -> list[str]:
+    """Lines of a running process's stream, as they come (read on a thread)."""
+    import threading
+
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in stream:
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def test_the_first_signal_says_at_once_what_happens_and_the_second_too(slow_task, tmp_path):
+    out = tmp_path / "out"
+    proc = _start_slow(slow_task, out, "--grace", "60", n=3, sleep=0, hang_on=1)
+    lines = _lines(proc.stderr)
+    _wait_for(lambda: bool(_staging(out)))  # item 1 hangs in flight
+    os.kill(proc.pid, signal.SIGINT)
+    _wait_for(lambda: any("stopping" in line for line in lines), timeout=5)
+    assert proc.poll() is None  # said while the item is still in flight
+    first = next(line for line in lines if "stopping" in line)
+    assert first.strip() == (
+        "dispatch: stopping (SIGINT): no new item starts; the items in flight get up to "
+        "60 s to finish (Ctrl-C again to stop at once)"
+    )
+    os.kill(proc.pid, signal.SIGINT)
+    proc.wait(timeout=30)
+    assert proc.returncode == 130
+    assert any(line.startswith("dispatch: stopping now (SIGINT): the items in flight are abandoned")
+               for line in lines)  # fmt: skip
