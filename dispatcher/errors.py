@@ -43,6 +43,7 @@ class Tally(Protocol):
 
     failed: int
     malformed_inputs: int
+    ran: int
 
 
 def run_exit(counts: Tally, aborted: str | None, signum: int | None) -> tuple[int, str]:
@@ -55,7 +56,10 @@ def run_exit(counts: Tally, aborted: str | None, signum: int | None) -> tuple[in
     if counts.malformed_inputs:
         return EXIT_USAGE, "malformed input"
     if counts.failed:
-        return EXIT_FAILED, "some items failed"
+        return (
+            EXIT_FAILED,
+            "every item failed" if counts.failed == counts.ran else "some items failed",
+        )
     return EXIT_OK, "success"
 
 

@@ -25,8 +25,9 @@ from dispatcher.execution.steps import Outcome, error_line, is_task_exit
 from dispatcher.outputs import atomic_write
 from dispatcher.report import statistics
 from dispatcher.report.counts import Counts
+from dispatcher.report.failure_groups import FailureGroups
 from dispatcher.report.log import hide, logger, show
-from dispatcher.report.summary import SHOWN_FAILURES, SHOWN_MALFORMED, Named, summary_lines
+from dispatcher.report.summary import SHOWN_MALFORMED, Named, summary_lines
 
 DEFAULT_LOG_INTERVAL = 15.0
 """Seconds between progress lines when stderr is not a terminal (SLURM log files)."""
@@ -209,8 +210,8 @@ class Reporter:
         self._describe: Callable[[str, Any], Any] | None = None
         self.log_fault: str | None = None
         self.failures_not_written = 0
-        self.failures = Named(SHOWN_FAILURES)
-        """Failed items (their first few lines), malformed inputs aside."""
+        self.failures = FailureGroups()
+        """Failed items by kind of failure, malformed inputs aside."""
         self.malformed_inputs = Named(SHOWN_MALFORMED)
         """Items whose input is malformed (`errors.MalformedInput`): the run exits 2."""
         self.started = time.monotonic()
@@ -246,7 +247,7 @@ class Reporter:
             if malformed is not None:
                 self.malformed_inputs.add(malformed)
             else:
-                self.failures.add(f"{outcome.key}: {outcome.error}")
+                self.failures.add(outcome.key, outcome.error or "failed")
         self.progress.update(self.counts.settled, self.counts.failed)
 
     def record_successes(self, keys: Sequence[str]) -> None:

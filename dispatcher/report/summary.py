@@ -11,9 +11,10 @@ from typing import Any, Protocol
 
 from dispatcher.report import statistics
 from dispatcher.report.counts import Counts
+from dispatcher.report.failure_groups import FailureGroups
 
 SHOWN_FAILURES = 5
-"""How many failed items the summary names; failures.jsonl has them all."""
+"""How many kinds of failure the summary names; failures.jsonl has every item."""
 SHOWN_MALFORMED = 20
 """How many malformed inputs the summary names, one `error:` line each."""
 
@@ -38,7 +39,7 @@ class Counted(Protocol):
     counts: Counts
     record: dict[str, Any]
     aborted: str | None
-    failures: Named
+    failures: FailureGroups
     malformed_inputs: Named
     failures_path: str
     failures_not_written: int
@@ -52,9 +53,7 @@ def summary_lines(end: Counted, outcome: str, wall: float, interrupted: bool) ->
     lines += [
         f"statistics: {line}" for line in statistics.describe(end.record.get("statistics", {}))
     ]
-    lines += [f"failed {line}" for line in end.failures.lines]
-    if end.failures.count > len(end.failures.lines):
-        lines.append(f"... and {end.failures.count - len(end.failures.lines)} more")
+    lines += end.failures.lines(SHOWN_FAILURES)
     lines += [f"error: {line}" for line in end.malformed_inputs.lines]
     if end.malformed_inputs.count > len(end.malformed_inputs.lines):
         more = end.malformed_inputs.count - len(end.malformed_inputs.lines)
