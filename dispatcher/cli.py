@@ -74,7 +74,7 @@ def _value_problems(request: Request) -> list[str]:
         errors.append(f"--grace expects a number of seconds, got '{request.grace}'")
     if request.shard_mode not in ("hash", "index"):
         errors.append(f"--shard-mode expects hash or index, got '{request.shard_mode}'")
-    for name, what in (("rows_per_item", "rows"), ("limit", "items")):
+    for name, what in (("rows_per_item", "rows"), ("limit", "items"), ("max_failures", "items")):
         value = getattr(request, name)
         if value is None:
             continue

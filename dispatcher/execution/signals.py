@@ -97,6 +97,16 @@ class StopSignal:
             self.cancel_interrupt()
             raise GraceExpired()
 
+    def halt(self) -> None:
+        """Stop as a first signal would, without one (the run decided to stop: too many
+        failures): no new items, in-flight ones get the grace period; no signal's exit code."""
+        if self._event.is_set():
+            return
+        self.received_at = time.monotonic()
+        self._event.set()
+        if self._interrupt_in_place:
+            self._arm_timer(self.grace)
+
     def _what_happens(self, signum: int) -> str:
         """The line a person who sent `signum` reads at once: a stop that waits is not a hang."""
         name = signal_name(signum)

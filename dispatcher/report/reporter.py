@@ -25,6 +25,7 @@ from dispatcher.execution.steps import Outcome, error_line, is_task_exit
 from dispatcher.outputs import atomic_write
 from dispatcher.report import statistics
 from dispatcher.report.counts import Counts
+from dispatcher.report.fail_fast import FailFast
 from dispatcher.report.failure_groups import FailureGroups
 from dispatcher.report.log import hide, logger, show
 from dispatcher.report.summary import SHOWN_MALFORMED, Named, summary_lines
@@ -210,6 +211,10 @@ class Reporter:
         self._describe: Callable[[str, Any], Any] | None = None
         self.log_fault: str | None = None
         self.failures_not_written = 0
+        self.fail_fast: FailFast | None = None
+        """When the run stops for its failures (set by the runner)."""
+        self.stop: Any = None
+        """The run's stop signal, halted when `fail_fast` says so."""
         self.failures = FailureGroups()
         """Failed items by kind of failure, malformed inputs aside."""
         self.malformed_inputs = Named(SHOWN_MALFORMED)
@@ -248,7 +253,18 @@ class Reporter:
                 self.malformed_inputs.add(malformed)
             else:
                 self.failures.add(outcome.key, outcome.error or "failed")
+            self._check_fail_fast()
         self.progress.update(self.counts.settled, self.counts.failed)
+
+    def _check_fail_fast(self) -> None:
+        """Stop the run (no new items; in-flight ones finish) once its failures say so."""
+        if self.fail_fast is None or self.aborted is not None:
+            return
+        reason = self.fail_fast.reason(self.counts)
+        if reason is not None:
+            self.abort(f"stopped: {reason}")
+            if self.stop is not None:
+                self.stop.halt()
 
     def record_successes(self, keys: Sequence[str]) -> None:
         """Count several items that succeeded, made by this run: `record_outcome` for each

@@ -23,6 +23,7 @@ from dispatcher.outputs import (
 )
 from dispatcher.plan import Plan, limited, make_plan
 from dispatcher.report.counts import Counts
+from dispatcher.report.fail_fast import FailFast
 from dispatcher.report.log import logger, note
 from dispatcher.report.results import PlanSummary, RunResult
 from dispatcher.runner.preparation import Prepared, prepare
@@ -220,6 +221,8 @@ def execute(request: Request) -> RunResult:
             if early is not None:
                 return RunResult(early, counts)
             reporter = _start_recording(request, prepared, plan, counts)
+            reporter.fail_fast = FailFast(request.max_failures, request.keep_going)
+            reporter.stop = stop
             context = RunContext(
                 prepared.stage, plan.pending, reporter, stop, reporter.run_dir, lease
             )

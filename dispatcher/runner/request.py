@@ -15,6 +15,7 @@ from typing import Any
 
 from dispatcher.config.layers import rows_per_item_problems
 from dispatcher.errors import UsageError, did_you_mean
+from dispatcher.report.fail_fast import FIRST_ITEMS
 
 # (spellings, metavar or None for a flag, help)
 RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
@@ -44,6 +45,13 @@ RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
         "cut big JSONL, CSV and Parquet files into items of about N rows (row ranges), "
         "where the task reads rows (docs/rows.md)",
     ),
+    (
+        ("--max-failures",),
+        "N",
+        "stop after N failed items (exit 1); without it, a run whose first "
+        f"{FIRST_ITEMS} items all fail stops too",
+    ),
+    (("--keep-going",), None, "run every item even if the first ones all fail"),
     (
         ("--limit",),
         "N",
@@ -103,6 +111,10 @@ class Request:
     """`--rows-per-item N`: big files become items of about N rows (None: one per file)."""
     limit: int | None = None
     """`--limit N`: run only the first N pending items (a trial run)."""
+    max_failures: int | None = None
+    """`--max-failures N`: stop after N failed items."""
+    keep_going: bool = False
+    """`--keep-going`: no stop when the first items all fail."""
     plan_only: bool = False
     """`--plan`: print what would run, run nothing."""
     force: bool = False

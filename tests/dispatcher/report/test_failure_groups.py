@@ -64,7 +64,8 @@ class Fails(Task):
 
 def test_the_summary_groups_failures_and_says_when_every_item_failed(tmp_path):
     task = write_file(tmp_path / "fails.py", TASK)
-    done = dispatch_here(task, "Fails", "--backbone", "serial", "--log-dir", tmp_path / "logs")
+    done = dispatch_here(task, "Fails", "--backbone", "serial", "--log-dir", tmp_path / "logs",
+                         "--keep-going")  # fmt: skip
     assert done.returncode == 1
     lines = [line for line in done.stderr.splitlines() if line.startswith("dispatch: failed ")]
     assert lines == [
@@ -77,3 +78,32 @@ def test_the_summary_groups_failures_and_says_when_every_item_failed(tmp_path):
     some = dispatch_here(task, "Fails", "--backbone", "serial", "--log-dir", tmp_path / "logs",
                          "--mixin", "ok=3")  # fmt: skip
     assert "— some items failed" in some.stderr
+
+
+def test_a_run_whose_first_items_all_fail_stops_unless_it_keeps_going(tmp_path):
+    task = write_file(tmp_path / "fails.py", TASK)
+    for backbone in ("serial", "mp"):
+        done = dispatch_here(task, "Fails", "--backbone", backbone, "--log-dir", tmp_path / "logs",
+                             "--mixin", "n=200")  # fmt: skip
+        assert done.returncode == 1, done.stderr
+        assert "stopped: the first 20 items to finish all failed" in done.stderr
+        assert "--keep-going runs every item anyway" in done.stderr
+        ran = int(done.stderr.split(" ran ")[1].split()[0])
+        assert 20 <= ran < 200, done.stderr  # in-flight items finish; no new ones start
+    kept = dispatch_here(task, "Fails", "--backbone", "serial", "--log-dir", tmp_path / "logs",
+                         "--mixin", "n=200", "--keep-going")  # fmt: skip
+    assert "ran 200 (0 ok, 200 failed)" in kept.stderr and "every item failed" in kept.stderr
+
+
+def test_max_failures_stops_after_that_many_failed_items(tmp_path):
+    task = write_file(tmp_path / "fails.py", TASK)
+    done = dispatch_here(task, "Fails", "--backbone", "serial", "--log-dir", tmp_path / "logs",
+                         "--max-failures", "3", "--mixin", "ok=1")  # fmt: skip
+    assert done.returncode == 1
+    assert "ran 4 (1 ok, 3 failed), not run 26" in done.stderr
+    assert "aborted: stopped: --max-failures 3: 3 items failed" in done.stderr
+    for wrong in ("0", "x"):
+        refused = dispatch_here(task, "Fails", f"--max-failures={wrong}")
+        assert (
+            refused.returncode == 2 and "--max-failures expects a number of items" in refused.stderr
+        )
