@@ -74,6 +74,15 @@ def _value_problems(request: Request) -> list[str]:
         errors.append(f"--grace expects a number of seconds, got '{request.grace}'")
     if request.shard_mode not in ("hash", "index"):
         errors.append(f"--shard-mode expects hash or index, got '{request.shard_mode}'")
+    try:
+        request.progress_interval = float(request.progress_interval)
+        if not request.progress_interval > 0:
+            raise ValueError
+    except ValueError:
+        errors.append(
+            f"--progress-interval expects a number of seconds, more than 0, "
+            f"got '{request.progress_interval}'"
+        )
     for name, what in (("rows_per_item", "rows"), ("limit", "items"), ("max_failures", "items")):
         value = getattr(request, name)
         if value is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
+import io
 import json
 import math
 import os
@@ -30,7 +31,7 @@ from dispatcher.report.failure_groups import FailureGroups
 from dispatcher.report.log import hide, logger, show
 from dispatcher.report.summary import SHOWN_MALFORMED, Named, summary_lines
 
-DEFAULT_LOG_INTERVAL = 15.0
+DEFAULT_LOG_INTERVAL = 60.0
 """Seconds between progress lines when stderr is not a terminal (SLURM log files)."""
 
 
@@ -116,7 +117,7 @@ class Progress:
         self._done = 0
         self._failed = 0
         self._bar: Any = None
-        if total and _isatty(stream):
+        if total and _isatty(stream) and _has_columns(stream):
             from tqdm import tqdm
 
             # No monitor thread: worker processes may be forked from this one.
@@ -156,8 +157,9 @@ class Progress:
         rate = done / max(now - self.start, 1e-9)
         left = (self.total - done) / rate if rate else float("inf")
         share = 100.0 * done / self.total if self.total else 100.0
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")  # a log file is read long after
         return (
-            f"dispatch: {done}/{self.total} items ({share:.1f}%), {failed} failed, "
+            f"dispatch: {stamp} {done}/{self.total} items ({share:.1f}%), {failed} failed, "
             f"{rate:.1f} items/s, eta {_duration(left)}"
         )
 
@@ -174,6 +176,15 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _has_columns(stream: TextIO) -> bool:
+    """Whether a terminal has room for a bar: a pseudo-terminal of 0 columns (some batch
+    systems and CI runners open one) gets lines instead."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return True  # a terminal that cannot say its size: the bar, as before
 
 
 def _isatty(stream: TextIO) -> bool:

@@ -64,12 +64,15 @@ def _check_log_dir(log_dir: str, task: Task) -> None:
             )
 
 
-def _open_reporter(log_dir: str, run_dir: str, counts: Counts, record: dict[str, Any]) -> Reporter:
+def _open_reporter(
+    request: Request, run_dir: str, counts: Counts, record: dict[str, Any]
+) -> Reporter:
     """The run's reporter; a log directory it cannot write to is a configuration error."""
     from dispatcher.report.reporter import Reporter
 
+    log_dir = request.log_dir
     try:
-        return Reporter(run_dir, counts, record)
+        return Reporter(run_dir, counts, record, interval=request.progress_interval)
     except OSError as exc:
         raise UsageError(
             f"cannot write to the log directory {log_dir}: {exc.strerror or exc} "
@@ -179,7 +182,7 @@ def _start_recording(request: Request, prepared: Prepared, plan: Plan, counts: C
     if slurm_job():
         record["slurm"] = slurm_job()
     run_dir = _run_dir(request, task, prepared.shards)
-    reporter = _open_reporter(request.log_dir, run_dir, counts, record)
+    reporter = _open_reporter(request, run_dir, counts, record)
     reporter.remember_payloads(plan.pending, prepared.stage.source.describe)
     if request.keep_outcomes:
         reporter.outcomes = []

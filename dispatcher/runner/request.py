@@ -61,6 +61,11 @@ RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
     (("--force",), None, "reprocess items whose outputs already exist"),
     (("--log-dir",), "DIR", "where run records and failures go (default: ./dispatch-logs)"),
     (
+        ("--progress-interval",),
+        "SECONDS",
+        "off a terminal (a SLURM log), a timestamped progress line this often (default 60)",
+    ),
+    (
         ("--grace",),
         "SECONDS",
         "on SIGINT/SIGTERM, how long in-flight items may finish (default 10)",
@@ -120,6 +125,8 @@ class Request:
     force: bool = False
     log_dir: str = "dispatch-logs"
     grace: float = 10.0
+    progress_interval: float = 60.0
+    """Seconds between progress lines off a terminal."""
     print_config: bool = False
     install: bool = False
     """`--install`: run the package's install script once before the run."""
@@ -144,6 +151,9 @@ class Request:
             problems.append(f"grace: expected a number of seconds, 0 or more, got {grace!r}")
         if self.shard_mode not in ("hash", "index"):
             problems.append(f"shard_mode: expected hash or index, got {self.shard_mode!r}")
+        every = self.progress_interval
+        if isinstance(every, bool) or not isinstance(every, (int, float)) or every <= 0:
+            problems.append(f"progress_interval: expected seconds, more than 0, got {every!r}")
         if self.shard is not None and not isinstance(self.shard, str):
             problems.append(f"shard: expected 'I/N', 'auto' or 'all', got {self.shard!r}")
         problems += rows_per_item_problems("rows_per_item", self.rows_per_item)
