@@ -22,12 +22,17 @@ __all__ = [
     "TorchTask",
     "UsageError",
     "atomic_write",
+    "get_logger",
     "run",
 ]
 __version__ = "0.1.0"
 
 # Imported on first use, so `dispatch -hk` and `import dispatcher` stay light.
-_LAZY = {"run": "dispatcher.api", "RunResult": "dispatcher.report.results"}
+_LAZY = {
+    "run": "dispatcher.api",
+    "RunResult": "dispatcher.report.results",
+    "get_logger": "dispatcher.report.task_log",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -369,6 +369,8 @@ class _Workers:
         elif kind == "setup_failed":
             _, error, tb = message
             self.abort(f"task setup failed in a worker: {error}", tb)
+        elif kind == "line":  # the worker's print() or task logger, beside the display
+            self.reporter.write_line(message[1])
 
     def _on_death(self, w: PoolWorker) -> None:
         w.dead = True

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import faulthandler
+import io
 import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -189,6 +191,51 @@ def _serve(stage: Stage, conn: Connection, state: Any, parent: ParentWatch) -> N
         logger.info(f"worker {os.getpid()}: task teardown failed: {error_line(exc)}")
 
 
+class _LockedConnection:
+    """The worker's end of its pipe, one sender at a time: task threads print too."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        with self.lock:
+            self.conn.send(message)
+
+    def poll(self, timeout: float) -> bool:
+        return self.conn.poll(timeout)
+
+    def recv_bytes(self) -> bytes:
+        return self.conn.recv_bytes()
+
+
+class _LinesToParent(io.TextIOBase):
+    """The worker's stdout and stderr: whole lines sent to the parent, which writes them
+    beside its progress display (a worker writing to the terminal itself would glue its
+    text onto the parent's bar)."""
+
+    def __init__(self, conn: _LockedConnection) -> None:
+        self.conn = conn
+        self.pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        lines = (self.pending + text).split("\n")
+        self.pending = lines.pop()
+        for line in lines:
+            with contextlib.suppress(OSError, ValueError):
+                self.conn.send(("line", line))
+        return len(text)
+
+    def flush(self) -> None:
+        if self.pending:
+            line, self.pending = self.pending, ""
+            with contextlib.suppress(OSError, ValueError):
+                self.conn.send(("line", line))
+
+
 def worker_main(
     stage: Stage,
     conn: Connection,
@@ -200,7 +247,13 @@ def worker_main(
     """Entry point of a worker process (started with SIGINT/SIGTERM blocked)."""
     with supervised(parent_pid, inherited_fds, crash_log, lambda: state[ABORT]) as parent:
         if parent is not None:
-            _serve(stage, conn, state, parent)
+            locked = _LockedConnection(conn)
+            lines = _LinesToParent(locked)
+            with contextlib.redirect_stdout(lines), contextlib.redirect_stderr(lines):
+                try:
+                    _serve(stage, locked, state, parent)  # type: ignore[arg-type]
+                finally:
+                    lines.flush()
 
 
 @contextlib.contextmanager

@@ -291,6 +291,10 @@ class Reporter:
         """Let a waiting backbone keep the periodic progress lines going."""
         self.progress.tick()
 
+    def write_line(self, text: str) -> None:
+        """A line a worker printed, as it printed it, beside the progress display."""
+        logger.info(text, extra={"bare": True})
+
     def note(self, text: str) -> None:
         """A line for the user (a worker replaced, an item retried), beside the progress."""
         logger.info(text)

@@ -26,6 +26,7 @@ from dispatcher.report.counts import Counts
 from dispatcher.report.fail_fast import FailFast
 from dispatcher.report.log import logger, note
 from dispatcher.report.results import PlanSummary, RunResult
+from dispatcher.report.task_log import close_run_log, open_run_log
 from dispatcher.runner.preparation import Prepared, prepare
 from dispatcher.runner.request import Request
 from dispatcher.storage import urls
@@ -229,6 +230,7 @@ def execute(request: Request) -> RunResult:
             context = RunContext(
                 prepared.stage, plan.pending, reporter, stop, reporter.run_dir, lease
             )
+            task_log = open_run_log(reporter.run_dir)
             try:
                 run_engine(prepared.backbone, context)
             except BaseException as exc:
@@ -239,6 +241,8 @@ def execute(request: Request) -> RunResult:
                 # the exit code is the run's, not the one the task passed to sys.exit().
             else:
                 code = reporter.finish(stop.signum)
+            finally:
+                close_run_log(task_log)
         finally:
             prepared.stage.work_alone(False)
             if lease is not None:
