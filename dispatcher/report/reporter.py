@@ -9,11 +9,9 @@ own, and `abort` when the run cannot go on at all.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import errno
 import io
 import json
-import math
 import os
 import platform
 import sys
@@ -23,32 +21,24 @@ from typing import Any, TextIO
 
 from dispatcher.errors import run_exit
 from dispatcher.execution.steps import Outcome, error_line, is_task_exit
-from dispatcher.outputs import atomic_write
-from dispatcher.report import statistics
+from dispatcher.report import run_record, statistics
 from dispatcher.report.counts import Counts
 from dispatcher.report.fail_fast import FailFast
 from dispatcher.report.failure_groups import FailureGroups
 from dispatcher.report.log import hide, logger, show
+from dispatcher.report.run_record import (
+    RecordFile,
+    add_sample,
+    now_text,
+    strict_json,
+)
 from dispatcher.report.summary import SHOWN_MALFORMED, Named, summary_lines
 
 DEFAULT_LOG_INTERVAL = 60.0
 """Seconds between progress lines when stderr is not a terminal (SLURM log files)."""
 
 
-def strict_json(value: Any) -> Any:
-    """`value` with every NaN or infinity written as its text (`nan`, `inf`): what Python's
-    json would write as `NaN` / `Infinity`, which strict JSON readers refuse."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
-
-
-def _now() -> str:
-    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+_now = now_text
 
 
 _VERSIONED = {
@@ -236,6 +226,9 @@ class Reporter:
         self.record["pid"] = os.getpid()
         self.record["versions"] = _versions()
         self.record["outcome"] = "running"
+        self.record["heartbeat"] = self.record["start"]
+        self._record_file = RecordFile(self.record_path)
+        self._last_beat = self.started
         os.makedirs(run_dir, exist_ok=True)
         self._write_record()
         self.progress = Progress(counts.to_run, self.stream, interval)
@@ -266,6 +259,7 @@ class Reporter:
                 self.failures.add(outcome.key, outcome.error or "failed")
             self._check_fail_fast()
         self.progress.update(self.counts.settled, self.counts.failed)
+        self._beat()
 
     def _check_fail_fast(self) -> None:
         """Stop the run (no new items; in-flight ones finish) once its failures say so."""
@@ -286,10 +280,12 @@ class Reporter:
             self.outcomes.extend(Outcome(key, True) for key in keys)
         self.counts.add_succeeded(len(keys))
         self.progress.update(self.counts.settled, self.counts.failed)
+        self._beat()
 
     def tick(self) -> None:
-        """Let a waiting backbone keep the periodic progress lines going."""
+        """Let a waiting backbone keep the periodic progress lines and heartbeats going."""
         self.progress.tick()
+        self._beat()
 
     def write_line(self, text: str) -> None:
         """A line a worker printed, as it printed it, beside the progress display."""
@@ -349,9 +345,17 @@ class Reporter:
             )
 
     def _write_record(self) -> None:
-        with atomic_write(self.record_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(strict_json(self.record), fh, indent=2, default=str, allow_nan=False)
-            fh.write("\n")
+        self._record_file.write(self.record)
+
+    def _beat(self) -> None:
+        """Every HEARTBEAT_SECONDS while the run goes: the record's heartbeat and a sample."""
+        now = time.monotonic()
+        if now - self._last_beat < run_record.HEARTBEAT_SECONDS:
+            return
+        self._last_beat = now
+        add_sample(self.record, now - self.started, self.counts.settled, self.counts.failed)
+        with contextlib.suppress(OSError):  # said at the end, if the end cannot write either
+            self._write_record()
 
     def _try_write_record(self) -> str | None:
         """Write the run record; the reason when it cannot be (a full log directory)."""

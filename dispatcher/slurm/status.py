@@ -21,6 +21,7 @@ from typing import Any
 
 from dispatcher.errors import EXIT_OK, UsageError
 from dispatcher.plan import make_plan
+from dispatcher.report.liveness import shown_outcome
 from dispatcher.report.log import logger
 from dispatcher.sharding import hash_bucket
 from dispatcher.slurm.command import (
@@ -136,7 +137,7 @@ def status_rows(command: Command, count: int) -> tuple[list[ShardRow], bool]:
         row = rows[shard]
         row.record, row.outcome, row.exit_code = (
             path,
-            record.get("outcome"),
+            shown_outcome(record),
             record.get("exit_code"),
         )
         slurm = record.get("slurm") or {}
