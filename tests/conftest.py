@@ -203,6 +203,39 @@ def backbone_params(names) -> list:
     return [pytest.param(n, marks=skip) if n == "torch" else n for n in names]
 
 
+def run_in_terminal(*args: object, columns: int = 120, stdout: bool = False) -> tuple[int, str]:
+    """`python -m dispatcher ARGS` with its stderr (and `stdout`) on a pseudo-terminal of
+    `columns` columns: (exit code, everything it wrote there)."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "SLURM_ARRAY_TASK_ID")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dispatcher", *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        stdout=slave if stdout else subprocess.DEVNULL,
+        stderr=slave,
+        env=env,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 4096)
+        except OSError:  # the last writer closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    code = proc.wait(timeout=60)
+    return code, b"".join(chunks).decode(errors="replace")
+
+
 def write_file(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text).lstrip())

@@ -3,16 +3,9 @@ failures every `--progress-interval` seconds; a 0-column pseudo-terminal gets li
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import re
-import struct
-import subprocess
-import sys
-import termios
 
-from conftest import run_dispatch, task_file
+from conftest import run_dispatch, run_in_terminal, task_file
 
 LINE = re.compile(
     r"dispatch: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d (\d+)/30 items \([0-9.]+%\), 0 failed, "
@@ -41,26 +34,7 @@ def test_a_log_file_gets_a_timestamped_line_every_interval(tmp_path):
 
 
 def test_a_zero_column_pseudo_terminal_gets_lines_not_a_bar(tmp_path):
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 0, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "SLURM_ARRAY_TASK_ID")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", *_slow(tmp_path, "--progress-interval", "0.3")],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave, env=env,
-    )  # fmt: skip
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=60)
-    os.close(master)
-    text = b"".join(chunks).decode()
-    assert proc.returncode == 0, text
+    code, text = run_in_terminal(*_slow(tmp_path, "--progress-interval", "0.3"), columns=0)
+    assert code == 0, text
     lines = [line.strip() for line in text.splitlines() if LINE.fullmatch(line.strip())]
     assert lines and "it/s" not in text and "item/s]" not in text  # no tqdm bar

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import fcntl
 import importlib.metadata
 import io
 import json
-import os
-import pty
 import re
 import socket
-import struct
-import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import pytest
-from conftest import dispatch_here, run_dir, run_dispatch, run_record, task_file
+from conftest import dispatch_here, run_dir, run_dispatch, run_in_terminal, run_record, task_file
 
 from dispatcher.execution.steps import Outcome
 from dispatcher.report.counts import Counts
@@ -146,41 +140,9 @@ def test_no_progress_line_before_the_interval(tmp_path):
 
 def test_a_progress_bar_on_a_terminal(task, tmp_path):
     out = tmp_path / "out"
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dispatcher",
-            str(task),
-            "Squares",
-            "--backbone",
-            "mp",
-            "--log-dir",
-            str(tmp_path / "logs"),
-            "--mixin",
-            f"out={out}",
-            "n=40",
-            "bad=3",
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=slave,
-    )
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    assert proc.wait(timeout=60) == 1
-    text = b"".join(chunks).decode(errors="replace")
+    code, text = run_in_terminal(task, "Squares", "--backbone", "mp", "--log-dir",
+                                 tmp_path / "logs", "--mixin", f"out={out}", "n=40", "bad=3")  # fmt: skip
+    assert code == 1, text
     assert "\r" in text  # a bar redraws in place
     assert re.search(r"dispatch: 100%.*40/40", text), text
     assert "failed=1" in text

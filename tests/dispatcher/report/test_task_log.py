@@ -3,43 +3,17 @@ progress bar, from mp workers too, and the logger's lines in `task.log` beside r
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import re
-import struct
-import subprocess
-import sys
-import termios
 
-from conftest import run_dir, run_dispatch, task_file
+from conftest import run_dir, run_dispatch, run_in_terminal, run_record, task_file
 
 TASK = task_file("report_printing")
 
 
 def test_a_workers_lines_never_glue_onto_the_bar_and_the_log_is_kept(tmp_path):
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "SLURM_ARRAY_TASK_ID")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dispatcher", str(TASK), "Printing", "--backbone", "mp",
-         "--log-dir", str(tmp_path / "logs")],
-        stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env,
-    )  # fmt: skip
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 4096)
-        except OSError:
-            break
-        if not data:
-            break
-        chunks.append(data)
-    proc.wait(timeout=60)
-    os.close(master)
-    text = b"".join(chunks).decode()
-    assert proc.returncode == 0, text
+    code, text = run_in_terminal(TASK, "Printing", "--backbone", "mp", "--log-dir",
+                                 tmp_path / "logs", columns=100, stdout=True)  # fmt: skip
+    assert code == 0, text
     assert "item/s" in text or "it/s" in text  # a bar was drawn
     for i in range(8):
         for what in ("printed", "logged"):
@@ -52,7 +26,8 @@ def test_a_workers_lines_never_glue_onto_the_bar_and_the_log_is_kept(tmp_path):
     log = (run_dir(tmp_path / "logs", "Printing") / "task.log").read_text()
     logged = re.findall(r"^\S+ \S+ INFO \[(\d+)\] logged (\d)$", log, flags=re.M)
     assert sorted(int(i) for _, i in logged) == list(range(8))
-    assert all(int(pid) != proc.pid for pid, _ in logged)  # written by the workers
+    parent = run_record(tmp_path / "logs", "Printing")["pid"]
+    assert all(int(pid) != parent for pid, _ in logged)  # written by the workers themselves
 
 
 def test_serial_task_lines_go_to_stderr_and_the_log(tmp_path):
