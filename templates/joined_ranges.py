@@ -33,7 +33,7 @@ from dispatcher.outputs import (
 )
 from dispatcher.report.log import note
 from templates.items import TemplateItems
-from templates.range_items import SHOWN, CutItems, file_of, folder_names
+from templates.range_items import SHOWN, CutItems, file_of, folder_names, range_counts
 from templates.row_ranges import file_format, join_parts, parse_range_key
 
 PARTS_MARK = ".dispatch-rows-"
@@ -84,18 +84,16 @@ class RangeItems(CutItems):
     def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
         """A whole file: the per-file check. A range: done when its file's output is
         there, or its own part; parts made with another N are refused."""
-        files = list(dict.fromkeys(file_of(key) for key, _ in items))
+        counts = range_counts(items)
+        files = list(counts)
         done = dict(zip(files, self.inner.done_mask([(f, None) for f in files]), strict=True))
-        counts = {}
-        for key, _ in items:
-            parsed = parse_range_key(key)
-            if parsed is not None:
-                counts[parsed[0]] = parsed[2]
         listed: dict[str, frozenset[str]] = {}
-        made: dict[str, frozenset[str]] = {}
+        made: dict[str, set[int]] = {}  # file -> the ranges whose parts are made
         refused: list[str] = []
         self._unjoined, self._stale = [], []
         for file, count in counts.items():
+            if count is None:
+                continue  # not cut: the per-file check alone
             folder, name, parts = self._parts_dir(file)
             if folder not in listed:
                 listed[folder] = folder_names(folder)
@@ -109,9 +107,10 @@ class RangeItems(CutItems):
             if other:
                 refused.append(f"{file} (made with --rows-per-item {other[0]})")
                 continue
-            names = made[file] = folder_names(parts) if self.rows_per_item in found else frozenset()
+            names = folder_names(parts) if self.rows_per_item in found else frozenset()
             self._stale += [os.path.join(parts, n) for n in names if is_staging_name(n)]
-            if all(part_name(name, i, count) in names for i in range(count)):
+            made[file] = {i for i in range(count) if part_name(name, i, count) in names}
+            if len(made[file]) == count:
                 self._unjoined.append((file, count))
         if refused:
             shown = "; ".join(refused[:SHOWN])
@@ -123,20 +122,17 @@ class RangeItems(CutItems):
             )
         return self._mask(items, done, made)
 
+    @staticmethod
     def _mask(
-        self, items: Sequence[Item], done: dict[str, bool], made: dict[str, frozenset[str]]
+        items: Sequence[Item], done: dict[str, bool], made: dict[str, set[int]]
     ) -> Iterator[bool]:
         for key, _ in items:
             parsed = parse_range_key(key)
             if parsed is None:
                 yield done[key]
-                continue
-            file, index, count = parsed
-            if done[file]:
-                yield True
-                continue
-            name = os.path.basename(self._final(file))
-            yield part_name(name, index, count) in made.get(file, ())
+            else:
+                file, index, _ = parsed
+                yield done[file] or index in made.get(file, ())
 
     def leftovers(self, items: Sequence[Item], found: Sequence[Item] = ()) -> list[str]:
         """The per-file source's leftovers, the parts folders of joined files, and what

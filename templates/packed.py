@@ -16,11 +16,17 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from dispatcher.errors import MalformedInput
-from templates.row_ranges import RowRange, first_line_number, learn_line_number, read_lines
+from templates.row_ranges import (
+    RowRange,
+    first_line_number,
+    json_row,
+    learn_line_number,
+    read_lines,
+)
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False)
 
@@ -32,25 +38,13 @@ class NoRowReturned(TypeError):
 def rows_of(path: str, part: RowRange | None) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, row) of every JSON object row of the file, or of its range."""
     if part is None:
-        part = RowRange("", 0, 1, 0, _size(path))
+        part = RowRange("", 0, 1, 0, os.path.getsize(path))
     line = first_line_number(path, part)
     for raw in read_lines(path, part):
         if raw.strip():
-            try:
-                row = json.loads(raw)
-            except ValueError as exc:
-                raise MalformedInput(f"{path}:{line}: not a JSON row: {exc}") from None
-            if not isinstance(row, dict):
-                raise MalformedInput(f"{path}:{line}: expected a JSON object, got {row!r:.60}")
-            yield line, row
+            yield line, json_row(raw, f"{path}:{line}")
         line += 1
     learn_line_number(path, part.end, line)
-
-
-def _size(path: str) -> int:
-    import os
-
-    return os.path.getsize(path)
 
 
 def pack_rows(process: Callable[..., Any], kwargs: dict[str, Any], rows: PartWriter) -> None:

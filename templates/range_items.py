@@ -107,10 +107,7 @@ class PartItems(CutItems):
     option refuses the parts of a run with it, and the reverse."""
 
     def done_mask(self, items: Sequence[Item]) -> Iterator[bool]:
-        counts: dict[str, int | None] = {}
-        for key, _ in items:
-            parsed = parse_range_key(key)
-            counts[file_of(key)] = None if parsed is None else parsed[2]
+        counts = range_counts(items)
         listed: dict[str, frozenset[str]] = {}
         refused = [
             f"{file} (its outputs hold {foreign[0]})"
@@ -157,10 +154,7 @@ class PartItems(CutItems):
         """Under `--force`, the outputs another cut made of the files about to be made go."""
         if not remake:
             return
-        counts: dict[str, int | None] = {}
-        for key, _ in pending:
-            parsed = parse_range_key(key)
-            counts[file_of(key)] = None if parsed is None else parsed[2]
+        counts = range_counts(pending)
         listed: dict[str, frozenset[str]] = {}
         for file, count in counts.items():
             folder = os.path.dirname(self.inner.output_mode.final(self.output_root, file))
@@ -182,6 +176,15 @@ class PartItems(CutItems):
 
     def clear_abandoned(self, key: str) -> None:
         self.inner.clear_abandoned(key)
+
+
+def range_counts(items: Sequence[Item]) -> dict[str, int | None]:
+    """File key -> how many ranges it was cut into (None: it was not cut)."""
+    counts: dict[str, int | None] = {}
+    for key, _ in items:
+        parsed = parse_range_key(key)
+        counts[key if parsed is None else parsed[0]] = None if parsed is None else parsed[2]
+    return counts
 
 
 def file_of(key: str) -> str:

@@ -15,10 +15,14 @@ pyarrow is imported only for a Parquet file.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from dispatcher.errors import MalformedInput
 
 SPLIT_FORMATS = (".jsonl", ".csv", ".parquet")
 """The formats a file is cut into row ranges in."""
@@ -152,6 +156,18 @@ def _line_start(fh: object, at: int, size: int) -> int:
     fh.seek(at - 1)  # type: ignore[attr-defined]
     fh.readline()  # type: ignore[attr-defined]
     return min(fh.tell(), size)  # type: ignore[attr-defined]
+
+
+def json_row(line: str | bytes, where: str) -> dict[str, Any]:
+    """One JSONL line's object; anything else is malformed input named by `where`
+    (`FILE:LINE`)."""
+    try:
+        row = json.loads(line)
+    except ValueError as exc:  # UnicodeDecodeError too: the data is at fault, not the task
+        raise MalformedInput(f"{where}: not a JSON row: {exc}") from None
+    if not isinstance(row, dict):
+        raise MalformedInput(f"{where}: expected a JSON object, got {row!r:.60}")
+    return row
 
 
 def read_lines(path: str, part: RowRange) -> Iterator[bytes]:

@@ -38,9 +38,6 @@ DEFAULT_LOG_INTERVAL = 60.0
 """Seconds between progress lines when stderr is not a terminal (SLURM log files)."""
 
 
-_now = now_text
-
-
 _VERSIONED = {
     "torch": "torch",
     "torch-npu": "torch_npu",
@@ -221,7 +218,7 @@ class Reporter:
         self.malformed_inputs = Named(SHOWN_MALFORMED)
         """Items whose input is malformed (`errors.MalformedInput`): the run exits 2."""
         self.started = time.monotonic()
-        self.record["start"] = _now()
+        self.record["start"] = now_text()
         self.record["host"] = os.uname().nodename
         self.record["pid"] = os.getpid()
         self.record["versions"] = _versions()
@@ -323,7 +320,7 @@ class Reporter:
             "item": self._item(key),
             "error": error,
             "traceback": traceback,
-            "time": _now(),
+            "time": now_text(),
         }
         line = (json.dumps(strict_json(row), default=str) + "\n").encode("utf-8")
         try:
@@ -393,7 +390,7 @@ class Reporter:
         """The run record as the run ended: its counts, times, outcome and exit code."""
         self.record.update(
             counts=self.counts.to_record(),
-            end=_now(),
+            end=now_text(),
             wall_seconds=round(wall, 3),
             items_per_second=round(self.counts.ran / wall, 3) if wall > 0 else None,
             outcome=outcome,

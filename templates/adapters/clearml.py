@@ -35,6 +35,7 @@ from templates.adapters.task import TaskStage
 from templates.hooks import template_class
 from templates.input_modes import InputJsonlFiles
 from templates.output_modes import OutputSameFormat
+from templates.parts import joined_ranges
 from templates.row_ranges import RowRange, first_line_number, read_lines
 
 METHODS = ("load", "preprocess", "process", "postprocess")
@@ -225,12 +226,10 @@ class PreprocessStage(TaskStage):
     def split_rows(self, rows_per_item: int) -> str | None:
         """Row ranges of the JSONL files: each range's rows go through the operator into
         a part, and a file's output is joined from its parts (`templates/range_items.py`)."""
-        from dispatcher.storage import urls
-        from templates.joined_ranges import RangeItems
-
-        if any(map(urls.is_url, [*self.task.input_roots(), *self.task.output_roots()])):
-            return "--rows-per-item: a root in an object store is read whole (no row ranges)"
-        self.source = RangeItems(self.source, rows_per_item)  # type: ignore[arg-type]
+        cut = joined_ranges(self.task, self.source, rows_per_item)
+        if isinstance(cut, str):
+            return f"--rows-per-item: {type(self.task).__name__} {cut}"
+        self.source = cut
         return None
 
     def write_row(self, i: int, size: int, row: Row, result: Any, outputs: dict[str, Any]) -> None:

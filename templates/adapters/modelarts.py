@@ -59,6 +59,7 @@ from templates.adapters.modelarts_package import (
 from templates.input_modes import InputByGlob
 from templates.items import TemplateItems
 from templates.output_modes import FinishWhenAllExist, OutputSameFormat
+from templates.parts import joined_ranges
 from templates.sources import template_items
 
 # --- mode 1: one item per input file -------------------------------------------------------
@@ -463,18 +464,15 @@ class ModelArtsStage(Stage):
         """Mode 1 over row ranges: Process gets one range's rows at a time, and a file's
         output is joined from the ranges' results (`templates/range_items.py`)."""
         package = type(self.task).package  # type: ignore[attr-defined]
-        why = None
         if not self._mode1:
-            why = "is a mode-2 package (one item, the whole dataset)"
+            cut: ItemSource | str = "is a mode-2 package (one item, the whole dataset)"
         elif not package.splittable:
-            why = "declares split-rows: false in its operator.yaml (it looks across rows)"
-        elif any(map(urls.is_url, [*self.task.input_roots(), *self.task.output_roots()])):
-            why = "has a root in an object store (row ranges are read from local files)"
-        if why is not None:
-            return f"--rows-per-item: operator package {package.name} {why}"
-        from templates.joined_ranges import RangeItems
-
-        self.source = RangeItems(self.source, rows_per_item)  # type: ignore[arg-type]
+            cut = "declares split-rows: false in its operator.yaml (it looks across rows)"
+        else:
+            cut = joined_ranges(self.task, self.source, rows_per_item)
+        if isinstance(cut, str):
+            return f"--rows-per-item: operator package {package.name} {cut}"
+        self.source = cut
         return None
 
     def setup(self, device: Any = None) -> None:

@@ -20,13 +20,13 @@ dicts gives, dtypes included.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from dispatcher.errors import MalformedInput
+from templates.row_ranges import json_row
 
 TABLE_FORMATS = (".jsonl", ".csv", ".parquet")
 """Inputs read as tables of rows and written back in the same format."""
@@ -65,15 +65,8 @@ def rows_frame(lines: Iterable[bytes], where: str, first_line: int = 1) -> Any:
 
 def _rows(lines: Iterable[bytes], where: str, first_line: int) -> Iterator[dict[str, Any]]:
     for number, text in _texts(lines, where, first_line):
-        if not text.strip():
-            continue
-        try:
-            row = json.loads(text)
-        except ValueError as exc:
-            raise MalformedInput(f"{where}:{number}: not a JSON row: {exc}") from None
-        if not isinstance(row, dict):
-            raise MalformedInput(f"{where}:{number}: expected a JSON object, got {row!r:.60}")
-        yield row
+        if text.strip():
+            yield json_row(text, f"{where}:{number}")
 
 
 def _texts(lines: Iterable[bytes], where: str, first_line: int) -> Iterator[tuple[int, str]]:
@@ -213,21 +206,21 @@ def read_frame(path: str, key: str) -> Any:
         try:
             return pd.read_csv(path)
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:  # the bytes, not pandas
-            raise MalformedInput(f"{path}: not a CSV table: {_first_line(exc)}") from None
+            raise MalformedInput(f"{path}: not a CSV table: {first_line(exc)}") from None
     if kind == ".parquet":
         import pyarrow as pa
 
         try:
             frame = pd.read_parquet(path)
         except pa.ArrowInvalid as exc:  # the bytes are no Parquet (not a missing engine)
-            raise MalformedInput(f"{path}: not a Parquet file: {_first_line(exc)}") from None
+            raise MalformedInput(f"{path}: not a Parquet file: {first_line(exc)}") from None
         frame["file_path"] = path
         frame["file_name"] = key
         return frame
     return pd.DataFrame({"file_path": [path], "file_name": [key]})
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
 

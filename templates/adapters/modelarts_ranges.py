@@ -13,7 +13,7 @@ import io
 from typing import Any
 
 from dispatcher.errors import MalformedInput
-from templates.adapters.modelarts_files import rows_frame, write_frame
+from templates.adapters.modelarts_files import first_line, rows_frame, write_frame
 from templates.row_ranges import RowRange, file_format, first_line_number, read_bytes, read_lines
 
 
@@ -28,10 +28,9 @@ def read_range_frame(path: str, part: RowRange) -> Any:
         try:
             return pd.read_csv(io.BytesIO(read_bytes(path, part, header=True)))
         except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-            line = str(exc).strip().splitlines()
             raise MalformedInput(
                 f"{path}: not a CSV table (row range {part.index + 1} of {part.count}): "
-                f"{line[0] if line else type(exc).__name__}"
+                f"{first_line(exc)}"
             ) from None
     from templates.row_ranges import read_row_groups
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from dispatcher.stage import Row, Stage
 from dispatcher.task import Task
+from templates.parts import cut_parts, packed_parts
 
 
 class TaskStage(Stage):
@@ -23,22 +24,15 @@ class TaskStage(Stage):
 
     def __init__(self, task: Task, force: bool = False) -> None:
         super().__init__(task, force)
-        mode = getattr(self.source, "output_mode", None)
-        self.packed = mode if getattr(mode, "packs_rows", False) else None
+        self.source, self.packed = packed_parts(self.source)
         """The output mode that packs an item's rows into one part (`templates/packed.py`)."""
-        if self.packed is not None:
-            from templates.range_items import PartItems
-
-            # Cut or not, its parts are checked against the cut that made them.
-            self.source = PartItems(self.source, None)  # type: ignore[arg-type]
 
     def split_rows(self, rows_per_item: int) -> str | None:
         """A row task with a packed output: its items become row ranges, each packed into
         its own part file (`templates/range_items.py`, `PartItems`)."""
-        if self.packed is None:
-            return super().split_rows(rows_per_item)
-        self.source.rows_per_item = rows_per_item  # type: ignore[attr-defined]
-        return None
+        if cut_parts(self.source, rows_per_item):
+            return None
+        return super().split_rows(rows_per_item)
 
     def write_row(self, i: int, size: int, row: Row, result: Any, outputs: dict[str, Any]) -> None:
         if self.packed is not None:

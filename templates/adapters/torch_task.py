@@ -22,6 +22,7 @@ from dispatcher.items import ItemSource, TaskItems
 from dispatcher.stage import Batch, ItemRows, Row, Stage
 from dispatcher.task import Task, TorchTask
 from templates.adapters.torch_items import ListedItems, OwnRows
+from templates.parts import cut_parts, packed_parts
 
 
 def overrides(task_cls: type, name: str, base: type = TorchTask) -> bool:
@@ -89,23 +90,17 @@ class TorchTaskStage(Stage):
         super().__init__(task, force)
         self.device: Any = None
         self.model = "absent"  # absent | loaded | failed
-        mode = getattr(self.source, "output_mode", None)
-        self.packed = mode if getattr(mode, "packs_rows", False) else None
+        self.source, self.packed = packed_parts(self.source)
         """A packed output (`OutputPacked`): an item is a file or a row range of rows, each
         loaded in a DataLoader worker, batched across items, its value packed into the
         item's part."""
-        if self.packed is not None:
-            from templates.range_items import PartItems
-
-            self.source = PartItems(self.source, None)  # type: ignore[arg-type]
-            self.expands_items = True
+        self.expands_items = self.packed is not None
 
     def split_rows(self, rows_per_item: int) -> str | None:
         """A packed output: items become row ranges, a part each (`PartItems`)."""
-        if self.packed is None:
-            return super().split_rows(rows_per_item)
-        self.source.rows_per_item = rows_per_item  # type: ignore[attr-defined]
-        return None
+        if cut_parts(self.source, rows_per_item):
+            return None
+        return super().split_rows(rows_per_item)
 
     # --- the class ------------------------------------------------------------------------
 
@@ -240,14 +235,19 @@ class TorchTaskStage(Stage):
         with torch.inference_mode():
             return task.inference(self.device, size, **on_device)
 
-    def write_row(self, i: int, size: int, row: Row, result: Any, outputs: dict[str, Any]) -> None:
+    def _each_arguments(self, row: Row, result: Any, i: int) -> dict[str, Any]:
+        """`postprocess_each`'s keyword arguments for row `i`: its fields and its share of
+        the batch's result (spread when a dict, else as `result`)."""
         kwargs = dict(row)
         result_row = _batches().row_of(result, i)
         if isinstance(result, Mapping):
             kwargs.update(result_row)
         else:
             kwargs["result"] = result_row
-        kwargs.update(outputs)
+        return kwargs
+
+    def write_row(self, i: int, size: int, row: Row, result: Any, outputs: dict[str, Any]) -> None:
+        kwargs = {**self._each_arguments(row, result, i), **outputs}
         self.task.postprocess_each(i, size, **kwargs)  # type: ignore[attr-defined]
 
     def item_rows(self, batch: Batch, result: Any, size: int) -> list[Any]:
@@ -255,16 +255,12 @@ class TorchTaskStage(Stage):
         `postprocess` for the batch, or `process(device, batch)` returned."""
         task: Any = self.task
         if self.mode == "postprocess_each":
-            rows = []
-            for i in range(size):
-                kwargs = dict(self.row(batch, i))
-                result_row = _batches().row_of(result, i)
-                if isinstance(result, Mapping):
-                    kwargs.update(result_row)
-                else:
-                    kwargs["result"] = result_row
-                rows.append(task.postprocess_each(i, size, **kwargs))
-            return rows
+            return [
+                task.postprocess_each(
+                    i, size, **self._each_arguments(self.row(batch, i), result, i)
+                )
+                for i in range(size)
+            ]
         values = task.postprocess(size, result, **batch) if self.mode == "postprocess" else result
         if not isinstance(values, (list, tuple)) or len(values) != size:
             step = "postprocess" if self.mode == "postprocess" else "process"
