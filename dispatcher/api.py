@@ -79,6 +79,7 @@ def run(
             ("shard", None),
             ("shard_mode", "hash"),
             ("rows_per_item", None),
+            ("log_dir", "dispatch-logs"),
         )
         if getattr(request, name) != default
     }
@@ -89,7 +90,13 @@ def run(
     problems = request.problems()
     if problems:
         raise UsageError(*problems)
-    return runner.execute(request)
+    # A replayed `cfg` runs in the folder it was printed in (`printed_folder.py`); the
+    # caller's working directory is its own again afterwards.
+    here = os.getcwd()
+    try:
+        return runner.execute(request)
+    finally:
+        os.chdir(here)
 
 
 def _mixin_values(mixin: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -1,10 +1,8 @@
-"""`--print-config`: a document `--cfg` reads back as the same values, and why one printed
-in another folder would not replay the same run here."""
+"""`--print-config`: a document `--cfg` reads back as the same values."""
 
 from __future__ import annotations
 
 import functools
-import os
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -14,38 +12,6 @@ from dispatcher.errors import UsageError
 
 if TYPE_CHECKING:
     import yaml
-
-
-def replay_problems(printed_in: str | None, mixin: Any, roots: list[str]) -> list[str]:
-    """Why a `--cfg` printed in another folder would not make the same run here: its
-    relative roots, and relative values that name something there, would mean other
-    files here. A saved configuration with absolute paths replays from anywhere."""
-    if printed_in is None or os.path.realpath(printed_in) == os.path.realpath(os.getcwd()):
-        return []
-    relative = [r for r in roots if _is_relative(r)]
-    for value in _strings(mixin):
-        there = _is_relative(value) and os.path.exists(os.path.join(printed_in, value))
-        if there and value not in relative:
-            relative.append(value)
-    if not relative:
-        return []
-    return [
-        f"--cfg was printed in {printed_in}, where the relative paths "
-        f"{', '.join(map(repr, relative))} name other files and folders than here: run from "
-        "there, make them absolute, or delete its cwd: line"
-    ]
-
-
-def _is_relative(path: Any) -> bool:
-    return isinstance(path, str) and path != "" and "://" not in path and not os.path.isabs(path)
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return [value] if isinstance(value, str) else []
 
 
 _INTERPOLATION = re.compile(r"(\\*)\$\{")

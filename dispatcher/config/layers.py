@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from dispatcher.config.document import config_document, replay_problems
+from dispatcher.config.document import config_document
 from dispatcher.config.dotlist import (
     is_plain_dotlist,
     mark_command_line,
@@ -49,7 +49,6 @@ __all__ = [
     "apply_option_defaults",
     "config_document",
     "load_layers",
-    "replay_problems",
 ]
 
 

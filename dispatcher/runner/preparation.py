@@ -14,12 +14,7 @@ import sys
 from typing import Any
 
 from dispatcher import engines, sharding
-from dispatcher.config.layers import (
-    LayeredConfig,
-    apply_option_defaults,
-    load_layers,
-    replay_problems,
-)
+from dispatcher.config.layers import LayeredConfig, apply_option_defaults, load_layers
 from dispatcher.config.origins import placed
 from dispatcher.config.placeholders import fill
 from dispatcher.engines import Backbone
@@ -34,6 +29,7 @@ from dispatcher.runner.options import (
     option_words,
     unexpected_argument,
 )
+from dispatcher.runner.printed_folder import enter_printed_folder
 from dispatcher.runner.request import Request, option_hint
 from dispatcher.stage import Stage, adapter_for
 from dispatcher.storage.urls import is_url
@@ -82,7 +78,9 @@ def prepare(request: Request) -> Prepared:
     layers: LayeredConfig = load_layers(
         request.cfg, request.mixin_cfg, request.mixin, request.mixin_values
     )
+    own_task_file = request.task_file is not None
     request.take_cfg_settings(layers.run)
+    enter_printed_folder(request, layers.run.get("cwd"), own_task_file)
     if "storage" in layers.run:  # per-root store options, for this process and its workers
         from dispatcher.storage.client import configure
 
@@ -104,7 +102,7 @@ def prepare(request: Request) -> Prepared:
 
     task_args = namespace_of(namespace, options.task_actions)
     task = _make_task(task_cls, class_name, task_args, mixin)
-    shards = _checked_shards(task, request, layers, mixin, cli_shard)
+    shards = _checked_shards(task, request, cli_shard)
     stage = stage_cls(task, force=request.force)
     if request.rows_per_item is not None:
         problem = stage.split_rows(request.rows_per_item)
@@ -180,8 +178,6 @@ def _make_task(
 def _checked_shards(
     task: Task,
     request: Request,
-    layers: LayeredConfig,
-    mixin: Any,
     cli_shard: sharding.ShardSpec | None,
 ) -> list[sharding.ShardSpec]:
     """The run's shards (the task's own, then `--shard`), once the configured task's own
@@ -192,7 +188,6 @@ def _checked_shards(
     if not problems:  # roots are known once the configuration is valid
         errors.extend(UsageError(*root_overlaps(task.input_roots(), task.output_roots())))
         roots = [*task.input_roots(), *task.output_roots()]
-        errors.extend(UsageError(*replay_problems(layers.run.get("cwd"), to_plain(mixin), roots)))
         if any(map(is_url, roots)):  # a bucket that is missing or unreachable: before any work
             from dispatcher.storage import root_problems
 

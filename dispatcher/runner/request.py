@@ -141,6 +141,10 @@ class Request:
     """The command line's words, for the run record (None from Python)."""
     given: set[str] = field(default_factory=set)
     """Settings the request named, which win over a `--cfg` file's."""
+    invoked_in: str | None = None
+    """The folder the request was made in, set by preparation: a replayed `--cfg` runs in
+    the folder it was printed in (`printed_folder.py`), but this command line's words
+    (a relative `--cfg`, say) still mean what they meant here."""
 
     def problems(self) -> list[str]:
         """The settings the command line's own parser checks, checked for a request from

@@ -77,6 +77,9 @@ class Command:
     log_dir: str
     task_name: str
     grace: float
+    invoked_in: str
+    """Where the command was typed: its words (a relative `--cfg`) mean paths there, even
+    when a replayed `--cfg` made the check run in the folder it was printed in."""
 
     @property
     def output_roots(self) -> list[str]:
@@ -121,7 +124,15 @@ def prepare_command(words: list[str], parse: Parse, verb: str) -> Command:
     if problems:
         raise UsageError(*problems)
     name = type(prepared.task).__name__
-    return Command(words, prepared, shard_mode, request.log_dir, name, float(request.grace))
+    return Command(
+        words,
+        prepared,
+        shard_mode,
+        request.log_dir,
+        name,
+        float(request.grace),
+        request.invoked_in or os.getcwd(),
+    )
 
 
 def slurm_dir(log_dir: str) -> str:
@@ -139,7 +150,7 @@ def write_submission(command: Command, record: dict[str, Any]) -> str:
         "output_roots": command.output_roots,
         "shard_mode": command.shard_mode,
         "command": command.words,
-        "cwd": os.getcwd(),
+        "cwd": command.invoked_in,
         **record,
     }
     tmp = path + ".tmp"

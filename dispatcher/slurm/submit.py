@@ -282,7 +282,7 @@ def main(argv: Sequence[str], parse: Parse) -> int:
             count,
             words,
             log_dir=log_dir,
-            cwd=os.getcwd(),
+            cwd=command.invoked_in,
             job_name=args.job_name or f"dispatch-{command.task_name}",
             options=sbatch_options(args),
             parallel=args.parallel,

@@ -205,25 +205,74 @@ def test_print_config_read_back_by_cfg_gives_every_value_back(tmp_path):
     assert replayed == direct and direct["any"] == "1e3" and direct["note"] == "${x}"
 
 
-def test_a_printed_config_with_relative_paths_replays_only_where_it_was_printed(tmp_path):
+def _printed_wordcount(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(the folder a WordCount run over `input=data output=out` was printed in, the saved
+    document, another folder with a `data/` of the same names and other words)."""
     here = tmp_path / "here"
     shutil.copytree(REPO / "tasks" / "data" / "text", here / "data")
     printed = dispatch_here(REPO / "tasks" / "wordcount.py", "WordCount", "--print-config",
                             "--mixin", "input=data", "output=out", cwd=here)  # fmt: skip
     assert printed.returncode == 0, printed.stderr
-    saved = write_file(tmp_path / "run.yaml", printed.stdout)
+    saved = write_file(tmp_path / "saved" / "run.yaml", printed.stdout)
     elsewhere = tmp_path / "elsewhere"
-    shutil.copytree(here / "data", elsewhere / "data")  # same names, other files
+    for path in (here / "data").rglob("*.txt"):
+        write_file(elsewhere / "data" / path.relative_to(here / "data"), "other words\n")
+    return here, saved, elsewhere
+
+
+def test_a_printed_config_with_relative_paths_replays_from_anywhere_where_it_was_printed(tmp_path):
+    here, saved, elsewhere = _printed_wordcount(tmp_path)
+    direct = run_dispatch(REPO / "tasks" / "wordcount.py", "WordCount", "--backbone", "serial",
+                          "--mixin", "input=data", f"output={tmp_path / 'direct'}", cwd=here)  # fmt: skip
+    assert direct.returncode == 0, direct.stderr
+    # From another folder, by a relative path to the document, with a relative --log-dir:
+    # the roots are the printed folder's, the command line's own paths are this folder's.
+    proc = run_dispatch("--cfg", "../saved/run.yaml", "--backbone", "mp", "--log-dir", "logs",
+                        cwd=elsewhere)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"dispatch: --cfg was printed in {here}: the run works there" in proc.stderr
+    assert tree(here / "out") == tree(tmp_path / "direct")
+    assert not (elsewhere / "out").exists() and list((elsewhere / "logs").rglob("run.json"))
+    assert not (here / "logs").exists()
+    # The values kept their text: the document printed again names the same roots.
+    again = dispatch_here("--cfg", saved, "--print-config", cwd=elsewhere)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == saved.read_text()
+    # Rerun from a third folder: nothing left to make.
+    proc = run_dispatch("--cfg", saved, cwd=tmp_path)
+    assert proc.returncode == 0 and "all done (3 found)" in proc.stderr, proc.stderr
+
+
+def test_a_printed_config_whose_folder_is_gone_is_refused_before_any_work(tmp_path):
+    here, saved, elsewhere = _printed_wordcount(tmp_path)
+    shutil.rmtree(here)
     proc = dispatch_here("--cfg", saved, "--backbone", "serial", cwd=elsewhere)
     assert proc.returncode == 2 and not (elsewhere / "out").exists()
     assert _errors(proc) == [
-        f"dispatch: error: --cfg was printed in {here}, where the relative paths 'data', "
-        "'out' name other files and folders than here: run from there, make them absolute, "
-        "or delete its cwd: line"
+        f"dispatch: error: --cfg was printed in {here}, which is not a folder here, so its "
+        "relative paths name nothing: run where they name the same files, or delete its "
+        "cwd: line"
     ]
-    proc = dispatch_here("--cfg", saved, "--backbone", "serial", cwd=here)
+    # Without its cwd: line, the document means this folder.
+    lines = saved.read_text().splitlines(keepends=True)
+    saved.write_text("".join(line for line in lines if not line.startswith("cwd:")))
+    proc = dispatch_here("--cfg", saved, "--backbone", "serial", cwd=elsewhere)
     assert proc.returncode == 0, proc.stderr
-    assert (here / "out").is_dir()
+    assert dict(json.loads((elsewhere / "out" / "fox.txt.json").read_text())["top"])["other"] == 1
+
+
+def test_a_replay_from_python_works_where_it_was_printed_and_gives_the_folder_back(tmp_path):
+    here, saved, elsewhere = _printed_wordcount(tmp_path)
+    before = os.getcwd()
+    os.chdir(elsewhere)
+    try:
+        result = dispatcher.run(f"{REPO / 'tasks' / 'wordcount.py'}:WordCount", cfg=saved,
+                                backbone="serial", log_dir="logs")  # fmt: skip
+        assert os.getcwd() == str(elsewhere)
+    finally:
+        os.chdir(before)
+    assert result.exit_code == 0 and result.counts.succeeded == 3
+    assert (here / "out" / "fox.txt.json").is_file() and (elsewhere / "logs").is_dir()
 
 
 # --- Python: str values pass through untouched --------------------------------------------

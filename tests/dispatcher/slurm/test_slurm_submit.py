@@ -134,6 +134,34 @@ def test_script_offsets_shards_of_a_later_submission(tmp_path):
     assert mine and set(outputs(tmp_path)) == mine
 
 
+def test_a_replayed_config_is_submitted_from_where_it_is_typed_and_runs_where_printed(tmp_path):
+    """A `--cfg` printed elsewhere, given by a relative path: the script starts where the
+    command was typed (so the path still names the document) and the run works where the
+    document was printed (so its relative roots name what they named)."""
+    here, typed = tmp_path / "here", tmp_path / "typed"
+    here.mkdir(), typed.mkdir()
+    printed = run_dispatch(task_file("slurm_submit_stamp"), "Stamp", "--backbone", "serial",
+                           "--print-config", "--mixin", "output=out", "journal=journal.jsonl",
+                           "count=12", cwd=here)  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    (typed / "run.yaml").write_text(printed.stdout)
+    done = run_dispatch("submit", "--array", "2", "--dry-run", "--", "--cfg", "run.yaml",
+                        "--log-dir", "logs", cwd=typed)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    script = done.stdout.split("\n", 1)[1]  # after the "# sbatch" line
+    assert f"#SBATCH --chdir={typed}\n" in script
+    assert f"#SBATCH --output={typed / 'logs' / 'slurm'}/%A_%a.out\n" in script
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(SLURM_ARRAY_JOB_ID="5", SLURM_JOB_ID="6", SLURM_ARRAY_TASK_ID="1")
+    (typed / "job.sh").write_text(script)
+    ran = subprocess.run(["bash", "job.sh"], env=env, cwd=typed, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    mine = {f"item-{i:03d}" for i in range(12) if hash_bucket(f"item-{i:03d}", 2) == 1}
+    assert {p.stem for p in (here / "out").glob("*.json")} == mine
+    assert not (typed / "out").exists() and list((typed / "logs").rglob("run.json"))
+
+
 # --- checks before anything is submitted -----------------------------------------------------
 
 
