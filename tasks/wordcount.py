@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections import Counter
 
 from dispatcher import Placeholder, Task, atomic_write
@@ -26,6 +27,9 @@ class WordCount(Task):
         "output": Placeholder(str, help="folder the .json counts go to"),
         "top": Placeholder(int, default=10, help="how many of the most common words to keep"),
         "lowercase": Placeholder(bool, default=True, help="fold case before counting"),
+        "pause": Placeholder(
+            float, default=0.0, help="seconds to wait on each file: time to watch a run, or stop it"
+        ),
     }
 
     @classmethod
@@ -60,6 +64,7 @@ class WordCount(Task):
         return exists(self._output(path), root=self.mixin.output)
 
     def process(self, path):
+        time.sleep(self.mixin.pause)
         with local_copy(join(self.mixin.input, path)) as src, open(src, encoding="utf-8") as fh:
             text = fh.read()
         words = text.lower().split() if self.mixin.lowercase else text.split()

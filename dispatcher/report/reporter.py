@@ -388,6 +388,8 @@ class Reporter:
 
     def _complete_record(self, wall: float, outcome: str, code: int) -> None:
         """The run record as the run ended: its counts, times, outcome and exit code."""
+        # The last progress sample: a run shorter than a heartbeat gets one too.
+        add_sample(self.record, wall, self.counts.settled, self.counts.failed)
         self.record.update(
             counts=self.counts.to_record(),
             end=now_text(),

@@ -8,7 +8,6 @@ what happened to each shard's last attempt.
 
 from __future__ import annotations
 
-import dataclasses
 import getpass
 import glob
 import json
@@ -34,28 +33,7 @@ from dispatcher.slurm.command import (
     split_command,
     submissions,
 )
-
-
-@dataclasses.dataclass
-class ShardRow:
-    shard: int
-    items: int = 0
-    done: int = 0
-    outcome: str | None = None
-    """The last run record's outcome ('success', 'interrupted by SIGTERM', 'running', ...)."""
-    exit_code: int | None = None
-    job: str | None = None
-    """ARRAYJOB_TASK of the last run record, when it ran as a SLURM array task."""
-    record: str | None = None
-    queue: str | None = None
-    """PENDING, RUNNING, ... while an array task of this shard is in `squeue`."""
-
-    @property
-    def to_run(self) -> int:
-        return self.items - self.done
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "to_run": self.to_run}
+from dispatcher.slurm.shard_row import ShardRow
 
 
 def shard_numbers(keys: Sequence[str], count: int, mode: str) -> list[int]:
@@ -93,9 +71,12 @@ def last_records(command: Command, count: int) -> dict[int, tuple[str, dict[str,
             continue
         if not isinstance(record, dict) or record.get("output_roots") != command.output_roots:
             continue
-        match = _SHARD.match(str(record.get("config", {}).get("shard", "")))
+        shard = str(record.get("config", {}).get("shard", ""))
+        match = _SHARD.match(shard)
         if match and match[1] == command.shard_mode and int(match[3]) == count:
             found[int(match[2])] = (path, record)
+        elif shard == "all" and count == 1:  # a run of every item is the one shard of one
+            found[0] = (path, record)
     return found
 
 
@@ -181,7 +162,8 @@ def resubmittable(
 def status_parser() -> OwnParser:
     parser = OwnParser(
         prog="dispatch status",
-        usage="dispatch status [--array N] [--json] [--] TASK_FILE TASK_CLASS [dispatch options]",
+        usage="dispatch status [--array N] [--json] [--html FILE] [--] TASK_FILE TASK_CLASS "
+        "[dispatch options]",
         description="Per shard: items, done and to run (from the outputs), the last run's "
         "outcome and exit code (from its run record), the queue state (from squeue).",
     )
@@ -189,7 +171,25 @@ def status_parser() -> OwnParser:
         "--array", type=positive_int, metavar="N", help="shard count (default: the last submit's)"
     )
     parser.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    parser.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write a self-contained status page: progress, throughput over time, "
+        "failures by kind, the commands to resubmit",
+    )
     return parser
+
+
+def _html_problem(path: str) -> str | None:
+    """Why the page cannot be written at `path`, checked before anything is counted."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"--html {path}: is a folder; give a file name (status.html)"
+    if not os.path.isdir(folder):
+        return f"--html {path}: no folder {folder} to write it in"
+    if not os.access(folder, os.W_OK):
+        return f"--html {path}: the folder {folder} is not writable"
+    return None
 
 
 def _table(rows: list[ShardRow], squeue: bool) -> str:
@@ -212,10 +212,22 @@ def main(argv: Sequence[str], parse: Parse) -> int:
     parser = status_parser()
     own, words = split_command(list(argv), parser)
     args = parser.parse_args(own)
+    page = os.path.abspath(args.html) if args.html else None
+    problem = _html_problem(args.html) if args.html else None
+    if problem:
+        raise UsageError(problem)
     command = prepare_command(words, parse, "status")
     count = args.array or remembered_count(command, "status")
     rows, squeue = status_rows(command, count)
     complete = sum(1 for r in rows if not r.to_run)
+    if page is not None:
+        from dispatcher.outputs import atomic_write
+        from dispatcher.slurm.status_page import status_page
+
+        text = status_page(command, count, rows, last_records(command, count), squeue)
+        with atomic_write(page) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        logger.info(f"status page {page}")
     if args.json:
         totals = {
             "items": sum(r.items for r in rows),

@@ -49,7 +49,11 @@ def test_a_running_reporter_beats_with_progress_samples(tmp_path, monkeypatch):
     assert [s[1:] for s in record["samples"]] == [[1, 0], [1, 0]]  # (settled, failed)
     assert record["heartbeat"] >= first["heartbeat"]
     assert reporter.finish(None) == 0
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["outcome"] == "success"
+    final = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert final["outcome"] == "success"
+    # The end is a sample too: a run shorter than a heartbeat has its throughput.
+    assert len(final["samples"]) == 3
+    assert final["samples"][-1] == [round(final["wall_seconds"], 1), 1, 0]
 
 
 def test_status_shows_a_killed_shard_as_killed(tmp_path):
