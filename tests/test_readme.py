@@ -5,22 +5,20 @@ written says how it is meant in its fence's info string, and runs that way here:
 
 - ```bash ctrl-c: a run to stop; it is started, SIGINT is sent once its items run, and it
   must say it is stopping and exit 130.
-- ```bash server: a block that starts a server in the background (`... -p PORT ... &`);
-  it runs as one script, on a free port instead of PORT, waits for the server to listen
-  before the next line, and the server is stopped after the block.
+- ```bash server: a block that starts a server in the background, then uses it. It is
+  not run here: tests/dispatcher/storage/test_object_roots.py runs its other lines against
+  the session's S3 server (what its first lines start and export) and checks the store.
 
 Other fences (```text, ```python, ```sh) are not commands to run here.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import time
 
@@ -98,42 +96,6 @@ def _run_interrupted(command: str, cwd) -> None:
     assert "dispatch: stopping (SIGINT)" in err, err
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _run_with_server(block: str, cwd) -> None:
-    """A ```bash server block as one script: its server on a free port, waited for, stopped
-    after the block."""
-    lines = _lines(block)
-    started = [line for line in lines if line.endswith("&")]
-    assert len(started) == 1, "a server block starts one server in the background"
-    port = re.search(r"-p (\d+)", started[0])
-    assert port, "the server line names its port (-p PORT)"
-    free = str(_free_port())
-    script = ["set -e"]
-    for line in lines:
-        script.append(re.sub(rf"\b{port[1]}\b", free, line))
-        if line is started[0]:
-            script.append(
-                f"for _ in $(seq 600); do (echo > /dev/tcp/127.0.0.1/{free}) 2>/dev/null "
-                "&& break; sleep 0.1; done"
-            )
-    proc = subprocess.Popen(
-        ["bash", "-c", "\n".join(script)], cwd=cwd, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    try:
-        out, err = proc.communicate(timeout=300)
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # the server, in the block's group
-            os.killpg(proc.pid, signal.SIGTERM)
-    assert proc.returncode == 0, f"{block}\n{out}\n{err}"
-    assert "— success" in err, err  # the run against the server made its outputs
-
-
 @pytest.mark.slow
 def test_every_readme_command_runs(tmp_path):
     shutil.copytree(
@@ -143,9 +105,7 @@ def test_every_readme_command_runs(tmp_path):
     for how, block in readme_blocks():
         assert how in HOW, f"unknown README fence: bash {how}"
         if how == "server":
-            _run_with_server(block, tmp_path)
-            ran += 1
-            continue
+            continue  # run by test_object_roots.py, against the session's S3 server
         for command in _lines(block):
             if how == "ctrl-c":
                 _run_interrupted(command, tmp_path)

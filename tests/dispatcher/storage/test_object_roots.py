@@ -265,14 +265,16 @@ def test_per_root_options_come_from_the_storage_section_of_cfg(s3_server, tmp_pa
 
 
 def test_the_readme_bucket_tour_runs(s3_server, tmp_path):
-    """The README's `sh` block, against the session's store: its server start and exports
-    are what the fixture did; the bucket is a fresh one."""
+    """The README's `bash server` block, against the session's store: its server start and
+    exports are what the fixture did; the bucket is a fresh one."""
     import re
 
     shutil.copytree(
         REPO / "tasks", tmp_path / "tasks", ignore=shutil.ignore_patterns("__pycache__")
     )
-    (block,) = re.findall(r"### Buckets.*?```sh\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    (block,) = re.findall(
+        r"### Buckets.*?```bash server\n(.*?)```", (REPO / "README.md").read_text(), re.S
+    )
     bucket = f"tour-{os.urandom(5).hex()}"  # the tour makes it
     for line in block.splitlines():
         if line.startswith(("python -m moto.server", "export ")):
