@@ -122,6 +122,7 @@ BUILTIN: dict[str, str] = {
     "serial": "backbones.serial:SerialBackbone",
     "mp": "backbones.mp:ProcessPoolBackbone",
     "torch": "backbones.torch:TorchBackbone",
+    "ray": "backbones.ray:RayBackbone",
 }
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers_ray import RayCluster
 from helpers_s3 import S3Endpoint, S3Server
 
 from dispatcher.outputs.records import is_provenance_name
@@ -197,10 +198,13 @@ def _dispatch_surroundings(
 
 def backbone_params(names) -> list:
     """Backbone names as test parameters; `torch` skips where torch is not installed (as
-    under scripts/pandas-floor.sh), so the rest of a file still runs there."""
+    under scripts/pandas-floor.sh), so the rest of a file still runs there; `ray` runs on
+    the session's Ray cluster (`on_ray`), marked slow."""
     no_torch = importlib.util.find_spec("torch") is None
     skip = pytest.mark.skipif(no_torch, reason="needs torch")
-    return [pytest.param(n, marks=skip) if n == "torch" else n for n in names]
+    no_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs ray")
+    marks = {"torch": [skip], "ray": [no_ray, pytest.mark.slow]}
+    return [pytest.param(n, marks=marks[n]) if n in marks else n for n in names]
 
 
 def run_in_terminal(*args: object, columns: int = 120, stdout: bool = False) -> tuple[int, str]:
@@ -343,3 +347,32 @@ def s3_server() -> Iterator[S3Endpoint]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """One Ray cluster for the whole session: a head and a second node joined to it, on
+    127.0.0.1 (helpers_ray.py). Skips where ray is not installed."""
+    pytest.importorskip("ray", reason="ray is not installed: needs the test extra")
+    cluster = RayCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def on_ray(ray_cluster: RayCluster, monkeypatch: pytest.MonkeyPatch) -> RayCluster:
+    """Runs in this test join the session's cluster through RAY_ADDRESS, as the pods of a
+    KubeRay cluster do."""
+    for name, value in ray_cluster.env().items():
+        monkeypatch.setenv(name, value)
+    return ray_cluster
+
+
+@pytest.fixture(autouse=True)
+def _ray_parameter(request: pytest.FixtureRequest) -> None:
+    """A test run with the backbone parameter `ray` (`backbone_params`) joins the cluster."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and "ray" in callspec.params.values():
+        request.getfixturevalue("on_ray")

@@ -19,7 +19,7 @@ from dispatcher.report.fail_fast import FIRST_ITEMS
 
 # (spellings, metavar or None for a flag, help)
 RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
-    (("--backbone",), "NAME", "execution engine: auto (default), serial, mp, torch, or a plugin's"),
+    (("--backbone",), "NAME", "execution engine: auto (default), serial, mp, torch, ray, or a plugin's"),
     (
         ("--cfg",),
         "FILE",

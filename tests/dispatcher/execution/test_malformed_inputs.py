@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from conftest import failures, run_dispatch, run_record, task_file
+from conftest import backbone_params, failures, run_dispatch, run_record, task_file
 
 ROWS = task_file("malformed_rows")
 
@@ -15,7 +15,7 @@ ROWS = task_file("malformed_rows")
 def _run(tmp_path: Path, backbone: str, *mixin: str):
     options = {
         "serial": [], "mp": ["--num-process", "2"], "torch": ["--device", "cpu"],
-        "devices": ["--devices", "cpu,cpu", "--num-workers", "1"],
+        "devices": ["--devices", "cpu,cpu", "--num-workers", "1"], "ray": ["--num-actors", "2"],
     }[backbone]  # fmt: skip
     engine = "torch" if backbone == "devices" else backbone
     return run_dispatch(
@@ -25,7 +25,7 @@ def _run(tmp_path: Path, backbone: str, *mixin: str):
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("backbone", ["serial", "mp", "torch"])
+@pytest.mark.parametrize("backbone", ["serial", "mp", "torch", *backbone_params(["ray"])])
 def test_malformed_inputs_exit_2_after_the_other_items_ran(tmp_path, backbone):
     proc = _run(tmp_path, backbone, "bad=3+17", "boom=5")
     assert proc.returncode == 2, proc.stderr

@@ -70,6 +70,7 @@ BACKBONES = {
     "serial": [],
     "mp": ["--num-process", "2"],
     "torch": ["--device", "cpu", "--num-workers", "1"],
+    "ray": ["--num-actors", "2"],
 }
 
 

@@ -212,7 +212,7 @@ def test_each_class_runs_where_its_backbone_places_that_step(backbone, tmp_path)
 BAD_ROWS = '{"text": "ok"}\n{"text": broken\n'
 
 
-@pytest.mark.parametrize("backbone", backbone_params(["serial", "mp", "torch"]))
+@pytest.mark.parametrize("backbone", backbone_params(["serial", "mp", "torch", "ray"]))
 def test_an_unreadable_row_is_malformed_input_exit_2_naming_file_and_line(tmp_path, backbone):
     """The bad file writes nothing and is not retried, the good one is made, the run exits
     2 with one error line naming file:line; fixed, a rerun makes only the bad file."""
@@ -463,7 +463,7 @@ def _cases(step: str, gives: str, backbones: list[str]) -> list:
     ("step", "gives", "backbone"),
     [
         *_cases("PreProcess", "none", ["serial", "torch"]),
-        *_cases("Process", "none", ["serial", "mp", "torch", "devices"]),
+        *_cases("Process", "none", ["serial", "mp", "torch", "devices", "ray"]),
         *_cases("PostProcess", "none", ["serial"]),
         *_cases("Process", "list", ["serial"]),
         *_cases("PostProcess", "list", ["mp", "torch", "devices"]),
@@ -478,7 +478,7 @@ def test_a_step_returning_no_dataframe_fails_its_file_and_a_rerun_runs_it(
     for i in range(3):
         write_file(data / f"r{i}.jsonl", json.dumps({"i": i}) + "\n")
     out, logs = tmp_path / "out", tmp_path / "logs"
-    engine = {"serial": [], "mp": ["--num-process", "2"],
+    engine = {"serial": [], "mp": ["--num-process", "2"], "ray": ["--num-actors", "2"],
               "torch": ["--device", "cpu", "--num-workers", "1", "--batch-size", "2"],
               "devices": ["--devices", "cpu,cpu", "--num-workers", "1", "--batch-size", "2"]}  # fmt: skip
     backbone_name = "torch" if backbone == "devices" else backbone
