@@ -46,6 +46,7 @@ from dispatcher.outputs.lease import RunLease
 from dispatcher.report.ledger import ItemLedger, Ledger, Retries, RowLedger
 from dispatcher.report.log import logger, note
 from dispatcher.report.reporter import Reporter
+from dispatcher.report.task_log import keep_run_log
 from dispatcher.stage import Stage
 from dispatcher.task import Item, Task
 
@@ -86,6 +87,7 @@ __all__ = [
     "error_line",
     "failed",
     "is_task_exit",
+    "keep_run_log",
     "known_names",
     "load",
     "load_row",

@@ -34,6 +34,7 @@ from dispatcher.engines import (
     Stage,
     StageFailed,
     error_line,
+    keep_run_log,
     logger,
     run_batch,
     run_item,
@@ -149,6 +150,7 @@ def _run_chunk(stage: Stage, chunk: list[tuple[int, Any]], state: Any, conn: Con
 
 
 def _serve(stage: Stage, conn: Connection, state: Any, parent: ParentWatch) -> None:
+    keep_run_log(stage.run_dir)  # a spawned worker has no handler of its parent's
     try:
         stage.setup()
     except ControlFlow:

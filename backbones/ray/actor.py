@@ -22,6 +22,7 @@ from dispatcher.engines import (
     Stage,
     StageFailed,
     error_line,
+    keep_run_log,
     run_batch,
     run_item,
 )
@@ -56,6 +57,7 @@ class StageActor:
         same files on a shared filesystem); (error, traceback) when it fails."""
         if os.path.isdir(self.workdir):
             os.chdir(self.workdir)
+        keep_run_log(self.stage.run_dir)
         try:
             device = None
             if self.stage.uses_device:

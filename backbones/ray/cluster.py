@@ -120,7 +120,7 @@ def route_actor_output(write_line: Callable[[str], None]) -> Callable[[], None]:
         return lambda: None
 
     def write(data: dict[str, Any], ignore_prefix: bool = False) -> None:
-        if isinstance(data.get("pid"), int):  # an actor's process, not "raylet"
+        if str(data.get("pid")).isdigit():  # an actor's process, not "raylet"
             for line in data.get("lines") or []:
                 write_line(str(line))
 

@@ -11,6 +11,7 @@ its place.
 from __future__ import annotations
 
 import collections
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +36,17 @@ BARREN_DEATHS_LIMIT = 3
 TEARDOWN_SECONDS = 30.0
 SETUP_WAIT = 5.0
 """At the end, how long an actor still in setup() may take to finish it (and tear down)."""
+
+
+_ESCAPES = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def ray_error_line(exc: BaseException) -> str:
+    """The error line of a Ray failure, told by what caused it (a call's error wraps its
+    cause), without Ray's terminal colours."""
+    while getattr(exc, "cause", None) is not None:
+        exc = exc.cause  # type: ignore[attr-defined]
+    return _ESCAPES.sub("", error_line(exc))
 
 
 @dataclass
@@ -87,6 +99,8 @@ class Driver:
         self.batch_size = batch_size
         self.ledger = ItemLedger(self.items, self.reporter, retries)
         self.pending: collections.deque[int] = collections.deque(range(len(self.items)))
+        self.single: set[int] = set()
+        """Items that go out alone: their chunk could not be sent, or its call failed."""
         self.actors: list[_Actor] = []
         self.halting = False
         self.barren_deaths = 0
@@ -133,6 +147,8 @@ class Driver:
                 self._send(actor)
 
     def _chunk_size(self) -> int:
+        if self.pending and self.pending[0] in self.single:
+            return 1
         if self.batch_size is not None:
             return self.batch_size
         if not self.ran:
@@ -146,7 +162,17 @@ class Driver:
         seqs = [self.pending.popleft() for _ in range(min(size, len(self.pending)))]
         alone = bool(self.lease is not None and self.lease.alone())
         call = actor.handle.run_chunk.options(num_returns="streaming")
-        gen = call.remote(alone, [(seq, self.items[seq]) for seq in seqs])
+        try:
+            gen = call.remote(alone, [(seq, self.items[seq]) for seq in seqs])
+        except Exception as exc:  # an item Ray cannot serialize: each is tried alone
+            if len(seqs) == 1:
+                key = self.items[seqs[0]][0]
+                error = f"item cannot be sent to a Ray actor: {ray_error_line(exc)}"
+                self.ledger.record(seqs[0], Outcome(key, False, error))
+            else:
+                self.single.update(seqs)
+                self.pending.extendleft(reversed(seqs))
+            return
         actor.chunks.append(_Chunk(gen, seqs, alone))
 
     def _let_newcomers_in(self) -> None:
@@ -200,7 +226,7 @@ class Driver:
         try:
             failure = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as exc:
-            self._on_death(actor, error_line(exc))
+            self._on_death(actor, ray_error_line(exc))
             return
         if failure is not None:
             self._forget(actor)
@@ -219,11 +245,16 @@ class Driver:
             self.pending.extendleft(reversed(chunk.seqs[chunk.acked :]))
             return
         except self.ray.exceptions.RayActorError as exc:
-            self._on_death(actor, error_line(exc))
+            self._on_death(actor, ray_error_line(exc))
             return
-        except self.ray.exceptions.RayError as exc:
+        except self.ray.exceptions.RayError as exc:  # the actor lives: the call failed
             actor.chunks.remove(chunk)
-            self._settle_lost(chunk, f"its Ray call failed: {error_line(exc)}", True)
+            unsettled = chunk.seqs[chunk.acked :]
+            if len(unsettled) > 1:  # which item broke it (one its arguments cannot be
+                self.single.update(unsettled)  # rebuilt from, say) is found alone
+                self.pending.extendleft(reversed(unsettled))
+                return
+            self._settle_lost(chunk, f"its Ray call failed: {ray_error_line(exc)}", True)
             return
         ran, busy, reports, stage_failed = progress
         self.ran += ran

@@ -4,7 +4,8 @@ Its lines go to stderr as they are (no `dispatch:` prefix), beside the progress 
 so they never tear a bar, and into `task.log` beside the run's `run.json`, each with its
 time, level and process id. In an `mp` worker the stderr side goes to the parent, which
 writes it beside its display (`backbones/mp/worker.py` forwards the worker's whole
-stdout and stderr, `print()` included); the file side is appended to directly.
+stdout and stderr, `print()` included); the file side is appended to directly, by every
+worker and Ray actor (`keep_run_log`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ def open_run_log(run_dir: str) -> logging.Handler:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(message)s"))
     get_logger().addHandler(handler)
     return handler
+
+
+def keep_run_log(run_dir: str | None) -> None:
+    """In a worker or an actor: the task logger writes to the run's `task.log` too (a
+    forked worker already does, with its parent's handler; a spawned one or a Ray actor
+    on another node opens it here, where the log folder is shared)."""
+    if run_dir is None or not os.path.isdir(run_dir):
+        return
+    path = os.path.abspath(os.path.join(run_dir, LOG_NAME))
+    for handler in get_logger().handlers:
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == path:
+            return
+    open_run_log(run_dir)
 
 
 def close_run_log(handler: logging.Handler) -> None:

@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, failures, run_dispatch, run_record, start_dispatch, task_file, tree
+from conftest import (
+    REPO,
+    failures,
+    run_dir,
+    run_dispatch,
+    run_record,
+    start_dispatch,
+    task_file,
+    tree,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("on_ray")]
 
@@ -155,6 +165,27 @@ def test_shards_compose_and_retries_rerun_failed_items(tmp_path):
     done = run_dispatch(*probe(flaky, "--retries", "1", n=10, flaky="2,7"))
     assert done.returncode == 0 and len(outputs(flaky)) == 10, done.stderr
     assert "retrying 0002 (1/1)" in done.stderr
+
+
+def test_an_item_that_cannot_be_rebuilt_in_an_actor_fails_alone(tmp_path):
+    out = tmp_path / "out"
+    done = run_dispatch(*probe(out, "--num-actors", "1", n=30, garbled_on=17))
+    assert done.returncode == 1, done.stderr
+    assert sorted(outputs(out)) == [f"{i:04d}.txt" for i in range(30) if i != 17]
+    (failed,) = failures(tmp_path / "logs", "Probe")
+    assert failed["key"] == "0017" and failed["error"].startswith("its Ray call failed: ")
+    assert "not a number" in failed["error"]
+
+
+def test_what_actors_print_and_log_reaches_the_driver_and_the_task_log(tmp_path):
+    done = run_dispatch(task_file("report_printing"), "Printing", "--backbone", "ray",
+                        "--num-actors", "2", "--log-dir", tmp_path / "logs")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    for i in range(8):
+        assert f"printed {i}" in lines and f"logged {i}" in lines, done.stderr
+    log = (run_dir(tmp_path / "logs", "Printing") / "task.log").read_text()
+    assert sorted(re.findall(r" INFO \[\d+\] logged (\d)$", log, flags=re.M)) == list("01234567")
 
 
 def test_a_failing_setup_ends_the_run_with_one_clear_error(tmp_path):

@@ -30,6 +30,14 @@ def test_a_workers_lines_never_glue_onto_the_bar_and_the_log_is_kept(tmp_path):
     assert all(int(pid) != parent for pid, _ in logged)  # written by the workers themselves
 
 
+def test_spawned_workers_write_the_task_log_too(tmp_path):
+    done = run_dispatch(TASK, "Printing", "--backbone", "mp", "--start-method", "spawn",
+                        "--num-process", "2", "--log-dir", tmp_path / "logs")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    log = (run_dir(tmp_path / "logs", "Printing") / "task.log").read_text()
+    assert sorted(re.findall(r" INFO \[\d+\] logged (\d)$", log, flags=re.M)) == list("01234567")
+
+
 def test_serial_task_lines_go_to_stderr_and_the_log(tmp_path):
     done = run_dispatch(TASK, "Printing", "--backbone", "serial", "--log-dir", tmp_path / "logs",
                         "--mixin", "n=3", "sleep=0")  # fmt: skip
