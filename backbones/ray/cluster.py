@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,8 @@ from dispatcher.engines import UsageError, blocked_stop_signals
 LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
 """A local Ray's object store: items and reports are small; this keeps /dev/shm free."""
 LISTEN_CHECK_SECONDS = 5.0
+LINES_QUIET_SECONDS = 0.5
+LINES_WAIT_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,11 @@ def route_actor_output(write_line: Callable[[str], None]) -> Callable[[], None]:
     if original is None:
         return lambda: None
 
+    last = [time.monotonic()]
+
     def write(data: dict[str, Any], ignore_prefix: bool = False) -> None:
         if str(data.get("pid")).isdigit():  # an actor's process, not "raylet"
+            last[0] = time.monotonic()
             for line in data.get("lines") or []:
                 write_line(str(line))
 
@@ -128,6 +134,12 @@ def route_actor_output(write_line: Callable[[str], None]) -> Callable[[], None]:
     swapped = _swap_log_handler(write)
 
     def restore() -> None:
+        # Ray brings the actors' lines a moment after they were written: the last ones
+        # are waited for (until none came for LINES_QUIET_SECONDS, within a limit).
+        deadline = time.monotonic() + LINES_WAIT_SECONDS
+        last[0] = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - last[0] < LINES_QUIET_SECONDS:
+            time.sleep(0.05)
         ray_worker.print_to_stdstream = original
         swapped()
 
