@@ -117,15 +117,33 @@ class StageActor:
         return None
 
 
-def actor_class(num_cpus: float, num_gpus: float) -> Any:
-    """`StageActor` as a Ray actor class: one chunk at a time, `halt` beside it."""
+FORWARDED = ("AWS_", "DISPATCH_STORAGE_OPTIONS", "DISPATCH_SCRATCH")
+"""What the driver's environment tells actors: a store's credentials, endpoint and region
+(`AWS_*`), per-root store options and where scratch goes. An actor on a cluster's node
+has that node's environment otherwise; the run's own scratch folder is not forwarded
+(each node makes its own)."""
+
+
+def forwarded_env(environ: dict[str, str]) -> dict[str, str]:
+    return {
+        name: value
+        for name, value in environ.items()
+        if name.startswith(FORWARDED) and name != "DISPATCH_SCRATCH_FOLDER"
+    }
+
+
+def actor_class(num_cpus: float, num_gpus: float, env: dict[str, str]) -> Any:
+    """`StageActor` as a Ray actor class: one chunk at a time, `halt` beside it, the
+    driver's `env` set in its process."""
     import ray
 
-    remote = ray.remote(
-        num_cpus=num_cpus,
-        num_gpus=num_gpus,
-        max_restarts=0,
-        max_task_retries=0,
-        concurrency_groups={"control": 1},
-    )(StageActor)
-    return remote
+    options: dict[str, Any] = {
+        "num_cpus": num_cpus,
+        "num_gpus": num_gpus,
+        "max_restarts": 0,
+        "max_task_retries": 0,
+        "concurrency_groups": {"control": 1},
+    }
+    if env:
+        options["runtime_env"] = {"env_vars": env}
+    return ray.remote(**options)(StageActor)

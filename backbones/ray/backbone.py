@@ -110,7 +110,7 @@ class RayBackbone(Backbone):
     def _run(
         self, ray: Any, context: RunContext, resources: Resources, address: str | None
     ) -> None:
-        from backbones.ray.actor import actor_class
+        from backbones.ray.actor import actor_class, forwarded_env
         from backbones.ray.driver import Driver
 
         options, stage = self.options, context.stage
@@ -128,7 +128,7 @@ class RayBackbone(Backbone):
         driver = Driver(
             ray,
             context,
-            actor_class(options.cpus_per_actor, gpus),
+            actor_class(options.cpus_per_actor, gpus, forwarded_env(dict(os.environ))),
             max(1, count),
             os.getcwd(),
             device,

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, task_file, tree
+from conftest import REPO, backbone_params, run_dispatch, task_file, tree
 from helpers_s3 import count
 
 TASK = task_file("storage_objects")
@@ -39,7 +39,8 @@ def _store_tree(s3, bucket: str, prefix: str) -> dict[str, bytes]:
     return {k: v for k, v in s3.tree(bucket, prefix).items() if not k.startswith(".dispatch-run")}
 
 
-@pytest.mark.parametrize("backbone", ["serial", "mp"])
+# On ray, the actors of the session's cluster know the store only from the driver.
+@pytest.mark.parametrize("backbone", ["serial", "mp", *backbone_params(["ray"])])
 def test_wordcount_runs_bucket_to_bucket_as_it_runs_locally(s3_server, tmp_path, backbone):
     s3, bucket = s3_server, s3_server.bucket()
     s3.upload_tree(TEXT, bucket, "text")
