@@ -5,7 +5,7 @@
 The tiny-item contract of bench_per_item.py (N small text files in /dev/shm, one JSON
 output each, the template task declared as a user would): `--backbone mp --num-process P`
 against `--backbone ray --num-actors P` on a Ray head started once here (`ray start
---head`, P CPUs, runs joining through RAY_ADDRESS). Each contender runs over N and over
+--head` with P CPUs, as the tests start theirs; runs join through RAY_ADDRESS). Each contender runs over N and over
 N/10 items from empty output roots; the per-item cost is the difference of the two walls
 over the difference in items, so start-up, planning and joining cancel out. Rounds are
 interleaved and ratios taken within a round; medians are printed. Start-up is printed
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,8 @@ from pathlib import Path
 
 from bench_per_item import TASKS, WORK
 
-QUIET = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from helpers_ray import QUIET, RayCluster  # noqa: E402  (the tests' cluster: one head here)
 
 
 def make_inputs(root: Path, n: int) -> None:
@@ -63,7 +63,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="bench-ray-", dir="/dev/shm"))
     env = {**os.environ, **QUIET}
     env.pop("RAY_ADDRESS", None)
-    ray = str(Path(sys.executable).with_name("ray"))
+    cluster = None
     try:
         (base / "bench_work.py").write_text(WORK)
         task = base / "bench_tasks.py"
@@ -74,16 +74,11 @@ def main() -> None:
         one = base / "one"
         make_inputs(one, 1)
         local = run(task, one, base / "out-local", ["--backbone", "ray", "--num-actors", "1"], env)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
+        cluster = RayCluster(head_cpus=args.workers, worker_cpus=0)
         began = time.perf_counter()
-        subprocess.run([ray, "start", "--head", "--node-ip-address", "127.0.0.1", f"--port={port}",
-                        f"--num-cpus={args.workers}", "--include-dashboard=false",
-                        "--disable-usage-stats", f"--temp-dir={base / 'ray'}"],
-                       env=env, check=True, capture_output=True)  # fmt: skip
+        cluster.start()
         head = time.perf_counter() - began
-        joined = {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+        joined = {**env, **cluster.env()}
         engines = {
             "mp": (["--backbone", "mp", "--num-process", str(args.workers)], env),
             "ray": (["--backbone", "ray", "--num-actors", str(args.workers)], joined),
@@ -113,7 +108,8 @@ def main() -> None:
         print(f"start-up: ray start --head {head:.1f} s; a 1-item run joining it {join:.1f} s; "
               f"a 1-item run with a local Ray started and stopped {local:.1f} s")  # fmt: skip
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+        if cluster is not None:
+            cluster.stop()  # this cluster only: another Ray of the machine goes on
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -37,9 +38,12 @@ def ray_env() -> dict[str, str]:
 
 
 class RayCluster:
-    """`ray start` twice (head, worker) in its own temp folder; `stop()` ends both."""
+    """`ray start` twice (head, worker) in its own temp folder; `stop()` ends both, and
+    nothing else: another session's cluster on the same machine goes on (`ray stop` would
+    end every Ray of the machine)."""
 
-    def __init__(self) -> None:
+    def __init__(self, head_cpus: int = HEAD_CPUS, worker_cpus: int = WORKER_CPUS) -> None:
+        self.head_cpus, self.worker_cpus = head_cpus, worker_cpus
         self.folder = Path(tempfile.mkdtemp(prefix="dray-", dir="/tmp"))
         self.port = _free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -61,9 +65,11 @@ class RayCluster:
         return {**QUIET, "RAY_ADDRESS": self.address}
 
     def start(self) -> RayCluster:
-        self._start("--head", f"--port={self.port}", f"--num-cpus={HEAD_CPUS}",
+        self._start("--head", f"--port={self.port}", f"--num-cpus={self.head_cpus}",
                     "--include-dashboard=false", f"--temp-dir={self.folder}")  # fmt: skip
-        self._start(f"--address={self.address}", f"--num-cpus={WORKER_CPUS}")
+        if not self.worker_cpus:
+            return self
+        self._start(f"--address={self.address}", f"--num-cpus={self.worker_cpus}")
         deadline = time.monotonic() + 60
         while self.nodes() < 2:
             if time.monotonic() > deadline:
@@ -82,7 +88,30 @@ class RayCluster:
             return int(done.stdout.strip().splitlines()[-1])
         return 0
 
+    def processes(self) -> list[int]:
+        """This cluster's daemons: those whose command line names its folder or port."""
+        marks = (str(self.folder), f"127.0.0.1:{self.port}", f"--gcs_server_port={self.port}")
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                line = (
+                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                )
+            except OSError:
+                continue
+            if any(mark in line for mark in marks):
+                found.append(int(entry.name))
+        return found
+
     def stop(self) -> None:
-        subprocess.run([self.ray, "stop", "--force"], env=ray_env(), capture_output=True,
-                       timeout=120)  # fmt: skip
+        """SIGKILL to this cluster's daemons, as `ray stop --force` sends to every Ray of
+        the machine (their workers and agents end with them)."""
+        deadline = time.monotonic() + 10
+        while self.processes() and time.monotonic() < deadline:
+            for pid in self.processes():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.2)
         shutil.rmtree(self.folder, ignore_errors=True)
