@@ -1,11 +1,12 @@
 """Helpers the engine tests share beyond conftest's: the stand-in torch_npu, a run in a
-process group of its own."""
+process group of its own, what the probe task (tests/tasks/mp_probe.py) left."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from conftest import TASKS
@@ -38,3 +39,31 @@ def start_dispatch_in_own_group(*args: str | os.PathLike[str]) -> subprocess.Pop
         text=True,
         start_new_session=True,
     )
+
+
+def probe_outputs(out: Path) -> dict[str, str]:
+    """The probe's committed outputs (name -> text), without staging or its marks."""
+    if not out.exists():
+        return {}
+    return {
+        p.name: p.read_text() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")
+    }
+
+
+def probe_leftovers(out: Path) -> list[str]:
+    """Staging the probe's items left behind."""
+    return [p.name for p in out.rglob(".*") if "dispatch-part" in p.name] if out.exists() else []
+
+
+def probe_workers(out: Path) -> dict[str, str]:
+    """Each worker's (or actor's) setup and teardown marks, by process id: "st" for both."""
+    folder = out / "_workers"
+    return {p.name: p.read_text() for p in folder.iterdir()} if folder.exists() else {}
+
+
+def wait_for(predicate, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 from conftest import failures, run_dispatch, run_record, start_dispatch, task_file
-from helpers_engines import start_dispatch_in_own_group
+from helpers_engines import probe_leftovers as leftovers
+from helpers_engines import probe_outputs as outputs
+from helpers_engines import probe_workers as workers
+from helpers_engines import start_dispatch_in_own_group, wait_for
 
 
 @pytest.fixture
@@ -40,35 +43,10 @@ def args(probe: Path, out: Path, *extra: str, n: int = 20, **mixin: object) -> l
     ]
 
 
-def outputs(out: Path) -> dict[str, str]:
-    if not out.exists():
-        return {}
-    return {
-        p.name: p.read_text() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")
-    }
-
-
-def leftovers(out: Path) -> list[str]:
-    return [p.name for p in out.rglob(".*") if "dispatch-part" in p.name] if out.exists() else []
-
-
-def workers(out: Path) -> dict[str, str]:
-    folder = out / "_workers"
-    return {p.name: p.read_text() for p in folder.iterdir()} if folder.exists() else {}
-
-
 def last_run(out: Path) -> tuple[dict, list[dict]]:
     """The newest run's record and failures (`args` logs beside `out`)."""
     logs = out.parent / "logs"
     return run_record(logs, "Probe"), failures(logs, "Probe")
-
-
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def complete(out: Path, n: int) -> bool:

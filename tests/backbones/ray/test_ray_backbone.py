@@ -28,6 +28,9 @@ from conftest import (
     task_file,
     tree,
 )
+from helpers_engines import probe_leftovers as leftovers
+from helpers_engines import probe_outputs as outputs
+from helpers_engines import probe_workers, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("on_ray")]
 
@@ -40,29 +43,8 @@ def probe(out: Path, *extra: str, backbone: str = "ray", n: int = 20, **mixin: o
             *extra, "--mixin", *fills]  # fmt: skip
 
 
-def outputs(out: Path) -> dict[str, str]:
-    if not out.exists():
-        return {}
-    return {
-        p.name: p.read_text() for p in out.iterdir() if p.is_file() and not p.name.startswith(".")
-    }
-
-
 def workers(out: Path) -> list[str]:
-    folder = out / "_workers"
-    return sorted(p.read_text() for p in folder.iterdir()) if folder.exists() else []
-
-
-def leftovers(out: Path) -> list[str]:
-    return [p.name for p in out.rglob(".*") if "dispatch-part" in p.name] if out.exists() else []
-
-
-def wait_for(predicate, timeout: float = 60.0) -> None:
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
+    return sorted(probe_workers(out).values())
 
 
 def test_the_outputs_and_failures_of_an_mp_run_with_one_setup_per_actor(tmp_path):
@@ -95,7 +77,7 @@ def test_an_actor_killed_with_sigkill_costs_only_its_item(tmp_path):
     # One actor: the rest of the items can only run if a replacement starts.
     job = start_dispatch(*probe(out, "--num-actors", "1", n=16, hang_on=5))
     pid_file = out / "_pids" / "0005"
-    wait_for(pid_file.exists)
+    wait_for(pid_file.exists, timeout=60)
     os.kill(int(pid_file.read_text()), signal.SIGKILL)
     _, stderr = job.communicate(timeout=120)
     assert job.returncode == 1, stderr
@@ -115,7 +97,7 @@ def test_a_signal_stops_new_work_lets_items_finish_and_a_rerun_completes(tmp_pat
     out = tmp_path / "out"
     job = start_dispatch(*probe(out, "--num-actors", "2", n=40, sleep=0.2),
                          start_new_session=True)  # fmt: skip
-    wait_for(lambda: len(outputs(out)) >= 4)
+    wait_for(lambda: len(outputs(out)) >= 4, timeout=60)
     # A Ctrl-C reaches the whole process group (Ray's processes too); SIGTERM the driver.
     if sig == signal.SIGINT:
         os.killpg(job.pid, sig)
@@ -141,7 +123,7 @@ def test_in_flight_items_past_the_grace_period_are_abandoned(tmp_path):
     job = start_dispatch(
         *probe(out, "--num-actors", "2", "--grace", "1", n=12, hang_on="3,4,5,6,7,8")
     )
-    wait_for(lambda: (out / "_pids").is_dir() and len(list((out / "_pids").iterdir())) >= 2)
+    wait_for(lambda: (out / "_pids").is_dir() and len(list((out / "_pids").iterdir())) >= 2, 60)
     began = time.monotonic()
     job.send_signal(signal.SIGTERM)
     _, stderr = job.communicate(timeout=120)
