@@ -1,8 +1,8 @@
 """`ray`: the plan's pending items on a pool of Ray actors, on one machine or a cluster.
 
 The driver (this process) plans as every engine does and alone reports: one progress
-display, summary and run record. Each actor sets the stage up once (`setup`, a model's
-`load_model`) and runs chunks of items, committing their outputs itself with the same
+display, summary and run record. Each actor sets the stage up once (its model loaded
+there) and runs chunks of items, committing their outputs itself with the same
 staging, claims and finish checks as every engine, so the output roots must be storage
 every node sees (a shared filesystem, or an object-store root). See docs/ray.md.
 """

@@ -56,9 +56,8 @@ def test_the_outputs_and_failures_of_an_mp_run_with_one_setup_per_actor(tmp_path
         runs[backbone] = (outputs(out), failures(out.parent / "logs", "Probe"), done)
     (mp_out, mp_failed, _), (ray_out, ray_failed, done) = runs["mp"], runs["ray"]
     assert ray_out == mp_out and len(ray_out) == 37
-    assert (
-        [f["key"] for f in ray_failed] == [f["key"] for f in mp_failed] == ["0004", "0009", "0031"]
-    )
+    keys = [sorted(f["key"] for f in failed) for failed in (ray_failed, mp_failed)]
+    assert keys == [["0004", "0009", "0031"]] * 2  # listed as they failed: not in key order
     by_key = {f["key"]: f for f in ray_failed}
     assert by_key["0004"]["error"] == "ValueError: item 4 is bad"
     assert "raise ValueError" in by_key["0004"]["traceback"]
@@ -67,7 +66,10 @@ def test_the_outputs_and_failures_of_an_mp_run_with_one_setup_per_actor(tmp_path
     # once, but the one the segfault took (and its replacement, if items were left for it).
     record = run_record(tmp_path / "ray" / "logs", "Probe")
     assert record["ray"] == {**record["ray"], "nodes": 2, "actors": 3, "gpus_per_actor": 0.0}
-    assert workers(tmp_path / "ray" / "out") in (["s", "st", "st"], ["s", "st", "st", "st"])
+    marks = workers(tmp_path / "ray" / "out")
+    assert set(marks) <= {"s", "st"} and marks.count("st") >= 2, marks  # one setup each
+    # the segfaulted one; a replacement still in setup at the end may just be ended
+    assert 1 <= marks.count("s") <= 2, marks
     assert "ray: 40 items on 3 actors (2 nodes, cluster at 127.0.0.1:" in done.stderr
     assert "(raylet)" not in done.stderr and "\x1b[" not in done.stderr
 
