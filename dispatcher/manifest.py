@@ -1,0 +1,187 @@
+"""The manifest: a plan's items written once, read back one shard at a time.
+
+Every array task of a run walks the whole input to keep its own shard; 1,000 tasks over
+10M files are 1,000 walks of one metadata server, all at once. A manifest is the sorted
+item list, walked once and written in contiguous shard *segments*, so a task reads only
+its segment: one seek and its records, in memory proportional to the shard.
+
+Format (version 1), read with the standard library alone (a CPU array task imports no
+pyarrow, invariant 8):
+
+    b"DISPATCH-MANIFEST\\n"       magic
+    u32 length, header           JSON: version, made, and what the writer adds (the task,
+                                 roots, the configuration's fingerprint)
+    records                      per item: u32 length, pickle of (key, payload)
+    index                        JSON: {"segments": [[first item, count, offset], ...]}
+    trailer                      b"DMINDEX1", u64 index offset, u64 index length
+
+A segment's records are contiguous and in key order, and segments follow each other.
+New segments (items found later) are added after the last index with a new index and
+trailer, so no earlier segment's bytes move; a reader reads the last trailer. Payloads
+are pickled (a plain task's payload is whatever its `generate_tasks` yields; a template's
+is None): a manifest is read by runs of the task that wrote it, from its log folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from dispatcher.errors import UsageError
+from dispatcher.items import Item
+from dispatcher.outputs import atomic_write
+from dispatcher.report.run_record import now_text
+
+MAGIC = b"DISPATCH-MANIFEST\n"
+VERSION = 1
+_LENGTH = struct.Struct("<I")
+_TRAILER = struct.Struct("<8sQQ")
+_TRAILER_MAGIC = b"DMINDEX1"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One shard's items: `count` records from byte `offset`, item numbers from `first`."""
+
+    first: int
+    count: int
+    offset: int
+
+
+@dataclass
+class Manifest:
+    path: str
+    header: dict[str, Any]
+    segments: list[Segment]
+
+    @property
+    def items(self) -> int:
+        return sum(segment.count for segment in self.segments)
+
+
+def cut(count: int, parts: int) -> list[tuple[int, int]]:
+    """(first, count) of `parts` contiguous runs over `count` items, sizes within one of
+    each other, the larger first."""
+    size, extra = divmod(count, parts)
+    runs, first = [], 0
+    for i in range(parts):
+        n = size + (i < extra)
+        runs.append((first, n))
+        first += n
+    return runs
+
+
+def _write_records(
+    fh: BinaryIO, items: Iterator[Item], runs: list[tuple[int, int]]
+) -> list[Segment]:
+    segments = []
+    for first, n in runs:
+        segments.append(Segment(first, n, fh.tell()))
+        for _ in range(n):
+            try:
+                item = next(items)
+            except StopIteration:
+                raise ValueError(
+                    f"fewer items than the {runs[-1][0] + runs[-1][1]} announced"
+                ) from None
+            data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+            fh.write(_LENGTH.pack(len(data)))
+            fh.write(data)
+    if next(items, None) is not None:
+        raise ValueError("more items than announced")
+    return segments
+
+
+def _write_index(fh: BinaryIO, segments: list[Segment]) -> None:
+    offset = fh.tell()
+    index = json.dumps({"segments": [[s.first, s.count, s.offset] for s in segments]})
+    data = index.encode("utf-8")
+    fh.write(data)
+    fh.write(_TRAILER.pack(_TRAILER_MAGIC, offset, len(data)))
+
+
+def write_manifest(
+    path: str, items: Iterable[Item], count: int, shards: int, header: dict[str, Any]
+) -> Manifest:
+    """Write `count` items (in key order, streamed: a generator is never held whole) as
+    `shards` segments; the file appears whole or not at all."""
+    if shards < 1:
+        raise ValueError("a manifest has at least one segment")
+    head = {**header, "version": VERSION, "made": now_text()}
+    data = json.dumps(head).encode("utf-8")
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(MAGIC)
+        fh.write(_LENGTH.pack(len(data)))
+        fh.write(data)
+        segments = _write_records(fh, iter(items), cut(count, shards))
+        _write_index(fh, segments)
+    return Manifest(path, head, segments)
+
+
+def add_segments(manifest: Manifest, items: Iterable[Item], count: int, shards: int) -> Manifest:
+    """`manifest` with `count` more items (found since it was made) as `shards` new
+    segments after its own, whose items and bytes stay where they are. Written to a copy
+    that replaces the file whole."""
+    start = manifest.items
+    runs = [(start + first, n) for first, n in cut(count, shards)]
+    with atomic_write(manifest.path) as tmp:
+        shutil.copyfile(manifest.path, tmp)
+        with open(tmp, "r+b") as fh:
+            fh.seek(0, os.SEEK_END)
+            added = _write_records(fh, iter(items), runs)
+            _write_index(fh, [*manifest.segments, *added])
+    return Manifest(manifest.path, manifest.header, [*manifest.segments, *added])
+
+
+def read_manifest(path: str) -> Manifest:
+    """The header and segments of the manifest at `path` (no record is read)."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(len(MAGIC)) != MAGIC:
+                raise UsageError(f"--manifest {path}: not a dispatch manifest")
+            (length,) = _LENGTH.unpack(_exactly(fh, _LENGTH.size, path))
+            header = json.loads(_exactly(fh, length, path))
+            if header.get("version") != VERSION:
+                raise UsageError(
+                    f"--manifest {path}: version {header.get('version')} is not the "
+                    f"{VERSION} this dispatcher reads: make it again"
+                )
+            fh.seek(-_TRAILER.size, os.SEEK_END)
+            mark, offset, size = _TRAILER.unpack(_exactly(fh, _TRAILER.size, path))
+            if mark != _TRAILER_MAGIC:
+                raise UsageError(
+                    f"--manifest {path}: cut short (no index at its end): make it again"
+                )
+            fh.seek(offset)
+            index = json.loads(_exactly(fh, size, path))
+    except OSError as exc:
+        raise UsageError(f"--manifest {path}: cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # JSON that is not
+        raise UsageError(f"--manifest {path}: damaged ({exc})") from None
+    segments = [Segment(*entry) for entry in index["segments"]]
+    return Manifest(path, header, segments)
+
+
+def read_segment(manifest: Manifest, number: int) -> list[Item]:
+    """The items of segment `number`: a seek and its records only."""
+    segment = manifest.segments[number]
+    items: list[Item] = []
+    with open(manifest.path, "rb") as fh:
+        fh.seek(segment.offset)
+        for _ in range(segment.count):
+            (length,) = _LENGTH.unpack(_exactly(fh, _LENGTH.size, manifest.path))
+            items.append(pickle.loads(_exactly(fh, length, manifest.path)))
+    return items
+
+
+def _exactly(fh: BinaryIO, size: int, path: str) -> bytes:
+    data = fh.read(size)
+    if len(data) != size:
+        raise UsageError(f"--manifest {path}: cut short: make it again")
+    return data

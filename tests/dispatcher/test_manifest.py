@@ -1,0 +1,104 @@
+"""The manifest format: items written once in shard segments, one segment read back by a
+seek; later items added as new segments without moving the earlier ones."""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+
+from dispatcher.errors import UsageError
+from dispatcher.manifest import add_segments, cut, read_manifest, read_segment, write_manifest
+
+
+def _items(n: int, start: int = 0):
+    for i in range(start, start + n):
+        yield (f"k{i:05d}", None if i % 3 else {"i": i, "t": (i, "x")})
+
+
+def test_segments_are_contiguous_runs_of_near_equal_size():
+    assert cut(10, 3) == [(0, 4), (4, 3), (7, 3)]
+    assert cut(2, 4) == [(0, 1), (1, 1), (2, 0), (2, 0)]
+    for count, parts in [(0, 1), (1000, 7), (5, 5)]:
+        runs = cut(count, parts)
+        assert (
+            sum(n for _, n in runs) == count
+            and max(n for _, n in runs) - min(n for _, n in runs) <= 1
+        )
+        assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(runs))
+
+
+def test_a_written_manifest_reads_back_segment_by_segment(tmp_path):
+    path = str(tmp_path / "run.manifest")
+    made = write_manifest(path, _items(1000), 1000, 7, {"task": "T", "fingerprint": "f"})
+    back = read_manifest(path)
+    assert back.segments == made.segments and back.items == 1000
+    assert back.header["task"] == "T" and back.header["version"] == 1 and back.header["made"]
+    items = [item for i in range(7) for item in read_segment(back, i)]
+    assert items == list(_items(1000))
+    assert [len(read_segment(back, i)) for i in range(7)] == [143] * 6 + [142]
+
+
+def test_reading_a_segment_reads_its_bytes_only(tmp_path, monkeypatch):
+    path = str(tmp_path / "run.manifest")
+    manifest = write_manifest(path, _items(10000), 10000, 100, {})
+    size = os.path.getsize(path)
+    read = []
+    import builtins
+
+    real_open = builtins.open
+
+    def counting_open(*args, **kwargs):
+        fh = real_open(*args, **kwargs)
+        real_read = fh.read
+
+        def read_and_count(n=-1):
+            data = real_read(n)
+            read.append(len(data))
+            return data
+
+        fh.read = read_and_count
+        return fh
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    assert len(read_segment(manifest, 57)) == 100
+    assert sum(read) < size / 50  # one segment of a hundred, not the file
+
+
+def test_later_items_become_new_segments_and_earlier_ones_stay_put(tmp_path):
+    path = str(tmp_path / "run.manifest")
+    first = write_manifest(path, _items(100), 100, 4, {"task": "T"})
+    before = [read_segment(first, i) for i in range(4)]
+    grown = add_segments(read_manifest(path), _items(30, start=100), 30, 2)
+    back = read_manifest(path)
+    assert back.segments[:4] == first.segments and len(back.segments) == 6
+    assert back.segments == grown.segments and back.items == 130
+    assert [read_segment(back, i) for i in range(4)] == before
+    assert read_segment(back, 4) + read_segment(back, 5) == list(_items(30, start=100))
+    assert back.segments[4].first == 100
+
+
+def test_a_count_that_is_not_the_items_is_refused_and_nothing_is_written(tmp_path):
+    path = tmp_path / "run.manifest"
+    with pytest.raises(ValueError, match="fewer items"):
+        write_manifest(str(path), _items(5), 6, 2, {})
+    with pytest.raises(ValueError, match="more items"):
+        write_manifest(str(path), _items(5), 4, 2, {})
+    assert not path.exists() and os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda data: b"not a manifest at all", "not a dispatch manifest"),
+        (lambda data: data[:-3], "cut short (no index at its end)"),
+        (lambda data: data[:30], "cut short"),
+    ],
+)
+def test_a_damaged_manifest_is_a_clear_error(tmp_path, damage, message):
+    path = tmp_path / "run.manifest"
+    write_manifest(str(path), _items(50), 50, 2, {})
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_manifest(str(path))
