@@ -119,6 +119,10 @@ class RayBackbone(Backbone):
             gpus = 1.0 if stage.uses_device and resources.gpus else 0.0
         if not stage.uses_device:
             gpus = 0.0  # a CPU task holds no GPU
+        unplaceable = _unplaceable(options.cpus_per_actor, gpus, resources)
+        if unplaceable is not None:
+            context.reporter.abort(f"ray: {unplaceable}")
+            return
         count = options.num_actors
         if count is None:
             per = resources.gpus / gpus if gpus else resources.cpus / options.cpus_per_actor
@@ -148,3 +152,18 @@ class RayBackbone(Backbone):
             f"{'cluster at ' + address if address else 'a local Ray for this run'})"
         )
         driver.run()
+
+
+def _unplaceable(cpus: float, gpus: float, resources: Resources) -> str | None:
+    """Why no node of the cluster can ever hold an actor: Ray would wait for one forever."""
+    if cpus > resources.largest_cpus:
+        return (
+            f"--cpus-per-actor {cpus:g}: no node of the cluster has that many CPUs "
+            f"(the largest has {resources.largest_cpus:g})"
+        )
+    if gpus > resources.largest_gpus:
+        return (
+            f"--gpus-per-actor {gpus:g}: no node of the cluster has that many GPUs "
+            f"(the largest has {resources.largest_gpus:g})"
+        )
+    return None

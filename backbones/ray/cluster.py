@@ -34,6 +34,9 @@ class Resources:
     cpus: float
     gpus: float
     nodes: int
+    largest_cpus: float = 0.0
+    """The most CPUs one node has: an actor needing more is placed nowhere, ever."""
+    largest_gpus: float = 0.0
 
 
 def ray_module() -> Any:
@@ -88,8 +91,14 @@ def connected(address: str | None, num_cpus: int) -> Iterator[Resources]:
                     signal.signal(number, handler)
     try:
         total = ray.cluster_resources()
-        nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
-        yield Resources(float(total.get("CPU", 0)), float(total.get("GPU", 0)), nodes)
+        alive = [node.get("Resources") or {} for node in ray.nodes() if node.get("Alive")]
+        yield Resources(
+            float(total.get("CPU", 0)),
+            float(total.get("GPU", 0)),
+            len(alive),
+            max((float(r.get("CPU", 0)) for r in alive), default=0.0),
+            max((float(r.get("GPU", 0)) for r in alive), default=0.0),
+        )
     finally:
         if owned:
             ray.shutdown()

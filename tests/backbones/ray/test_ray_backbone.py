@@ -172,6 +172,18 @@ def test_what_actors_print_and_log_reaches_the_driver_and_the_task_log(tmp_path)
     assert sorted(re.findall(r" INFO \[\d+\] logged (\d)$", log, flags=re.M)) == list("01234567")
 
 
+def test_actors_no_node_can_hold_end_the_run_at_once(tmp_path):
+    out = tmp_path / "out"
+    began = time.monotonic()
+    done = run_dispatch(*probe(out, "--cpus-per-actor", "8", n=4))
+    assert done.returncode == 1, done.stderr
+    assert (
+        "ray: --cpus-per-actor 8: no node of the cluster has that many CPUs (the largest "
+        "has 2)" in done.stderr
+    )
+    assert time.monotonic() - began < 60 and not outputs(out)
+
+
 def test_a_failing_setup_ends_the_run_with_one_clear_error(tmp_path):
     out = tmp_path / "out"
     done = run_dispatch(*probe(out, n=10, setup_fails="true"))
