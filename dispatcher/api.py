@@ -30,6 +30,7 @@ def run(
     shard_mode: str = "hash",
     force: bool = False,
     rows_per_item: int | None = None,
+    manifest: str | os.PathLike[str] | None = None,
     limit: int | None = None,
     max_failures: int | None = None,
     keep_going: bool = False,
@@ -46,7 +47,8 @@ def run(
     `mixin` fills placeholders (nested or dotted keys) above `mixin_cfg` and `cfg`'s
     `mixin:`, like `--mixin`. `options` holds task and backbone options by dest or
     spelling (`{"num_process": 2}`, `{"--num-process": 2}`). `shard` is `"I/N"`, `"auto"`
-    or `"all"`. SIGINT/SIGTERM stop the run gracefully only when it is called from the
+    or `"all"`; with `manifest` (a file `dispatch manifest` wrote), `"I/N"` is its segment I,
+    read instead of walking the input. SIGINT/SIGTERM stop the run gracefully only when it is called from the
     main thread, where signal handlers can be installed; from another thread it runs
     without them. `keep_outcomes=False` keeps only the counts (runs of millions of items).
     """
@@ -61,6 +63,7 @@ def run(
         shard_mode=shard_mode,
         force=force,
         rows_per_item=rows_per_item,
+        manifest=os.fspath(manifest) if manifest is not None else None,
         limit=limit,
         max_failures=max_failures,
         keep_going=keep_going,

@@ -179,6 +179,7 @@ _USAGE_PARTS = [
     "[--mixin K=V ...]",
     "[--shard I/N|auto|all]",
     "[--shard-mode hash|index]",
+    "[--manifest FILE]",
     "[--rows-per-item N]",
     "[--max-failures N]",
     "[--keep-going]",
@@ -251,6 +252,7 @@ def dispatcher_help() -> str:
         "",
         "SLURM: dispatch submit --array N [options] -- COMMAND; dispatch status COMMAND",
         "       (COMMAND: the task and its options as above; see dispatch submit -h)",
+        "manifest: dispatch manifest --shards N [--output FILE] -- COMMAND walks once",
         "",
         "exit codes: 0 all items succeeded, 1 some failed, 2 usage or configuration error",
         "            (nothing ran) or malformed input (named; the other items ran),",
@@ -301,8 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-_SLURM_VERBS = ("submit", "status")
-"""`dispatch submit ...` / `dispatch status ...` (a file of that name is still a task file)."""
+_SLURM_VERBS = ("submit", "status", "manifest")
+"""`dispatch submit ...` / `status ...` / `manifest ...` (a file of that name is still a task
+file)."""
 
 
 def _slurm_verb(verb: str, argv: list[str]) -> int:
@@ -310,6 +313,10 @@ def _slurm_verb(verb: str, argv: list[str]) -> int:
         from dispatcher.slurm import submit as slurm_submit
 
         return slurm_submit.main(argv, parse_command_line)
+    if verb == "manifest":
+        from dispatcher.slurm import manifest_command
+
+        return manifest_command.main(argv, parse_command_line)
     from dispatcher.slurm import status as slurm_status
 
     return slurm_status.main(argv, parse_command_line)

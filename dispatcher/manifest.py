@@ -24,6 +24,7 @@ is None): a manifest is read by runs of the task that wrote it, from its log fol
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import pickle
@@ -36,7 +37,6 @@ from typing import Any, BinaryIO
 from dispatcher.errors import UsageError
 from dispatcher.items import Item
 from dispatcher.outputs import atomic_write
-from dispatcher.report.run_record import now_text
 
 MAGIC = b"DISPATCH-MANIFEST\n"
 VERSION = 1
@@ -63,6 +63,32 @@ class Manifest:
     @property
     def items(self) -> int:
         return sum(segment.count for segment in self.segments)
+
+
+FINGERPRINTED = ("task_file", "task_class", "task", "mixin", "rows_per_item")
+"""What decides a run's items: a run whose configuration differs here has other items."""
+
+
+def fingerprint(config: dict[str, Any]) -> str:
+    """The configuration's fingerprint, as a manifest records it."""
+    import xxhash
+
+    decisive = {key: config.get(key) for key in FINGERPRINTED}
+    text = json.dumps(decisive, sort_keys=True, default=str)
+    return xxhash.xxh64_hexdigest(text.encode("utf-8"))
+
+
+def run_problems(manifest: Manifest, config: dict[str, Any], roots: list[str]) -> list[str]:
+    """Why a run of `config` over output `roots` cannot read its items from `manifest`."""
+    head, where = manifest.header, f"--manifest {manifest.path}"
+    if head.get("fingerprint") != fingerprint(config):
+        return [
+            f"{where} was made for another configuration of the task (its task, options or "
+            "placeholders differ): make it again with this command (dispatch manifest)"
+        ]
+    if head.get("output_roots") != roots:
+        return [f"{where} was made for the outputs {head.get('output_roots')}, not {roots}"]
+    return []
 
 
 def cut(count: int, parts: int) -> list[tuple[int, int]]:
@@ -113,7 +139,8 @@ def write_manifest(
     `shards` segments; the file appears whole or not at all."""
     if shards < 1:
         raise ValueError("a manifest has at least one segment")
-    head = {**header, "version": VERSION, "made": now_text()}
+    made = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    head = {**header, "version": VERSION, "made": made}
     data = json.dumps(head).encode("utf-8")
     with atomic_write(path) as tmp, open(tmp, "wb") as fh:
         fh.write(MAGIC)

@@ -19,8 +19,9 @@ from itertools import compress, islice, repeat
 from dispatcher import sharding
 from dispatcher.errors import UsageError
 from dispatcher.items import Item
+from dispatcher.manifest import Manifest, read_segment
 from dispatcher.outputs import unsafe_reason
-from dispatcher.sharding import ShardSpec
+from dispatcher.sharding import SegmentShard, ShardSpec
 from dispatcher.stage import Batch, Stage
 
 
@@ -124,6 +125,34 @@ def _make_plan(stage: Stage, shards: Sequence[ShardSpec], force: bool) -> Plan:
         duplicates=len(repeated),
         duplicate_keys=first_distinct(repeated),
         leftovers=leftovers,
+    )
+
+
+def plan_from_manifest(
+    stage: Stage, manifest: Manifest, shards: Sequence[ShardSpec], force: bool = False
+) -> Plan:
+    """The plan of a run over a manifest: its segment's items (every segment's without
+    `--shard`), read from it instead of enumerated, then the done check.
+
+    No leftovers are listed: a segment's run knows no other segment's items, whose
+    staging may lie in the same folders (each item clears its own when it runs).
+    """
+    last = shards[-1] if shards else None
+    if isinstance(last, SegmentShard):
+        items = read_segment(manifest, last.index)
+    else:
+        items = [item for n in range(len(manifest.segments)) for item in read_segment(manifest, n)]
+    pending = items
+    if not force:
+        mask = list(stage.source.done_mask(items))
+        pending = list(compress(items, map(operator.not_, mask)))
+        list(stage.source.leftovers(items, items))  # forgets the listings the check kept
+    return Plan(
+        found=manifest.items,
+        in_shard=len(items),
+        done=len(items) - len(pending),
+        pending=pending,
+        shards=list(shards),
     )
 
 

@@ -107,7 +107,28 @@ class HashShard:
         ]
 
 
-ShardSpec = IndexShard | HashShard
+@dataclass(frozen=True)
+class SegmentShard:
+    """Segment `index` of the `count` a manifest holds (`--manifest FILE --shard I/N`): its
+    items are read from the manifest, never selected from an enumeration. The manifest
+    names the way of sharding: its segments are disjoint, and nothing else's are."""
+
+    index: int
+    count: int
+    manifest: str
+
+    def validate(self, where: str) -> list[str]:
+        return HashShard(self.index, self.count).validate(where)
+
+    @property
+    def keeps_all(self) -> bool:
+        return False
+
+    def select(self, keys: Sequence[str]) -> list[int]:
+        raise TypeError("a manifest's segment is read from it, not selected")
+
+
+ShardSpec = IndexShard | HashShard | SegmentShard
 
 
 def select(
@@ -182,6 +203,8 @@ def describe(specs: Sequence[ShardSpec]) -> str:
     for spec in specs:
         if isinstance(spec, HashShard):
             parts.append(f"hash {spec.index}/{spec.count}")
+        elif isinstance(spec, SegmentShard):
+            parts.append(f"segment {spec.index}/{spec.count}")
         else:
             parts.append(f"index {','.join(map(str, spec.indices()))}/{spec.shard_num}")
     return " > ".join(parts) if parts else "all"
@@ -200,6 +223,8 @@ def overlap_class(specs: Sequence[ShardSpec]) -> tuple[str, list[int], int]:
     *outer, last = kept
     if isinstance(last, HashShard):
         kind, indices, count = "hash", [last.index], last.count
+    elif isinstance(last, SegmentShard):
+        kind, indices, count = f"segment of {last.manifest}", [last.index], last.count
     else:
         kind, indices, count = "index", last.indices(), last.shard_num
     return f"{describe(outer)} > {kind} /{count}", indices, count

@@ -21,7 +21,7 @@ from dispatcher.outputs import (
     records,
     unwritable_reason,
 )
-from dispatcher.plan import Plan, limited, make_plan
+from dispatcher.plan import Plan, limited, make_plan, plan_from_manifest
 from dispatcher.report.counts import Counts
 from dispatcher.report.fail_fast import FailFast
 from dispatcher.report.log import logger, note
@@ -211,9 +211,13 @@ def execute(request: Request) -> RunResult:
     # Handlers are installed only in the main thread (Python allows no other).
     with StopSignal(request.grace) as stop:
         stop.announce = logger.info
-        plan = limited(
-            make_plan(prepared.stage, prepared.shards, force=request.force), request.limit
-        )
+        if prepared.manifest is not None:
+            made = plan_from_manifest(
+                prepared.stage, prepared.manifest, prepared.shards, request.force
+            )
+        else:
+            made = make_plan(prepared.stage, prepared.shards, force=request.force)
+        plan = limited(made, request.limit)
         counts = Counts.planned(plan)
         if request.plan_only:
             return RunResult(EXIT_OK, counts, plan=_summary(plan, request.force))

@@ -20,6 +20,7 @@ from dispatcher.config.placeholders import fill
 from dispatcher.engines import Backbone
 from dispatcher.errors import ErrorList, UsageError
 from dispatcher.loader import load_task_class
+from dispatcher.manifest import Manifest, read_manifest, run_problems
 from dispatcher.outputs import root_overlaps
 from dispatcher.report.log import logger, note
 from dispatcher.runner.options import (
@@ -32,7 +33,7 @@ from dispatcher.runner.options import (
 from dispatcher.runner.printed_folder import enter_printed_folder
 from dispatcher.runner.request import Request, option_hint
 from dispatcher.stage import Stage, adapter_for
-from dispatcher.storage.urls import is_url
+from dispatcher.storage.urls import canonical, is_url
 from dispatcher.task import Task
 
 
@@ -61,6 +62,8 @@ class Prepared:
     """None when the run is only being submitted (`Request.submitting`)."""
     shards: list[sharding.ShardSpec]
     config: dict[str, Any]
+    manifest: Manifest | None = None
+    """`--manifest FILE`: where the plan reads its items (the last shard names the segment)."""
 
 
 def _task_class(request: Request) -> tuple[type[Task], str | None, str | None]:
@@ -129,7 +132,42 @@ def prepare(request: Request) -> Prepared:
     }
     if request.rows_per_item is not None:
         config["rows_per_item"] = request.rows_per_item
-    return Prepared(task, stage, backbone, shards, config)
+    manifest = None
+    if request.manifest is not None:
+        manifest = _manifest_for(request, task, config, shards, cli_shard)
+    return Prepared(task, stage, backbone, shards, config, manifest)
+
+
+def _manifest_for(
+    request: Request,
+    task: Task,
+    config: dict[str, Any],
+    shards: list[sharding.ShardSpec],
+    cli_shard: sharding.ShardSpec | None,
+) -> Manifest:
+    """The manifest of `--manifest`, checked against this run; `--shard I/N` becomes its
+    segment I (in `shards`, in place of the shard it would select by key)."""
+    if request.rows_per_item is not None:
+        raise UsageError(
+            "--manifest and --rows-per-item: a manifest holds whole files (a file's ranges "
+            "would have to stay in one segment)"
+        )
+    manifest = read_manifest(request.manifest or "")
+    roots = [canonical(root) for root in task.output_roots()]
+    problems = run_problems(manifest, config, roots)
+    if cli_shard is not None:
+        index = cli_shard.index if isinstance(cli_shard, sharding.HashShard) else None
+        count = len(manifest.segments)
+        if index is None or cli_shard.count != count:
+            problems.append(
+                f"--shard {request.shard}: --manifest {manifest.path} has {count} segments: "
+                f"give --shard I/{count} (hash, the default --shard-mode), auto or all"
+            )
+        else:
+            shards[-1] = sharding.SegmentShard(index, count, os.path.abspath(manifest.path))
+    if problems:
+        raise UsageError(*problems)
+    return manifest
 
 
 def _cli_shard(request: Request, errors: ErrorList) -> sharding.ShardSpec | None:

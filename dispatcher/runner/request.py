@@ -19,7 +19,11 @@ from dispatcher.report.fail_fast import FIRST_ITEMS
 
 # (spellings, metavar or None for a flag, help)
 RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
-    (("--backbone",), "NAME", "execution engine: auto (default), serial, mp, torch, ray, or a plugin's"),
+    (
+        ("--backbone",),
+        "NAME",
+        "execution engine: auto (default), serial, mp, torch, ray, or a plugin's",
+    ),
     (
         ("--cfg",),
         "FILE",
@@ -38,6 +42,12 @@ RESERVED: list[tuple[tuple[str, ...], str | None, str]] = [
         ("--shard-mode",),
         "hash|index",
         "how --shard splits: hash of each item's key (default) or sorted index",
+    ),
+    (
+        ("--manifest",),
+        "FILE",
+        "read the items from a manifest (dispatch manifest) instead of walking the input; "
+        "--shard I/N then runs its segment I",
     ),
     (
         ("--rows-per-item",),
@@ -114,6 +124,8 @@ class Request:
     shard_mode: str = "hash"
     rows_per_item: int | None = None
     """`--rows-per-item N`: big files become items of about N rows (None: one per file)."""
+    manifest: str | None = None
+    """`--manifest FILE`: the items come from this manifest's segments, not a walk."""
     limit: int | None = None
     """`--limit N`: run only the first N pending items (a trial run)."""
     max_failures: int | None = None

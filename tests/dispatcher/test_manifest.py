@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import itertools
 import os
+from pathlib import Path
 
 import pytest
+from conftest import run_dispatch, task_file, tree, write_file
 
 from dispatcher.errors import UsageError
 from dispatcher.manifest import add_segments, cut, read_manifest, read_segment, write_manifest
@@ -102,3 +104,80 @@ def test_a_damaged_manifest_is_a_clear_error(tmp_path, damage, message):
     path.write_bytes(damage(path.read_bytes()))
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_manifest(str(path))
+
+
+# --- runs over a manifest: one walk in total -----------------------------------------------
+
+WALKED = task_file("manifest_walks")
+
+
+def _data(root: Path, n: int = 40) -> Path:
+    for i in range(n):
+        write_file(root / f"d{i % 4}" / f"f{i:03d}.txt", "x" * i)
+    return root
+
+
+def _command(tmp_path: Path, *mixin: str) -> list[str]:
+    return [str(WALKED), "Walked", "--backbone", "serial", "--log-dir", str(tmp_path / "logs"),
+            "--mixin", f"input={tmp_path / 'in'}", f"output={tmp_path / 'out'}",
+            f"walks={tmp_path / 'walks'}", *mixin]  # fmt: skip
+
+
+def _walks(tmp_path: Path) -> int:
+    path = tmp_path / "walks"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_segment_runs_make_what_one_run_makes_and_never_walk(tmp_path):
+    _data(tmp_path / "in")
+    whole = run_dispatch(*_command(tmp_path), "--mixin", f"output={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr
+    before = _walks(tmp_path)
+    path = tmp_path / "run.manifest"
+    made = run_dispatch("manifest", "--shards", "3", "--output", path, "--", *_command(tmp_path))
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.strip() == str(path) and _walks(tmp_path) == before + 1
+    assert "manifest: 40 items in 3 segments" in made.stderr
+    for i in range(3):
+        done = run_dispatch(*_command(tmp_path), "--manifest", path, "--shard", f"{i}/3")
+        assert done.returncode == 0, done.stderr
+        assert "found 40, in shard 14" in done.stderr or "in shard 13" in done.stderr
+    assert _walks(tmp_path) == before + 1  # the segments were read, never walked
+    assert tree(tmp_path / "out") == tree(tmp_path / "whole")
+    # A rerun over the manifest (every segment) finds everything done, still without a walk.
+    again = run_dispatch(*_command(tmp_path), "--manifest", path)
+    assert again.returncode == 0 and "all done (40 found)" in again.stderr, again.stderr
+    assert _walks(tmp_path) == before + 1
+
+
+def test_a_manifest_for_another_configuration_or_count_is_refused_before_any_work(tmp_path):
+    _data(tmp_path / "in", 8)
+    path = tmp_path / "run.manifest"
+    made = run_dispatch("manifest", "--shards", "2", "--output", path, "--", *_command(tmp_path))
+    assert made.returncode == 0, made.stderr
+    other = run_dispatch(*_command(tmp_path, "suffix=.txt2"), "--manifest", path, "--shard", "0/2")
+    assert other.returncode == 2 and not (tmp_path / "out").exists()
+    assert f"--manifest {path} was made for another configuration of the task" in other.stderr
+    count = run_dispatch(*_command(tmp_path), "--manifest", path, "--shard", "0/3")
+    assert count.returncode == 2, count.stderr
+    assert f"--shard 0/3: --manifest {path} has 2 segments: give --shard I/2" in count.stderr
+    gone = run_dispatch(*_command(tmp_path), "--manifest", tmp_path / "nope.manifest")
+    assert gone.returncode == 2 and "nope.manifest: cannot be read" in gone.stderr
+    assert not (tmp_path / "out").exists()
+    inner = run_dispatch("manifest", "--shards", "2", "--", *_command(tmp_path), "--manifest", path)
+    assert inner.returncode == 2 and "leave --manifest out" in inner.stderr
+
+
+def test_python_runs_a_segment_of_a_manifest(tmp_path):
+    import dispatcher
+
+    _data(tmp_path / "in", 10)
+    path = tmp_path / "run.manifest"
+    made = run_dispatch("manifest", "--shards", "2", "--output", path, "--", *_command(tmp_path))
+    assert made.returncode == 0, made.stderr
+    mixin = {"input": str(tmp_path / "in"), "output": str(tmp_path / "out"),
+             "walks": str(tmp_path / "walks")}  # fmt: skip
+    result = dispatcher.run(f"{WALKED}:Walked", mixin, backbone="serial", manifest=path,
+                            shard="1/2", log_dir=tmp_path / "logs")  # fmt: skip
+    assert result.exit_code == 0 and result.counts.succeeded == 5
+    assert _walks(tmp_path) == 1
