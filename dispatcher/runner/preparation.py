@@ -155,7 +155,7 @@ def _manifest_for(
     manifest = read_manifest(request.manifest or "")
     roots = [canonical(root) for root in task.output_roots()]
     problems = run_problems(manifest, config, roots)
-    if cli_shard is not None:
+    if cli_shard is not None and not request.submitting:  # submit checks --array N itself
         index = cli_shard.index if isinstance(cli_shard, sharding.HashShard) else None
         count = len(manifest.segments)
         if index is None or cli_shard.count != count:

@@ -14,10 +14,17 @@ import time
 from collections.abc import Sequence
 
 from dispatcher.errors import EXIT_OK, UsageError
-from dispatcher.manifest import fingerprint, write_manifest
+from dispatcher.manifest import Manifest, fingerprint, write_manifest
 from dispatcher.plan import make_plan
 from dispatcher.report.log import logger
-from dispatcher.slurm.command import OwnParser, Parse, positive_int, prepare_command, split_command
+from dispatcher.slurm.command import (
+    Command,
+    OwnParser,
+    Parse,
+    positive_int,
+    prepare_command,
+    split_command,
+)
 from dispatcher.storage.urls import canonical
 
 
@@ -44,19 +51,31 @@ def main(argv: Sequence[str], parse: Parse) -> int:
     if any(word == "--manifest" or word.startswith("--manifest=") for word in words):
         raise UsageError("manifest: the command walks the input itself: leave --manifest out")
     command = prepare_command(words, parse, "manifest")
+    path = args.output or default_path(command)
+    manifest = make_manifest(command, args.shards, path)
+    print(os.path.abspath(path))
+    logger.info(
+        f"manifest: {manifest.items} items in {args.shards} segments of about "
+        f"{-(-manifest.items // args.shards)}; run each with --manifest {path} --shard I/{args.shards}"
+    )
+    return EXIT_OK
+
+
+def default_path(command: Command) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return os.path.join(command.log_dir, "manifests", f"{command.task_name}-{stamp}.manifest")
+
+
+def make_manifest(command: Command, shards: int, path: str) -> Manifest:
+    """The one walk: every item of the command (its task's own shards applied), written as
+    `shards` segments at `path`."""
     config = command.prepared.config
     if config.get("rows_per_item") is not None:
         raise UsageError(
             "manifest: --rows-per-item: a manifest holds whole files (a file's ranges would "
             "have to stay in one segment)"
         )
-    path = args.output or os.path.join(
-        command.log_dir,
-        "manifests",
-        f"{command.task_name}-{time.strftime('%Y%m%d-%H%M%S')}.manifest",
-    )
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     plan = make_plan(command.prepared.stage, command.task_shards, force=True)
     header = {
         "task_class": command.task_name,
@@ -66,10 +85,4 @@ def main(argv: Sequence[str], parse: Parse) -> int:
         "command": command.words,
         "cwd": command.invoked_in,
     }
-    manifest = write_manifest(path, plan.pending, len(plan.pending), args.shards, header)
-    print(os.path.abspath(path))
-    logger.info(
-        f"manifest: {manifest.items} items in {args.shards} segments of about "
-        f"{-(-manifest.items // args.shards)}; run each with --manifest {path} --shard I/{args.shards}"
-    )
-    return EXIT_OK
+    return write_manifest(path, plan.pending, len(plan.pending), shards, header)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dispatcher.errors import EXIT_OK, UsageError
+from dispatcher.manifest import Manifest, read_manifest, read_segment, run_problems
 from dispatcher.plan import make_plan
 from dispatcher.report.liveness import shown_outcome
 from dispatcher.report.log import logger
@@ -43,8 +44,45 @@ def shard_numbers(keys: Sequence[str], count: int, mode: str) -> list[int]:
     return [hash_bucket(key, count) for key in keys]
 
 
+def array_manifest(command: Command, count: int) -> Manifest | None:
+    """The manifest the array's tasks read: the command's own `--manifest`, else the one
+    the last submission of N shards wrote (`dispatch submit --manifest`)."""
+    if command.prepared.manifest is not None:
+        return command.prepared.manifest
+    for record in reversed(submissions(command)):
+        if record.get("shard_count") == count:
+            path = record.get("manifest")
+            if not path:
+                return None
+            manifest = read_manifest(path)
+            problems = run_problems(manifest, command.prepared.config, command.output_roots)
+            if problems:
+                raise UsageError(*problems)
+            return manifest
+    return None
+
+
+def _manifest_shards(command: Command, manifest: Manifest) -> list[ShardRow]:
+    """Items and done items of each segment: read, never walked."""
+    source = command.prepared.stage.source
+    rows = []
+    for number in range(len(manifest.segments)):
+        items = read_segment(manifest, number)
+        rows.append(ShardRow(number, len(items), sum(map(bool, source.done_mask(items)))))
+    return rows
+
+
 def count_shards(command: Command, count: int) -> list[ShardRow]:
-    """Items and done items of each shard: one plan over every item, one done check."""
+    """Items and done items of each shard: one plan over every item, one done check (a
+    manifest's segments instead, when the array reads one)."""
+    manifest = array_manifest(command, count)
+    if manifest is not None:
+        if len(manifest.segments) != count:
+            raise UsageError(
+                f"--array {count}: the array's manifest {manifest.path} has "
+                f"{len(manifest.segments)} segments"
+            )
+        return _manifest_shards(command, manifest)
     stage = command.prepared.stage
     plan = make_plan(stage, command.task_shards, force=True)
     keys = [key for key, _ in plan.pending]

@@ -217,6 +217,12 @@ def submit_parser() -> OwnParser:
         "which are still queued or running (they could run twice)",
     )
     add(
+        "--manifest",
+        action="store_true",
+        help="walk the input once, here, into a manifest of N segments that every array "
+        "task reads its items from (instead of each walking it)",
+    )
+    add(
         "--requeue",
         action="store_true",
         help="before the time limit, stop and requeue the array task; it resumes its shard",
@@ -270,6 +276,9 @@ def main(argv: Sequence[str], parse: Parse) -> int:
     shards = _shards_to_submit(args, command, count)
     if not shards:
         return EXIT_OK
+    manifest = _array_manifest(args, command, count)
+    if manifest is not None and command.prepared.manifest is None:  # tasks read it too
+        words = [*words, "--manifest", manifest]
     limit = cluster_max_array_size()
     if limit is None:
         limit = DEFAULT_MAX_ARRAY_SIZE
@@ -298,7 +307,7 @@ def main(argv: Sequence[str], parse: Parse) -> int:
             print(f"# sbatch{after} (submission {i + 1} of {len(scripts)})")
             print(text, end="")
         return EXIT_OK
-    return _submit(command, count, chunks, scripts, log_dir, chained)
+    return _submit(command, count, chunks, scripts, log_dir, chained, manifest)
 
 
 def _checked_command(args: argparse.Namespace, words: list[str], parse: Parse) -> Command:
@@ -314,6 +323,36 @@ def _checked_command(args: argparse.Namespace, words: list[str], parse: Parse) -
             f"{args.requeue_before}: the items in flight would still run at the time limit"
         )
     return command
+
+
+def _array_manifest(args: argparse.Namespace, command: Command, count: int) -> str | None:
+    """The manifest every array task reads its items from, if any: the command's own
+    `--manifest`, the last submission's (`--resubmit`), or one written now (`--manifest`:
+    the one walk; a dry run only says where it would go)."""
+    given = command.prepared.manifest
+    if given is not None:
+        if len(given.segments) != count:
+            raise UsageError(
+                f"submit: --array {count}: --manifest {given.path} has {len(given.segments)} "
+                f"segments: give --array {len(given.segments)}"
+            )
+        return os.path.abspath(given.path)
+    if args.resubmit:
+        from dispatcher.slurm.status import array_manifest
+
+        earlier = array_manifest(command, count)
+        return os.path.abspath(earlier.path) if earlier is not None else None
+    if not args.manifest:
+        return None
+    from dispatcher.slurm.manifest_command import default_path, make_manifest
+
+    path = os.path.abspath(default_path(command))
+    if args.dry_run:
+        note(f"submit --dry-run: the manifest would be written to {path} (nothing is written)")
+        return path
+    made = make_manifest(command, count, path)
+    note(f"manifest {path}: {made.items} items in {count} segments")
+    return path
 
 
 def _shards_to_submit(args: argparse.Namespace, command: Command, count: int) -> list[int]:
@@ -339,6 +378,7 @@ def _submit(
     scripts: list[str],
     log_dir: str,
     chained: bool,
+    manifest: str | None,
 ) -> int:
     folder = slurm_dir(log_dir)
     os.makedirs(folder, exist_ok=True)  # SLURM does not create --output folders
@@ -353,7 +393,7 @@ def _submit(
             job = sbatch(path, previous if chained else None)
         except UsageError as exc:
             if jobs:
-                _remember(command, count, jobs)
+                _remember(command, count, jobs, manifest)
                 exc.messages.append(
                     f"submitted before it: jobs {', '.join(j['job'] for j in jobs)}"
                 )
@@ -364,9 +404,12 @@ def _submit(
             f"submitted job {job}: shards {array_spec(chunk.shards)} of {count} "
             f"(array {array_spec(chunk.ids)}), logs {os.path.join(folder, job)}_*.out"
         )
-    _remember(command, count, jobs)
+    _remember(command, count, jobs, manifest)
     return EXIT_OK
 
 
-def _remember(command: Command, count: int, jobs: list[dict]) -> None:
-    write_submission(command, {"shard_count": count, "jobs": jobs})
+def _remember(command: Command, count: int, jobs: list[dict], manifest: str | None) -> None:
+    record: dict = {"shard_count": count, "jobs": jobs}
+    if manifest is not None:
+        record["manifest"] = manifest
+    write_submission(command, record)

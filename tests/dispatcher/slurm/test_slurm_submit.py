@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_dispatch, task_file
+from conftest import REPO, run_dispatch, task_file, tree
 
 from dispatcher.sharding import hash_bucket
 from dispatcher.slurm.submit import (
@@ -410,3 +410,63 @@ def test_twenty_shards_above_max_array_size_are_split(tmp_path, jobs, small_max_
         shard = hash_bucket(record["name"], count)
         assert record["shard"] == str(shard)
         assert offsets[record["job"]] + int(record["task"]) == shard
+
+
+# --- an array over a manifest: one walk in total ----------------------------------------------
+
+
+def walked_command(tmp_path: Path, n: int = 40) -> list[str]:
+    """The Walked task over n files (it notes each walk of its input in tmp_path/walks)."""
+    for i in range(n):
+        path = tmp_path / "in" / f"d{i % 4}" / f"f{i:03d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x" * i)
+    return [str(task_file("manifest_walks")), "Walked", "--backbone", "serial",
+            "--log-dir", str(tmp_path / "logs"), "--mixin", f"input={tmp_path / 'in'}",
+            f"output={tmp_path / 'out'}", f"walks={tmp_path / 'walks'}"]  # fmt: skip
+
+
+def walks(tmp_path: Path) -> int:
+    path = tmp_path / "walks"
+    return len(path.read_text().splitlines()) if path.exists() else 0
+
+
+def test_a_dry_run_with_a_manifest_says_where_it_would_go_and_writes_nothing(tmp_path):
+    command = walked_command(tmp_path, 6)
+    done = run_dispatch("submit", "--array", "2", "--manifest", "--dry-run", "--", *command,
+                        cwd=tmp_path, env=clean_env())  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (path,) = re.findall(
+        r"the manifest would be written to (\S+) \(nothing is written\)", done.stderr
+    )
+    assert f"--manifest {path}" in done.stdout and not Path(path).exists()
+    assert walks(tmp_path) == 0 and not (tmp_path / "logs").exists()
+
+
+@pytest.mark.slow
+@needs_cluster
+def test_an_array_over_a_manifest_walks_once_and_makes_what_one_run_makes(tmp_path, jobs):
+    command = walked_command(tmp_path)
+    whole = run_dispatch(*command, "--mixin", f"output={tmp_path / 'whole'}", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    before = walks(tmp_path)
+    ids, done = submit(tmp_path, "--array", "3", "--manifest", "--time", "5", "--", *command)
+    jobs.extend(ids)
+    assert "items in 3 segments" in done.stderr and walks(tmp_path) == before + 1
+    wait_for(ids)
+    assert task_states(ids[0]) == {t: ("COMPLETED", 0) for t in range(3)}
+    assert tree(tmp_path / "out") == tree(tmp_path / "whole")
+    assert walks(tmp_path) == before + 1  # no array task walked the input
+    # status and --resubmit read the manifest the submission recorded: no walk either
+    (tmp_path / "out" / "d1" / "f005.txt.out").unlink()
+    shown = run_dispatch("status", "--json", "--", *command, cwd=tmp_path, env=clean_env())
+    assert shown.returncode == 0, shown.stderr
+    report = json.loads(shown.stdout)
+    assert report["totals"] == {**report["totals"], "items": 40, "done": 39, "to_run": 1}
+    assert sorted(row["items"] for row in report["shards"]) == [13, 13, 14]
+    again, done = submit(tmp_path, "--resubmit", "--time", "5", "--", *command)
+    jobs.extend(again)
+    assert len(again) == 1, done.stdout
+    wait_for(again)
+    assert tree(tmp_path / "out") == tree(tmp_path / "whole")
+    assert walks(tmp_path) == before + 1
