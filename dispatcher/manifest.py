@@ -65,6 +65,9 @@ class Manifest:
         return sum(segment.count for segment in self.segments)
 
 
+WHOLE_FILES = "a manifest holds whole files (a file's row ranges would have to stay in one segment)"
+"""Why a manifest and --rows-per-item do not go together."""
+
 FINGERPRINTED = ("task_file", "task_class", "task", "mixin", "rows_per_item")
 """What decides a run's items: a run whose configuration differs here has other items."""
 

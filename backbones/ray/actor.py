@@ -71,9 +71,6 @@ class StageActor:
             return (error_line(exc), traceback.format_exc())
         return None
 
-    def where(self) -> tuple[str, int]:
-        return (os.uname().nodename, os.getpid())
-
     def run_chunk(self, alone: bool, chunk: list[tuple[int, Any]]) -> Iterator[Progress]:
         """Run the chunk's items in order until done or halted (a generator: called with
         `num_returns="streaming"`). Yields progress after each item that is not a plain

@@ -67,7 +67,6 @@ class _Actor:
     ready: bool = False
     chunks: list[_Chunk] = field(default_factory=list)
     """Chunks sent and not finished, in the order sent: the first is running."""
-    ran: int = 0
     killed: bool = False
 
 
@@ -86,7 +85,6 @@ class Driver:
         batch_size: int | None,
     ) -> None:
         self.ray = ray
-        self.context = context
         self.stage = context.stage
         self.items: list[Item] = context.items
         self.reporter = context.reporter
@@ -259,7 +257,6 @@ class Driver:
         ran, busy, reports, stage_failed = progress
         self.ran += ran
         self.busy += busy
-        actor.ran += ran
         if ran:
             self.barren_deaths = 0
         bad = {report[0]: report for report in reports}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 Point = tuple[float, float, float]
@@ -42,7 +43,7 @@ def value_at(points: list[Point], at: float, column: int) -> float:
         return 0.0
     if at >= points[-1][0]:
         return points[-1][column]
-    i = bisect.bisect_right([p[0] for p in points], at)
+    i = bisect.bisect_right(points, at, key=itemgetter(0))
     (t0, *a), (t1, *b) = points[i - 1], points[i]
     share = (at - t0) / (t1 - t0) if t1 > t0 else 1.0
     return a[column - 1] + share * (b[column - 1] - a[column - 1])

@@ -20,7 +20,7 @@ from dispatcher.config.placeholders import fill
 from dispatcher.engines import Backbone
 from dispatcher.errors import ErrorList, UsageError
 from dispatcher.loader import load_task_class
-from dispatcher.manifest import Manifest, read_manifest, run_problems
+from dispatcher.manifest import WHOLE_FILES, Manifest, read_manifest, run_problems
 from dispatcher.outputs import root_overlaps
 from dispatcher.report.log import logger, note
 from dispatcher.runner.options import (
@@ -148,10 +148,7 @@ def _manifest_for(
     """The manifest of `--manifest`, checked against this run; `--shard I/N` becomes its
     segment I (in `shards`, in place of the shard it would select by key)."""
     if request.rows_per_item is not None:
-        raise UsageError(
-            "--manifest and --rows-per-item: a manifest holds whole files (a file's ranges "
-            "would have to stay in one segment)"
-        )
+        raise UsageError(f"--manifest and --rows-per-item: {WHOLE_FILES}")
     manifest = read_manifest(request.manifest or "")
     roots = [canonical(root) for root in task.output_roots()]
     problems = run_problems(manifest, config, roots)

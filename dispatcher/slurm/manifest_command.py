@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 
 from dispatcher.errors import EXIT_OK, UsageError
-from dispatcher.manifest import Manifest, fingerprint, write_manifest
+from dispatcher.manifest import WHOLE_FILES, Manifest, fingerprint, write_manifest
 from dispatcher.plan import make_plan
 from dispatcher.report.log import logger
 from dispatcher.slurm.command import (
@@ -71,10 +71,7 @@ def make_manifest(command: Command, shards: int, path: str) -> Manifest:
     `shards` segments at `path`."""
     config = command.prepared.config
     if config.get("rows_per_item") is not None:
-        raise UsageError(
-            "manifest: --rows-per-item: a manifest holds whole files (a file's ranges would "
-            "have to stay in one segment)"
-        )
+        raise UsageError(f"manifest: --rows-per-item: {WHOLE_FILES}")
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     plan = make_plan(command.prepared.stage, command.task_shards, force=True)
     header = {

@@ -1,4 +1,5 @@
-"""One shard's line of `dispatch status`: what its table, `--json` and `--html` show."""
+"""One shard's line of `dispatch status`: what its table, `--json` and `--html` show, and
+the run records they read."""
 
 from __future__ import annotations
 
@@ -26,3 +27,7 @@ class ShardRow:
 
     def as_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "to_run": self.to_run}
+
+
+Records = dict[int, tuple[str, dict[str, Any]]]
+"""Shard -> (path, its newest run record)."""

@@ -34,7 +34,7 @@ from dispatcher.slurm.command import (
     split_command,
     submissions,
 )
-from dispatcher.slurm.shard_row import ShardRow
+from dispatcher.slurm.shard_row import Records, ShardRow
 
 
 def shard_numbers(keys: Sequence[str], count: int, mode: str) -> list[int]:
@@ -97,7 +97,7 @@ def count_shards(command: Command, count: int) -> list[ShardRow]:
 _SHARD = re.compile(r"^(hash|index) (\d+)/(\d+)$")
 
 
-def last_records(command: Command, count: int) -> dict[int, tuple[str, dict[str, Any]]]:
+def last_records(command: Command, count: int) -> Records:
     """Each shard's newest run record over these outputs (run folders sort by time)."""
     found: dict[int, tuple[str, dict[str, Any]]] = {}
     pattern = os.path.join(command.log_dir, command.task_name, "*", "run.json")
@@ -149,10 +149,15 @@ def queued(command: Command, count: int) -> dict[int, str] | None:
     return states
 
 
-def status_rows(command: Command, count: int) -> tuple[list[ShardRow], bool]:
-    """(rows, whether squeue answered)."""
+def status_rows(
+    command: Command, count: int, records: Records | None = None
+) -> tuple[list[ShardRow], bool]:
+    """(rows, whether squeue answered); `records`: the shards' last run records, when the
+    caller has read them already."""
     rows = count_shards(command, count)
-    for shard, (path, record) in last_records(command, count).items():
+    if records is None:
+        records = last_records(command, count)
+    for shard, (path, record) in records.items():
         row = rows[shard]
         row.record, row.outcome, row.exit_code = (
             path,
@@ -256,13 +261,14 @@ def main(argv: Sequence[str], parse: Parse) -> int:
         raise UsageError(problem)
     command = prepare_command(words, parse, "status")
     count = args.array or remembered_count(command, "status")
-    rows, squeue = status_rows(command, count)
+    records = last_records(command, count)
+    rows, squeue = status_rows(command, count, records)
     complete = sum(1 for r in rows if not r.to_run)
     if page is not None:
         from dispatcher.outputs import atomic_write
         from dispatcher.slurm.status_page import status_page
 
-        text = status_page(command, count, rows, last_records(command, count), squeue)
+        text = status_page(command, count, rows, records, squeue)
         with atomic_write(page) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
         logger.info(f"status page {page}")

@@ -10,6 +10,7 @@ the commands that finish the set.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shlex
@@ -21,13 +22,12 @@ from dispatcher.report.failure_groups import FailureGroups
 from dispatcher.report.run_record import now_text
 from dispatcher.report.throughput import Point, Throughput, curve, throughput
 from dispatcher.slurm.command import Command
-from dispatcher.slurm.shard_row import ShardRow
+from dispatcher.slurm.shard_row import Records, ShardRow
 
 FAILURES_READ = 100_000
 """Lines of one shard's failures.jsonl read for the page (the file keeps every one)."""
 KINDS_SHOWN = 20
 
-Records = dict[int, tuple[str, dict[str, Any]]]
 
 _STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px 32px;color:#1d2430;background:#f6f7f9}
@@ -95,8 +95,6 @@ def _sparkline(points: list[Point], width: int = 120, height: int = 26) -> str:
 
 
 def _clock(at: float) -> str:
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(at).astimezone().strftime("%H:%M:%S")
 
 
