@@ -91,6 +91,11 @@ class ItemSource:
         run may be alone on them and hold no claim that keeps its live files safe."""
         return ()
 
+    def forget_listings(self) -> None:
+        """Drop what the last `done_mask` kept for `leftovers`, in a run that will not ask
+        for them (a manifest's segment, whose folders may hold other segments' live
+        staging)."""
+
     def remove_leftovers(self, leftovers: Sequence[str]) -> int:
         """Remove what `leftovers` listed, unless a live attempt holds it; how many went."""
         from dispatcher.outputs.leftovers import remove_leftovers

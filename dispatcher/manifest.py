@@ -12,12 +12,15 @@ pyarrow, invariant 8):
     u32 length, header           JSON: version, made, and what the writer adds (the task,
                                  roots, the configuration's fingerprint)
     records                      per item: u32 length, pickle of (key, payload)
-    index                        JSON: {"segments": [[first item, count, offset], ...]}
+    index                        JSON: {"segments": [[first item, count, offset], ...],
+                                 "counts": segment counts it has had, "replans": when}
     trailer                      b"DMINDEX1", u64 index offset, u64 index length
 
 A segment's records are contiguous and in key order, and segments follow each other.
 New segments (items found later) are added after the last index with a new index and
-trailer, so no earlier segment's bytes move; a reader reads the last trailer. Payloads
+trailer, so no earlier segment's bytes move; a reader reads the last trailer. Segment I
+is then the same under every count the manifest has had, so a run started as I/N before
+segments were added still reads its own items. Payloads
 are pickled (a plain task's payload is whatever its `generate_tasks` yields; a template's
 is None): a manifest is read by runs of the task that wrote it, from its log folder.
 """
@@ -30,8 +33,8 @@ import os
 import pickle
 import shutil
 import struct
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from dispatcher.errors import UsageError
@@ -59,14 +62,27 @@ class Manifest:
     path: str
     header: dict[str, Any]
     segments: list[Segment]
+    counts: list[int] = field(default_factory=list)
+    """The segment counts it has had: the one it was written with, then one per replan."""
+    replans: list[str] = field(default_factory=list)
+    """When segments were added (ISO times), in order."""
+
+    def __post_init__(self) -> None:
+        self.counts = self.counts or [len(self.segments)]
 
     @property
     def items(self) -> int:
         return sum(segment.count for segment in self.segments)
 
+    def counts_text(self) -> str:
+        """How many segments it has, and how it came to have them (for messages)."""
+        if len(self.counts) == 1:
+            return f"{len(self.segments)} segments"
+        grown = ", then ".join(map(str, self.counts[1:]))
+        return (
+            f"{len(self.segments)} segments (made with {self.counts[0]}, then {grown} by --replan)"
+        )
 
-WHOLE_FILES = "a manifest holds whole files (a file's row ranges would have to stay in one segment)"
-"""Why a manifest and --rows-per-item do not go together."""
 
 FINGERPRINTED = ("task_file", "task_class", "task", "mixin", "rows_per_item")
 """What decides a run's items: a run whose configuration differs here has other items."""
@@ -94,16 +110,31 @@ def run_problems(manifest: Manifest, config: dict[str, Any], roots: list[str]) -
     return []
 
 
-def cut(count: int, parts: int) -> list[tuple[int, int]]:
+def cut(count: int, parts: int, groups: Sequence[str] | None = None) -> list[tuple[int, int]]:
     """(first, count) of `parts` contiguous runs over `count` items, sizes within one of
-    each other, the larger first."""
+    each other, the larger first.
+
+    With `groups` (each item's group, as `ItemSource.shard_groups` names it: the file of a
+    row range), a run ends only where a group does, so a group stays in one segment: each
+    cut moves forward to the next group's start (runs then differ by up to a group).
+    """
     size, extra = divmod(count, parts)
     runs, first = [], 0
     for i in range(parts):
         n = size + (i < extra)
         runs.append((first, n))
         first += n
-    return runs
+    if groups is None:
+        return runs
+    ends = [first + n for first, n in runs]
+    start, whole = 0, []
+    for end in ends:
+        end = max(end, start)
+        while 0 < end < count and groups[end] == groups[end - 1]:
+            end += 1
+        whole.append((start, end - start))
+        start = end
+    return whole
 
 
 def _write_records(
@@ -127,46 +158,71 @@ def _write_records(
     return segments
 
 
-def _write_index(fh: BinaryIO, segments: list[Segment]) -> None:
+def _write_index(
+    fh: BinaryIO, segments: list[Segment], counts: list[int], replans: list[str]
+) -> None:
     offset = fh.tell()
-    index = json.dumps({"segments": [[s.first, s.count, s.offset] for s in segments]})
+    index = json.dumps(
+        {
+            "segments": [[s.first, s.count, s.offset] for s in segments],
+            "counts": counts,
+            "replans": replans,
+        }
+    )
     data = index.encode("utf-8")
     fh.write(data)
     fh.write(_TRAILER.pack(_TRAILER_MAGIC, offset, len(data)))
 
 
+def _now() -> str:
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
 def write_manifest(
-    path: str, items: Iterable[Item], count: int, shards: int, header: dict[str, Any]
+    path: str,
+    items: Iterable[Item],
+    count: int,
+    shards: int,
+    header: dict[str, Any],
+    groups: Sequence[str] | None = None,
 ) -> Manifest:
     """Write `count` items (in key order, streamed: a generator is never held whole) as
-    `shards` segments; the file appears whole or not at all."""
+    `shards` segments (`groups`: see `cut`); the file appears whole or not at all."""
     if shards < 1:
         raise ValueError("a manifest has at least one segment")
-    made = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    head = {**header, "version": VERSION, "made": made}
+    head = {**header, "version": VERSION, "made": _now()}
     data = json.dumps(head).encode("utf-8")
     with atomic_write(path) as tmp, open(tmp, "wb") as fh:
         fh.write(MAGIC)
         fh.write(_LENGTH.pack(len(data)))
         fh.write(data)
-        segments = _write_records(fh, iter(items), cut(count, shards))
-        _write_index(fh, segments)
+        segments = _write_records(fh, iter(items), cut(count, shards, groups))
+        _write_index(fh, segments, [shards], [])
     return Manifest(path, head, segments)
 
 
-def add_segments(manifest: Manifest, items: Iterable[Item], count: int, shards: int) -> Manifest:
+def add_segments(
+    manifest: Manifest,
+    items: Iterable[Item],
+    count: int,
+    shards: int,
+    groups: Sequence[str] | None = None,
+) -> Manifest:
     """`manifest` with `count` more items (found since it was made) as `shards` new
     segments after its own, whose items and bytes stay where they are. Written to a copy
     that replaces the file whole."""
     start = manifest.items
-    runs = [(start + first, n) for first, n in cut(count, shards)]
+    runs = [(start + first, n) for first, n in cut(count, shards, groups)]
+    segments = list(manifest.segments)
+    counts = [*manifest.counts, len(segments) + shards]
+    replans = [*manifest.replans, _now()]
     with atomic_write(manifest.path) as tmp:
         shutil.copyfile(manifest.path, tmp)
         with open(tmp, "r+b") as fh:
             fh.seek(0, os.SEEK_END)
-            added = _write_records(fh, iter(items), runs)
-            _write_index(fh, [*manifest.segments, *added])
-    return Manifest(manifest.path, manifest.header, [*manifest.segments, *added])
+            segments += _write_records(fh, iter(items), runs)
+            _write_index(fh, segments, counts, replans)
+    return Manifest(manifest.path, manifest.header, segments, counts, replans)
 
 
 def read_manifest(path: str) -> Manifest:
@@ -195,7 +251,7 @@ def read_manifest(path: str) -> Manifest:
     except ValueError as exc:  # JSON that is not
         raise UsageError(f"--manifest {path}: damaged ({exc})") from None
     segments = [Segment(*entry) for entry in index["segments"]]
-    return Manifest(path, header, segments)
+    return Manifest(path, header, segments, index.get("counts", []), index.get("replans", []))
 
 
 def read_segment(manifest: Manifest, number: int) -> list[Item]:

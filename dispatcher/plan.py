@@ -146,7 +146,7 @@ def plan_from_manifest(
     if not force:
         mask = list(stage.source.done_mask(items))
         pending = list(compress(items, map(operator.not_, mask)))
-        list(stage.source.leftovers(items, items))  # forgets the listings the check kept
+        stage.source.forget_listings()
     return Plan(
         found=manifest.items,
         in_shard=len(items),

@@ -214,6 +214,9 @@ class TemplateItems(ItemSource):
             return leftovers
         return self._not_elsewhere(leftovers, items, found)
 
+    def forget_listings(self) -> None:
+        self.__dict__.pop("_listings", None)
+
     def _not_elsewhere(
         self, leftovers: list[str], items: Sequence[Item], found: Sequence[Item]
     ) -> list[str]:

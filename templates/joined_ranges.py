@@ -142,6 +142,10 @@ class RangeItems(CutItems):
         stale = self.__dict__.pop("_stale", [])
         return [*self.inner.leftovers(files, every), *stale]
 
+    def forget_listings(self) -> None:
+        super().forget_listings()
+        self.__dict__.pop("_stale", None)
+
     def remove_leftovers(self, leftovers: Sequence[str]) -> int:
         folders = [p for p in leftovers if _is_parts_folder(os.path.basename(p))]
         for path in folders:

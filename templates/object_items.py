@@ -132,6 +132,10 @@ class ObjectTemplateItems(TemplateItems):
         gone = abandoned_leftovers(listed) + abandoned_claims(root, listed)
         return [urls.join(root, rel) for rel in gone] + abandoned_uploads(root)
 
+    def forget_listings(self) -> None:
+        super().forget_listings()
+        self.__dict__.pop("_listed", None)
+
     def remove_leftovers(self, leftovers: Sequence[str]) -> int:
         if not self.output_in_store:
             return super().remove_leftovers(leftovers)

@@ -168,6 +168,9 @@ class PartItems(CutItems):
     def leftovers(self, items: Sequence[Item], found: Sequence[Item] = ()) -> list[str]:
         return list(self.inner.leftovers(items, found))
 
+    def forget_listings(self) -> None:
+        self.inner.forget_listings()
+
     def staged(self, key: str, remake: bool = False) -> contextlib.AbstractContextManager[Any]:
         return self.inner.staged(key, remake)
 

@@ -20,7 +20,7 @@ from dispatcher.config.placeholders import fill
 from dispatcher.engines import Backbone
 from dispatcher.errors import ErrorList, UsageError
 from dispatcher.loader import load_task_class
-from dispatcher.manifest import WHOLE_FILES, Manifest, read_manifest, run_problems
+from dispatcher.manifest import Manifest, read_manifest, run_problems
 from dispatcher.outputs import root_overlaps
 from dispatcher.report.log import logger, note
 from dispatcher.runner.options import (
@@ -146,25 +146,34 @@ def _manifest_for(
     cli_shard: sharding.ShardSpec | None,
 ) -> Manifest:
     """The manifest of `--manifest`, checked against this run; `--shard I/N` becomes its
-    segment I (in `shards`, in place of the shard it would select by key)."""
-    if request.rows_per_item is not None:
-        raise UsageError(f"--manifest and --rows-per-item: {WHOLE_FILES}")
+    segment I (in `shards`, in place of the shard it would select by key). N may be any
+    count the manifest has had: segments added by a replan leave segment I as it was."""
     manifest = read_manifest(request.manifest or "")
     roots = [canonical(root) for root in task.output_roots()]
     problems = run_problems(manifest, config, roots)
     if cli_shard is not None and not request.submitting:  # submit checks --array N itself
-        index = cli_shard.index if isinstance(cli_shard, sharding.HashShard) else None
+        index, asked = _one_index(cli_shard)
         count = len(manifest.segments)
-        if index is None or cli_shard.count != count:
+        if index is None or asked not in manifest.counts:
             problems.append(
-                f"--shard {request.shard}: --manifest {manifest.path} has {count} segments: "
-                f"give --shard I/{count} (hash, the default --shard-mode), auto or all"
+                f"--shard {request.shard}: --manifest {manifest.path} has "
+                f"{manifest.counts_text()}: give --shard I/{count}, auto or all"
             )
         else:
             shards[-1] = sharding.SegmentShard(index, count, os.path.abspath(manifest.path))
     if problems:
         raise UsageError(*problems)
     return manifest
+
+
+def _one_index(shard: sharding.ShardSpec) -> tuple[int | None, int]:
+    """(I, N) of a `--shard I/N` naming one shard of either mode (over a manifest the
+    segments are the shards, whatever the mode); (None, N) for several indices."""
+    if isinstance(shard, sharding.HashShard):
+        return shard.index, shard.count
+    if isinstance(shard, sharding.IndexShard) and len(shard.indices()) == 1:
+        return shard.indices()[0], shard.shard_num
+    return None, getattr(shard, "shard_num", 0)
 
 
 def _cli_shard(request: Request, errors: ErrorList) -> sharding.ShardSpec | None:

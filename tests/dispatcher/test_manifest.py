@@ -31,6 +31,21 @@ def test_segments_are_contiguous_runs_of_near_equal_size():
         assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(runs))
 
 
+def test_a_group_stays_in_one_segment():
+    # Three files of 4, 4 and 2 row ranges: a cut inside a file moves to its end.
+    groups = ["a"] * 4 + ["b"] * 4 + ["c"] * 2
+    assert cut(10, 3, groups) == [(0, 4), (4, 4), (8, 2)]
+    assert cut(10, 2, groups) == [(0, 8), (8, 2)]
+    # One file larger than a segment: segments after it are empty until the next file.
+    assert cut(10, 4, ["a"] * 9 + ["b"]) == [(0, 9), (9, 0), (9, 0), (9, 1)]
+    for parts in range(1, 12):
+        runs = cut(10, parts, groups)
+        assert sum(n for _, n in runs) == 10 and len(runs) == parts
+        assert all(a + n == b for (a, n), (b, _) in itertools.pairwise(runs))
+        for first, _ in runs:  # no group on both sides of a cut
+            assert first in (0, 10) or groups[first] != groups[first - 1]
+
+
 def test_a_written_manifest_reads_back_segment_by_segment(tmp_path):
     path = str(tmp_path / "run.manifest")
     made = write_manifest(path, _items(1000), 1000, 7, {"task": "T", "fingerprint": "f"})
@@ -79,6 +94,8 @@ def test_later_items_become_new_segments_and_earlier_ones_stay_put(tmp_path):
     assert [read_segment(back, i) for i in range(4)] == before
     assert read_segment(back, 4) + read_segment(back, 5) == list(_items(30, start=100))
     assert back.segments[4].first == 100
+    assert back.counts == [4, 6] and len(back.replans) == 1 and first.counts == [4]
+    assert back.counts_text() == "6 segments (made with 4, then 6 by --replan)"
 
 
 def test_a_count_that_is_not_the_items_is_refused_and_nothing_is_written(tmp_path):
@@ -181,3 +198,69 @@ def test_python_runs_a_segment_of_a_manifest(tmp_path):
                             shard="1/2", log_dir=tmp_path / "logs")  # fmt: skip
     assert result.exit_code == 0 and result.counts.succeeded == 5
     assert _walks(tmp_path) == 1
+
+
+def test_replan_adds_only_new_input_as_new_segments_and_old_shards_still_run(tmp_path):
+    _data(tmp_path / "in", 30)
+    path = tmp_path / "run.manifest"
+    made = run_dispatch("manifest", "--shards", "3", "--output", path, "--", *_command(tmp_path))
+    assert made.returncode == 0, made.stderr
+    before = [read_segment(read_manifest(str(path)), i) for i in range(3)]
+    for i in range(30, 45):  # input added since: no run over the manifest sees it
+        write_file(tmp_path / "in" / "new" / f"g{i:03d}.txt", "y" * i)
+    (tmp_path / "in" / "d0" / "f000.txt").unlink()
+    run = run_dispatch(*_command(tmp_path), "--manifest", path)
+    assert run.returncode == 0 and "found 30" in run.stderr, run.stderr
+    assert not (tmp_path / "out" / "new").exists() and _walks(tmp_path) == 1
+    grown = run_dispatch("manifest", "--replan", path, "--", *_command(tmp_path))
+    assert grown.returncode == 0, grown.stderr
+    assert _walks(tmp_path) == 2  # the replan's walk
+    assert "replan: 15 new items since" in grown.stderr and "segments 3-4" in grown.stderr
+    assert "1 items of the manifest are no longer found" in grown.stderr
+    back = read_manifest(str(path))
+    assert back.counts == [3, 5] and [len(read_segment(back, i)) for i in (3, 4)] == [8, 7]
+    assert [read_segment(back, i) for i in range(3)] == before  # old segments kept
+    # A shard counted before the replan still reads its own segment; the new ones run.
+    old = run_dispatch(*_command(tmp_path), "--manifest", path, "--shard", "1/3")
+    assert old.returncode == 0 and "10 items in this shard, all done" in old.stderr, old.stderr
+    for i in (3, 4):
+        new = run_dispatch(*_command(tmp_path), "--manifest", path, "--shard", f"{i}/5")
+        assert new.returncode == 0, new.stderr
+    assert len(list((tmp_path / "out" / "new").iterdir())) == 15 and _walks(tmp_path) == 2
+    wrong = run_dispatch(*_command(tmp_path), "--manifest", path, "--shard", "0/4")
+    assert wrong.returncode == 2
+    assert "has 5 segments (made with 3, then 5 by --replan): give --shard I/5" in wrong.stderr
+    # Nothing new: said, and the file is left as it was.
+    data = path.read_bytes()
+    same = run_dispatch("manifest", "--replan", path, "--", *_command(tmp_path))
+    assert same.returncode == 0 and "replan: no new items since" in same.stderr, same.stderr
+    assert path.read_bytes() == data
+    drift = run_dispatch("manifest", "--replan", path, "--", *_command(tmp_path, "suffix=.x"))
+    assert drift.returncode == 2 and "made for another configuration" in drift.stderr
+    assert path.read_bytes() == data
+
+
+def test_row_ranges_keep_their_file_in_one_segment_and_make_what_one_run_makes(tmp_path):
+    import json
+
+    data = tmp_path / "in"
+    for f in range(4):
+        rows = (json.dumps({"id": f * 1000 + i, "text": f"  row {i}  "}) for i in range(600))
+        write_file(data / f"f{f}.jsonl", "\n".join(rows) + "\n")
+    package = Path(__file__).parents[2] / "tasks" / "operators" / "text_clean"
+    command = [str(package), "--rows-per-item", "100", "--log-dir", str(tmp_path / "logs"),
+               "--mixin", f"input={data}"]  # fmt: skip
+    whole = run_dispatch(*command, "--mixin", f"output={tmp_path / 'whole'}")
+    assert whole.returncode == 0, whole.stderr
+    path = tmp_path / "rows.manifest"
+    out = ["--mixin", f"output={tmp_path / 'out'}"]
+    made = run_dispatch("manifest", "--shards", "3", "--output", path, "--", *command, *out)
+    assert made.returncode == 0, made.stderr
+    manifest = read_manifest(str(path))
+    files = [{key.split("@")[0] for key, _ in read_segment(manifest, i)} for i in range(3)]
+    assert [len(read_segment(manifest, i)) for i in range(3)] == [14, 7, 7]
+    assert files[0].isdisjoint(files[1]) and files[1].isdisjoint(files[2])
+    for i in range(3):
+        done = run_dispatch(*command, *out, "--manifest", path, "--shard", f"{i}/3")
+        assert done.returncode == 0, done.stderr
+    assert tree(tmp_path / "out") == tree(tmp_path / "whole")
