@@ -46,20 +46,30 @@ def shard_numbers(keys: Sequence[str], count: int, mode: str) -> list[int]:
 
 def array_manifest(command: Command, count: int) -> Manifest | None:
     """The manifest the array's tasks read: the command's own `--manifest`, else the one
-    the last submission of N shards wrote (`dispatch submit --manifest`)."""
+    the last submission of N shards wrote (`dispatch submit`; N may be a count it had
+    before a replan added segments)."""
     if command.prepared.manifest is not None:
         return command.prepared.manifest
     for record in reversed(submissions(command)):
-        if record.get("shard_count") == count:
-            path = record.get("manifest")
-            if not path:
-                return None
-            manifest = read_manifest(path)
+        path = record.get("manifest")
+        if not path:
+            if record.get("shard_count") == count:
+                return None  # the newest array of N walked
+            continue
+        manifest = read_manifest(path)
+        if count in manifest.counts or record.get("shard_count") == count:
             problems = run_problems(manifest, command.prepared.config, command.output_roots)
             if problems:
                 raise UsageError(*problems)
             return manifest
     return None
+
+
+def array_counts(command: Command, count: int) -> list[int]:
+    """Every shard count the array of `count` shards has had: its manifest's counts (shard
+    I is the same segment under each), else `count` alone."""
+    manifest = array_manifest(command, count)
+    return manifest.counts if manifest is not None else [count]
 
 
 def _manifest_shards(command: Command, manifest: Manifest) -> list[ShardRow]:
@@ -80,7 +90,8 @@ def count_shards(command: Command, count: int) -> list[ShardRow]:
         if len(manifest.segments) != count:
             raise UsageError(
                 f"--array {count}: the array's manifest {manifest.path} has "
-                f"{len(manifest.segments)} segments"
+                f"{manifest.counts_text()}: give --array {len(manifest.segments)} (or leave "
+                "--array out)"
             )
         return _manifest_shards(command, manifest)
     stage = command.prepared.stage
@@ -99,6 +110,7 @@ _SHARD = re.compile(r"^(hash|index) (\d+)/(\d+)$")
 
 def last_records(command: Command, count: int) -> Records:
     """Each shard's newest run record over these outputs (run folders sort by time)."""
+    counts = array_counts(command, count)
     found: dict[int, tuple[str, dict[str, Any]]] = {}
     pattern = os.path.join(command.log_dir, command.task_name, "*", "run.json")
     for path in sorted(glob.glob(pattern)):
@@ -111,7 +123,7 @@ def last_records(command: Command, count: int) -> Records:
             continue
         shard = str(record.get("config", {}).get("shard", ""))
         match = _SHARD.match(shard)
-        if match and match[1] == command.shard_mode and int(match[3]) == count:
+        if match and match[1] == command.shard_mode and int(match[3]) in counts:
             found[int(match[2])] = (path, record)
         elif shard == "all" and count == 1:  # a run of every item is the one shard of one
             found[0] = (path, record)
@@ -121,10 +133,11 @@ def last_records(command: Command, count: int) -> Records:
 def queued(command: Command, count: int) -> dict[int, str] | None:
     """Shard -> queue state of the array tasks of earlier submissions still in `squeue`;
     None when squeue cannot be asked."""
+    counts = array_counts(command, count)
     offsets = {
         str(job["job"]): int(job["offset"])
         for record in submissions(command)
-        if record.get("shard_count") == count
+        if record.get("shard_count") in counts
         for job in record.get("jobs", [])
     }
     if shutil.which("squeue") is None:

@@ -218,9 +218,17 @@ def submit_parser() -> OwnParser:
     )
     add(
         "--manifest",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="walk the input once, here, into a manifest of N segments that every array "
-        "task reads its items from (instead of each walking it)",
+        "task reads its items from (the default); --no-manifest: each task walks the "
+        "input and keeps its hash shard",
+    )
+    add(
+        "--replan",
+        action="store_true",
+        help="with --resubmit: walk again, add the items the array's manifest lacks as new "
+        "shards, and submit them with the incomplete ones",
     )
     add(
         "--requeue",
@@ -274,9 +282,13 @@ def main(argv: Sequence[str], parse: Parse) -> int:
     command = _checked_command(args, words, parse)
     count = args.array or remembered_count(command, "submit")
     shards = _shards_to_submit(args, command, count)
+    manifest = None
+    if args.replan:
+        count, added, manifest = _replan(args, command, count)
+        shards = sorted({*shards, *added})
     if not shards:
         return EXIT_OK
-    manifest = _array_manifest(args, command, count)
+    manifest = manifest or _array_manifest(args, command, count)
     if manifest is not None and command.prepared.manifest is None:  # tasks read it too
         words = [*words, "--manifest", manifest]
     limit = cluster_max_array_size()
@@ -316,6 +328,10 @@ def _checked_command(args: argparse.Namespace, words: list[str], parse: Parse) -
         raise UsageError("submit: --array N (the number of shards) is required")
     if args.no_queue_check and not args.resubmit:
         raise UsageError("submit: --no-queue-check only applies to --resubmit")
+    if args.replan and not args.resubmit:
+        raise UsageError(
+            "submit: --replan adds new input to a submitted array: give it with --resubmit"
+        )
     command = prepare_command(words, parse, "submit")
     if args.requeue and command.grace >= args.requeue_before:
         raise UsageError(
@@ -353,6 +369,25 @@ def _array_manifest(args: argparse.Namespace, command: Command, count: int) -> s
     made = make_manifest(command, count, path)
     note(f"manifest {path}: {made.items} items in {count} segments")
     return path
+
+
+def _replan(args: argparse.Namespace, command: Command, count: int) -> tuple[int, list[int], str]:
+    """(the array's shard count once the input found since its manifest was made is added
+    to it as new segments, those segments' shards, the manifest); a dry run writes nothing."""
+    from dispatcher.slurm.manifest_command import replan, say_replanned
+    from dispatcher.slurm.status import array_manifest
+
+    manifest = array_manifest(command, count)
+    if manifest is None:
+        raise UsageError(
+            f"submit --replan: the array of {count} shards reads no manifest (submitted with "
+            "--no-manifest: each of its tasks walks the input and finds new items itself)"
+        )
+    replanned = replan(command, manifest, write=not args.dry_run)
+    say_replanned(replanned)
+    if args.dry_run and replanned.new:
+        note("submit --dry-run: the manifest is left as it was (nothing is written)")
+    return replanned.count, list(replanned.added), os.path.abspath(manifest.path)
 
 
 def _shards_to_submit(args: argparse.Namespace, command: Command, count: int) -> list[int]:

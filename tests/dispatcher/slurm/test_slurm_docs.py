@@ -39,9 +39,11 @@ def test_the_shown_script_is_what_a_dry_run_prints(tmp_path):
     printed = [line for line in done.stdout.splitlines() if not line.startswith("# sbatch")]
     shown = DOC.read_text().split("prints the script (paths are absolute in it):\n\n```\n", 1)[1]
     shown = shown.split("```", 1)[0].splitlines()
-    # The doc's example paths stand for this machine's.
+    # The doc's example paths stand for this machine's, its manifest's time for now.
     printed = [
-        line.replace(str(tmp_path), "/home/me/repo").replace(sys.executable, "/usr/bin/python3")
+        re.sub(r"-\d{8}-\d{6}\.manifest", "-20261201-093000.manifest", line)
+        .replace(str(tmp_path), "/home/me/repo")
+        .replace(sys.executable, "/usr/bin/python3")
         for line in printed
     ]
     assert printed == shown

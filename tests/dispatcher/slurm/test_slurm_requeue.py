@@ -101,7 +101,7 @@ def test_time_limit_warning_requeues_the_task_which_resumes_its_shard(tmp_path, 
     names = sorted(f"item-{i:03d}" for i in range(items))
     assert sorted(outputs(tmp_path)) == names
     assert sorted(r["name"] for r in journal(tmp_path)) == names, "an item was processed twice"
-    runs = sorted((tmp_path / "logs" / "Stamp").glob(f"*-hash1of2-{job}_1-*/run.json"))
+    runs = sorted((tmp_path / "logs" / "Stamp").glob(f"*-segment1of2-{job}_1-*/run.json"))
     records = [json.loads(p.read_text()) for p in runs]
     assert [r["exit_code"] for r in records] == [143, 0], records
     assert records[1]["counts"]["skipped"] >= 1  # the requeued task resumed its shard

@@ -145,7 +145,7 @@ def test_a_replayed_config_is_submitted_from_where_it_is_typed_and_runs_where_pr
                            "count=12", cwd=here)  # fmt: skip
     assert printed.returncode == 0, printed.stderr
     (typed / "run.yaml").write_text(printed.stdout)
-    done = run_dispatch("submit", "--array", "2", "--dry-run", "--", "--cfg", "run.yaml",
+    done = run_dispatch("submit", "--array", "2", "--no-manifest", "--dry-run", "--", "--cfg", "run.yaml",
                         "--log-dir", "logs", cwd=typed)  # fmt: skip
     assert done.returncode == 0, done.stderr
     script = done.stdout.split("\n", 1)[1]  # after the "# sbatch" line
@@ -332,15 +332,16 @@ def test_submit_runs_every_shard_once(tmp_path, jobs):
     assert set(made) == names
     lines = journal(tmp_path)
     assert sorted(r["name"] for r in lines) == sorted(names), "an item was processed twice"
-    for record in lines:
-        assert record["shard"] == str(hash_bucket(record["name"], count)) == record["task"]
+    for record in lines:  # the manifest's segments: contiguous runs of the sorted items
+        segment = int(record["name"].removeprefix("item-")) // (items // count)
+        assert record["shard"] == str(segment) == record["task"]
         assert record["job"] == job
     logs = tmp_path / "logs" / "slurm"
     assert sorted(p.name for p in logs.glob("*.out")) == [f"{job}_{t}.out" for t in range(count)]
     assert len(list(logs.glob("submit-*.sh"))) == 1  # the script is kept
     # Each array task's run record is named by its job and array task id.
     runs = [p.name for p in (tmp_path / "logs" / "Stamp").iterdir()]
-    named = sorted(re.search(rf"-hash(\d)of4-{job}_(\d)-\d+$", r).groups() for r in runs)
+    named = sorted(re.search(rf"-segment(\d)of4-{job}_(\d)-\d+$", r).groups() for r in runs)
     assert named == [(str(t), str(t)) for t in range(count)]
 
 
@@ -391,8 +392,17 @@ def test_twenty_shards_above_max_array_size_are_split(tmp_path, jobs, small_max_
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert refused.returncode != 0  # the cluster itself would not take 20 ids
-    ids, done = submit(
-        tmp_path, "--array", str(count), "--parallel", "4", "--time", "5", "--", *command
+    ids, done = submit(  # each task walks and keeps its hash shard
+        tmp_path,
+        "--array",
+        str(count),
+        "--parallel",
+        "4",
+        "--no-manifest",
+        "--time",
+        "5",
+        "--",
+        *command,
     )
     jobs.extend(ids)
     assert len(ids) == 3, done.stdout
@@ -470,3 +480,53 @@ def test_an_array_over_a_manifest_walks_once_and_makes_what_one_run_makes(tmp_pa
     wait_for(again)
     assert tree(tmp_path / "out") == tree(tmp_path / "whole")
     assert walks(tmp_path) == before + 1
+
+
+@pytest.mark.slow
+@needs_cluster
+def test_input_added_after_submit_is_found_only_by_replan(tmp_path, jobs):
+    """An array reads the manifest written when it was submitted (the default): files added
+    later are run by no task and counted by no status or --resubmit, until --replan walks
+    again and submits them as new shards, leaving the old ones as they were."""
+    command = walked_command(tmp_path, 12)
+    ids, done = submit(tmp_path, "--array", "2", "--time", "5", "--", *command)
+    jobs.extend(ids)
+    assert "12 items in 2 segments" in done.stderr and walks(tmp_path) == 1
+    wait_for(ids)
+    for i in range(12, 20):
+        path = tmp_path / "in" / "new" / f"g{i:03d}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("y" * i)
+    shown = run_dispatch("status", "--json", "--", *command, cwd=tmp_path, env=clean_env())
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["totals"]["items"] == 12
+    same = run_dispatch("submit", "--resubmit", "--", *command, cwd=tmp_path, env=clean_env())
+    assert same.returncode == 0 and "nothing to submit: all 2 shards" in same.stdout, same.stderr
+    assert walks(tmp_path) == 1 and not (tmp_path / "out" / "new").exists()
+    lone = run_dispatch("submit", "--array", "2", "--replan", "--", *command, cwd=tmp_path,
+                        env=clean_env())  # fmt: skip
+    assert lone.returncode == 2 and "--replan" in lone.stderr and "--resubmit" in lone.stderr
+    (manifest,) = (tmp_path / "logs" / "manifests").glob("*.manifest")
+    written = manifest.read_bytes()
+    dry = run_dispatch("submit", "--resubmit", "--replan", "--dry-run", "--", *command,
+                       cwd=tmp_path, env=clean_env())  # fmt: skip
+    assert dry.returncode == 0 and "#SBATCH --array=2-3" in dry.stdout, dry.stderr
+    assert manifest.read_bytes() == written and "nothing is written" in dry.stderr
+    assert "replan: 8 new items since" in dry.stderr and walks(tmp_path) == 2
+    grown, done = submit(tmp_path, "--resubmit", "--replan", "--time", "5", "--", *command)
+    jobs.extend(grown)
+    assert "replan: 8 new items since" in done.stderr and "segments 2-3" in done.stderr
+    assert len(grown) == 1 and "shards 2-3 of 4" in done.stdout and walks(tmp_path) == 3
+    wait_for(grown)
+    assert task_states(grown[0]) == {t: ("COMPLETED", 0) for t in (2, 3)}
+    whole = run_dispatch(*command, "--mixin", f"output={tmp_path / 'whole'}", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    assert tree(tmp_path / "out") == tree(tmp_path / "whole")
+    # status takes the new N, and the old shards keep the records of their runs
+    shown = run_dispatch("status", "--json", "--", *command, cwd=tmp_path, env=clean_env())
+    report = json.loads(shown.stdout)
+    assert report["shard_count"] == 4 and report["totals"]["items"] == 20
+    assert report["totals"]["to_run"] == 0
+    assert all(row["outcome"] == "success" for row in report["shards"]), report
+    old = run_dispatch("status", "--array", "2", "--", *command, cwd=tmp_path, env=clean_env())
+    assert old.returncode == 2 and "give --array 4" in old.stderr, old.stderr
