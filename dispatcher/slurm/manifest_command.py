@@ -56,7 +56,9 @@ def manifest_parser() -> OwnParser:
                         "many to add (default: as many as hold the new items at the "
                         "manifest's mean segment size)")  # fmt: skip
     parser.add_argument(
-        "--output", metavar="FILE", help="where (default: LOG_DIR/manifests/TASK-TIME.manifest)"
+        "--output",
+        metavar="FILE",
+        help="where (default: LOG_DIR/manifests/TASK-TIME-PID.manifest)",
     )
     parser.add_argument(
         "--replan",
@@ -93,7 +95,8 @@ def main(argv: Sequence[str], parse: Parse) -> int:
 
 
 def default_path(command: Command) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    # The process id too: two submissions in one second must not share (and replace) a file.
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     return os.path.join(command.log_dir, "manifests", f"{command.task_name}-{stamp}.manifest")
 
 

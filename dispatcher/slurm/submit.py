@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 
 from dispatcher.errors import EXIT_OK, UsageError
-from dispatcher.report.log import note
+from dispatcher.report.log import logger, note
 from dispatcher.slurm.command import (
     Command,
     OwnParser,
@@ -366,6 +366,10 @@ def _array_manifest(args: argparse.Namespace, command: Command, count: int) -> s
     if args.dry_run:
         note(f"submit --dry-run: the manifest would be written to {path} (nothing is written)")
         return path
+    logger.info(
+        f"submit: walking the input once, into a manifest of {count} segments that the "
+        "array tasks read (--no-manifest: each walks it instead)"
+    )
     made = make_manifest(command, count, path)
     note(f"manifest {path}: {made.items} items in {count} segments")
     return path

@@ -264,3 +264,48 @@ def test_row_ranges_keep_their_file_in_one_segment_and_make_what_one_run_makes(t
         done = run_dispatch(*command, *out, "--manifest", path, "--shard", f"{i}/3")
         assert done.returncode == 0, done.stderr
     assert tree(tmp_path / "out") == tree(tmp_path / "whole")
+
+
+def test_over_a_manifest_the_shards_are_its_segments_whatever_the_mode(tmp_path):
+    _data(tmp_path / "in", 9)
+    path = tmp_path / "run.manifest"
+    made = run_dispatch("manifest", "--shards", "3", "--output", path, "--", *_command(tmp_path))
+    assert made.returncode == 0, made.stderr
+    mode = ["--shard-mode", "index", "--manifest", path]
+    done = run_dispatch(*_command(tmp_path), *mode, "--shard", "2/3")
+    assert done.returncode == 0 and "in shard 3" in done.stderr, done.stderr
+    keys = {key for key, _ in read_segment(read_manifest(str(path)), 2)}
+    made_now = {
+        p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.out")
+    }
+    assert made_now == {key + ".out" for key in keys}
+
+
+def test_items_that_cannot_be_written_are_a_clear_error_and_nothing_is_left(tmp_path):
+    task = write_file(
+        tmp_path / "lambdas.py",
+        """
+        from dispatcher import Task
+
+        class Lambdas(Task):
+            def output_roots(self):
+                return ["out"]
+
+            def generate_tasks(self):
+                for i in range(3):
+                    yield {"name": f"i{i}", "make": lambda: i}
+
+            def item_key(self, item):
+                return item["name"]
+
+            def process(self, name, make):
+                pass
+        """,
+    )
+    path = tmp_path / "run.manifest"
+    made = run_dispatch("manifest", "--shards", "2", "--output", path, "--", task, "Lambdas",
+                        "--log-dir", tmp_path / "logs", cwd=tmp_path)  # fmt: skip
+    assert made.returncode == 2, made.stderr
+    assert "an item cannot be written to a manifest" in made.stderr
+    assert "--no-manifest" in made.stderr and "Traceback" not in made.stderr
+    assert not path.exists() and list(tmp_path.glob("run.manifest*")) == []

@@ -41,7 +41,7 @@ def test_the_shown_script_is_what_a_dry_run_prints(tmp_path):
     shown = shown.split("```", 1)[0].splitlines()
     # The doc's example paths stand for this machine's, its manifest's time for now.
     printed = [
-        re.sub(r"-\d{8}-\d{6}\.manifest", "-20261201-093000.manifest", line)
+        re.sub(r"-\d{8}-\d{6}-\d+\.manifest", "-20261201-093000-4242.manifest", line)
         .replace(str(tmp_path), "/home/me/repo")
         .replace(sys.executable, "/usr/bin/python3")
         for line in printed
