@@ -274,6 +274,7 @@ def main(argv: Sequence[str], parse: Parse) -> int:
         raise UsageError(problem)
     command = prepare_command(words, parse, "status")
     count = args.array or remembered_count(command, "status")
+    manifest = array_manifest(command, count)
     records = last_records(command, count)
     rows, squeue = status_rows(command, count, records)
     complete = sum(1 for r in rows if not r.to_run)
@@ -293,8 +294,28 @@ def main(argv: Sequence[str], parse: Parse) -> int:
             "complete_shards": complete,
         }
         shown = {"shard_count": count, "shards": [r.as_dict() for r in rows], "totals": totals}
+        if manifest is not None:
+            shown["manifest"] = {
+                "path": os.path.abspath(manifest.path),
+                "made": manifest.header.get("made"),
+                "items": manifest.items,
+                "counts": manifest.counts,
+                "replans": manifest.replans,
+            }
         print(json.dumps(shown, indent=1))
         return EXIT_OK
     print(_table(rows, squeue))
     logger.info(f"{complete} of {count} shards complete", extra={"bare": True})
+    if manifest is not None:
+        logger.info(_manifest_line(manifest), extra={"bare": True})
     return EXIT_OK
+
+
+def _manifest_line(manifest: Manifest) -> str:
+    """Where the items were counted from, and what that leaves out."""
+    made = manifest.header.get("made", "?")
+    last = f", segments last added {manifest.replans[-1]}" if manifest.replans else ""
+    return (
+        f"items from the manifest {manifest.path} (made {made}{last}): input added since "
+        "is counted once dispatch submit --resubmit --replan adds it"
+    )

@@ -497,9 +497,9 @@ def test_input_added_after_submit_is_found_only_by_replan(tmp_path, jobs):
         path = tmp_path / "in" / "new" / f"g{i:03d}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("y" * i)
-    shown = run_dispatch("status", "--json", "--", *command, cwd=tmp_path, env=clean_env())
-    assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout)["totals"]["items"] == 12
+    shown = run_dispatch("status", "--", *command, cwd=tmp_path, env=clean_env())
+    assert shown.returncode == 0 and shown.stdout.splitlines()[-1].split()[1] == "12"
+    assert "input added since is counted once dispatch submit --resubmit --replan" in shown.stderr
     same = run_dispatch("submit", "--resubmit", "--", *command, cwd=tmp_path, env=clean_env())
     assert same.returncode == 0 and "nothing to submit: all 2 shards" in same.stdout, same.stderr
     assert walks(tmp_path) == 1 and not (tmp_path / "out" / "new").exists()
@@ -526,6 +526,7 @@ def test_input_added_after_submit_is_found_only_by_replan(tmp_path, jobs):
     shown = run_dispatch("status", "--json", "--", *command, cwd=tmp_path, env=clean_env())
     report = json.loads(shown.stdout)
     assert report["shard_count"] == 4 and report["totals"]["items"] == 20
+    assert report["manifest"]["counts"] == [2, 4] and report["manifest"]["items"] == 20
     assert report["totals"]["to_run"] == 0
     assert all(row["outcome"] == "success" for row in report["shards"]), report
     old = run_dispatch("status", "--array", "2", "--", *command, cwd=tmp_path, env=clean_env())
