@@ -287,6 +287,8 @@ def main(argv: Sequence[str], parse: Parse) -> int:
         count, added, manifest = _replan(args, command, count)
         shards = sorted({*shards, *added})
     if not shards:
+        print(f"dispatch: submit --resubmit: nothing to submit: all {count} shards are "
+              "complete or still queued")  # fmt: skip
         return EXIT_OK
     manifest = manifest or _array_manifest(args, command, count)
     if manifest is not None and command.prepared.manifest is None:  # tasks read it too
@@ -395,8 +397,7 @@ def _replan(args: argparse.Namespace, command: Command, count: int) -> tuple[int
 
 
 def _shards_to_submit(args: argparse.Namespace, command: Command, count: int) -> list[int]:
-    """Every shard; with `--resubmit`, only those with items to run and not queued (none
-    left: said on stdout)."""
+    """Every shard; with `--resubmit`, only those with items to run and not queued."""
     if not args.resubmit:
         return list(range(count))
     from dispatcher.slurm.status import resubmittable
@@ -404,9 +405,6 @@ def _shards_to_submit(args: argparse.Namespace, command: Command, count: int) ->
     shards, notes = resubmittable(command, count, queue_check=not args.no_queue_check)
     for text in notes:
         note(text)
-    if not shards:
-        print(f"dispatch: submit --resubmit: nothing to submit: all {count} shards are "
-              "complete or still queued")  # fmt: skip
     return shards
 
 

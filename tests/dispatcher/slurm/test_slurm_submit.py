@@ -517,6 +517,7 @@ def test_input_added_after_submit_is_found_only_by_replan(tmp_path, jobs):
     jobs.extend(grown)
     assert "replan: 8 new items since" in done.stderr and "segments 2-3" in done.stderr
     assert len(grown) == 1 and "shards 2-3 of 4" in done.stdout and walks(tmp_path) == 3
+    assert "nothing to submit" not in done.stdout
     wait_for(grown)
     assert task_states(grown[0]) == {t: ("COMPLETED", 0) for t in (2, 3)}
     whole = run_dispatch(*command, "--mixin", f"output={tmp_path / 'whole'}", cwd=tmp_path)
