@@ -91,6 +91,10 @@ class ItemSource:
         run may be alone on them and hold no claim that keeps its live files safe."""
         return ()
 
+    def narrow_listings(self, items: Sequence[Item]) -> None:
+        """Say that the next `done_mask` is of `items` alone (a manifest's segment), so a
+        source that would list a whole output prefix lists only their folders."""
+
     def forget_listings(self) -> None:
         """Drop what the last `done_mask` kept for `leftovers`, in a run that will not ask
         for them (a manifest's segment, whose folders may hold other segments' live

@@ -144,6 +144,7 @@ def plan_from_manifest(
         items = [item for n in range(len(manifest.segments)) for item in read_segment(manifest, n)]
     pending = items
     if not force:
+        stage.source.narrow_listings(items)
         mask = list(stage.source.done_mask(items))
         pending = list(compress(items, map(operator.not_, mask)))
         stage.source.forget_listings()

@@ -111,9 +111,24 @@ class ObjectTemplateItems(TemplateItems):
     def _listings(self) -> dict[str, frozenset[str]]:
         if not self.output_in_store:
             return super()._listings()
-        listed = list_prefix(self.output_root)
+        folders = self.__dict__.pop("_only", None)
+        if folders is None:
+            listed = list_prefix(self.output_root)
+        else:  # a segment's items: the prefixes of their folders, every other left unlisted
+            listed = {}
+            for folder in folders:
+                below = list_prefix(urls.join(self.output_root, folder))
+                listed.update({f"{folder}/{rel}": seen for rel, seen in below.items()})
         self.__dict__["_listed"] = listed
         return _Folders(folders_of(listed))
+
+    def narrow_listings(self, items: Sequence[Item]) -> None:
+        """The outputs of a store's three output modes lie below their key's folder: the
+        done check of `items` lists the fewest folders that hold all of theirs."""
+        if self.output_in_store:
+            folders = {key.rpartition("/")[0] for key, _ in items}
+            if "" not in folders:
+                self.__dict__["_only"] = outermost(folders)
 
     def _done_paths(self, output: OutputMode, finish: Finish, key: str) -> list[str]:
         paths = output.done_paths(finish, key)
@@ -176,6 +191,15 @@ class ObjectTemplateItems(TemplateItems):
 
 
 _STORE_OUTPUTS = (OutputWithExtension, OutputSameFormat, OutputSubfolder)
+
+
+def outermost(folders: set[str]) -> list[str]:
+    """The folders of `folders` that lie in no other of them, sorted."""
+    kept: list[str] = []
+    for folder in sorted(folders):  # an ancestor sorts right before what it holds
+        if not kept or not folder.startswith(kept[-1] + "/"):
+            kept.append(folder)
+    return kept
 
 
 class _Folders(dict):

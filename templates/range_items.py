@@ -168,6 +168,9 @@ class PartItems(CutItems):
     def leftovers(self, items: Sequence[Item], found: Sequence[Item] = ()) -> list[str]:
         return list(self.inner.leftovers(items, found))
 
+    def narrow_listings(self, items: Sequence[Item]) -> None:
+        self.inner.narrow_listings(items)
+
     def forget_listings(self) -> None:
         self.inner.forget_listings()
 

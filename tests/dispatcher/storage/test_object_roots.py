@@ -309,3 +309,45 @@ def test_a_torch_template_reads_and_writes_a_bucket(s3_server, tmp_path):
         f"{i}.txt.len": str(2 * (i + 1)).encode() for i in range(7)
     }
     assert not [p for p in scratch.rglob("*") if p.is_file()]  # downloads removed by the writer
+
+
+def test_a_segment_run_lists_only_its_own_output_folders_and_never_the_input(s3_server, tmp_path):
+    """Over a manifest, a bucket's input is never listed, and the done check lists the
+    folders of the segment's own outputs, not the whole output prefix."""
+    from urllib.parse import parse_qs, urlsplit
+
+    s3, bucket = s3_server, s3_server.bucket()
+    data = tmp_path / "in"
+    for folder in range(6):
+        for i in range(3):
+            path = data / f"d{folder}" / f"{i:02d}.dat"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(bytes([folder, i]) * 50)
+    s3.upload_tree(data, bucket, "in")
+    local = run_dispatch(TASK, "Files", "--backbone", "serial", "--log-dir", tmp_path / "logs",
+                         "--mixin", f"input={data}", f"output={tmp_path / 'out'}")  # fmt: skip
+    assert local.returncode == 0, local.stderr
+    args = [TASK, "Files", "--backbone", "serial", "--log-dir", tmp_path / "logs",
+            "--mixin", f"input=s3://{bucket}/in", f"output=s3://{bucket}/out"]  # fmt: skip
+    manifest = tmp_path / "run.manifest"
+    made = _dispatch(s3, "manifest", "--shards", "3", "--output", manifest, "--", *args)
+    assert made.returncode == 0, made.stderr
+
+    def listed(mark: int) -> set[str]:
+        """The prefixes listed, but for the roots' checks (a LIST of at most one key)."""
+        asked = [parse_qs(urlsplit(t).query) for m, t in s3.requests(mark) if m == "GET"]
+        asked = [q for q in asked if "list-type" in q and q.get("max-keys") != ["1"]]
+        return {q.get("prefix", [""])[0] for q in asked}
+
+    for i in range(3):
+        mark = s3.mark()
+        done = _dispatch(s3, *args, "--manifest", manifest, "--shard", f"{i}/3")
+        assert done.returncode == 0 and "in shard 6" in done.stderr, done.stderr
+        if s3.counts_requests:
+            assert listed(mark) == {f"out/d{2 * i}/", f"out/d{2 * i + 1}/"}, listed(mark)
+    assert _store_tree(s3, bucket, "out") == tree(tmp_path / "out")
+    mark = s3.mark()
+    again = _dispatch(s3, *args, "--manifest", manifest, "--shard", "2/3")
+    assert again.returncode == 0 and "all done" in again.stderr, again.stderr
+    if s3.counts_requests:
+        assert listed(mark) == {"out/d4/", "out/d5/"}
