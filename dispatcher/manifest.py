@@ -27,6 +27,7 @@ is None): a manifest is read by runs of the task that wrote it, from its log fol
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -223,6 +224,21 @@ def add_segments(
             segments += _write_records(fh, iter(items), runs)
             _write_index(fh, segments, counts, replans)
     return Manifest(manifest.path, manifest.header, segments, counts, replans)
+
+
+@contextlib.contextmanager
+def replanning(path: str) -> Iterator[None]:
+    """Held while segments are added to the manifest at `path` (`FILE.lock` beside it: the
+    file itself is replaced whole, so its inode cannot be the lock). A second replan waits,
+    then reads the file again and finds the first one's segments."""
+    import fcntl
+
+    with open(f"{path}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def read_manifest(path: str) -> Manifest:

@@ -27,6 +27,7 @@ from dispatcher.manifest import (
     fingerprint,
     read_manifest,
     read_segment,
+    replanning,
     run_problems,
     write_manifest,
 )
@@ -158,7 +159,14 @@ def replan(
 ) -> Replanned:
     """Walk again and add what `manifest` lacks as new segments (`shards` of them, or as
     many as hold the new items at its mean segment size); existing segments are kept.
-    Without `write`, only what would be added is said."""
+    Without `write`, only what would be added is said. One replan of a file at a time."""
+    if not write:
+        return _replan(command, manifest, shards, write)
+    with replanning(manifest.path):
+        return _replan(command, read_manifest(manifest.path), shards, write)
+
+
+def _replan(command: Command, manifest: Manifest, shards: int | None, write: bool) -> Replanned:
     problems = run_problems(manifest, command.prepared.config, command.output_roots)
     if problems:
         raise UsageError(*problems)

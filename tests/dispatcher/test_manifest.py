@@ -309,3 +309,36 @@ def test_items_that_cannot_be_written_are_a_clear_error_and_nothing_is_left(tmp_
     assert "an item cannot be written to a manifest" in made.stderr
     assert "--no-manifest" in made.stderr and "Traceback" not in made.stderr
     assert not path.exists() and list(tmp_path.glob("run.manifest*")) == []
+
+
+def test_a_replan_waits_for_another_and_then_finds_its_segments(tmp_path):
+    import fcntl
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+
+    _data(tmp_path / "in", 6)
+    path = tmp_path / "run.manifest"
+    made = run_dispatch("manifest", "--shards", "2", "--output", path, "--", *_command(tmp_path))
+    assert made.returncode == 0, made.stderr
+    for i in range(6, 9):
+        write_file(tmp_path / "in" / "new" / f"g{i:03d}.txt", "y")
+    with open(f"{path}.lock", "a") as held:  # another replan of the file, under way
+        fcntl.flock(held, fcntl.LOCK_EX)
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "dispatcher", "manifest", "--replan", str(path), "--",
+             *map(str, _command(tmp_path))],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        time.sleep(3)
+        assert waiting.poll() is None  # it waits for the lock
+        grown = add_segments(read_manifest(str(path)), [(f"new/g{i:03d}.txt", None)
+                             for i in range(6, 9)], 3, 1)  # fmt: skip
+        fcntl.flock(held, fcntl.LOCK_UN)
+    _, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    # It read the file again under the lock: what the other one added is not new.
+    assert "replan: no new items since" in err, err
+    assert read_manifest(str(path)).counts == grown.counts == [2, 3]
