@@ -282,7 +282,7 @@ def main(argv: Sequence[str], parse: Parse) -> int:
         from dispatcher.outputs import atomic_write
         from dispatcher.slurm.status_page import status_page
 
-        text = status_page(command, count, rows, records, squeue)
+        text = status_page(command, count, rows, records, squeue, manifest)
         with atomic_write(page) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             fh.write(text)
         logger.info(f"status page {page}")

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from html import escape
 from typing import Any
 
+from dispatcher.manifest import Manifest
 from dispatcher.report.failure_groups import FailureGroups
 from dispatcher.report.run_record import now_text
 from dispatcher.report.throughput import Point, Throughput, curve, throughput
@@ -227,8 +228,12 @@ def _failures(records: Records) -> str:
     )
 
 
-def _commands(command: Command, rows: list[ShardRow], count: int, squeue: bool) -> str:
+def _commands(
+    command: Command, rows: list[ShardRow], count: int, squeue: bool, manifest: Manifest | None
+) -> str:
     words = shlex.join(command.words)
+    # A shard of an array over a manifest is its segment: by hand, the same segment.
+    reads = f" --manifest {shlex.quote(manifest.path)}" if manifest is not None else ""
     waiting = [r.shard for r in rows if r.to_run and r.queue]
     missing = [r for r in rows if r.to_run and not r.queue]
     lines = [f"cd {shlex.quote(command.invoked_in)}"]
@@ -241,18 +246,26 @@ def _commands(command: Command, rows: list[ShardRow], count: int, squeue: bool) 
         lines.append(f"# to run: {to_run} item{'s' * (to_run != 1)} in shards {shards}")
         lines.append(f"dispatch submit --resubmit{check} --array {count} -- {words}")
         lines.append("# or one shard here, without SLURM:")
-        lines.append(f"dispatch {words} --shard {missing[0].shard}/{count}")
+        lines.append(f"dispatch {words}{reads} --shard {missing[0].shard}/{count}")
     if waiting:
         lines.append(f"# still queued or running: shards {', '.join(map(str, waiting))}")
+    if manifest is not None:
+        lines.append("# input added since the manifest was made, as new shards:")
+        lines.append(f"dispatch submit --resubmit --replan --array {count} -- {words}")
     lines.append("# this page again:")
     lines.append(f"dispatch status --array {count} --html PAGE.html -- {words}")
     return f'<pre id="commands">{escape(chr(10).join(lines))}</pre>'
 
 
 def status_page(
-    command: Command, count: int, rows: list[ShardRow], records: Records, squeue: bool
+    command: Command,
+    count: int,
+    rows: list[ShardRow],
+    records: Records,
+    squeue: bool,
+    manifest: Manifest | None = None,
 ) -> str:
-    """The whole page, as text."""
+    """The whole page, as text (`manifest`: the one the array reads, if any)."""
     items, done = sum(r.items for r in rows), sum(r.done for r in rows)
     complete = sum(1 for r in rows if not r.to_run)
     failed = sum(int((rec.get("counts") or {}).get("failed") or 0) for _, rec in records.values())
@@ -261,6 +274,12 @@ def status_page(
     chart = _chart(rates) if rates else '<p class="empty">No progress samples yet.</p>'
     roots = ", ".join(command.output_roots)
     where = f"outputs <code>{escape(roots)}</code> · " if roots else ""
+    if manifest is not None:
+        made = escape(str(manifest.header.get("made", "?")))
+        where += (
+            f"items from the manifest <code>{escape(manifest.path)}</code> made {made} "
+            "(input added since: --replan) · "
+        )
     totals = [
         (items, "items"),
         (done, "done"),
@@ -293,6 +312,6 @@ by <code>dispatch status</code> · queue {"asked" if squeue else "not answering"
 <h2>Failures by kind</h2>
 {_failures(records)}
 <h2>Commands</h2>
-{_commands(command, rows, count, squeue)}
+{_commands(command, rows, count, squeue, manifest)}
 </body></html>
 """

@@ -3,6 +3,7 @@ and real array jobs on a running cluster (skipped without one, as in test_slurm.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import re
@@ -474,6 +475,17 @@ def test_an_array_over_a_manifest_walks_once_and_makes_what_one_run_makes(tmp_pa
     report = json.loads(shown.stdout)
     assert report["totals"] == {**report["totals"], "items": 40, "done": 39, "to_run": 1}
     assert sorted(row["items"] for row in report["shards"]) == [13, 13, 14]
+    # The page's command for one shard by hand reads that shard's segment, not a hash shard.
+    page = tmp_path / "status.html"
+    drawn = run_dispatch("status", "--html", page, "--", *command, cwd=tmp_path, env=clean_env())
+    assert drawn.returncode == 0, drawn.stderr
+    path, shard = report["manifest"]["path"], report["shards"].index(
+        next(row for row in report["shards"] if row["to_run"])
+    )
+    text = html.unescape(page.read_text())
+    assert f"--manifest {path} --shard {shard}/3" in text
+    assert f"items from the manifest <code>{path}</code> made" in text
+    assert "dispatch submit --resubmit --replan --array 3 -- " in text
     again, done = submit(tmp_path, "--resubmit", "--time", "5", "--", *command)
     jobs.extend(again)
     assert len(again) == 1, done.stdout
