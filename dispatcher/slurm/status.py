@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dispatcher.errors import EXIT_OK, UsageError
@@ -65,41 +66,48 @@ def array_manifest(command: Command, count: int) -> Manifest | None:
     return None
 
 
-def array_counts(command: Command, count: int) -> list[int]:
-    """Every shard count the array of `count` shards has had: its manifest's counts (shard
-    I is the same segment under each), else `count` alone."""
+@dataclass(frozen=True)
+class Array:
+    """The array that `status` and `--resubmit` look at, resolved once: its shard count,
+    and the manifest its tasks read (None: each task walks the input)."""
+
+    count: int
+    manifest: Manifest | None
+
+    @property
+    def counts(self) -> list[int]:
+        """Every shard count it has had: shard I is the same segment under each."""
+        return self.manifest.counts if self.manifest is not None else [self.count]
+
+
+def array_of(command: Command, count: int) -> Array:
+    """The array of `count` shards of `command`; refused when its manifest has grown to
+    another count (a replan added segments)."""
     manifest = array_manifest(command, count)
-    return manifest.counts if manifest is not None else [count]
+    if manifest is not None and len(manifest.segments) != count:
+        raise UsageError(
+            f"--array {count}: the array's manifest {manifest.path} has "
+            f"{manifest.counts_text()}: give --array {len(manifest.segments)} (or leave "
+            "--array out)"
+        )
+    return Array(count, manifest)
 
 
-def _manifest_shards(command: Command, manifest: Manifest) -> list[ShardRow]:
-    """Items and done items of each segment: read, never walked."""
-    source = command.prepared.stage.source
-    rows = []
-    for number in range(len(manifest.segments)):
-        items = read_segment(manifest, number)
-        rows.append(ShardRow(number, len(items), sum(map(bool, source.done_mask(items)))))
-    return rows
-
-
-def count_shards(command: Command, count: int) -> list[ShardRow]:
-    """Items and done items of each shard: one plan over every item, one done check (a
-    manifest's segments instead, when the array reads one)."""
-    manifest = array_manifest(command, count)
-    if manifest is not None:
-        if len(manifest.segments) != count:
-            raise UsageError(
-                f"--array {count}: the array's manifest {manifest.path} has "
-                f"{manifest.counts_text()}: give --array {len(manifest.segments)} (or leave "
-                "--array out)"
-            )
-        return _manifest_shards(command, manifest)
-    stage = command.prepared.stage
-    plan = make_plan(stage, command.task_shards, force=True)
-    keys = [key for key, _ in plan.pending]
-    done = list(stage.source.done_mask(plan.pending))
-    rows = [ShardRow(i) for i in range(count)]
-    for shard, is_done in zip(shard_numbers(keys, count, command.shard_mode), done, strict=True):
+def count_shards(command: Command, array: Array) -> list[ShardRow]:
+    """Items and done items of each shard: every item, each with its shard, and one done
+    check. The items are the manifest's, read segment by segment, when the array reads
+    one; else one plan over the input, each key's shard as the run computes it."""
+    if array.manifest is not None:
+        manifest = array.manifest
+        items = [item for n in range(len(manifest.segments)) for item in read_segment(manifest, n)]
+        shards = [n for n, segment in enumerate(manifest.segments) for _ in range(segment.count)]
+    else:
+        items = make_plan(command.prepared.stage, command.task_shards, force=True).pending
+        keys = [key for key, _ in items]
+        shards = shard_numbers(keys, array.count, command.shard_mode)
+    done = list(command.prepared.stage.source.done_mask(items))
+    rows = [ShardRow(i) for i in range(array.count)]
+    for shard, is_done in zip(shards, done, strict=True):
         rows[shard].items += 1
         rows[shard].done += bool(is_done)
     return rows
@@ -108,9 +116,9 @@ def count_shards(command: Command, count: int) -> list[ShardRow]:
 _SHARD = re.compile(r"^(hash|index) (\d+)/(\d+)$")
 
 
-def last_records(command: Command, count: int) -> Records:
+def last_records(command: Command, array: Array) -> Records:
     """Each shard's newest run record over these outputs (run folders sort by time)."""
-    counts = array_counts(command, count)
+    counts = array.counts
     found: dict[int, tuple[str, dict[str, Any]]] = {}
     pattern = os.path.join(command.log_dir, command.task_name, "*", "run.json")
     for path in sorted(glob.glob(pattern)):
@@ -125,19 +133,18 @@ def last_records(command: Command, count: int) -> Records:
         match = _SHARD.match(shard)
         if match and match[1] == command.shard_mode and int(match[3]) in counts:
             found[int(match[2])] = (path, record)
-        elif shard == "all" and count == 1:  # a run of every item is the one shard of one
+        elif shard == "all" and array.count == 1:  # a run of every item is the one shard of one
             found[0] = (path, record)
     return found
 
 
-def queued(command: Command, count: int) -> dict[int, str] | None:
+def queued(command: Command, array: Array) -> dict[int, str] | None:
     """Shard -> queue state of the array tasks of earlier submissions still in `squeue`;
     None when squeue cannot be asked."""
-    counts = array_counts(command, count)
     offsets = {
         str(job["job"]): int(job["offset"])
         for record in submissions(command)
-        if record.get("shard_count") in counts
+        if record.get("shard_count") in array.counts
         for job in record.get("jobs", [])
     }
     if shutil.which("squeue") is None:
@@ -163,13 +170,13 @@ def queued(command: Command, count: int) -> dict[int, str] | None:
 
 
 def status_rows(
-    command: Command, count: int, records: Records | None = None
+    command: Command, array: Array, records: Records | None = None
 ) -> tuple[list[ShardRow], bool]:
     """(rows, whether squeue answered); `records`: the shards' last run records, when the
     caller has read them already."""
-    rows = count_shards(command, count)
+    rows = count_shards(command, array)
     if records is None:
-        records = last_records(command, count)
+        records = last_records(command, array)
     for shard, (path, record) in records.items():
         row = rows[shard]
         row.record, row.outcome, row.exit_code = (
@@ -180,22 +187,22 @@ def status_rows(
         slurm = record.get("slurm") or {}
         if slurm:
             row.job = f"{slurm.get('array_job')}_{slurm.get('array_task')}"
-    states = queued(command, count)
+    states = queued(command, array)
     for shard, state in (states or {}).items():
-        if shard < count:
+        if shard < array.count:
             rows[shard].queue = state
     return rows, states is not None
 
 
 def resubmittable(
-    command: Command, count: int, queue_check: bool = True
+    command: Command, array: Array, queue_check: bool = True
 ) -> tuple[list[int], list[str]]:
     """(shards with items to run and no array task in the queue, notes on the others).
 
     Without an answer from squeue a shard still queued or running looks incomplete, and
     submitting it again could run it twice: refused unless `queue_check` is off.
     """
-    rows, answered = status_rows(command, count)
+    rows, answered = status_rows(command, array)
     incomplete = [row for row in rows if row.to_run]
     notes = []
     if not answered:
@@ -274,9 +281,10 @@ def main(argv: Sequence[str], parse: Parse) -> int:
         raise UsageError(problem)
     command = prepare_command(words, parse, "status")
     count = args.array or remembered_count(command, "status")
-    manifest = array_manifest(command, count)
-    records = last_records(command, count)
-    rows, squeue = status_rows(command, count, records)
+    array = array_of(command, count)
+    manifest = array.manifest
+    records = last_records(command, array)
+    rows, squeue = status_rows(command, array, records)
     complete = sum(1 for r in rows if not r.to_run)
     if page is not None:
         from dispatcher.outputs import atomic_write

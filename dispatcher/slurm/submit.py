@@ -400,9 +400,10 @@ def _shards_to_submit(args: argparse.Namespace, command: Command, count: int) ->
     """Every shard; with `--resubmit`, only those with items to run and not queued."""
     if not args.resubmit:
         return list(range(count))
-    from dispatcher.slurm.status import resubmittable
+    from dispatcher.slurm.status import array_of, resubmittable
 
-    shards, notes = resubmittable(command, count, queue_check=not args.no_queue_check)
+    array = array_of(command, count)
+    shards, notes = resubmittable(command, array, queue_check=not args.no_queue_check)
     for text in notes:
         note(text)
     return shards
