@@ -151,7 +151,14 @@ def _write_records(
                 raise ValueError(
                     f"fewer items than the {runs[-1][0] + runs[-1][1]} announced"
                 ) from None
-            data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                data = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                raise UsageError(
+                    f"manifest: an item cannot be written to a manifest ({item[0]!r}: {exc}): "
+                    "make the task's items picklable, or give dispatch submit --no-manifest "
+                    "(each array task then walks)"
+                ) from None
             fh.write(_LENGTH.pack(len(data)))
             fh.write(data)
     if next(items, None) is not None:

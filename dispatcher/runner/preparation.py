@@ -168,12 +168,12 @@ def _manifest_for(
 
 def _one_index(shard: sharding.ShardSpec) -> tuple[int | None, int]:
     """(I, N) of a `--shard I/N` naming one shard of either mode (over a manifest the
-    segments are the shards, whatever the mode); (None, N) for several indices."""
+    segments are the shards, whatever the mode); (None, 0) for several indices."""
     if isinstance(shard, sharding.HashShard):
         return shard.index, shard.count
     if isinstance(shard, sharding.IndexShard) and len(shard.indices()) == 1:
         return shard.indices()[0], shard.shard_num
-    return None, getattr(shard, "shard_num", 0)
+    return None, 0
 
 
 def _cli_shard(request: Request, errors: ErrorList) -> sharding.ShardSpec | None:

@@ -14,7 +14,6 @@ segments keep their items, so shards already running or done stay right).
 from __future__ import annotations
 
 import os
-import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -124,17 +123,7 @@ def make_manifest(command: Command, shards: int, path: str) -> Manifest:
         "command": command.words,
         "cwd": command.invoked_in,
     }
-    try:
-        return write_manifest(path, items, len(items), shards, header, _groups(command, items))
-    except (pickle.PicklingError, TypeError, AttributeError) as exc:
-        raise UsageError(_unpicklable(exc)) from None
-
-
-def _unpicklable(exc: Exception) -> str:
-    return (
-        f"manifest: an item cannot be written to a manifest ({exc}): make the task's items "
-        "picklable, or give dispatch submit --no-manifest (each array task then walks)"
-    )
+    return write_manifest(path, items, len(items), shards, header, _groups(command, items))
 
 
 @dataclass
@@ -145,8 +134,11 @@ class Replanned:
     gone: int
     """Items of the manifest no longer found (they stay in their segments)."""
     added: range
-    made: str
-    """When the manifest was made."""
+
+    @property
+    def made(self) -> str:
+        """When the manifest was made."""
+        return str(self.manifest.header.get("made", "?"))
 
     @property
     def count(self) -> int:
@@ -178,18 +170,14 @@ def _replan(command: Command, manifest: Manifest, shards: int | None, write: boo
     gone = len(known) - (len(items) - len(new))
     del items, known
     before = len(manifest.segments)
-    made = str(manifest.header.get("made", "?"))
     if not new:
-        return Replanned(manifest, 0, gone, range(before, before), made)
+        return Replanned(manifest, 0, gone, range(before, before))
     mean = max(1, -(-manifest.items // before))
     count = shards or -(-len(new) // mean)
     if not write:
-        return Replanned(manifest, len(new), gone, range(before, before + count), made)
-    try:
-        grown = add_segments(manifest, new, len(new), count, _groups(command, new))
-    except (pickle.PicklingError, TypeError, AttributeError) as exc:
-        raise UsageError(_unpicklable(exc)) from None
-    return Replanned(grown, len(new), gone, range(before, before + count), made)
+        return Replanned(manifest, len(new), gone, range(before, before + count))
+    grown = add_segments(manifest, new, len(new), count, _groups(command, new))
+    return Replanned(grown, len(new), gone, range(before, before + count))
 
 
 def say_replanned(replanned: Replanned) -> None:
