@@ -289,6 +289,13 @@ def read_segment(manifest: Manifest, number: int) -> list[Item]:
     return items
 
 
+def read_items(manifest: Manifest) -> list[Item]:
+    """Every segment's items, in segment order (a run without --shard, status, a replan)."""
+    return [
+        item for number in range(len(manifest.segments)) for item in read_segment(manifest, number)
+    ]
+
+
 def _exactly(fh: BinaryIO, size: int, path: str) -> bytes:
     data = fh.read(size)
     if len(data) != size:

@@ -19,7 +19,7 @@ from itertools import compress, islice, repeat
 from dispatcher import sharding
 from dispatcher.errors import UsageError
 from dispatcher.items import Item
-from dispatcher.manifest import Manifest, read_segment
+from dispatcher.manifest import Manifest, read_items, read_segment
 from dispatcher.outputs import unsafe_reason
 from dispatcher.sharding import SegmentShard, ShardSpec
 from dispatcher.stage import Batch, Stage
@@ -141,7 +141,7 @@ def plan_from_manifest(
     if isinstance(last, SegmentShard):
         items = read_segment(manifest, last.index)
     else:
-        items = [item for n in range(len(manifest.segments)) for item in read_segment(manifest, n)]
+        items = read_items(manifest)
     pending = items
     if not force:
         stage.source.narrow_listings(items)

@@ -24,8 +24,8 @@ from dispatcher.manifest import (
     Manifest,
     add_segments,
     fingerprint,
+    read_items,
     read_manifest,
-    read_segment,
     replanning,
     run_problems,
     write_manifest,
@@ -162,9 +162,7 @@ def _replan(command: Command, manifest: Manifest, shards: int | None, write: boo
     problems = run_problems(manifest, command.prepared.config, command.output_roots)
     if problems:
         raise UsageError(*problems)
-    known: set[str] = set()
-    for number in range(len(manifest.segments)):
-        known.update(key for key, _ in read_segment(manifest, number))
+    known = {key for key, _ in read_items(manifest)}
     items = _every_item(command)
     new = [item for item in items if item[0] not in known]
     gone = len(known) - (len(items) - len(new))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dispatcher.errors import EXIT_OK, UsageError
-from dispatcher.manifest import Manifest, read_manifest, read_segment, run_problems
+from dispatcher.manifest import Manifest, read_items, read_manifest, run_problems
 from dispatcher.plan import make_plan
 from dispatcher.report.liveness import shown_outcome
 from dispatcher.report.log import logger
@@ -99,7 +99,7 @@ def count_shards(command: Command, array: Array) -> list[ShardRow]:
     one; else one plan over the input, each key's shard as the run computes it."""
     if array.manifest is not None:
         manifest = array.manifest
-        items = [item for n in range(len(manifest.segments)) for item in read_segment(manifest, n)]
+        items = read_items(manifest)
         shards = [n for n, segment in enumerate(manifest.segments) for _ in range(segment.count)]
     else:
         items = make_plan(command.prepared.stage, command.task_shards, force=True).pending
